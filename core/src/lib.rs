@@ -1,0 +1,23 @@
+//! berth-core: the domain model shared by the gym, the agents and the service.
+//!
+//! A [`Scenario`] describes a cluster (nodes in zones, with CPUs, memory and GPUs), the
+//! services placed on it (replicas, requests, service time per hardware class), the users
+//! who call them and the dynamics of an episode. It is read from YAML by
+//! [`Scenario::from_yaml`], which names the field path and the reason of every error.
+//! A [`Placement`] maps replicas to nodes and knows whether it is feasible.
+
+mod error;
+mod placement;
+mod resources;
+pub mod rng;
+mod scenario;
+mod spec;
+
+pub use error::{Error, Result};
+pub use placement::{Placement, ReplicaId};
+pub use resources::{NodeUsage, Resources};
+pub use rng::Rng;
+pub use scenario::{
+    FailureModel, GpuSpec, InitialPlacement, Node, NodeEvent, NodeEventKind, RateModel,
+    RewardWeights, Routing, Scenario, Service, UserGroup, CPU_CLASS,
+};

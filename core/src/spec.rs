@@ -1,0 +1,143 @@
+//! The scenario document as written in YAML, before validation.
+//!
+//! Every struct refuses unknown fields so a typo is an error, not a silent default.
+//! [`crate::Scenario::from_yaml`] turns this into the validated, indexed model.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::scenario::{InitialPlacement, NodeEventKind, Routing};
+
+/// The whole document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScenarioSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub seed: u64,
+    pub tick_s: f64,
+    pub episode_ticks: u32,
+    pub slo_ms: f64,
+    pub timeout_ms: f64,
+    pub routing: Routing,
+    #[serde(default)]
+    pub initial_placement: InitialPlacement,
+    pub reward: RewardSpec,
+    pub zones: Vec<String>,
+    pub rtt_ms: Vec<Vec<f64>>,
+    pub nodes: Vec<NodeSpec>,
+    pub services: Vec<ServiceSpec>,
+    pub user_groups: Vec<UserGroupSpec>,
+    #[serde(default)]
+    pub failures: FailureSpec,
+}
+
+/// Reward weights.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RewardSpec {
+    pub violation: f64,
+    #[serde(rename = "move")]
+    pub move_cost: f64,
+}
+
+/// One node, or `count` alike nodes named `<name>-1`, `<name>-2`, ...
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NodeSpec {
+    pub name: String,
+    #[serde(default)]
+    pub count: Option<u32>,
+    pub zone: String,
+    pub cpu_millicores: u64,
+    pub memory_mib: u64,
+    #[serde(default)]
+    pub gpu: Option<GpuSpecRaw>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The GPUs of a node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GpuSpecRaw {
+    pub count: u32,
+    pub model: String,
+    pub memory_mib: u64,
+}
+
+/// A placed service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServiceSpec {
+    pub name: String,
+    pub replicas: u32,
+    pub requests: RequestsSpec,
+    pub service_time_ms: BTreeMap<String, f64>,
+    pub cold_start_s: f64,
+}
+
+/// What one replica requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequestsSpec {
+    pub cpu_millicores: u64,
+    pub memory_mib: u64,
+    #[serde(default)]
+    pub gpus: u32,
+    #[serde(default)]
+    pub gpu_memory_mib: u64,
+}
+
+/// Users in one zone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserGroupSpec {
+    pub name: String,
+    pub zone: String,
+    pub rate: RateSpec,
+    pub chain: Vec<String>,
+}
+
+/// Request rate over time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateSpec {
+    pub base_rps: f64,
+    #[serde(default)]
+    pub amplitude: f64,
+    #[serde(default = "default_period")]
+    pub period_s: f64,
+    #[serde(default)]
+    pub phase_s: f64,
+    #[serde(default)]
+    pub noise: f64,
+}
+
+fn default_period() -> f64 {
+    86_400.0
+}
+
+/// Node failures: random (mean time between failures and to repair) and scripted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FailureSpec {
+    #[serde(default)]
+    pub mtbf_hours: Option<f64>,
+    #[serde(default)]
+    pub mttr_minutes: Option<f64>,
+    #[serde(default)]
+    pub events: Vec<NodeEventSpec>,
+}
+
+/// A scripted failure or recovery.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NodeEventSpec {
+    pub at_s: f64,
+    pub node: String,
+    pub kind: NodeEventKind,
+}

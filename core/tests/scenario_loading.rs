@@ -1,0 +1,138 @@
+//! Scenario loading: the shipped scenarios are valid and bad documents are refused with
+//! the field path and the reason.
+
+use berth_core::{Error, Scenario};
+
+const TINY: &str = include_str!("../../scenarios/tiny.yaml");
+const GPU_SMALL: &str = include_str!("../../scenarios/gpu-small.yaml");
+const GPU_MEDIUM: &str = include_str!("../../scenarios/gpu-medium.yaml");
+const GPU_LARGE: &str = include_str!("../../scenarios/gpu-large.yaml");
+
+fn path_of(result: Result<Scenario, Error>) -> (String, String) {
+    match result {
+        Err(Error::Invalid { path, reason }) => (path, reason),
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+#[test]
+fn shipped_scenarios_have_the_sizes_the_issue_asks_for() {
+    let sizes: Vec<(usize, usize, usize)> = [TINY, GPU_SMALL, GPU_MEDIUM, GPU_LARGE]
+        .iter()
+        .map(|t| {
+            let s = Scenario::from_yaml(t).unwrap();
+            (s.nodes.len(), s.replica_count(), s.zones.len())
+        })
+        .collect();
+    assert_eq!(sizes, vec![(3, 2, 2), (8, 6, 3), (32, 16, 4), (1000, 200, 5)]);
+    let small = Scenario::from_yaml(GPU_SMALL).unwrap();
+    assert_eq!(small.user_groups.len(), 4);
+    assert_eq!(small.classes, vec!["cpu", "h100", "l4"]);
+}
+
+#[test]
+fn unknown_field_is_named_with_its_path() {
+    let text = TINY.replace("memory_mib: 262144", "memory_mib: 262144\n    colour: blue");
+    let (path, reason) = path_of(Scenario::from_yaml(&text));
+    assert_eq!(path, "nodes[0].colour");
+    assert!(reason.contains("unknown field `colour`"), "{reason}");
+}
+
+#[test]
+fn negative_capacity_is_refused() {
+    let text = TINY.replace("cpu_millicores: 32000", "cpu_millicores: -32000");
+    let (path, reason) = path_of(Scenario::from_yaml(&text));
+    assert_eq!(path, "nodes[0].cpu_millicores");
+    assert!(reason.contains("-32000"), "{reason}");
+}
+
+#[test]
+fn zero_capacity_is_refused() {
+    let text = TINY.replace("memory_mib: 262144", "memory_mib: 0");
+    assert_eq!(path_of(Scenario::from_yaml(&text)).0, "nodes[0].memory_mib");
+}
+
+#[test]
+fn service_no_node_can_host_is_refused() {
+    let text = TINY.replace("gpu_memory_mib: 8192", "gpu_memory_mib: 131072");
+    let (path, reason) = path_of(Scenario::from_yaml(&text));
+    assert_eq!(path, "services[0]");
+    assert!(reason.contains("no node can ever host"), "{reason}");
+}
+
+#[test]
+fn user_group_in_unknown_zone_is_refused() {
+    let text = TINY.replace("zone: zone-b\n    rate", "zone: zone-z\n    rate");
+    let (path, reason) = path_of(Scenario::from_yaml(&text));
+    assert_eq!(path, "user_groups[1].zone");
+    assert!(reason.contains("unknown zone `zone-z`"), "{reason}");
+}
+
+#[test]
+fn rtt_matrix_that_is_not_square_is_refused() {
+    let text = TINY.replace("[30.0, 0.3]", "[30.0, 0.3, 9.0]");
+    let (path, reason) = path_of(Scenario::from_yaml(&text));
+    assert_eq!(path, "rtt_ms[1]");
+    assert!(reason.contains("not square"), "{reason}");
+    let text = TINY.replace("  - [30.0, 0.3]\n", "");
+    assert_eq!(path_of(Scenario::from_yaml(&text)).0, "rtt_ms");
+}
+
+#[test]
+fn unknown_service_in_a_chain_is_refused() {
+    let text = TINY.replacen("chain: [infinity-embed]", "chain: [infinity-embed, rerank]", 1);
+    let (path, reason) = path_of(Scenario::from_yaml(&text));
+    assert_eq!(path, "user_groups[0].chain[1]");
+    assert!(reason.contains("unknown service `rerank`"), "{reason}");
+}
+
+#[test]
+fn unknown_routing_policy_is_refused() {
+    let text = TINY.replace("routing: uniform", "routing: round_robin");
+    let (path, reason) = path_of(Scenario::from_yaml(&text));
+    assert_eq!(path, "routing");
+    assert!(reason.contains("unknown variant"), "{reason}");
+}
+
+#[test]
+fn amplitude_above_one_and_nan_rates_are_refused() {
+    let text = TINY.replace("base_rps: 30, amplitude: 0.5", "base_rps: 30, amplitude: 1.5");
+    assert_eq!(path_of(Scenario::from_yaml(&text)).0, "user_groups[0].rate.amplitude");
+    let text = TINY.replace("base_rps: 30", "base_rps: .nan");
+    assert_eq!(path_of(Scenario::from_yaml(&text)).0, "user_groups[0].rate.base_rps");
+}
+
+#[test]
+fn duplicate_names_are_refused() {
+    let text = TINY.replace("name: l4-b", "name: l4-a");
+    let (path, reason) = path_of(Scenario::from_yaml(&text));
+    assert_eq!(path, "nodes[2].name");
+    assert!(reason.contains("duplicate"), "{reason}");
+}
+
+#[test]
+fn timeout_below_slo_is_refused() {
+    let text = TINY.replace("timeout_ms: 3000", "timeout_ms: 100");
+    assert_eq!(path_of(Scenario::from_yaml(&text)).0, "timeout_ms");
+}
+
+#[test]
+fn failure_event_for_unknown_node_is_refused() {
+    let text = format!("{TINY}failures:\n  events:\n    - {{at_s: 60, node: ghost, kind: fail}}\n");
+    let (path, reason) = path_of(Scenario::from_yaml(&text));
+    assert_eq!(path, "failures.events[0].node");
+    assert!(reason.contains("ghost"), "{reason}");
+}
+
+#[test]
+fn gpu_service_time_on_cpu_is_refused() {
+    let text = TINY.replace("h100: 9.0", "cpu: 9.0");
+    assert_eq!(path_of(Scenario::from_yaml(&text)).0, "services[0].service_time_ms.cpu");
+}
+
+#[test]
+fn node_templates_expand_with_numbered_names() {
+    let s = Scenario::from_yaml(GPU_MEDIUM).unwrap();
+    assert!(s.node_index("l4-eu-a-1").is_some() && s.node_index("l4-eu-a-2").is_some());
+    assert!(s.node_index("l4-eu-a-3").is_none());
+}

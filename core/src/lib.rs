@@ -18,6 +18,6 @@ pub use placement::{Placement, ReplicaId};
 pub use resources::{NodeUsage, Resources};
 pub use rng::Rng;
 pub use scenario::{
-    FailureModel, GpuSpec, InitialPlacement, Node, NodeEvent, NodeEventKind, RateModel,
-    RewardWeights, Routing, Scenario, Service, UserGroup, CPU_CLASS,
+    CPU_CLASS, FailureModel, GpuSpec, InitialPlacement, Node, NodeEvent, NodeEventKind, RateModel,
+    RewardWeights, Routing, Scenario, Service, UserGroup,
 };

@@ -1,1 +1,30 @@
-//! placeholder
+//! berth-env: the placement gym.
+//!
+//! - [`gym`]: the Gymnasium-shaped [`Env`] trait every env here follows.
+//! - [`PlacementEnv`]: the placement gym over a [`Backend`] (the simulator, [`SimBackend`]).
+//! - [`cost`]: the latency model and reward.
+//! - [`VecEnv`]: N copies with auto-reset, seeded per copy. [`CartPole`] for checking agents.
+//! - [`baselines`] and [`oracle`]: what every result is compared with; [`evaluate`] runs them.
+//! - [`checker`]: Gymnasium's env checker, ported. [`bench`]: steps per second.
+
+pub mod backend;
+pub mod baselines;
+pub mod bench;
+pub mod cartpole;
+pub mod checker;
+pub mod cost;
+mod error;
+pub mod evaluate;
+pub mod gym;
+pub mod oracle;
+mod placement_env;
+pub mod scheduler;
+pub mod shipped;
+pub mod vec_env;
+
+pub use backend::{Backend, SimBackend, Trace};
+pub use cartpole::CartPole;
+pub use error::{Error, Result};
+pub use gym::{BoxSpace, Env, Reset, Step};
+pub use placement_env::{Move, PlacementEnv, TickInfo};
+pub use vec_env::VecEnv;

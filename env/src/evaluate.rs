@@ -1,0 +1,180 @@
+//! Runs policies and the oracle over the same episodes and summarises each as one row of
+//! the comparison table `berth eval` prints.
+
+use std::sync::Arc;
+
+use berth_core::Scenario;
+use serde::Serialize;
+
+use crate::PlacementEnv;
+use crate::baselines::{Policy, baseline};
+use crate::cost::TickMetrics;
+use crate::error::{Error, Result};
+use crate::gym::Env;
+use crate::oracle::Oracle;
+
+/// The names `--policy` accepts besides saved models.
+pub const POLICIES: [&str; 4] = ["random", "spread", "greedy", "oracle"];
+
+/// One row of the comparison: a policy's figures over all evaluated episodes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalRow {
+    /// Policy name.
+    pub policy: String,
+    /// Mean end-to-end latency of a request, ms (request-weighted over all ticks).
+    pub mean_latency_ms: f64,
+    /// Request-weighted mean of each tick's p95 latency, ms.
+    pub p95_latency_ms: f64,
+    /// Fraction of requests over the SLO.
+    pub slo_miss: f64,
+    /// Replica moves per episode.
+    pub moves: f64,
+    /// Mean episode return (sum of rewards).
+    pub reward: f64,
+    /// `(cost - oracle cost) / oracle cost` with cost = -reward; `None` without an oracle.
+    pub gap_to_oracle: Option<f64>,
+}
+
+/// Accumulates ticks into a row.
+#[derive(Debug, Default)]
+struct Summary {
+    weight: f64,
+    latency: f64,
+    p95: f64,
+    miss: f64,
+    moves: f64,
+    reward: f64,
+}
+
+impl Summary {
+    fn add(&mut self, m: &TickMetrics, moves: u32, reward: f64) {
+        let w = m.offered_rps;
+        self.weight += w;
+        self.latency += w * m.mean_latency_ms;
+        self.p95 += w * m.p95_latency_ms;
+        self.miss += w * m.slo_miss;
+        self.moves += moves as f64;
+        self.reward += reward;
+    }
+
+    fn row(&self, policy: &str, episodes: usize) -> EvalRow {
+        let w = self.weight.max(f64::MIN_POSITIVE);
+        EvalRow {
+            policy: policy.to_string(),
+            mean_latency_ms: self.latency / w,
+            p95_latency_ms: self.p95 / w,
+            slo_miss: self.miss / w,
+            moves: self.moves / episodes as f64,
+            reward: self.reward / episodes as f64,
+            gap_to_oracle: None,
+        }
+    }
+}
+
+/// Seeds of the evaluation episodes: `seed`, `seed + 1`, ...
+pub fn episode_seeds(seed: u64, episodes: usize) -> Vec<u64> {
+    (0..episodes as u64).map(|i| seed.wrapping_add(i)).collect()
+}
+
+/// Runs `policy` for one episode per seed; `progress` is called after every step.
+pub fn run_policy(
+    env: &mut PlacementEnv,
+    policy: &mut dyn Policy,
+    seeds: &[u64],
+    progress: &mut dyn FnMut(),
+) -> Result<EvalRow> {
+    let mut summary = Summary::default();
+    for &seed in seeds {
+        env.reset(seed);
+        policy.reset(seed);
+        loop {
+            let action = policy.act(env);
+            let step = env.step(action)?;
+            summary.add(&step.info.metrics, step.info.moves, step.reward);
+            progress();
+            if step.terminated || step.truncated {
+                break;
+            }
+        }
+    }
+    let name = policy.name().to_string();
+    Ok(summary.row(&name, seeds.len()))
+}
+
+/// Runs the oracle over the same episodes (same traces) as the policies.
+pub fn run_oracle(
+    env: &mut PlacementEnv,
+    seeds: &[u64],
+    progress: &mut dyn FnMut(),
+) -> Result<EvalRow> {
+    let mut oracle = Oracle::new(env.scenario().clone())?;
+    let mut summary = Summary::default();
+    for &seed in seeds {
+        env.reset(seed);
+        for tick in oracle.episode(env.trace()) {
+            summary.add(&tick.metrics, tick.moves, -tick.metrics.cost);
+            progress();
+        }
+    }
+    Ok(summary.row("oracle", seeds.len()))
+}
+
+/// Fills `gap_to_oracle` in every row from the oracle's row, if there is one.
+pub fn fill_gaps(rows: &mut [EvalRow]) {
+    let Some(oracle_cost) = rows
+        .iter()
+        .find(|r| r.policy == "oracle")
+        .map(|r| -r.reward)
+    else {
+        return;
+    };
+    for row in rows {
+        row.gap_to_oracle = (oracle_cost > 0.0).then(|| (-row.reward - oracle_cost) / oracle_cost);
+    }
+}
+
+/// Steps one evaluation takes, for progress bars.
+pub fn total_steps(scenario: &Scenario, policies: usize, episodes: usize) -> u64 {
+    scenario.episode_ticks as u64 * policies as u64 * episodes as u64
+}
+
+/// Evaluates the named baselines and the oracle on `episodes` episodes from `seed`.
+/// The oracle row is left out, with the reason in the second value, where it refuses.
+pub fn compare(
+    scenario: Arc<Scenario>,
+    names: &[String],
+    episodes: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(),
+) -> Result<(Vec<EvalRow>, Option<String>)> {
+    if episodes == 0 {
+        return Err(Error::InvalidArgument {
+            name: "episodes",
+            reason: "must be at least 1".into(),
+        });
+    }
+    let mut env = PlacementEnv::new(scenario)?;
+    let seeds = episode_seeds(seed, episodes);
+    let mut rows = Vec::new();
+    let mut note = None;
+    for name in names {
+        if name == "oracle" {
+            match run_oracle(&mut env, &seeds, progress) {
+                Ok(row) => rows.push(row),
+                Err(Error::OracleRefused(why)) => note = Some(why),
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
+        let mut policy = baseline(name).ok_or_else(|| Error::InvalidArgument {
+            name: "policy",
+            reason: format!(
+                "unknown policy `{name}` (expected one of {})",
+                POLICIES.join(", ")
+            ),
+        })?;
+        rows.push(run_policy(&mut env, policy.as_mut(), &seeds, progress)?);
+    }
+    fill_gaps(&mut rows);
+    Ok((rows, note))
+}

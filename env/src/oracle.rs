@@ -1,0 +1,321 @@
+//! The oracle: for every tick, the best feasible placement for that tick's traffic and
+//! node states, found by exhaustive search. Moves and cold starts are free to it, so its
+//! cost is a lower bound on what any policy can reach.
+//!
+//! The cost of a placement depends only on the zone and hardware class of each replica's
+//! node, and replicas of a service are interchangeable. So the oracle enumerates, per
+//! service, multisets of (zone, hardware) slots, takes their product across services,
+//! keeps the combinations that can really be packed onto the Ready nodes (checked once per
+//! set of Ready nodes, by backtracking), precomputes each one's routing, and scores them all
+//! against each tick's rates. It refuses scenarios whose search space exceeds
+//! [`MAX_CONFIGURATIONS`] rather than running for hours.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use berth_core::{NodeUsage, Scenario};
+
+use crate::backend::Trace;
+use crate::cost::{CostModel, ReplicaView, RoutingTable, Scratch, TickMetrics};
+use crate::error::{Error, Result};
+
+/// The largest number of slot combinations the oracle will enumerate.
+pub const MAX_CONFIGURATIONS: u128 = 50_000;
+
+/// A place a replica of one service can be: a zone and a service time, or nowhere
+/// (`None`: left on a NotReady node).
+type Slot = Option<(usize, f64)>;
+
+/// One candidate: the slot index of every replica, its views and routing.
+#[derive(Debug, Clone)]
+struct Config {
+    slots: Vec<usize>,
+    views: Vec<ReplicaView>,
+    table: RoutingTable,
+}
+
+/// The oracle's answer for one tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OracleTick {
+    /// Metrics of the best placement.
+    pub metrics: TickMetrics,
+    /// Replicas whose slot changed since the previous tick's best placement.
+    pub moves: u32,
+}
+
+/// Exhaustive per-tick search over a small scenario.
+#[derive(Debug)]
+pub struct Oracle {
+    scenario: Arc<Scenario>,
+    model: CostModel,
+    replica_service: Vec<usize>,
+    /// Per service: its slots; the last is "nowhere" when nodes can fail.
+    slots: Vec<Vec<Slot>>,
+    /// Per service: every multiset of slot indices of its replica count.
+    multisets: Vec<Vec<Vec<usize>>>,
+    feasible: HashMap<Vec<bool>, Arc<Vec<Config>>>,
+    scratch: Scratch,
+}
+
+/// Number of multisets of size `k` from `m` kinds: C(m + k - 1, k).
+fn multiset_count(m: usize, k: usize) -> u128 {
+    (1..=k as u128).fold(1u128, |acc, i| acc * (m as u128 + i - 1) / i)
+}
+
+/// All non-decreasing sequences of length `k` over `0..m`.
+fn multisets(m: usize, k: usize) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut cur = vec![0usize; k];
+    loop {
+        out.push(cur.clone());
+        let Some(i) = (0..k).rev().find(|&i| cur[i] + 1 < m) else {
+            return out;
+        };
+        let v = cur[i] + 1;
+        cur[i..].fill(v);
+    }
+}
+
+impl Oracle {
+    /// An oracle for `scenario`, or [`Error::OracleRefused`] when its search space is too large.
+    pub fn new(scenario: Arc<Scenario>) -> Result<Self> {
+        let can_fail = scenario.failures.mtbf_s.is_some() || !scenario.failures.events.is_empty();
+        let mut slots = Vec::new();
+        for s in 0..scenario.services.len() {
+            let mut here: Vec<Slot> = Vec::new();
+            for n in 0..scenario.nodes.len() {
+                if scenario.can_host(s, n) {
+                    let slot = Some((
+                        scenario.nodes[n].zone,
+                        scenario.service_time_ms(s, n).expect("can_host"),
+                    ));
+                    if !here.contains(&slot) {
+                        here.push(slot);
+                    }
+                }
+            }
+            if can_fail {
+                here.push(None);
+            }
+            slots.push(here);
+        }
+        let total = scenario
+            .services
+            .iter()
+            .zip(&slots)
+            .map(|(svc, sl)| multiset_count(sl.len(), svc.replicas as usize))
+            .fold(1u128, |a, b| a.saturating_mul(b));
+        if total > MAX_CONFIGURATIONS {
+            return Err(Error::OracleRefused(format!(
+                "`{}` has {total} placement classes to search per tick (limit {MAX_CONFIGURATIONS}); \
+                 the exhaustive oracle is for small scenarios such as tiny and gpu-small",
+                scenario.name
+            )));
+        }
+        let multisets = scenario
+            .services
+            .iter()
+            .zip(&slots)
+            .map(|(svc, sl)| multisets(sl.len(), svc.replicas as usize))
+            .collect();
+        Ok(Self {
+            model: CostModel::new(&scenario),
+            replica_service: scenario.replica_services(),
+            slots,
+            multisets,
+            feasible: HashMap::new(),
+            scratch: Scratch::default(),
+            scenario,
+        })
+    }
+
+    /// Whether replicas can be packed onto the Ready nodes so each lands in its slot.
+    fn packable(&self, slots: &[usize], ready: &[bool]) -> bool {
+        let sc = &self.scenario;
+        // Most demanding replicas first: GPU ones, then by CPU.
+        let mut order: Vec<usize> = (0..slots.len())
+            .filter(|&r| self.slots[self.replica_service[r]][slots[r]].is_some())
+            .collect();
+        order.sort_by_key(|&r| {
+            let req = &sc.services[self.replica_service[r]].requests;
+            std::cmp::Reverse((req.gpus, req.cpu_millicores, req.memory_mib))
+        });
+        let mut usage = vec![NodeUsage::default(); sc.nodes.len()];
+        self.pack(&order, slots, ready, &mut usage)
+    }
+
+    fn pack(
+        &self,
+        order: &[usize],
+        slots: &[usize],
+        ready: &[bool],
+        usage: &mut [NodeUsage],
+    ) -> bool {
+        let Some((&r, rest)) = order.split_first() else {
+            return true;
+        };
+        let s = self.replica_service[r];
+        let Some((zone, time)) = self.slots[s][slots[r]] else {
+            return self.pack(rest, slots, ready, usage);
+        };
+        let req = self.scenario.services[s].requests;
+        for n in 0..self.scenario.nodes.len() {
+            let node = &self.scenario.nodes[n];
+            if ready[n]
+                && node.zone == zone
+                && self.scenario.service_time_ms(s, n) == Some(time)
+                && usage[n].fits(&node.allocatable, node.gpu.as_ref(), &req)
+            {
+                usage[n].add(&req);
+                let ok = self.pack(rest, slots, ready, usage);
+                usage[n].remove(&req);
+                if ok {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Every packable configuration for this set of Ready nodes, with its routing.
+    fn configs(&mut self, ready: &[bool]) -> Arc<Vec<Config>> {
+        if let Some(c) = self.feasible.get(ready) {
+            return c.clone();
+        }
+        let services = self.multisets.len();
+        let mut choice = vec![0usize; services];
+        let mut out = Vec::new();
+        loop {
+            let slots: Vec<usize> = (0..services)
+                .flat_map(|s| self.multisets[s][choice[s]].iter().copied())
+                .collect();
+            if self.packable(&slots, ready) {
+                let views: Vec<ReplicaView> = slots
+                    .iter()
+                    .enumerate()
+                    .map(|(r, &k)| {
+                        let service = self.replica_service[r];
+                        match self.slots[service][k] {
+                            Some((zone, service_time_ms)) => ReplicaView {
+                                service,
+                                zone,
+                                service_time_ms,
+                                up: true,
+                            },
+                            None => ReplicaView {
+                                service,
+                                zone: 0,
+                                service_time_ms: 1.0,
+                                up: false,
+                            },
+                        }
+                    })
+                    .collect();
+                let mut table = RoutingTable::default();
+                self.model.route(&views, &mut table);
+                out.push(Config {
+                    slots,
+                    views,
+                    table,
+                });
+            }
+            // Odometer over the services' multisets.
+            let Some(s) = (0..services).find(|&s| choice[s] + 1 < self.multisets[s].len()) else {
+                break;
+            };
+            choice[s] += 1;
+            choice[..s].fill(0);
+        }
+        let out = Arc::new(out);
+        self.feasible.insert(ready.to_vec(), out.clone());
+        out
+    }
+
+    /// The best placement's metrics for these rates and Ready nodes (`None` if nothing
+    /// can be placed at all).
+    pub fn best(&mut self, rates_rps: &[f64], ready: &[bool]) -> Option<TickMetrics> {
+        self.best_config(rates_rps, ready).map(|(m, _)| m)
+    }
+
+    fn best_config(
+        &mut self,
+        rates_rps: &[f64],
+        ready: &[bool],
+    ) -> Option<(TickMetrics, Vec<usize>)> {
+        let configs = self.configs(ready);
+        let mut best: Option<(TickMetrics, usize)> = None;
+        for (i, c) in configs.iter().enumerate() {
+            let m = self
+                .model
+                .evaluate(&c.views, &c.table, rates_rps, &mut self.scratch);
+            if best.is_none_or(|(b, _)| m.cost < b.cost) {
+                best = Some((m, i));
+            }
+        }
+        best.map(|(m, i)| (m, configs[i].slots.clone()))
+    }
+
+    /// The oracle over a whole episode: one answer per step (ticks 1..=episode_ticks).
+    pub fn episode(&mut self, trace: &Trace) -> Vec<OracleTick> {
+        let mut ready = vec![true; self.scenario.nodes.len()];
+        let mut next_event = 0;
+        let mut previous: Option<Vec<usize>> = None;
+        let mut out = Vec::with_capacity(self.scenario.episode_ticks as usize);
+        for t in 1..=self.scenario.episode_ticks {
+            while let Some(e) = trace.events.get(next_event).filter(|e| e.tick <= t) {
+                ready[e.node] = e.kind == berth_core::NodeEventKind::Recover;
+                next_event += 1;
+            }
+            let (metrics, slots) = self
+                .best_config(trace.rates(t), &ready)
+                .expect("at least the empty configuration");
+            let moves = previous
+                .as_ref()
+                .map_or(0, |p| self.moved_replicas(p, &slots));
+            previous = Some(slots);
+            out.push(OracleTick { metrics, moves });
+        }
+        out
+    }
+
+    /// Replicas that must change slot to go from `a` to `b` (per service, multiset difference).
+    fn moved_replicas(&self, a: &[usize], b: &[usize]) -> u32 {
+        let mut moved = 0;
+        let mut start = 0;
+        for svc in &self.scenario.services {
+            let k = svc.replicas as usize;
+            let (mut x, mut y) = (a[start..start + k].to_vec(), b[start..start + k].to_vec());
+            x.sort_unstable();
+            y.sort_unstable();
+            let (mut i, mut j, mut common) = (0, 0, 0);
+            while i < k && j < k {
+                match x[i].cmp(&y[j]) {
+                    std::cmp::Ordering::Equal => {
+                        common += 1;
+                        i += 1;
+                        j += 1;
+                    }
+                    std::cmp::Ordering::Less => i += 1,
+                    std::cmp::Ordering::Greater => j += 1,
+                }
+            }
+            moved += (k - common) as u32;
+            start += k;
+        }
+        moved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multisets_are_counted_and_listed_alike() {
+        for (m, k) in [(1, 1), (3, 2), (4, 3), (5, 1), (2, 4)] {
+            let all = multisets(m, k);
+            assert_eq!(all.len() as u128, multiset_count(m, k), "m={m} k={k}");
+            assert!(all.iter().all(|v| v.windows(2).all(|w| w[0] <= w[1])));
+        }
+    }
+}

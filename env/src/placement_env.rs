@@ -1,0 +1,587 @@
+//! The placement gym: one step is one tick of simulated time.
+//!
+//! Per step: traffic moves on to the next tick, node events of the tick happen, the action
+//! is applied (a moved replica is unavailable for its cold start and its share goes to the
+//! others), then the cost model scores the tick. Action `0` keeps the placement; action
+//! `1 + r * N + n` moves replica `r` to node `n`. Infeasible moves are masked.
+//!
+//! Everything a step touches is updated incrementally: a move changes two nodes' usage,
+//! two mask columns and two nodes' observation fields; routing is recomputed only when
+//! the set of available replicas changes; the per-tick cost is O(replicas + groups ·
+//! services · zones).
+//!
+//! Observation (all in [0, 1]): per node `[cpu requested, memory requested, GPUs taken,
+//! load (max utilisation of its replicas), ready, replicas of each service / replicas of
+//! that service]`, then per user group its rate over its peak, then the time of day as
+//! `(sin + 1) / 2` and `(cos + 1) / 2`.
+
+use std::sync::Arc;
+
+use berth_core::{InitialPlacement, NodeEventKind, NodeUsage, Placement, Resources, Rng, Scenario};
+
+use crate::backend::{Backend, BoxedBackend, SimBackend, Trace, streams};
+use crate::cost::{CostModel, ReplicaView, RoutingTable, Scratch, TickMetrics};
+use crate::error::{Error, Result};
+use crate::gym::{BoxSpace, Env, Reset, Step};
+use crate::scheduler::{random_placement, spread_placement};
+
+/// Seconds in a day, for the time-of-day features.
+const DAY_S: f64 = 86_400.0;
+/// Observation fields per node before the per-service replica counts.
+const NODE_FIELDS: usize = 5;
+
+/// Diagnostics of one step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TickInfo {
+    /// The tick just simulated (0 after reset).
+    pub tick: u32,
+    /// Latency, SLO misses and cost of the tick.
+    pub metrics: TickMetrics,
+    /// Replica moves made this step.
+    pub moves: u32,
+    /// Replicas that could not serve for the whole tick (cold start or NotReady node).
+    pub unavailable_replicas: u32,
+    /// Nodes that are NotReady.
+    pub nodes_not_ready: u32,
+}
+
+/// A move decoded from an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Move {
+    /// Replica index.
+    pub replica: usize,
+    /// Target node index.
+    pub node: usize,
+}
+
+/// The placement environment over a backend (the simulator by default).
+#[derive(Debug, Clone)]
+pub struct PlacementEnv {
+    scenario: Arc<Scenario>,
+    backend: BoxedBackend,
+    model: CostModel,
+    replica_service: Vec<usize>,
+    /// `service_time[s * N + n]`: ms, or `None` where `s` cannot run on `n`.
+    service_time: Vec<Option<f64>>,
+    start: Placement,
+    peak_rate: Vec<f64>,
+    space: BoxSpace,
+    // Episode state.
+    trace: Trace,
+    tick: u32,
+    next_event: usize,
+    placement: Vec<usize>,
+    usage: Vec<NodeUsage>,
+    node_service_count: Vec<u32>,
+    node_ready: Vec<bool>,
+    ready_at_s: Vec<f64>,
+    pending: Vec<usize>,
+    is_pending: Vec<bool>,
+    views: Vec<ReplicaView>,
+    table: RoutingTable,
+    partial_views: Vec<ReplicaView>,
+    partial_table: RoutingTable,
+    routing_dirty: bool,
+    unavailable: u32,
+    not_ready: u32,
+    scratch: Scratch,
+    mask: Vec<bool>,
+    obs: Vec<f32>,
+    node_load: Vec<f64>,
+    loaded_nodes: Vec<usize>,
+    info: TickInfo,
+}
+
+impl PlacementEnv {
+    /// The simulator env of a scenario.
+    pub fn new(scenario: Arc<Scenario>) -> Result<Self> {
+        Self::with_backend(scenario, Box::new(SimBackend))
+    }
+
+    /// An env over any backend. Fails if the replicas cannot all be placed.
+    pub fn with_backend(scenario: Arc<Scenario>, backend: Box<dyn Backend>) -> Result<Self> {
+        let start = spread_placement(&scenario)?;
+        let nodes = scenario.nodes.len();
+        let services = scenario.services.len();
+        let replica_service = scenario.replica_services();
+        let service_time = (0..services)
+            .flat_map(|s| (0..nodes).map(move |n| (s, n)))
+            .map(|(s, n)| scenario.service_time_ms(s, n))
+            .collect();
+        let obs_len = nodes * (NODE_FIELDS + services) + scenario.user_groups.len() + 2;
+        let replicas = replica_service.len();
+        let mut env = Self {
+            model: CostModel::new(&scenario),
+            peak_rate: scenario.user_groups.iter().map(|g| g.rate.peak()).collect(),
+            space: BoxSpace::uniform(obs_len, 0.0, 1.0),
+            backend: BoxedBackend(backend),
+            replica_service,
+            service_time,
+            start,
+            trace: Trace::default(),
+            tick: 0,
+            next_event: 0,
+            placement: Vec::new(),
+            usage: vec![NodeUsage::default(); nodes],
+            node_service_count: vec![0; nodes * services],
+            node_ready: vec![true; nodes],
+            ready_at_s: vec![f64::NEG_INFINITY; replicas],
+            pending: Vec::new(),
+            is_pending: vec![false; replicas],
+            views: Vec::with_capacity(replicas),
+            table: RoutingTable::default(),
+            partial_views: Vec::with_capacity(replicas),
+            partial_table: RoutingTable::default(),
+            routing_dirty: true,
+            unavailable: 0,
+            not_ready: 0,
+            scratch: Scratch::default(),
+            mask: vec![false; 1 + replicas * nodes],
+            obs: vec![0.0; obs_len],
+            node_load: vec![0.0; nodes],
+            loaded_nodes: Vec::new(),
+            info: TickInfo::default(),
+            scenario,
+        };
+        env.reset(env.scenario.seed);
+        Ok(env)
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Arc<Scenario> {
+        &self.scenario
+    }
+
+    /// The cost model.
+    pub fn model(&self) -> &CostModel {
+        &self.model
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.0.name()
+    }
+
+    /// Node of each replica.
+    pub fn placement(&self) -> &[usize] {
+        &self.placement
+    }
+
+    /// Service of each replica.
+    pub fn replica_service(&self) -> &[usize] {
+        &self.replica_service
+    }
+
+    /// Readiness of each node.
+    pub fn node_ready(&self) -> &[bool] {
+        &self.node_ready
+    }
+
+    /// Requests placed on each node.
+    pub fn usage(&self) -> &[NodeUsage] {
+        &self.usage
+    }
+
+    /// The tick last simulated (0 after reset).
+    pub fn tick(&self) -> u32 {
+        self.tick
+    }
+
+    /// The trace of the current episode.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The rates the agent last observed.
+    pub fn current_rates(&self) -> &[f64] {
+        self.trace.rates(self.tick)
+    }
+
+    /// The last step's diagnostics.
+    pub fn info(&self) -> TickInfo {
+        self.info
+    }
+
+    /// Number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.usage.len()
+    }
+
+    /// Action that moves `replica` to `node`.
+    pub fn encode(&self, mv: Move) -> usize {
+        1 + mv.replica * self.node_count() + mv.node
+    }
+
+    /// The move an action asks for (`None` for keep).
+    pub fn decode(&self, action: usize) -> Option<Move> {
+        (action > 0).then(|| {
+            let n = self.node_count();
+            Move {
+                replica: (action - 1) / n,
+                node: (action - 1) % n,
+            }
+        })
+    }
+
+    /// Whether replica `r` can be moved to node `n` now.
+    #[inline]
+    fn move_allowed(&self, r: usize, n: usize) -> bool {
+        let s = self.replica_service[r];
+        let node = &self.scenario.nodes[n];
+        n != self.placement[r]
+            && self.node_ready[n]
+            && self.service_time[s * self.node_count() + n].is_some()
+            && self.usage[n].fits(&node.allocatable, node.gpu.as_ref(), self.requests(r))
+    }
+
+    fn requests(&self, r: usize) -> &Resources {
+        &self.scenario.services[self.replica_service[r]].requests
+    }
+
+    fn masked_reason(&self, mv: Move) -> String {
+        let (r, n) = (mv.replica, mv.node);
+        let node = &self.scenario.nodes[n];
+        let service = &self.scenario.services[self.replica_service[r]].name;
+        if n == self.placement[r] {
+            format!("replica {r} of `{service}` is already on `{}`", node.name)
+        } else if !self.node_ready[n] {
+            format!("node `{}` is NotReady", node.name)
+        } else if self.service_time[self.replica_service[r] * self.node_count() + n].is_none() {
+            format!("`{service}` cannot run on the hardware of `{}`", node.name)
+        } else {
+            format!(
+                "replica {r} of `{service}` ({}) does not fit on `{}`",
+                self.requests(r),
+                node.name
+            )
+        }
+    }
+
+    fn refresh_mask_column(&mut self, n: usize) {
+        let nodes = self.node_count();
+        for r in 0..self.placement.len() {
+            self.mask[1 + r * nodes + n] = self.move_allowed(r, n);
+        }
+    }
+
+    fn refresh_node_obs(&mut self, n: usize) {
+        let services = self.scenario.services.len();
+        let node = &self.scenario.nodes[n];
+        let u = &self.usage[n];
+        let base = n * (NODE_FIELDS + services);
+        self.obs[base] = (u.cpu_millicores as f64 / node.allocatable.cpu_millicores as f64) as f32;
+        self.obs[base + 1] = (u.memory_mib as f64 / node.allocatable.memory_mib as f64) as f32;
+        self.obs[base + 2] = node
+            .gpu
+            .as_ref()
+            .map_or(0.0, |g| u.gpus as f32 / g.count as f32);
+        self.obs[base + 3] = self.node_load[n] as f32;
+        self.obs[base + 4] = if self.node_ready[n] { 1.0 } else { 0.0 };
+        for s in 0..services {
+            self.obs[base + NODE_FIELDS + s] = self.node_service_count[n * services + s] as f32
+                / self.scenario.services[s].replicas as f32;
+        }
+    }
+
+    fn place(&mut self, r: usize, n: usize) {
+        let s = self.replica_service[r];
+        let services = self.scenario.services.len();
+        let req = self.scenario.services[s].requests;
+        self.usage[n].add(&req);
+        self.node_service_count[n * services + s] += 1;
+        self.placement[r] = n;
+        self.views[r].zone = self.scenario.nodes[n].zone;
+        self.views[r].service_time_ms =
+            self.service_time[s * self.node_count() + n].expect("masked");
+    }
+
+    fn unplace(&mut self, r: usize) -> usize {
+        let n = self.placement[r];
+        let s = self.replica_service[r];
+        let services = self.scenario.services.len();
+        let req = self.scenario.services[s].requests;
+        self.usage[n].remove(&req);
+        self.node_service_count[n * services + s] -= 1;
+        n
+    }
+
+    fn start_cold(&mut self, r: usize, ready_at_s: f64) {
+        self.ready_at_s[r] = ready_at_s;
+        if !self.is_pending[r] {
+            self.is_pending[r] = true;
+            self.pending.push(r);
+        }
+        self.routing_dirty = true;
+    }
+
+    fn apply_move(&mut self, mv: Move, now_s: f64) {
+        let from = self.unplace(mv.replica);
+        self.place(mv.replica, mv.node);
+        let cold = self.scenario.services[self.replica_service[mv.replica]].cold_start_s;
+        self.start_cold(mv.replica, now_s + cold);
+        for n in [from, mv.node] {
+            self.refresh_mask_column(n);
+            self.refresh_node_obs(n);
+        }
+    }
+
+    fn apply_events(&mut self) {
+        while let Some(e) = self.trace.events.get(self.next_event).copied() {
+            if e.tick > self.tick {
+                break;
+            }
+            self.next_event += 1;
+            match e.kind {
+                NodeEventKind::Fail if self.node_ready[e.node] => {
+                    self.node_ready[e.node] = false;
+                    self.not_ready += 1;
+                }
+                NodeEventKind::Recover if !self.node_ready[e.node] => {
+                    self.node_ready[e.node] = true;
+                    self.not_ready -= 1;
+                    for r in 0..self.placement.len() {
+                        if self.placement[r] == e.node {
+                            let cold = self.scenario.services[self.replica_service[r]].cold_start_s;
+                            self.start_cold(r, self.ready_at_s[r].max(e.at_s + cold));
+                        }
+                    }
+                }
+                _ => continue,
+            }
+            self.routing_dirty = true;
+            self.refresh_mask_column(e.node);
+            self.refresh_node_obs(e.node);
+        }
+    }
+
+    /// Scores the current tick over `[start_s, end_s)`.
+    fn score_tick(&mut self, start_s: f64, end_s: f64) -> (TickMetrics, u32) {
+        let dt = end_s - start_s;
+        let (mut partial_weight, mut partial_count) = (0.0, 0u32);
+        let mut i = 0;
+        while i < self.pending.len() {
+            let r = self.pending[i];
+            if self.ready_at_s[r] <= start_s {
+                self.is_pending[r] = false;
+                self.pending.swap_remove(i);
+                self.routing_dirty = true;
+                continue;
+            }
+            if self.ready_at_s[r] < end_s && self.node_ready[self.placement[r]] {
+                partial_weight += (end_s - self.ready_at_s[r]) / dt;
+                partial_count += 1;
+            }
+            i += 1;
+        }
+        if self.routing_dirty {
+            for r in 0..self.views.len() {
+                self.views[r].up = self.node_ready[self.placement[r]] && !self.is_pending[r];
+            }
+            self.model.route(&self.views, &mut self.table);
+            self.unavailable = self.views.iter().filter(|v| !v.up).count() as u32;
+            self.routing_dirty = false;
+        }
+        let rates = self.trace.rates(self.tick);
+        let mut metrics = self
+            .model
+            .evaluate(&self.views, &self.table, rates, &mut self.scratch);
+        if partial_count > 0 {
+            self.partial_views.clone_from(&self.views);
+            for &r in &self.pending {
+                if self.ready_at_s[r] < end_s && self.node_ready[self.placement[r]] {
+                    self.partial_views[r].up = true;
+                }
+            }
+            self.model
+                .route(&self.partial_views, &mut self.partial_table);
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let with = self.model.evaluate(
+                &self.partial_views,
+                &self.partial_table,
+                rates,
+                &mut scratch,
+            );
+            self.scratch = scratch;
+            metrics = TickMetrics::blend(&metrics, &with, partial_weight / partial_count as f64);
+        }
+        (metrics, self.unavailable)
+    }
+
+    fn refresh_dynamic_obs(&mut self, end_s: f64) {
+        let services = self.scenario.services.len();
+        let stride = NODE_FIELDS + services;
+        for &n in &self.loaded_nodes {
+            self.node_load[n] = 0.0;
+            self.obs[n * stride + 3] = 0.0;
+        }
+        self.loaded_nodes.clear();
+        for (r, &u) in self.scratch.utilisation.iter().enumerate() {
+            if u > 0.0 {
+                let n = self.placement[r];
+                if self.node_load[n] == 0.0 {
+                    self.loaded_nodes.push(n);
+                }
+                self.node_load[n] = self.node_load[n].max(u);
+                self.obs[n * stride + 3] = self.node_load[n] as f32;
+            }
+        }
+        let base = self.node_count() * stride;
+        let rates = self.trace.rates(self.tick);
+        for (g, (&rate, &peak)) in rates.iter().zip(&self.peak_rate).enumerate() {
+            self.obs[base + g] = if peak > 0.0 {
+                (rate / peak).min(1.0) as f32
+            } else {
+                0.0
+            };
+        }
+        let angle = std::f64::consts::TAU * (end_s % DAY_S) / DAY_S;
+        let t = base + rates.len();
+        self.obs[t] = ((angle.sin() + 1.0) / 2.0) as f32;
+        self.obs[t + 1] = ((angle.cos() + 1.0) / 2.0) as f32;
+    }
+
+    fn reset_state(&mut self, seed: u64) {
+        let nodes = self.node_count();
+        self.trace = self.backend.0.episode(&self.scenario, seed);
+        self.tick = 0;
+        self.next_event = 0;
+        let start = match self.scenario.initial_placement {
+            InitialPlacement::Spread => self.start.clone(),
+            InitialPlacement::Random => random_placement(
+                &self.scenario,
+                &mut Rng::derive(seed, streams::INITIAL),
+                &self.start,
+            ),
+        };
+        self.usage.fill(NodeUsage::default());
+        self.node_service_count.fill(0);
+        self.node_ready.fill(true);
+        self.not_ready = 0;
+        self.ready_at_s.fill(f64::NEG_INFINITY);
+        self.pending.clear();
+        self.is_pending.fill(false);
+        self.placement = start.nodes.clone();
+        self.views.clear();
+        for r in 0..self.replica_service.len() {
+            let service = self.replica_service[r];
+            self.views.push(ReplicaView {
+                service,
+                zone: 0,
+                service_time_ms: 0.0,
+                up: true,
+            });
+            self.place(r, start.nodes[r]);
+        }
+        self.routing_dirty = true;
+        for n in 0..nodes {
+            self.refresh_mask_column(n);
+        }
+        self.mask[0] = true;
+        self.node_load.fill(0.0);
+        self.loaded_nodes.clear();
+        let (metrics, unavailable) = self.score_tick(-self.scenario.tick_s, 0.0);
+        for n in 0..nodes {
+            self.refresh_node_obs(n);
+        }
+        self.refresh_dynamic_obs(0.0);
+        self.info = TickInfo {
+            tick: 0,
+            metrics,
+            moves: 0,
+            unavailable_replicas: unavailable,
+            nodes_not_ready: 0,
+        };
+    }
+
+    /// What the tick would cost, with the rates last observed, if `mv` were made and every
+    /// replica on a Ready node were serving: the steady state the greedy baseline compares.
+    pub fn steady_cost(&self, mv: Option<Move>) -> TickMetrics {
+        let mut views = self.views.clone();
+        for (r, v) in views.iter_mut().enumerate() {
+            v.up = self.node_ready[self.placement[r]];
+        }
+        if let Some(Move { replica, node }) = mv {
+            let s = self.replica_service[replica];
+            views[replica] = ReplicaView {
+                service: s,
+                zone: self.scenario.nodes[node].zone,
+                service_time_ms: self.service_time[s * self.node_count() + node]
+                    .unwrap_or(f64::INFINITY),
+                up: self.node_ready[node],
+            };
+        }
+        self.model.score(&views, self.current_rates())
+    }
+}
+
+impl Env for PlacementEnv {
+    type Info = TickInfo;
+
+    fn observation_space(&self) -> BoxSpace {
+        self.space.clone()
+    }
+
+    fn action_count(&self) -> usize {
+        self.mask.len()
+    }
+
+    fn reset(&mut self, seed: u64) -> Reset<'_, TickInfo> {
+        self.reset_state(seed);
+        Reset {
+            obs: &self.obs,
+            info: self.info,
+        }
+    }
+
+    fn step(&mut self, action: usize) -> Result<Step<'_, TickInfo>> {
+        if self.tick >= self.scenario.episode_ticks {
+            return Err(Error::EpisodeOver);
+        }
+        if action >= self.mask.len() {
+            return Err(Error::ActionOutOfRange {
+                action,
+                actions: self.mask.len(),
+            });
+        }
+        let mv = self.decode(action);
+        if let Some(mv) = mv.filter(|_| !self.mask[action]) {
+            return Err(Error::MaskedAction {
+                action,
+                reason: self.masked_reason(mv),
+            });
+        }
+        self.tick += 1;
+        let dt = self.scenario.tick_s;
+        let (start_s, end_s) = ((self.tick - 1) as f64 * dt, self.tick as f64 * dt);
+        self.apply_events();
+        if let Some(mv) = mv {
+            self.apply_move(mv, start_s);
+        }
+        let (metrics, unavailable) = self.score_tick(start_s, end_s);
+        self.refresh_dynamic_obs(end_s);
+        let moves = u32::from(mv.is_some());
+        self.info = TickInfo {
+            tick: self.tick,
+            metrics,
+            moves,
+            unavailable_replicas: unavailable,
+            nodes_not_ready: self.not_ready,
+        };
+        let reward = -(metrics.cost + self.scenario.reward.move_cost * moves as f64);
+        Ok(Step {
+            obs: &self.obs,
+            reward,
+            terminated: false,
+            truncated: self.tick == self.scenario.episode_ticks,
+            info: self.info,
+        })
+    }
+
+    fn action_mask(&self) -> &[bool] {
+        &self.mask
+    }
+
+    fn observation(&self) -> &[f32] {
+        &self.obs
+    }
+}

@@ -74,9 +74,7 @@ struct BenchEnvArgs {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(args) => eval(args),
-        Command::Bench {
-            what: BenchWhat::Env(args),
-        } => bench_env(args),
+        Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
     }
 }
 
@@ -94,10 +92,7 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 fn eval(args: EvalArgs) -> Result<()> {
     for p in &args.policy {
         if !POLICIES.contains(&p.as_str()) {
-            bail!(
-                "--policy: unknown policy `{p}` (expected one of {})",
-                POLICIES.join(", ")
-            );
+            bail!("--policy: unknown policy `{p}` (expected one of {})", POLICIES.join(", "));
         }
     }
     if args.episodes == 0 {
@@ -109,13 +104,8 @@ fn eval(args: EvalArgs) -> Result<()> {
         evaluate::total_steps(&scenario, args.policy.len(), args.episodes),
         &format!("eval {}", scenario.name),
     );
-    let (rows, note) = evaluate::compare(
-        scenario.clone(),
-        &args.policy,
-        args.episodes,
-        seed,
-        &mut || bar.inc(1),
-    )?;
+    let (rows, note) =
+        evaluate::compare(scenario.clone(), &args.policy, args.episodes, seed, &mut || bar.inc(1))?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -145,17 +135,14 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn bench_env(args: BenchEnvArgs) -> Result<()> {
-    if !(args.seconds > 0.0) {
+    if !args.seconds.is_finite() || args.seconds <= 0.0 {
         bail!("--seconds: must be positive");
     }
     if args.copies == 0 {
         bail!("--copies: must be at least 1");
     }
     let names: Vec<String> = if args.scenario.is_empty() {
-        shipped::SHIPPED
-            .iter()
-            .map(|(n, _)| n.to_string())
-            .collect()
+        shipped::SHIPPED.iter().map(|(n, _)| n.to_string()).collect()
     } else {
         args.scenario.clone()
     };

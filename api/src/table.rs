@@ -6,31 +6,22 @@ use berth_env::evaluate::EvalRow;
 /// Formats rows under headers, columns right-aligned but the first.
 fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..headers.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].len())
-                .chain([headers[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|c| rows.iter().map(|r| r[c].len()).chain([headers[c].len()]).max().unwrap_or(0))
         .collect();
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(c, s)| {
-                if c == 0 {
-                    format!("{s:<w$}", w = widths[c])
-                } else {
-                    format!("{s:>w$}", w = widths[c])
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-            + "\n"
-    };
+    let line =
+        |cells: Vec<String>| {
+            cells
+                .iter()
+                .enumerate()
+                .map(|(c, s)| {
+                    if c == 0 { format!("{s:<w$}", w = widths[c]) } else { format!("{s:>w$}", w = widths[c]) }
+                })
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+                + "\n"
+        };
     let mut out = line(headers.iter().map(|h| h.to_string()).collect());
     out += &line(widths.iter().map(|&w| "-".repeat(w)).collect());
     for r in rows {
@@ -51,23 +42,11 @@ pub fn eval_table(rows: &[EvalRow]) -> String {
                 format!("{:.2}%", r.slo_miss * 100.0),
                 format!("{:.1}", r.moves),
                 format!("{:.2}", r.reward),
-                r.gap_to_oracle
-                    .map_or("-".into(), |g| format!("{:+.1}%", g * 100.0)),
+                r.gap_to_oracle.map_or("-".into(), |g| format!("{:+.1}%", g * 100.0)),
             ]
         })
         .collect();
-    render(
-        &[
-            "policy",
-            "mean ms",
-            "p95 ms",
-            "SLO miss",
-            "moves/ep",
-            "return",
-            "gap to oracle",
-        ],
-        &body,
-    )
+    render(&["policy", "mean ms", "p95 ms", "SLO miss", "moves/ep", "return", "gap to oracle"], &body)
 }
 
 /// The table of `berth bench env`.
@@ -77,11 +56,7 @@ pub fn bench_table(rows: &[BenchRow]) -> String {
         .map(|r| {
             vec![
                 r.scenario.clone(),
-                if r.vectorized {
-                    format!("vector x{}", r.copies)
-                } else {
-                    "single".into()
-                },
+                if r.vectorized { format!("vector x{}", r.copies) } else { "single".into() },
                 format!("{:.0}", r.steps_per_sec),
             ]
         })

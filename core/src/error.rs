@@ -24,10 +24,7 @@ pub enum Error {
 impl Error {
     /// A scenario error at `path`.
     pub fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        Self::Invalid { path: path.into(), reason: reason.into() }
     }
 }
 

@@ -37,20 +37,13 @@ impl Placement {
         if self.nodes.len() != services.len() {
             return Err(Error::invalid(
                 "placement",
-                format!(
-                    "has {} replicas, the scenario {}",
-                    self.nodes.len(),
-                    services.len()
-                ),
+                format!("has {} replicas, the scenario {}", self.nodes.len(), services.len()),
             ));
         }
         let mut usage = vec![NodeUsage::default(); scenario.nodes.len()];
         for (r, &n) in self.nodes.iter().enumerate() {
             let node = scenario.nodes.get(n).ok_or_else(|| {
-                Error::invalid(
-                    format!("placement[{r}]"),
-                    format!("node index {n} out of range"),
-                )
+                Error::invalid(format!("placement[{r}]"), format!("node index {n} out of range"))
             })?;
             let s = services[r];
             let req = &scenario.services[s].requests;
@@ -63,10 +56,7 @@ impl Placement {
             if !usage[n].fits(&node.allocatable, node.gpu.as_ref(), req) {
                 return Err(Error::Infeasible {
                     node: node.name.clone(),
-                    reason: format!(
-                        "replica {r} of `{}` ({req}) does not fit",
-                        scenario.services[s].name
-                    ),
+                    reason: format!("replica {r} of `{}` ({req}) does not fit", scenario.services[s].name),
                 });
             }
             usage[n].add(req);

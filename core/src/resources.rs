@@ -30,11 +30,7 @@ impl Resources {
 
 impl fmt::Display for Resources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cpu {}m, memory {} MiB",
-            self.cpu_millicores, self.memory_mib
-        )?;
+        write!(f, "cpu {}m, memory {} MiB", self.cpu_millicores, self.memory_mib)?;
         if self.gpus > 0 {
             write!(f, ", {} GPU(s) of {} MiB", self.gpus, self.gpu_memory_mib)?;
         }
@@ -56,12 +52,7 @@ pub struct NodeUsage {
 impl NodeUsage {
     /// Whether `request` fits beside what is already used.
     #[inline]
-    pub fn fits(
-        &self,
-        allocatable: &Resources,
-        gpu: Option<&GpuSpec>,
-        request: &Resources,
-    ) -> bool {
+    pub fn fits(&self, allocatable: &Resources, gpu: Option<&GpuSpec>, request: &Resources) -> bool {
         let cpu_ok = self.cpu_millicores + request.cpu_millicores <= allocatable.cpu_millicores;
         let mem_ok = self.memory_mib + request.memory_mib <= allocatable.memory_mib;
         let gpu_ok = request.gpus == 0
@@ -93,59 +84,28 @@ mod tests {
     use super::*;
 
     fn gpu(count: u32, memory_mib: u64) -> GpuSpec {
-        GpuSpec {
-            count,
-            model: "l4".into(),
-            memory_mib,
-        }
+        GpuSpec { count, model: "l4".into(), memory_mib }
     }
 
     #[test]
     fn gpu_request_needs_whole_gpus_with_enough_memory() {
-        let node = Resources {
-            cpu_millicores: 8000,
-            memory_mib: 32768,
-            gpus: 2,
-            gpu_memory_mib: 24576,
-        };
+        let node = Resources { cpu_millicores: 8000, memory_mib: 32768, gpus: 2, gpu_memory_mib: 24576 };
         let g = gpu(2, 24576);
-        let req = Resources {
-            cpu_millicores: 1000,
-            memory_mib: 1024,
-            gpus: 1,
-            gpu_memory_mib: 8192,
-        };
+        let req = Resources { cpu_millicores: 1000, memory_mib: 1024, gpus: 1, gpu_memory_mib: 8192 };
         let mut used = NodeUsage::default();
         assert!(used.fits(&node, Some(&g), &req));
         used.add(&req);
         used.add(&req);
-        assert!(
-            !used.fits(&node, Some(&g), &req),
-            "a third GPU replica does not fit on two GPUs"
-        );
-        let big = Resources {
-            gpu_memory_mib: 40960,
-            ..req
-        };
-        assert!(
-            !big.fits_in(&node, Some(&g)),
-            "40 GiB does not fit a 24 GiB GPU"
-        );
+        assert!(!used.fits(&node, Some(&g), &req), "a third GPU replica does not fit on two GPUs");
+        let big = Resources { gpu_memory_mib: 40960, ..req };
+        assert!(!big.fits_in(&node, Some(&g)), "40 GiB does not fit a 24 GiB GPU");
         assert!(!req.fits_in(&node, None), "no GPU on a CPU node");
     }
 
     #[test]
     fn cpu_and_memory_are_bounded_by_allocatable() {
-        let node = Resources {
-            cpu_millicores: 2000,
-            memory_mib: 4096,
-            ..Default::default()
-        };
-        let req = Resources {
-            cpu_millicores: 1000,
-            memory_mib: 1024,
-            ..Default::default()
-        };
+        let node = Resources { cpu_millicores: 2000, memory_mib: 4096, ..Default::default() };
+        let req = Resources { cpu_millicores: 1000, memory_mib: 1024, ..Default::default() };
         let mut used = NodeUsage::default();
         used.add(&req);
         assert!(used.fits(&node, None, &req));

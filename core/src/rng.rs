@@ -22,14 +22,7 @@ impl Rng {
     /// A generator for `seed`; equal seeds give equal streams.
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
-        Self {
-            s: [
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-            ],
-        }
+        Self { s: [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)] }
     }
 
     /// An independent stream derived from this seed and a label (e.g. one per env copy).
@@ -92,15 +85,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_and_different_seeds_differ() {
-        let a: Vec<u64> = (0..8)
-            .scan(Rng::new(7), |r, _| Some(r.next_u64()))
-            .collect();
-        let b: Vec<u64> = (0..8)
-            .scan(Rng::new(7), |r, _| Some(r.next_u64()))
-            .collect();
-        let c: Vec<u64> = (0..8)
-            .scan(Rng::new(8), |r, _| Some(r.next_u64()))
-            .collect();
+        let a: Vec<u64> = (0..8).scan(Rng::new(7), |r, _| Some(r.next_u64())).collect();
+        let b: Vec<u64> = (0..8).scan(Rng::new(7), |r, _| Some(r.next_u64())).collect();
+        let c: Vec<u64> = (0..8).scan(Rng::new(8), |r, _| Some(r.next_u64())).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -124,9 +111,6 @@ mod tests {
         let mean_n = xs.iter().sum::<f64>() / n as f64;
         let var_n = xs.iter().map(|x| (x - mean_n).powi(2)).sum::<f64>() / n as f64;
         assert!((mean_u - 0.5).abs() < 0.01);
-        assert!(
-            mean_n.abs() < 0.02 && (var_n - 1.0).abs() < 0.03,
-            "{mean_n} {var_n}"
-        );
+        assert!(mean_n.abs() < 0.02 && (var_n - 1.0).abs() < 0.03, "{mean_n} {var_n}");
     }
 }

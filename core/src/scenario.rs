@@ -204,15 +204,9 @@ fn finite_at_least(path: &str, value: f64, min: f64, strict: bool) -> Result<f64
     if ok {
         Ok(value)
     } else if strict {
-        Err(Error::invalid(
-            path,
-            format!("must be a finite number greater than {min}, got {value}"),
-        ))
+        Err(Error::invalid(path, format!("must be a finite number greater than {min}, got {value}")))
     } else {
-        Err(Error::invalid(
-            path,
-            format!("must be a finite number of at least {min}, got {value}"),
-        ))
+        Err(Error::invalid(path, format!("must be a finite number of at least {min}, got {value}")))
     }
 }
 
@@ -220,10 +214,7 @@ fn unique_names<'a>(path: &str, names: impl Iterator<Item = &'a str>) -> Result<
     let mut seen = HashMap::new();
     for (i, name) in names.enumerate() {
         if name.is_empty() {
-            return Err(Error::invalid(
-                format!("{path}[{i}].name"),
-                "must not be empty",
-            ));
+            return Err(Error::invalid(format!("{path}[{i}].name"), "must not be empty"));
         }
         if let Some(first) = seen.insert(name, i) {
             return Err(Error::invalid(
@@ -241,11 +232,7 @@ impl Scenario {
         let de = serde_norway::Deserializer::from_str(text);
         let spec: ScenarioSpec = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let path = if path == "." {
-                "(document)".to_string()
-            } else {
-                path
-            };
+            let path = if path == "." { "(document)".to_string() } else { path };
             Error::invalid(path, e.into_inner().to_string())
         })?;
         Self::from_spec(spec)
@@ -260,16 +247,12 @@ impl Scenario {
             return Err(Error::invalid("episode_ticks", "must be at least 1"));
         }
         let slo_ms = finite_at_least("slo_ms", spec.slo_ms, 0.0, true)?;
-        let timeout_ms =
-            finite_at_least("timeout_ms", spec.timeout_ms, slo_ms, false).map_err(|_| {
-                Error::invalid(
-                    "timeout_ms",
-                    format!(
-                        "must be finite and at least slo_ms ({slo_ms}), got {}",
-                        spec.timeout_ms
-                    ),
-                )
-            })?;
+        let timeout_ms = finite_at_least("timeout_ms", spec.timeout_ms, slo_ms, false).map_err(|_| {
+            Error::invalid(
+                "timeout_ms",
+                format!("must be finite and at least slo_ms ({slo_ms}), got {}", spec.timeout_ms),
+            )
+        })?;
         let reward = RewardWeights {
             violation: finite_at_least("reward.violation", spec.reward.violation, 0.0, false)?,
             move_cost: finite_at_least("reward.move", spec.reward.move_cost, 0.0, false)?,
@@ -284,10 +267,7 @@ impl Scenario {
                 return Err(Error::invalid(format!("zones[{i}]"), "must not be empty"));
             }
             if zone_index.insert(z.as_str(), i).is_some() {
-                return Err(Error::invalid(
-                    format!("zones[{i}]"),
-                    format!("duplicate zone `{z}`"),
-                ));
+                return Err(Error::invalid(format!("zones[{i}]"), format!("duplicate zone `{z}`")));
             }
         }
         let rtt_ms = validate_rtt(&spec.rtt_ms, spec.zones.len())?;
@@ -304,11 +284,8 @@ impl Scenario {
             return Err(Error::invalid("services", "at least one service is needed"));
         }
         unique_names("services", services.iter().map(|s| s.name.as_str()))?;
-        let service_index: HashMap<&str, usize> = services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_str(), i))
-            .collect();
+        let service_index: HashMap<&str, usize> =
+            services.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
         let user_groups = spec
             .user_groups
             .iter()
@@ -316,18 +293,12 @@ impl Scenario {
             .map(|(i, g)| validate_group(i, g, &zone_index, &service_index))
             .collect::<Result<Vec<_>>>()?;
         if user_groups.is_empty() {
-            return Err(Error::invalid(
-                "user_groups",
-                "at least one user group is needed",
-            ));
+            return Err(Error::invalid("user_groups", "at least one user group is needed"));
         }
         unique_names("user_groups", user_groups.iter().map(|g| g.name.as_str()))?;
 
-        let node_index: HashMap<&str, usize> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.as_str(), i))
-            .collect();
+        let node_index: HashMap<&str, usize> =
+            nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
         let failures = validate_failures(&spec, &node_index, tick_s)?;
 
         let scenario = Scenario {
@@ -384,11 +355,7 @@ impl Scenario {
     /// The hardware class a replica of `service` uses on `node`: the GPU model for GPU
     /// services, `cpu` otherwise.
     pub fn class_on(&self, service: usize, node: usize) -> usize {
-        if self.services[service].requests.gpus > 0 {
-            self.nodes[node].class
-        } else {
-            0
-        }
+        if self.services[service].requests.gpus > 0 { self.nodes[node].class } else { 0 }
     }
 
     /// Mean service time of one request of `service` on `node`, if it can run there.
@@ -427,20 +394,14 @@ fn validate_rtt(rtt: &[Vec<f64>], zones: usize) -> Result<Vec<Vec<f64>>> {
     if rtt.len() != zones {
         return Err(Error::invalid(
             "rtt_ms",
-            format!(
-                "must be a square {zones}x{zones} matrix (one row per zone), got {} rows",
-                rtt.len()
-            ),
+            format!("must be a square {zones}x{zones} matrix (one row per zone), got {} rows", rtt.len()),
         ));
     }
     for (i, row) in rtt.iter().enumerate() {
         if row.len() != zones {
             return Err(Error::invalid(
                 format!("rtt_ms[{i}]"),
-                format!(
-                    "matrix is not square: expected {zones} columns, got {}",
-                    row.len()
-                ),
+                format!("matrix is not square: expected {zones} columns, got {}", row.len()),
             ));
         }
         for (j, &v) in row.iter().enumerate() {
@@ -465,23 +426,14 @@ fn expand_nodes(
         if spec.name.is_empty() {
             return Err(Error::invalid(format!("{path}.name"), "must not be empty"));
         }
-        let zone = *zones.get(spec.zone.as_str()).ok_or_else(|| {
-            Error::invalid(
-                format!("{path}.zone"),
-                format!("unknown zone `{}`", spec.zone),
-            )
-        })?;
+        let zone = *zones
+            .get(spec.zone.as_str())
+            .ok_or_else(|| Error::invalid(format!("{path}.zone"), format!("unknown zone `{}`", spec.zone)))?;
         if spec.cpu_millicores == 0 {
-            return Err(Error::invalid(
-                format!("{path}.cpu_millicores"),
-                "must be positive",
-            ));
+            return Err(Error::invalid(format!("{path}.cpu_millicores"), "must be positive"));
         }
         if spec.memory_mib == 0 {
-            return Err(Error::invalid(
-                format!("{path}.memory_mib"),
-                "must be positive",
-            ));
+            return Err(Error::invalid(format!("{path}.memory_mib"), "must be positive"));
         }
         let gpu = match &spec.gpu {
             None => None,
@@ -493,10 +445,7 @@ fn expand_nodes(
                     ));
                 }
                 if g.memory_mib == 0 {
-                    return Err(Error::invalid(
-                        format!("{path}.gpu.memory_mib"),
-                        "must be positive",
-                    ));
+                    return Err(Error::invalid(format!("{path}.gpu.memory_mib"), "must be positive"));
                 }
                 let model = g.model.to_ascii_lowercase();
                 if model.is_empty() || model == CPU_CLASS {
@@ -505,11 +454,7 @@ fn expand_nodes(
                         "must name a GPU product, not be empty or `cpu`",
                     ));
                 }
-                Some(GpuSpec {
-                    count: g.count,
-                    model,
-                    memory_mib: g.memory_mib,
-                })
+                Some(GpuSpec { count: g.count, model, memory_mib: g.memory_mib })
             }
         };
         let class = match &gpu {
@@ -531,10 +476,7 @@ fn expand_nodes(
         let expanded: Vec<String> = match spec.count {
             None => vec![spec.name.clone()],
             Some(0) => {
-                return Err(Error::invalid(
-                    format!("{path}.count"),
-                    "must be at least 1",
-                ));
+                return Err(Error::invalid(format!("{path}.count"), "must be at least 1"));
             }
             Some(c) => (1..=c).map(|k| format!("{}-{k}", spec.name)).collect(),
         };
@@ -561,10 +503,7 @@ fn expand_nodes(
 fn validate_service(i: usize, spec: &ServiceSpec, classes: &[String]) -> Result<Service> {
     let path = format!("services[{i}]");
     if spec.replicas == 0 {
-        return Err(Error::invalid(
-            format!("{path}.replicas"),
-            "must be at least 1",
-        ));
+        return Err(Error::invalid(format!("{path}.replicas"), "must be at least 1"));
     }
     let requests = Resources {
         cpu_millicores: spec.requests.cpu_millicores,
@@ -573,10 +512,7 @@ fn validate_service(i: usize, spec: &ServiceSpec, classes: &[String]) -> Result<
         gpu_memory_mib: spec.requests.gpu_memory_mib,
     };
     if requests.gpus == 0 && requests.gpu_memory_mib > 0 {
-        return Err(Error::invalid(
-            format!("{path}.requests.gpu_memory_mib"),
-            "is set but `gpus` is 0",
-        ));
+        return Err(Error::invalid(format!("{path}.requests.gpu_memory_mib"), "is set but `gpus` is 0"));
     }
     if spec.service_time_ms.is_empty() {
         return Err(Error::invalid(
@@ -607,12 +543,7 @@ fn validate_service(i: usize, spec: &ServiceSpec, classes: &[String]) -> Result<
             times[c] = Some(t);
         }
     }
-    let cold_start_s = finite_at_least(
-        &format!("{path}.cold_start_s"),
-        spec.cold_start_s,
-        0.0,
-        false,
-    )?;
+    let cold_start_s = finite_at_least(&format!("{path}.cold_start_s"), spec.cold_start_s, 0.0, false)?;
     Ok(Service {
         name: spec.name.clone(),
         replicas: spec.replicas,
@@ -629,17 +560,11 @@ fn validate_group(
     services: &HashMap<&str, usize>,
 ) -> Result<UserGroup> {
     let path = format!("user_groups[{i}]");
-    let zone = *zones.get(spec.zone.as_str()).ok_or_else(|| {
-        Error::invalid(
-            format!("{path}.zone"),
-            format!("unknown zone `{}`", spec.zone),
-        )
-    })?;
+    let zone = *zones
+        .get(spec.zone.as_str())
+        .ok_or_else(|| Error::invalid(format!("{path}.zone"), format!("unknown zone `{}`", spec.zone)))?;
     if spec.chain.is_empty() {
-        return Err(Error::invalid(
-            format!("{path}.chain"),
-            "must call at least one service",
-        ));
+        return Err(Error::invalid(format!("{path}.chain"), "must call at least one service"));
     }
     let chain = spec
         .chain
@@ -647,10 +572,7 @@ fn validate_group(
         .enumerate()
         .map(|(k, name)| {
             services.get(name.as_str()).copied().ok_or_else(|| {
-                Error::invalid(
-                    format!("{path}.chain[{k}]"),
-                    format!("unknown service `{name}`"),
-                )
+                Error::invalid(format!("{path}.chain[{k}]"), format!("unknown service `{name}`"))
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -665,25 +587,13 @@ fn validate_group(
     if rate.amplitude > 1.0 {
         return Err(Error::invalid(
             format!("{path}.rate.amplitude"),
-            format!(
-                "must be in [0, 1] (a relative swing), got {}",
-                rate.amplitude
-            ),
+            format!("must be in [0, 1] (a relative swing), got {}", rate.amplitude),
         ));
     }
-    Ok(UserGroup {
-        name: spec.name.clone(),
-        zone,
-        rate,
-        chain,
-    })
+    Ok(UserGroup { name: spec.name.clone(), zone, rate, chain })
 }
 
-fn validate_failures(
-    spec: &ScenarioSpec,
-    nodes: &HashMap<&str, usize>,
-    tick_s: f64,
-) -> Result<FailureModel> {
+fn validate_failures(spec: &ScenarioSpec, nodes: &HashMap<&str, usize>, tick_s: f64) -> Result<FailureModel> {
     let f = &spec.failures;
     let mtbf_s = match f.mtbf_hours {
         None => None,
@@ -691,10 +601,7 @@ fn validate_failures(
     };
     let mttr_s = match f.mttr_minutes {
         None if mtbf_s.is_some() => {
-            return Err(Error::invalid(
-                "failures.mttr_minutes",
-                "is required with mtbf_hours",
-            ));
+            return Err(Error::invalid("failures.mttr_minutes", "is required with mtbf_hours"));
         }
         None => 0.0,
         Some(m) => finite_at_least("failures.mttr_minutes", m, 0.0, true)? * 60.0,
@@ -710,19 +617,11 @@ fn validate_failures(
                 format!("{at_s} s is after the end of the episode ({horizon} s)"),
             ));
         }
-        let node = *nodes.get(e.node.as_str()).ok_or_else(|| {
-            Error::invalid(format!("{path}.node"), format!("unknown node `{}`", e.node))
-        })?;
-        events.push(NodeEvent {
-            at_s,
-            node,
-            kind: e.kind,
-        });
+        let node = *nodes
+            .get(e.node.as_str())
+            .ok_or_else(|| Error::invalid(format!("{path}.node"), format!("unknown node `{}`", e.node)))?;
+        events.push(NodeEvent { at_s, node, kind: e.kind });
     }
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
-    Ok(FailureModel {
-        mtbf_s,
-        mttr_s,
-        events,
-    })
+    Ok(FailureModel { mtbf_s, mttr_s, events })
 }

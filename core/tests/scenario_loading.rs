@@ -24,10 +24,7 @@ fn shipped_scenarios_have_the_sizes_the_issue_asks_for() {
             (s.nodes.len(), s.replica_count(), s.zones.len())
         })
         .collect();
-    assert_eq!(
-        sizes,
-        vec![(3, 2, 2), (8, 6, 3), (32, 16, 4), (1000, 200, 5)]
-    );
+    assert_eq!(sizes, vec![(3, 2, 2), (8, 6, 3), (32, 16, 4), (1000, 200, 5)]);
     let small = Scenario::from_yaml(GPU_SMALL).unwrap();
     assert_eq!(small.user_groups.len(), 4);
     assert_eq!(small.classes, vec!["cpu", "h100", "l4"]);
@@ -83,11 +80,7 @@ fn rtt_matrix_that_is_not_square_is_refused() {
 
 #[test]
 fn unknown_service_in_a_chain_is_refused() {
-    let text = TINY.replacen(
-        "chain: [infinity-embed]",
-        "chain: [infinity-embed, rerank]",
-        1,
-    );
+    let text = TINY.replacen("chain: [infinity-embed]", "chain: [infinity-embed, rerank]", 1);
     let (path, reason) = path_of(Scenario::from_yaml(&text));
     assert_eq!(path, "user_groups[0].chain[1]");
     assert!(reason.contains("unknown service `rerank`"), "{reason}");
@@ -103,19 +96,10 @@ fn unknown_routing_policy_is_refused() {
 
 #[test]
 fn amplitude_above_one_and_nan_rates_are_refused() {
-    let text = TINY.replace(
-        "base_rps: 30, amplitude: 0.5",
-        "base_rps: 30, amplitude: 1.5",
-    );
-    assert_eq!(
-        path_of(Scenario::from_yaml(&text)).0,
-        "user_groups[0].rate.amplitude"
-    );
+    let text = TINY.replace("base_rps: 30, amplitude: 0.5", "base_rps: 30, amplitude: 1.5");
+    assert_eq!(path_of(Scenario::from_yaml(&text)).0, "user_groups[0].rate.amplitude");
     let text = TINY.replace("base_rps: 30", "base_rps: .nan");
-    assert_eq!(
-        path_of(Scenario::from_yaml(&text)).0,
-        "user_groups[0].rate.base_rps"
-    );
+    assert_eq!(path_of(Scenario::from_yaml(&text)).0, "user_groups[0].rate.base_rps");
 }
 
 #[test]
@@ -143,10 +127,7 @@ fn failure_event_for_unknown_node_is_refused() {
 #[test]
 fn gpu_service_time_on_cpu_is_refused() {
     let text = TINY.replace("h100: 9.0", "cpu: 9.0");
-    assert_eq!(
-        path_of(Scenario::from_yaml(&text)).0,
-        "services[0].service_time_ms.cpu"
-    );
+    assert_eq!(path_of(Scenario::from_yaml(&text)).0, "services[0].service_time_ms.cpu");
 }
 
 #[test]

@@ -94,11 +94,8 @@ impl Backend for SimBackend {
         for t in 0..=ticks {
             let at = if t == 0 { 0.0 } else { (t as f64 - 0.5) * dt };
             for g in &scenario.user_groups {
-                let noise = if g.rate.noise > 0.0 {
-                    (1.0 + g.rate.noise * rng.normal()).max(0.0)
-                } else {
-                    1.0
-                };
+                let noise =
+                    if g.rate.noise > 0.0 { (1.0 + g.rate.noise * rng.normal()).max(0.0) } else { 1.0 };
                 rates_rps.push((g.rate.mean_at(at) * noise).max(0.0));
             }
         }
@@ -108,12 +105,7 @@ impl Backend for SimBackend {
             .failures
             .events
             .iter()
-            .map(|e| TraceEvent {
-                tick: tick_of(e.at_s),
-                at_s: e.at_s,
-                node: e.node,
-                kind: e.kind,
-            })
+            .map(|e| TraceEvent { tick: tick_of(e.at_s), at_s: e.at_s, node: e.node, kind: e.kind })
             .collect();
         if let Some(mtbf) = scenario.failures.mtbf_s {
             let mttr = scenario.failures.mttr_s;
@@ -121,12 +113,7 @@ impl Backend for SimBackend {
             for node in 0..scenario.nodes.len() {
                 let mut t = rng.exponential(mtbf);
                 while t < horizon {
-                    events.push(TraceEvent {
-                        tick: tick_of(t),
-                        at_s: t,
-                        node,
-                        kind: NodeEventKind::Fail,
-                    });
+                    events.push(TraceEvent { tick: tick_of(t), at_s: t, node, kind: NodeEventKind::Fail });
                     let back = t + rng.exponential(mttr);
                     if back >= horizon {
                         break;
@@ -142,10 +129,6 @@ impl Backend for SimBackend {
             }
         }
         events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s).then(a.node.cmp(&b.node)));
-        Trace {
-            groups,
-            rates_rps,
-            events,
-        }
+        Trace { groups, rates_rps, events }
     }
 }

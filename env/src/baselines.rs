@@ -30,10 +30,7 @@ pub struct RandomPolicy {
 impl RandomPolicy {
     /// A random policy; re-seeded at every episode.
     pub fn new() -> Self {
-        Self {
-            rng: Rng::new(0),
-            allowed: Vec::new(),
-        }
+        Self { rng: Rng::new(0), allowed: Vec::new() }
     }
 }
 
@@ -54,13 +51,7 @@ impl Policy for RandomPolicy {
 
     fn act(&mut self, env: &PlacementEnv) -> usize {
         self.allowed.clear();
-        self.allowed.extend(
-            env.action_mask()
-                .iter()
-                .enumerate()
-                .filter(|(_, ok)| **ok)
-                .map(|(a, _)| a),
-        );
+        self.allowed.extend(env.action_mask().iter().enumerate().filter(|(_, ok)| **ok).map(|(a, _)| a));
         self.allowed[self.rng.below(self.allowed.len())]
     }
 }
@@ -83,14 +74,9 @@ impl Policy for SpreadPolicy {
                 continue;
             }
             let s = env.replica_service()[r];
-            if let Some(node) = best_node(
-                env.scenario(),
-                s,
-                env.usage(),
-                ready,
-                placement,
-                env.replica_service(),
-            ) {
+            if let Some(node) =
+                best_node(env.scenario(), s, env.usage(), ready, placement, env.replica_service())
+            {
                 let action = env.encode(Move { replica: r, node });
                 if env.action_mask()[action] {
                     return action;
@@ -121,21 +107,12 @@ impl Policy for GreedyPolicy {
             let s = env.replica_service()[r];
             tried.clear();
             for n in 0..env.node_count() {
-                let action = env.encode(Move {
-                    replica: r,
-                    node: n,
-                });
+                let action = env.encode(Move { replica: r, node: n });
                 // Nodes in the same zone with the same hardware score the same: try one.
-                if !mask[action] || !tried.insert((scenario.nodes[n].zone, scenario.class_on(s, n)))
-                {
+                if !mask[action] || !tried.insert((scenario.nodes[n].zone, scenario.class_on(s, n))) {
                     continue;
                 }
-                let cost = env
-                    .steady_cost(Some(Move {
-                        replica: r,
-                        node: n,
-                    }))
-                    .cost;
+                let cost = env.steady_cost(Some(Move { replica: r, node: n })).cost;
                 if cost < best.1 - 1e-12 {
                     best = (action, cost);
                 }

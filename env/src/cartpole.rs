@@ -42,14 +42,8 @@ impl Default for CartPole {
 impl CartPole {
     /// A cart-pole, reset with seed 0.
     pub fn new() -> Self {
-        let mut env = Self {
-            state: [0.0; 4],
-            obs: [0.0; 4],
-            steps: 0,
-            done: false,
-            rng: Rng::new(0),
-            mask: [true; 2],
-        };
+        let mut env =
+            Self { state: [0.0; 4], obs: [0.0; 4], steps: 0, done: false, rng: Rng::new(0), mask: [true; 2] };
         env.reset(0);
         env
     }
@@ -65,16 +59,8 @@ impl Env for CartPole {
     type Info = ();
 
     fn observation_space(&self) -> BoxSpace {
-        let high = [
-            X_LIMIT as f32 * 2.0,
-            f32::MAX,
-            THETA_LIMIT as f32 * 2.0,
-            f32::MAX,
-        ];
-        BoxSpace {
-            low: high.iter().map(|h| -h).collect(),
-            high: high.to_vec(),
-        }
+        let high = [X_LIMIT as f32 * 2.0, f32::MAX, THETA_LIMIT as f32 * 2.0, f32::MAX];
+        BoxSpace { low: high.iter().map(|h| -h).collect(), high: high.to_vec() }
     }
 
     fn action_count(&self) -> usize {
@@ -89,10 +75,7 @@ impl Env for CartPole {
         self.steps = 0;
         self.done = false;
         self.sync_obs();
-        Reset {
-            obs: &self.obs,
-            info: (),
-        }
+        Reset { obs: &self.obs, info: () }
     }
 
     fn step(&mut self, action: usize) -> Result<Step<'_, ()>> {
@@ -106,27 +89,17 @@ impl Env for CartPole {
         let force = if action == 1 { FORCE } else { -FORCE };
         let (sin, cos) = theta.sin_cos();
         let temp = (force + POLE_MASS_LENGTH * theta_dot * theta_dot * sin) / TOTAL_MASS;
-        let theta_acc = (GRAVITY * sin - cos * temp)
-            / (HALF_LENGTH * (4.0 / 3.0 - MASS_POLE * cos * cos / TOTAL_MASS));
+        let theta_acc =
+            (GRAVITY * sin - cos * temp) / (HALF_LENGTH * (4.0 / 3.0 - MASS_POLE * cos * cos / TOTAL_MASS));
         let x_acc = temp - POLE_MASS_LENGTH * theta_acc * cos / TOTAL_MASS;
-        self.state = [
-            x + TAU * x_dot,
-            x_dot + TAU * x_acc,
-            theta + TAU * theta_dot,
-            theta_dot + TAU * theta_acc,
-        ];
+        self.state =
+            [x + TAU * x_dot, x_dot + TAU * x_acc, theta + TAU * theta_dot, theta_dot + TAU * theta_acc];
         self.steps += 1;
         let terminated = self.state[0].abs() > X_LIMIT || self.state[2].abs() > THETA_LIMIT;
         let truncated = !terminated && self.steps >= MAX_STEPS;
         self.done = terminated || truncated;
         self.sync_obs();
-        Ok(Step {
-            obs: &self.obs,
-            reward: 1.0,
-            terminated,
-            truncated,
-            info: (),
-        })
+        Ok(Step { obs: &self.obs, reward: 1.0, terminated, truncated, info: () })
     }
 
     fn action_mask(&self) -> &[bool] {

@@ -17,22 +17,13 @@ type Record = (Vec<f32>, f64, bool, bool);
 fn random_allowed(mask: &[bool], rng: &mut Rng) -> usize {
     let allowed = mask.iter().filter(|&&m| m).count();
     let k = rng.below(allowed);
-    mask.iter()
-        .enumerate()
-        .filter(|(_, m)| **m)
-        .nth(k)
-        .map(|(a, _)| a)
-        .expect("k < allowed")
+    mask.iter().enumerate().filter(|(_, m)| **m).nth(k).map(|(a, _)| a).expect("k < allowed")
 }
 
 fn check_obs<E: Env>(env: &E, obs: &[f32], when: &str) -> Result<(), String> {
     let space = env.observation_space();
     if obs.len() != space.len() {
-        return Err(format!(
-            "{when}: observation has {} values, the space {}",
-            obs.len(),
-            space.len()
-        ));
+        return Err(format!("{when}: observation has {} values, the space {}", obs.len(), space.len()));
     }
     if let Some(i) = space.violation(obs) {
         return Err(format!(
@@ -61,15 +52,8 @@ fn rollout<E: Env>(env: &mut E, seed: u64, max_steps: usize) -> Result<Vec<Recor
             return Err(format!("step {t}: the mask allows no action"));
         }
         let action = random_allowed(mask, &mut rng);
-        let step = env
-            .step(action)
-            .map_err(|e| format!("step {t}: allowed action {action} failed: {e}"))?;
-        let record = (
-            step.obs.to_vec(),
-            step.reward,
-            step.terminated,
-            step.truncated,
-        );
+        let step = env.step(action).map_err(|e| format!("step {t}: allowed action {action} failed: {e}"))?;
+        let record = (step.obs.to_vec(), step.reward, step.terminated, step.truncated);
         if !record.1.is_finite() {
             return Err(format!("step {t}: reward {} is not finite", record.1));
         }
@@ -94,9 +78,7 @@ pub fn check_env<E: Env>(
     let a = rollout(env, seed, max_steps)?;
     let b = rollout(env, seed, max_steps)?;
     if let Some(t) = a.iter().zip(&b).position(|(x, y)| x != y) {
-        return Err(format!(
-            "the same seed gave different trajectories from step {t}"
-        ));
+        return Err(format!("the same seed gave different trajectories from step {t}"));
     }
     if a.len() != b.len() {
         return Err("the same seed gave trajectories of different lengths".into());
@@ -112,9 +94,7 @@ pub fn check_env<E: Env>(
         if len <= max_steps {
             let (_, _, terminated, truncated) = a.last().expect("non-empty");
             if !*truncated || *terminated {
-                return Err(format!(
-                    "step {len} should be truncated (and not terminated)"
-                ));
+                return Err(format!("step {len} should be truncated (and not terminated)"));
             }
             if env.step(0).is_ok() {
                 return Err("a step after the end of the episode was accepted".into());

@@ -119,11 +119,7 @@ impl CostModel {
             rtt: scenario.rtt_ms.iter().flatten().copied().collect(),
             routing: scenario.routing,
             group_zone: scenario.user_groups.iter().map(|g| g.zone).collect(),
-            chains: scenario
-                .user_groups
-                .iter()
-                .map(|g| g.chain.clone())
-                .collect(),
+            chains: scenario.user_groups.iter().map(|g| g.chain.clone()).collect(),
             slo_ms: scenario.slo_ms,
             timeout_ms: scenario.timeout_ms,
             violation_weight: scenario.reward.violation,
@@ -138,13 +134,11 @@ impl CostModel {
     pub fn route(&self, replicas: &[ReplicaView], table: &mut RoutingTable) {
         let (zn, sn, gn) = (self.zones, self.services, self.groups());
         table.weight.clear();
-        table
-            .weight
-            .extend(replicas.iter().map(|r| match (r.up, self.routing) {
-                (false, _) => 0.0,
-                (true, Routing::LeastLatency) => 1.0 / r.service_time_ms,
-                (true, _) => 1.0,
-            }));
+        table.weight.extend(replicas.iter().map(|r| match (r.up, self.routing) {
+            (false, _) => 0.0,
+            (true, Routing::LeastLatency) => 1.0 / r.service_time_ms,
+            (true, _) => 1.0,
+        }));
         // Available weight per service and zone.
         let mut present = vec![0.0; sn * zn];
         for (r, w) in replicas.iter().zip(&table.weight) {
@@ -178,11 +172,9 @@ impl CostModel {
                     let target = match self.routing {
                         Routing::Uniform => None,
                         Routing::TopologyAware => (here[caller] > 0.0).then_some(caller),
-                        Routing::LeastLatency => {
-                            (0..zn).filter(|&z| here[z] > 0.0).min_by(|&a, &b| {
-                                self.rtt[caller * zn + a].total_cmp(&self.rtt[caller * zn + b])
-                            })
-                        }
+                        Routing::LeastLatency => (0..zn)
+                            .filter(|&z| here[z] > 0.0)
+                            .min_by(|&a, &b| self.rtt[caller * zn + a].total_cmp(&self.rtt[caller * zn + b])),
                     };
                     match target {
                         Some(z) => {
@@ -218,12 +210,9 @@ impl CostModel {
     ) -> TickMetrics {
         let (zn, sn) = (self.zones, self.services);
         let cells = sn * zn;
-        for buf in [
-            &mut scratch.load,
-            &mut scratch.mean_wait,
-            &mut scratch.queue_wait,
-            &mut scratch.saturated,
-        ] {
+        for buf in
+            [&mut scratch.load, &mut scratch.mean_wait, &mut scratch.queue_wait, &mut scratch.saturated]
+        {
             buf.clear();
             buf.resize(cells, 0.0);
         }
@@ -248,11 +237,7 @@ impl CostModel {
             let cell = rep.service * zn + rep.zone;
             let rho = w * scratch.load[cell] * rep.service_time_ms;
             scratch.utilisation[r] = rho.min(1.0);
-            let sojourn = if rho < 1.0 {
-                rep.service_time_ms / (1.0 - rho)
-            } else {
-                f64::INFINITY
-            };
+            let sojourn = if rho < 1.0 { rep.service_time_ms / (1.0 - rho) } else { f64::INFINITY };
             if sojourn < self.timeout_ms {
                 scratch.mean_wait[cell] += w * sojourn;
                 scratch.queue_wait[cell] += w * sojourn;
@@ -268,12 +253,12 @@ impl CostModel {
             }
             let visits = &table.visit[g * cells..(g + 1) * cells];
             let (mut wait, mut queue, mut sat_visits) = (0.0, 0.0, 0.0);
-            for c in 0..cells {
-                let v = visits[c];
+            let cellwise = scratch.mean_wait.iter().zip(&scratch.queue_wait).zip(&scratch.saturated);
+            for (&v, ((&w, &q), &x)) in visits.iter().zip(cellwise) {
                 if v != 0.0 {
-                    wait += v * scratch.mean_wait[c];
-                    queue += v * scratch.queue_wait[c];
-                    sat_visits += v * scratch.saturated[c];
+                    wait += v * w;
+                    queue += v * q;
+                    sat_visits += v * x;
                 }
             }
             let rtt = table.rtt_ms[g];
@@ -355,12 +340,7 @@ user_groups:
     }
 
     fn view(zone: usize, ms: f64, up: bool) -> ReplicaView {
-        ReplicaView {
-            service: 0,
-            zone,
-            service_time_ms: ms,
-            up,
-        }
+        ReplicaView { service: 0, zone, service_time_ms: ms, up }
     }
 
     #[test]
@@ -393,10 +373,7 @@ user_groups:
         assert!((m.mean_latency_ms - 21.0).abs() < 1e-9, "{m:?}");
         // No replica in the caller's zone: spread over all.
         let m = model.score(&[view(1, 10.0, true), view(1, 10.0, true)], &[50.0]);
-        assert!(
-            (m.mean_latency_ms - (20.0 + 10.0 / 0.75)).abs() < 1e-9,
-            "{m:?}"
-        );
+        assert!((m.mean_latency_ms - (20.0 + 10.0 / 0.75)).abs() < 1e-9, "{m:?}");
     }
 
     #[test]
@@ -408,10 +385,7 @@ user_groups:
         let w1 = 10.0 / (1.0 - l1 * 10.0);
         let w2 = 30.0 / (1.0 - l2 * 30.0);
         let expected = 1.0 + 0.75 * w1 + 0.25 * w2;
-        assert!(
-            (m.mean_latency_ms - expected).abs() < 1e-9,
-            "{m:?} vs {expected}"
-        );
+        assert!((m.mean_latency_ms - expected).abs() < 1e-9, "{m:?} vs {expected}");
     }
 
     #[test]
@@ -420,10 +394,7 @@ user_groups:
         let both = model.score(&[view(0, 10.0, true), view(0, 10.0, true)], &[50.0]);
         let one = model.score(&[view(0, 10.0, true), view(0, 10.0, false)], &[50.0]);
         assert!((both.mean_latency_ms - (1.0 + 10.0 / 0.75)).abs() < 1e-9);
-        assert!(
-            (one.mean_latency_ms - 21.0).abs() < 1e-9,
-            "the survivor takes all 50/s"
-        );
+        assert!((one.mean_latency_ms - 21.0).abs() < 1e-9, "the survivor takes all 50/s");
     }
 
     #[test]
@@ -449,9 +420,6 @@ user_groups:
     #[test]
     fn no_traffic_costs_nothing() {
         let model = CostModel::new(&scenario("uniform", 0.0));
-        assert_eq!(
-            model.score(&[view(0, 10.0, true), view(1, 10.0, true)], &[0.0]),
-            TickMetrics::default()
-        );
+        assert_eq!(model.score(&[view(0, 10.0, true), view(1, 10.0, true)], &[0.0]), TickMetrics::default());
     }
 }

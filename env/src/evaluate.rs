@@ -102,11 +102,7 @@ pub fn run_policy(
 }
 
 /// Runs the oracle over the same episodes (same traces) as the policies.
-pub fn run_oracle(
-    env: &mut PlacementEnv,
-    seeds: &[u64],
-    progress: &mut dyn FnMut(),
-) -> Result<EvalRow> {
+pub fn run_oracle(env: &mut PlacementEnv, seeds: &[u64], progress: &mut dyn FnMut()) -> Result<EvalRow> {
     let mut oracle = Oracle::new(env.scenario().clone())?;
     let mut summary = Summary::default();
     for &seed in seeds {
@@ -121,11 +117,7 @@ pub fn run_oracle(
 
 /// Fills `gap_to_oracle` in every row from the oracle's row, if there is one.
 pub fn fill_gaps(rows: &mut [EvalRow]) {
-    let Some(oracle_cost) = rows
-        .iter()
-        .find(|r| r.policy == "oracle")
-        .map(|r| -r.reward)
-    else {
+    let Some(oracle_cost) = rows.iter().find(|r| r.policy == "oracle").map(|r| -r.reward) else {
         return;
     };
     for row in rows {
@@ -148,10 +140,7 @@ pub fn compare(
     progress: &mut dyn FnMut(),
 ) -> Result<(Vec<EvalRow>, Option<String>)> {
     if episodes == 0 {
-        return Err(Error::InvalidArgument {
-            name: "episodes",
-            reason: "must be at least 1".into(),
-        });
+        return Err(Error::InvalidArgument { name: "episodes", reason: "must be at least 1".into() });
     }
     let mut env = PlacementEnv::new(scenario)?;
     let seeds = episode_seeds(seed, episodes);
@@ -168,10 +157,7 @@ pub fn compare(
         }
         let mut policy = baseline(name).ok_or_else(|| Error::InvalidArgument {
             name: "policy",
-            reason: format!(
-                "unknown policy `{name}` (expected one of {})",
-                POLICIES.join(", ")
-            ),
+            reason: format!("unknown policy `{name}` (expected one of {})", POLICIES.join(", ")),
         })?;
         rows.push(run_policy(&mut env, policy.as_mut(), &seeds, progress)?);
     }

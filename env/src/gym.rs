@@ -19,10 +19,7 @@ pub struct BoxSpace {
 impl BoxSpace {
     /// `len` dimensions, all in `[low, high]`.
     pub fn uniform(len: usize, low: f32, high: f32) -> Self {
-        Self {
-            low: vec![low; len],
-            high: vec![high; len],
-        }
+        Self { low: vec![low; len], high: vec![high; len] }
     }
 
     /// Number of dimensions.

@@ -85,10 +85,8 @@ impl Oracle {
             let mut here: Vec<Slot> = Vec::new();
             for n in 0..scenario.nodes.len() {
                 if scenario.can_host(s, n) {
-                    let slot = Some((
-                        scenario.nodes[n].zone,
-                        scenario.service_time_ms(s, n).expect("can_host"),
-                    ));
+                    let slot =
+                        Some((scenario.nodes[n].zone, scenario.service_time_ms(s, n).expect("can_host")));
                     if !here.contains(&slot) {
                         here.push(slot);
                     }
@@ -133,9 +131,8 @@ impl Oracle {
     fn packable(&self, slots: &[usize], ready: &[bool]) -> bool {
         let sc = &self.scenario;
         // Most demanding replicas first: GPU ones, then by CPU.
-        let mut order: Vec<usize> = (0..slots.len())
-            .filter(|&r| self.slots[self.replica_service[r]][slots[r]].is_some())
-            .collect();
+        let mut order: Vec<usize> =
+            (0..slots.len()).filter(|&r| self.slots[self.replica_service[r]][slots[r]].is_some()).collect();
         order.sort_by_key(|&r| {
             let req = &sc.services[self.replica_service[r]].requests;
             std::cmp::Reverse((req.gpus, req.cpu_millicores, req.memory_mib))
@@ -144,13 +141,7 @@ impl Oracle {
         self.pack(&order, slots, ready, &mut usage)
     }
 
-    fn pack(
-        &self,
-        order: &[usize],
-        slots: &[usize],
-        ready: &[bool],
-        usage: &mut [NodeUsage],
-    ) -> bool {
+    fn pack(&self, order: &[usize], slots: &[usize], ready: &[bool], usage: &mut [NodeUsage]) -> bool {
         let Some((&r, rest)) = order.split_first() else {
             return true;
         };
@@ -186,9 +177,8 @@ impl Oracle {
         let mut choice = vec![0usize; services];
         let mut out = Vec::new();
         loop {
-            let slots: Vec<usize> = (0..services)
-                .flat_map(|s| self.multisets[s][choice[s]].iter().copied())
-                .collect();
+            let slots: Vec<usize> =
+                (0..services).flat_map(|s| self.multisets[s][choice[s]].iter().copied()).collect();
             if self.packable(&slots, ready) {
                 let views: Vec<ReplicaView> = slots
                     .iter()
@@ -196,28 +186,16 @@ impl Oracle {
                     .map(|(r, &k)| {
                         let service = self.replica_service[r];
                         match self.slots[service][k] {
-                            Some((zone, service_time_ms)) => ReplicaView {
-                                service,
-                                zone,
-                                service_time_ms,
-                                up: true,
-                            },
-                            None => ReplicaView {
-                                service,
-                                zone: 0,
-                                service_time_ms: 1.0,
-                                up: false,
-                            },
+                            Some((zone, service_time_ms)) => {
+                                ReplicaView { service, zone, service_time_ms, up: true }
+                            }
+                            None => ReplicaView { service, zone: 0, service_time_ms: 1.0, up: false },
                         }
                     })
                     .collect();
                 let mut table = RoutingTable::default();
                 self.model.route(&views, &mut table);
-                out.push(Config {
-                    slots,
-                    views,
-                    table,
-                });
+                out.push(Config { slots, views, table });
             }
             // Odometer over the services' multisets.
             let Some(s) = (0..services).find(|&s| choice[s] + 1 < self.multisets[s].len()) else {
@@ -237,17 +215,11 @@ impl Oracle {
         self.best_config(rates_rps, ready).map(|(m, _)| m)
     }
 
-    fn best_config(
-        &mut self,
-        rates_rps: &[f64],
-        ready: &[bool],
-    ) -> Option<(TickMetrics, Vec<usize>)> {
+    fn best_config(&mut self, rates_rps: &[f64], ready: &[bool]) -> Option<(TickMetrics, Vec<usize>)> {
         let configs = self.configs(ready);
         let mut best: Option<(TickMetrics, usize)> = None;
         for (i, c) in configs.iter().enumerate() {
-            let m = self
-                .model
-                .evaluate(&c.views, &c.table, rates_rps, &mut self.scratch);
+            let m = self.model.evaluate(&c.views, &c.table, rates_rps, &mut self.scratch);
             if best.is_none_or(|(b, _)| m.cost < b.cost) {
                 best = Some((m, i));
             }
@@ -266,12 +238,9 @@ impl Oracle {
                 ready[e.node] = e.kind == berth_core::NodeEventKind::Recover;
                 next_event += 1;
             }
-            let (metrics, slots) = self
-                .best_config(trace.rates(t), &ready)
-                .expect("at least the empty configuration");
-            let moves = previous
-                .as_ref()
-                .map_or(0, |p| self.moved_replicas(p, &slots));
+            let (metrics, slots) =
+                self.best_config(trace.rates(t), &ready).expect("at least the empty configuration");
+            let moves = previous.as_ref().map_or(0, |p| self.moved_replicas(p, &slots));
             previous = Some(slots);
             out.push(OracleTick { metrics, moves });
         }

@@ -216,10 +216,7 @@ impl PlacementEnv {
     pub fn decode(&self, action: usize) -> Option<Move> {
         (action > 0).then(|| {
             let n = self.node_count();
-            Move {
-                replica: (action - 1) / n,
-                node: (action - 1) % n,
-            }
+            Move { replica: (action - 1) / n, node: (action - 1) % n }
         })
     }
 
@@ -249,11 +246,7 @@ impl PlacementEnv {
         } else if self.service_time[self.replica_service[r] * self.node_count() + n].is_none() {
             format!("`{service}` cannot run on the hardware of `{}`", node.name)
         } else {
-            format!(
-                "replica {r} of `{service}` ({}) does not fit on `{}`",
-                self.requests(r),
-                node.name
-            )
+            format!("replica {r} of `{service}` ({}) does not fit on `{}`", self.requests(r), node.name)
         }
     }
 
@@ -271,15 +264,12 @@ impl PlacementEnv {
         let base = n * (NODE_FIELDS + services);
         self.obs[base] = (u.cpu_millicores as f64 / node.allocatable.cpu_millicores as f64) as f32;
         self.obs[base + 1] = (u.memory_mib as f64 / node.allocatable.memory_mib as f64) as f32;
-        self.obs[base + 2] = node
-            .gpu
-            .as_ref()
-            .map_or(0.0, |g| u.gpus as f32 / g.count as f32);
+        self.obs[base + 2] = node.gpu.as_ref().map_or(0.0, |g| u.gpus as f32 / g.count as f32);
         self.obs[base + 3] = self.node_load[n] as f32;
         self.obs[base + 4] = if self.node_ready[n] { 1.0 } else { 0.0 };
         for s in 0..services {
-            self.obs[base + NODE_FIELDS + s] = self.node_service_count[n * services + s] as f32
-                / self.scenario.services[s].replicas as f32;
+            self.obs[base + NODE_FIELDS + s] =
+                self.node_service_count[n * services + s] as f32 / self.scenario.services[s].replicas as f32;
         }
     }
 
@@ -291,8 +281,7 @@ impl PlacementEnv {
         self.node_service_count[n * services + s] += 1;
         self.placement[r] = n;
         self.views[r].zone = self.scenario.nodes[n].zone;
-        self.views[r].service_time_ms =
-            self.service_time[s * self.node_count() + n].expect("masked");
+        self.views[r].service_time_ms = self.service_time[s * self.node_count() + n].expect("masked");
     }
 
     fn unplace(&mut self, r: usize) -> usize {
@@ -382,9 +371,7 @@ impl PlacementEnv {
             self.routing_dirty = false;
         }
         let rates = self.trace.rates(self.tick);
-        let mut metrics = self
-            .model
-            .evaluate(&self.views, &self.table, rates, &mut self.scratch);
+        let mut metrics = self.model.evaluate(&self.views, &self.table, rates, &mut self.scratch);
         if partial_count > 0 {
             self.partial_views.clone_from(&self.views);
             for &r in &self.pending {
@@ -392,15 +379,9 @@ impl PlacementEnv {
                     self.partial_views[r].up = true;
                 }
             }
-            self.model
-                .route(&self.partial_views, &mut self.partial_table);
+            self.model.route(&self.partial_views, &mut self.partial_table);
             let mut scratch = std::mem::take(&mut self.scratch);
-            let with = self.model.evaluate(
-                &self.partial_views,
-                &self.partial_table,
-                rates,
-                &mut scratch,
-            );
+            let with = self.model.evaluate(&self.partial_views, &self.partial_table, rates, &mut scratch);
             self.scratch = scratch;
             metrics = TickMetrics::blend(&metrics, &with, partial_weight / partial_count as f64);
         }
@@ -428,11 +409,7 @@ impl PlacementEnv {
         let base = self.node_count() * stride;
         let rates = self.trace.rates(self.tick);
         for (g, (&rate, &peak)) in rates.iter().zip(&self.peak_rate).enumerate() {
-            self.obs[base + g] = if peak > 0.0 {
-                (rate / peak).min(1.0) as f32
-            } else {
-                0.0
-            };
+            self.obs[base + g] = if peak > 0.0 { (rate / peak).min(1.0) as f32 } else { 0.0 };
         }
         let angle = std::f64::consts::TAU * (end_s % DAY_S) / DAY_S;
         let t = base + rates.len();
@@ -447,11 +424,9 @@ impl PlacementEnv {
         self.next_event = 0;
         let start = match self.scenario.initial_placement {
             InitialPlacement::Spread => self.start.clone(),
-            InitialPlacement::Random => random_placement(
-                &self.scenario,
-                &mut Rng::derive(seed, streams::INITIAL),
-                &self.start,
-            ),
+            InitialPlacement::Random => {
+                random_placement(&self.scenario, &mut Rng::derive(seed, streams::INITIAL), &self.start)
+            }
         };
         self.usage.fill(NodeUsage::default());
         self.node_service_count.fill(0);
@@ -464,12 +439,7 @@ impl PlacementEnv {
         self.views.clear();
         for r in 0..self.replica_service.len() {
             let service = self.replica_service[r];
-            self.views.push(ReplicaView {
-                service,
-                zone: 0,
-                service_time_ms: 0.0,
-                up: true,
-            });
+            self.views.push(ReplicaView { service, zone: 0, service_time_ms: 0.0, up: true });
             self.place(r, start.nodes[r]);
         }
         self.routing_dirty = true;
@@ -484,13 +454,8 @@ impl PlacementEnv {
             self.refresh_node_obs(n);
         }
         self.refresh_dynamic_obs(0.0);
-        self.info = TickInfo {
-            tick: 0,
-            metrics,
-            moves: 0,
-            unavailable_replicas: unavailable,
-            nodes_not_ready: 0,
-        };
+        self.info =
+            TickInfo { tick: 0, metrics, moves: 0, unavailable_replicas: unavailable, nodes_not_ready: 0 };
     }
 
     /// What the tick would cost, with the rates last observed, if `mv` were made and every
@@ -505,8 +470,7 @@ impl PlacementEnv {
             views[replica] = ReplicaView {
                 service: s,
                 zone: self.scenario.nodes[node].zone,
-                service_time_ms: self.service_time[s * self.node_count() + node]
-                    .unwrap_or(f64::INFINITY),
+                service_time_ms: self.service_time[s * self.node_count() + node].unwrap_or(f64::INFINITY),
                 up: self.node_ready[node],
             };
         }
@@ -527,10 +491,7 @@ impl Env for PlacementEnv {
 
     fn reset(&mut self, seed: u64) -> Reset<'_, TickInfo> {
         self.reset_state(seed);
-        Reset {
-            obs: &self.obs,
-            info: self.info,
-        }
+        Reset { obs: &self.obs, info: self.info }
     }
 
     fn step(&mut self, action: usize) -> Result<Step<'_, TickInfo>> {
@@ -538,17 +499,11 @@ impl Env for PlacementEnv {
             return Err(Error::EpisodeOver);
         }
         if action >= self.mask.len() {
-            return Err(Error::ActionOutOfRange {
-                action,
-                actions: self.mask.len(),
-            });
+            return Err(Error::ActionOutOfRange { action, actions: self.mask.len() });
         }
         let mv = self.decode(action);
         if let Some(mv) = mv.filter(|_| !self.mask[action]) {
-            return Err(Error::MaskedAction {
-                action,
-                reason: self.masked_reason(mv),
-            });
+            return Err(Error::MaskedAction { action, reason: self.masked_reason(mv) });
         }
         self.tick += 1;
         let dt = self.scenario.tick_s;

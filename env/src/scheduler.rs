@@ -44,17 +44,13 @@ pub fn best_node(
     let max_skew = feasible.iter().map(|&n| skew(n)).max().unwrap_or(0);
     let score = |n: usize| {
         let node = &scenario.nodes[n];
-        let cpu = (usage[n].cpu_millicores + req.cpu_millicores) as f64
-            / node.allocatable.cpu_millicores as f64;
-        let mem =
-            (usage[n].memory_mib + req.memory_mib) as f64 / node.allocatable.memory_mib as f64;
+        let cpu =
+            (usage[n].cpu_millicores + req.cpu_millicores) as f64 / node.allocatable.cpu_millicores as f64;
+        let mem = (usage[n].memory_mib + req.memory_mib) as f64 / node.allocatable.memory_mib as f64;
         let least_allocated = ((1.0 - cpu) + (1.0 - mem)) / 2.0 * 100.0;
         let balanced = (1.0 - (cpu - mem).abs()) * 100.0;
-        let spread = if max_skew == 0 {
-            100.0
-        } else {
-            100.0 * (max_skew - skew(n)) as f64 / max_skew as f64
-        };
+        let spread =
+            if max_skew == 0 { 100.0 } else { 100.0 * (max_skew - skew(n)) as f64 / max_skew as f64 };
         least_allocated + balanced + 2.0 * spread
     };
     // Highest score wins; ties go to the first node, so the result is deterministic.

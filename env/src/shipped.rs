@@ -11,10 +11,7 @@ use crate::error::{Error, Result};
 pub const SHIPPED: [(&str, &str); 4] = [
     ("tiny", include_str!("../../scenarios/tiny.yaml")),
     ("gpu-small", include_str!("../../scenarios/gpu-small.yaml")),
-    (
-        "gpu-medium",
-        include_str!("../../scenarios/gpu-medium.yaml"),
-    ),
+    ("gpu-medium", include_str!("../../scenarios/gpu-medium.yaml")),
     ("gpu-large", include_str!("../../scenarios/gpu-large.yaml")),
 ];
 
@@ -30,10 +27,8 @@ pub fn shipped(name: &str) -> Option<Arc<Scenario>> {
 pub fn load(name_or_path: &str) -> Result<Arc<Scenario>> {
     let path = std::path::Path::new(name_or_path);
     if path.exists() {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: name_or_path.to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Read { path: name_or_path.to_string(), source })?;
         return Ok(Arc::new(Scenario::from_yaml(&text)?));
     }
     shipped(name_or_path).ok_or_else(|| Error::Read {
@@ -42,11 +37,7 @@ pub fn load(name_or_path: &str) -> Result<Arc<Scenario>> {
             std::io::ErrorKind::NotFound,
             format!(
                 "no such file, and not a shipped scenario ({})",
-                SHIPPED
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                SHIPPED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
             ),
         ),
     })

@@ -28,16 +28,12 @@ impl<E: Env> VecEnv<E> {
     /// Wraps `envs` (at least one, all with the same spaces) and resets copy `i` with a seed
     /// drawn from the stream `(seed, i)`.
     pub fn new(envs: Vec<E>, seed: u64) -> Result<Self> {
-        let first = envs.first().ok_or(Error::InvalidArgument {
-            name: "envs",
-            reason: "need at least one env".into(),
-        })?;
+        let first = envs
+            .first()
+            .ok_or(Error::InvalidArgument { name: "envs", reason: "need at least one env".into() })?;
         let obs_len = first.observation_space().len();
         let actions = first.action_count();
-        if envs
-            .iter()
-            .any(|e| e.observation_space().len() != obs_len || e.action_count() != actions)
-        {
+        if envs.iter().any(|e| e.observation_space().len() != obs_len || e.action_count() != actions) {
             return Err(Error::InvalidArgument {
                 name: "envs",
                 reason: "all copies must have the same spaces".into(),
@@ -84,11 +80,7 @@ impl<E: Env> VecEnv<E> {
         if actions.len() != self.envs.len() {
             return Err(Error::InvalidArgument {
                 name: "actions",
-                reason: format!(
-                    "expected {} actions, got {}",
-                    self.envs.len(),
-                    actions.len()
-                ),
+                reason: format!("expected {} actions, got {}", self.envs.len(), actions.len()),
             });
         }
         let len = self.obs_len;

@@ -1,0 +1,119 @@
+//! The `berth` binary end to end: eval and bench output, and clear errors for bad input.
+
+use std::process::{Command, Output};
+
+fn berth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth")).args(args).output().expect("berth runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn eval_json_has_a_row_per_policy_with_the_documented_fields() {
+    let out = berth(&["eval", "--scenario", "tiny", "--episodes", "1", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["policy"].as_str().unwrap()).collect();
+    assert_eq!(names, ["random", "spread", "greedy", "oracle"]);
+    for row in rows {
+        for field in ["mean_latency_ms", "p95_latency_ms", "slo_miss", "moves", "reward", "gap_to_oracle"] {
+            assert!(row[field].is_number(), "{field} in {row}");
+        }
+    }
+    assert_eq!(rows[3]["gap_to_oracle"].as_f64(), Some(0.0));
+}
+
+#[test]
+fn eval_without_an_oracle_gives_null_gaps_and_says_why() {
+    let out = berth(&[
+        "eval",
+        "--scenario",
+        "gpu-medium",
+        "--policy",
+        "spread,oracle",
+        "--episodes",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert!(rows[0]["gap_to_oracle"].is_null());
+    assert!(
+        stderr(&out).contains("oracle refused") || stderr(&out).contains("no oracle row"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn eval_prints_a_table() {
+    let out =
+        berth(&["eval", "--scenario", "tiny", "--policy", "spread,greedy", "--episodes", "1", "--seed", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("from seed 3"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("greedy")), "{text}");
+}
+
+#[test]
+fn unknown_scenario_is_a_clear_error() {
+    let out = berth(&["eval", "--scenario", "no-such-scenario"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--scenario") && err.contains("not a shipped scenario"), "{err}");
+}
+
+#[test]
+fn invalid_scenario_file_names_the_field() {
+    let dir = std::env::temp_dir().join(format!("berth-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.yaml");
+    let text =
+        include_str!("../../scenarios/tiny.yaml").replace("cpu_millicores: 32000", "cpu_millicores: -1");
+    std::fs::write(&path, text).unwrap();
+    let out = berth(&["eval", "--scenario", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nodes[0].cpu_millicores"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unknown_policy_and_zero_episodes_are_refused() {
+    let out = berth(&["eval", "--scenario", "tiny", "--policy", "magic"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("--policy: unknown policy `magic`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = berth(&["eval", "--scenario", "tiny", "--episodes", "0"]);
+    assert!(!out.status.success() && stderr(&out).contains("--episodes"), "{}", stderr(&out));
+}
+
+#[test]
+fn bench_env_json_reports_single_and_vectorized_rates() {
+    let out = berth(&[
+        "bench",
+        "env",
+        "--json",
+        "--seconds",
+        "0.05",
+        "--copies",
+        "2",
+        "--scenario",
+        "tiny,gpu-small",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        assert!(row["steps_per_sec"].as_f64().unwrap() > 1000.0, "{row}");
+        assert!(row["vectorized"].is_boolean() && row["scenario"].is_string());
+    }
+    assert_eq!(rows[1]["vectorized"], true);
+    assert_eq!(rows[2]["scenario"], "gpu-small");
+}

@@ -1,0 +1,140 @@
+//! The gym's dynamics: cold starts, node failures and recovery, seeding, truncation and the
+//! vector env's auto-reset.
+
+use std::sync::Arc;
+
+use berth_core::Scenario;
+use berth_env::cost::{CostModel, ReplicaView};
+use berth_env::{CartPole, Env, Move, PlacementEnv, VecEnv};
+
+/// Two CPU nodes in one zone, one service with two replicas, cold start of half a tick.
+fn two_node_scenario(extra: &str) -> Arc<Scenario> {
+    let yaml = format!(
+        r#"
+name: two-nodes
+tick_s: 100
+episode_ticks: 6
+slo_ms: 100
+timeout_ms: 1000
+routing: uniform
+reward: {{violation: 1.0, move: 0.5}}
+zones: [a]
+rtt_ms: [[1.0]]
+nodes:
+  - {{name: n1, zone: a, cpu_millicores: 4000, memory_mib: 8192}}
+  - {{name: n2, zone: a, cpu_millicores: 4000, memory_mib: 8192}}
+  - {{name: n3, zone: a, cpu_millicores: 4000, memory_mib: 8192}}
+services:
+  - {{name: s, replicas: 2, requests: {{cpu_millicores: 1000, memory_mib: 1024}}, service_time_ms: {{cpu: 10}}, cold_start_s: 50}}
+user_groups:
+  - {{name: u, zone: a, rate: {{base_rps: 60}}, chain: [s]}}
+{extra}"#
+    );
+    Arc::new(Scenario::from_yaml(&yaml).unwrap())
+}
+
+fn views(up: [bool; 2]) -> Vec<ReplicaView> {
+    up.iter().map(|&up| ReplicaView { service: 0, zone: 0, service_time_ms: 10.0, up }).collect()
+}
+
+#[test]
+fn a_moved_replica_is_unavailable_for_its_cold_start_and_the_other_takes_its_share() {
+    let scenario = two_node_scenario("");
+    let model = CostModel::new(&scenario);
+    let both = model.score(&views([true, true]), &[60.0]);
+    let alone = model.score(&views([true, false]), &[60.0]);
+    let mut env = PlacementEnv::new(scenario.clone()).unwrap();
+    env.reset(0);
+    let free = (0..3).find(|n| !env.placement().contains(n)).unwrap();
+    let step = env.step(env.encode(Move { replica: 1, node: free })).unwrap();
+    // Cold start 50 s of a 100 s tick: half the tick with one replica, half with two.
+    let expected = 0.5 * both.cost + 0.5 * alone.cost;
+    assert!((step.info.metrics.cost - expected).abs() < 1e-9, "{:?} vs {expected}", step.info.metrics);
+    assert!((step.reward - -(expected + 0.5)).abs() < 1e-9, "the move costs 0.5");
+    assert_eq!((step.info.moves, step.info.unavailable_replicas), (1, 1));
+    // The next tick both serve again.
+    let step = env.step(0).unwrap();
+    assert!((step.info.metrics.cost - both.cost).abs() < 1e-9);
+    assert_eq!(step.info.unavailable_replicas, 0);
+}
+
+#[test]
+fn a_failed_node_stops_its_replicas_and_is_masked_until_it_recovers() {
+    let scenario = two_node_scenario(
+        "failures:\n  events:\n    - {at_s: 150, node: n1, kind: fail}\n    - {at_s: 320, node: n1, kind: recover}\n",
+    );
+    let model = CostModel::new(&scenario);
+    let alone = model.score(&views([true, false]), &[60.0]);
+    let both = model.score(&views([true, true]), &[60.0]);
+    let mut env = PlacementEnv::new(scenario.clone()).unwrap();
+    env.reset(0);
+    let on_n1 = env.placement().iter().position(|&n| n == 0).expect("spread uses n1");
+    let other = 1 - on_n1;
+    let onto_n1 = env.encode(Move { replica: other, node: 0 });
+    env.step(0).unwrap(); // tick 1: [0, 100)
+    assert!(env.action_mask()[onto_n1], "n1 has room while it is Ready");
+    let step = env.step(0).unwrap(); // tick 2: [100, 200): n1 fails at 150
+    assert_eq!((step.info.nodes_not_ready, step.info.unavailable_replicas), (1, 1));
+    assert!((step.info.metrics.cost - alone.cost).abs() < 1e-9);
+    assert!(!env.action_mask()[onto_n1], "no moves onto a NotReady node");
+    let ready_field = 4; // node 0's `ready` observation
+    assert_eq!(env.observation()[ready_field], 0.0);
+    env.step(0).unwrap(); // tick 3: [200, 300)
+    // tick 4: [300, 400): n1 back at 320, its replica cold-starts 50 s: ready at 370.
+    let step = env.step(0).unwrap();
+    assert_eq!(step.info.nodes_not_ready, 0);
+    let expected = 0.7 * alone.cost + 0.3 * both.cost;
+    assert!((step.info.metrics.cost - expected).abs() < 1e-9, "{:?} vs {expected}", step.info.metrics);
+    assert_eq!(env.observation()[ready_field], 1.0);
+}
+
+#[test]
+fn seeds_fix_the_traffic_and_differ_from_each_other() {
+    let scenario = berth_env::shipped::shipped("gpu-small").unwrap();
+    let mut a = PlacementEnv::new(scenario.clone()).unwrap();
+    let mut b = PlacementEnv::new(scenario).unwrap();
+    a.reset(5);
+    b.reset(5);
+    assert_eq!(a.trace(), b.trace());
+    b.reset(6);
+    assert_ne!(a.trace().rates_rps, b.trace().rates_rps);
+}
+
+#[test]
+fn episodes_are_truncated_at_the_scenario_length_and_never_terminated() {
+    let scenario = two_node_scenario("");
+    let mut env = PlacementEnv::new(scenario).unwrap();
+    env.reset(1);
+    for t in 1..=6 {
+        let s = env.step(0).unwrap();
+        assert!(!s.terminated);
+        assert_eq!(s.truncated, t == 6);
+    }
+    assert!(matches!(env.step(0), Err(berth_env::Error::EpisodeOver)));
+}
+
+#[test]
+fn vector_env_auto_resets_each_copy_with_its_own_seed() {
+    let envs = vec![CartPole::new(), CartPole::new(), CartPole::new()];
+    let mut venv = VecEnv::new(envs, 42).unwrap();
+    let first: Vec<f32> = venv.observations().to_vec();
+    assert_ne!(first[0..4], first[4..8], "copies are seeded differently");
+    let mut episodes = 0;
+    for _ in 0..200 {
+        venv.step(&[1, 1, 1]).unwrap();
+        for i in 0..3 {
+            if venv.terminated()[i] {
+                episodes += 1;
+                let last = venv.final_observation(i);
+                assert!(
+                    last[0].abs() > 2.4 || last[2].abs() > 0.2094,
+                    "final obs is the terminal one: {last:?}"
+                );
+                let now = &venv.observations()[i * 4..(i + 1) * 4];
+                assert!(now.iter().all(|x| x.abs() <= 0.05), "reset obs: {now:?}");
+            }
+        }
+    }
+    assert!(episodes >= 6, "{episodes}");
+    assert!(venv.step(&[0, 0]).is_err(), "one action per copy");
+}

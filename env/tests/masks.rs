@@ -1,0 +1,70 @@
+//! Property test: over random scenarios and random allowed actions, the mask allows exactly
+//! the moves that keep the placement feasible on Ready nodes, so no action ever leads to an
+//! infeasible placement.
+
+mod common;
+
+use berth_core::{Placement, Rng};
+use berth_env::{Env, Error, Move, PlacementEnv};
+
+/// Whether moving `mv` gives a feasible placement onto a Ready node, checked from scratch.
+fn feasible_by_brute_force(env: &PlacementEnv, mv: Move) -> bool {
+    let mut nodes = env.placement().to_vec();
+    if nodes[mv.replica] == mv.node || !env.node_ready()[mv.node] {
+        return false;
+    }
+    nodes[mv.replica] = mv.node;
+    Placement::new(nodes).is_feasible(env.scenario())
+}
+
+#[test]
+fn masks_never_allow_an_infeasible_placement() {
+    let shape = common::Shape { nodes: 5, services: 3, max_replicas: 3, failures: true };
+    let mut scenarios = 0;
+    for seed in 0..80 {
+        let Some(scenario) = common::random_scenario(1000 + seed, &shape) else { continue };
+        let Ok(mut env) = PlacementEnv::new(scenario.clone()) else { continue };
+        scenarios += 1;
+        let mut rng = Rng::new(seed);
+        env.reset(seed);
+        loop {
+            let mask = env.action_mask().to_vec();
+            for (a, &allowed) in mask.iter().enumerate().skip(1) {
+                let mv = env.decode(a).unwrap();
+                assert_eq!(
+                    allowed,
+                    feasible_by_brute_force(&env, mv),
+                    "scenario {seed}, tick {}, {mv:?}",
+                    env.tick()
+                );
+            }
+            Placement::new(env.placement().to_vec()).check(&scenario).expect("placement stays feasible");
+            // Mostly moves, so the placement wanders.
+            let allowed: Vec<usize> = (0..mask.len()).filter(|&a| mask[a]).collect();
+            let action = allowed[rng.below(allowed.len())];
+            if env.step(action).unwrap().truncated {
+                break;
+            }
+        }
+    }
+    assert!(scenarios >= 20, "only {scenarios} scenarios were placeable");
+}
+
+#[test]
+fn a_masked_action_is_rejected_with_the_reason() {
+    let scenario = berth_env::shipped::shipped("tiny").unwrap();
+    let mut env = PlacementEnv::new(scenario).unwrap();
+    env.reset(0);
+    // Moving a replica onto the node it is on is never allowed.
+    let here = env.placement()[0];
+    let action = env.encode(Move { replica: 0, node: here });
+    let obs = env.observation().to_vec();
+    match env.step(action) {
+        Err(Error::MaskedAction { reason, .. }) => assert!(reason.contains("already on"), "{reason}"),
+        other => panic!("expected MaskedAction, got {other:?}"),
+    }
+    assert_eq!(env.tick(), 0, "a refused action does not advance time");
+    assert_eq!(env.observation(), obs.as_slice());
+    let actions = env.action_count();
+    assert!(matches!(env.step(actions), Err(Error::ActionOutOfRange { .. })));
+}

@@ -1,0 +1,80 @@
+//! The oracle against brute force, and the ordering oracle <= greedy <= spread.
+
+mod common;
+
+use berth_core::{Placement, Scenario};
+use berth_env::Error;
+use berth_env::cost::{CostModel, ReplicaView};
+use berth_env::evaluate::compare;
+use berth_env::oracle::Oracle;
+use berth_env::shipped::shipped;
+
+/// Lowest tick cost over every feasible placement, by enumerating all N^R of them.
+fn brute_force(scenario: &Scenario, rates: &[f64]) -> f64 {
+    let model = CostModel::new(scenario);
+    let services = scenario.replica_services();
+    let (n, r) = (scenario.nodes.len(), services.len());
+    let mut best = f64::INFINITY;
+    for code in 0..n.pow(r as u32) {
+        let nodes: Vec<usize> = (0..r).map(|i| code / n.pow(i as u32) % n).collect();
+        if !Placement::new(nodes.clone()).is_feasible(scenario) {
+            continue;
+        }
+        let views: Vec<ReplicaView> = (0..r)
+            .map(|i| ReplicaView {
+                service: services[i],
+                zone: scenario.nodes[nodes[i]].zone,
+                service_time_ms: scenario.service_time_ms(services[i], nodes[i]).unwrap(),
+                up: true,
+            })
+            .collect();
+        best = best.min(model.score(&views, rates).cost);
+    }
+    best
+}
+
+#[test]
+fn oracle_matches_brute_force_on_random_tiny_instances() {
+    let shape = common::Shape { nodes: 4, services: 2, max_replicas: 2, failures: false };
+    let mut compared = 0;
+    for seed in 0..60 {
+        let Some(scenario) = common::random_scenario(500 + seed, &shape) else { continue };
+        let mut oracle = Oracle::new(scenario.clone()).unwrap();
+        let ready = vec![true; scenario.nodes.len()];
+        for scale in [0.5, 1.0, 3.0] {
+            let rates: Vec<f64> = scenario.user_groups.iter().map(|g| g.rate.base_rps * scale).collect();
+            let expected = brute_force(&scenario, &rates);
+            let got = oracle.best(&rates, &ready).map_or(f64::INFINITY, |m| m.cost);
+            assert!(
+                (got - expected).abs() < 1e-9 || got == expected,
+                "scenario {seed} x{scale}: oracle {got}, brute force {expected}"
+            );
+        }
+        compared += 1;
+    }
+    assert!(compared >= 20, "{compared}");
+}
+
+#[test]
+fn oracle_is_at_most_greedy_and_greedy_at_most_spread_on_gpu_small() {
+    let scenario = shipped("gpu-small").unwrap();
+    let names: Vec<String> = ["spread", "greedy", "oracle"].map(String::from).to_vec();
+    for seed in [1, 2, 3] {
+        let (rows, note) = compare(scenario.clone(), &names, 2, seed, &mut || {}).unwrap();
+        assert!(note.is_none());
+        let cost = |p: &str| -rows.iter().find(|r| r.policy == p).unwrap().reward;
+        assert!(cost("oracle") <= cost("greedy"), "seed {seed}: {rows:?}");
+        assert!(cost("greedy") <= cost("spread"), "seed {seed}: {rows:?}");
+        assert_eq!(rows.iter().find(|r| r.policy == "oracle").unwrap().gap_to_oracle, Some(0.0));
+    }
+}
+
+#[test]
+fn oracle_refuses_scenarios_too_large_to_search() {
+    for name in ["gpu-medium", "gpu-large"] {
+        match Oracle::new(shipped(name).unwrap()) {
+            Err(Error::OracleRefused(why)) => assert!(why.contains("limit"), "{why}"),
+            other => panic!("{name}: expected a refusal, got {other:?}"),
+        }
+    }
+}

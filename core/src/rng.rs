@@ -4,9 +4,11 @@
 //! every version of every dependency: results in `experiments/` must reproduce to the digit.
 
 /// xoshiro256++: 256 bits of state, period 2^256 - 1, passes BigCrush.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rng {
     s: [u64; 4],
+    /// The second normal draw of the last polar-method pair.
+    spare_normal: Option<f64>,
 }
 
 /// SplitMix64 step: spreads a 64-bit seed over the generator's state.
@@ -22,7 +24,10 @@ impl Rng {
     /// A generator for `seed`; equal seeds give equal streams.
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
-        Self { s: [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)] }
+        Self {
+            s: [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)],
+            spare_normal: None,
+        }
     }
 
     /// An independent stream derived from this seed and a label (e.g. one per env copy).
@@ -66,11 +71,22 @@ impl Rng {
         }
     }
 
-    /// Standard normal draw (Box-Muller).
+    /// Standard normal draw (Marsaglia's polar method: two draws per logarithm, no
+    /// trigonometry, so traffic noise stays cheap in the step loop).
     pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.next_f64();
-        let u2 = self.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        if let Some(z) = self.spare_normal.take() {
+            return z;
+        }
+        loop {
+            let u = 2.0 * self.next_f64() - 1.0;
+            let v = 2.0 * self.next_f64() - 1.0;
+            let s = u * u + v * v;
+            if s > 0.0 && s < 1.0 {
+                let f = (-2.0 * s.ln() / s).sqrt();
+                self.spare_normal = Some(v * f);
+                return u * f;
+            }
+        }
     }
 
     /// Exponential draw with the given mean.

@@ -63,8 +63,31 @@ impl Clone for BoxedBackend {
 }
 
 /// The embedded simulator: diurnal traffic with noise, random and scripted node failures.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SimBackend;
+#[derive(Debug, Clone, Default)]
+pub struct SimBackend {
+    /// Noise-free rates per tick and group, the same every episode: computed once.
+    mean_rates: Vec<f64>,
+}
+
+impl SimBackend {
+    /// A simulator; it learns the scenario's traffic curve at its first episode.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn mean_rates(&mut self, scenario: &Scenario) -> &[f64] {
+        let len = (scenario.episode_ticks as usize + 1) * scenario.user_groups.len();
+        if self.mean_rates.len() != len {
+            self.mean_rates = (0..=scenario.episode_ticks)
+                .flat_map(|t| {
+                    let at = if t == 0 { 0.0 } else { (t as f64 - 0.5) * scenario.tick_s };
+                    scenario.user_groups.iter().map(move |g| g.rate.mean_at(at))
+                })
+                .collect();
+        }
+        &self.mean_rates
+    }
+}
 
 /// Independent random streams derived from an episode seed.
 pub(crate) mod streams {
@@ -82,7 +105,7 @@ impl Backend for SimBackend {
     }
 
     fn boxed_clone(&self) -> Box<dyn Backend> {
-        Box::new(*self)
+        Box::new(self.clone())
     }
 
     fn episode(&mut self, scenario: &Scenario, seed: u64) -> Trace {
@@ -90,14 +113,12 @@ impl Backend for SimBackend {
         let ticks = scenario.episode_ticks as usize;
         let dt = scenario.tick_s;
         let mut rng = Rng::derive(seed, streams::TRAFFIC);
-        let mut rates_rps = Vec::with_capacity((ticks + 1) * groups);
-        for t in 0..=ticks {
-            let at = if t == 0 { 0.0 } else { (t as f64 - 0.5) * dt };
-            for g in &scenario.user_groups {
-                let noise =
-                    if g.rate.noise > 0.0 { (1.0 + g.rate.noise * rng.normal()).max(0.0) } else { 1.0 };
-                rates_rps.push((g.rate.mean_at(at) * noise).max(0.0));
-            }
+        let means = self.mean_rates(scenario);
+        let mut rates_rps = Vec::with_capacity(means.len());
+        for (i, &mean) in means.iter().enumerate() {
+            let sd = scenario.user_groups[i % groups].rate.noise;
+            let factor = if sd > 0.0 { (1.0 + sd * rng.normal()).max(0.0) } else { 1.0 };
+            rates_rps.push((mean * factor).max(0.0));
         }
         let horizon = dt * ticks as f64;
         let tick_of = |at_s: f64| ((at_s / dt).floor() as u32 + 1).min(scenario.episode_ticks);

@@ -26,6 +26,8 @@ use berth_core::{Routing, Scenario};
 
 /// Target of the p95 estimate.
 const TAIL: f64 = 0.05;
+/// `ln(1 / TAIL)`: the p95 of an exponential in units of its mean.
+const LN_INV_TAIL: f64 = 2.995_732_273_553_991;
 
 /// One replica as the cost model sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -266,10 +268,12 @@ impl CostModel {
             let mean = (rtt + wait + unserved * self.timeout_ms).min(self.timeout_ms);
             let bad = 1.0 - (1.0 - unserved) * (1.0 - sat_visits.min(1.0));
             let group_miss = bad + (1.0 - bad) * self.tail(rtt, queue, self.slo_ms);
-            let group_p95 = if bad >= TAIL || queue <= 0.0 && rtt >= self.timeout_ms {
+            let group_p95 = if bad >= TAIL {
                 self.timeout_ms
             } else {
-                (rtt + queue * ((1.0 - bad) / (TAIL - bad)).ln()).min(self.timeout_ms)
+                // ln(1 / TAIL) when nothing times out, the common case: no logarithm needed.
+                let quantile = if bad == 0.0 { LN_INV_TAIL } else { ((1.0 - bad) / (TAIL - bad)).ln() };
+                (rtt + queue * quantile).min(self.timeout_ms)
             };
             offered += rate;
             latency += rate * mean;

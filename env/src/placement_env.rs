@@ -64,7 +64,12 @@ pub struct PlacementEnv {
     /// `service_time[s * N + n]`: ms, or `None` where `s` cannot run on `n`.
     service_time: Vec<Option<f64>>,
     start: Placement,
+    /// The mask of `start` with every node Ready, kept after the first reset: rebuilding a
+    /// 1000-node cluster's mask costs more than an episode of steps.
+    start_mask: Vec<bool>,
     peak_rate: Vec<f64>,
+    /// Time-of-day features at the end of each tick, `(sin + 1) / 2` and `(cos + 1) / 2`.
+    time_of_day: Vec<[f32; 2]>,
     space: BoxSpace,
     // Episode state.
     trace: Trace,
@@ -95,7 +100,7 @@ pub struct PlacementEnv {
 impl PlacementEnv {
     /// The simulator env of a scenario.
     pub fn new(scenario: Arc<Scenario>) -> Result<Self> {
-        Self::with_backend(scenario, Box::new(SimBackend))
+        Self::with_backend(scenario, Box::new(SimBackend::new()))
     }
 
     /// An env over any backend. Fails if the replicas cannot all be placed.
@@ -113,11 +118,18 @@ impl PlacementEnv {
         let mut env = Self {
             model: CostModel::new(&scenario),
             peak_rate: scenario.user_groups.iter().map(|g| g.rate.peak()).collect(),
+            time_of_day: (0..=scenario.episode_ticks)
+                .map(|t| {
+                    let angle = std::f64::consts::TAU * ((t as f64 * scenario.tick_s) % DAY_S) / DAY_S;
+                    [((angle.sin() + 1.0) / 2.0) as f32, ((angle.cos() + 1.0) / 2.0) as f32]
+                })
+                .collect(),
             space: BoxSpace::uniform(obs_len, 0.0, 1.0),
             backend: BoxedBackend(backend),
             replica_service,
             service_time,
             start,
+            start_mask: Vec::new(),
             trace: Trace::default(),
             tick: 0,
             next_event: 0,
@@ -388,7 +400,7 @@ impl PlacementEnv {
         (metrics, self.unavailable)
     }
 
-    fn refresh_dynamic_obs(&mut self, end_s: f64) {
+    fn refresh_dynamic_obs(&mut self) {
         let services = self.scenario.services.len();
         let stride = NODE_FIELDS + services;
         for &n in &self.loaded_nodes {
@@ -411,10 +423,8 @@ impl PlacementEnv {
         for (g, (&rate, &peak)) in rates.iter().zip(&self.peak_rate).enumerate() {
             self.obs[base + g] = if peak > 0.0 { (rate / peak).min(1.0) as f32 } else { 0.0 };
         }
-        let angle = std::f64::consts::TAU * (end_s % DAY_S) / DAY_S;
         let t = base + rates.len();
-        self.obs[t] = ((angle.sin() + 1.0) / 2.0) as f32;
-        self.obs[t + 1] = ((angle.cos() + 1.0) / 2.0) as f32;
+        self.obs[t..t + 2].copy_from_slice(&self.time_of_day[self.tick as usize]);
     }
 
     fn reset_state(&mut self, seed: u64) {
@@ -443,17 +453,27 @@ impl PlacementEnv {
             self.place(r, start.nodes[r]);
         }
         self.routing_dirty = true;
-        for n in 0..nodes {
-            self.refresh_mask_column(n);
+        let spread_start = self.scenario.initial_placement == InitialPlacement::Spread;
+        if spread_start && !self.start_mask.is_empty() {
+            self.mask.copy_from_slice(&self.start_mask);
+        } else {
+            for r in 0..self.placement.len() {
+                for n in 0..nodes {
+                    self.mask[1 + r * nodes + n] = self.move_allowed(r, n);
+                }
+            }
+            self.mask[0] = true;
+            if spread_start {
+                self.start_mask.clone_from(&self.mask);
+            }
         }
-        self.mask[0] = true;
         self.node_load.fill(0.0);
         self.loaded_nodes.clear();
         let (metrics, unavailable) = self.score_tick(-self.scenario.tick_s, 0.0);
         for n in 0..nodes {
             self.refresh_node_obs(n);
         }
-        self.refresh_dynamic_obs(0.0);
+        self.refresh_dynamic_obs();
         self.info =
             TickInfo { tick: 0, metrics, moves: 0, unavailable_replicas: unavailable, nodes_not_ready: 0 };
     }
@@ -513,7 +533,7 @@ impl Env for PlacementEnv {
             self.apply_move(mv, start_s);
         }
         let (metrics, unavailable) = self.score_tick(start_s, end_s);
-        self.refresh_dynamic_obs(end_s);
+        self.refresh_dynamic_obs();
         let moves = u32::from(mv.is_some());
         self.info = TickInfo {
             tick: self.tick,

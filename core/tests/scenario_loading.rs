@@ -96,9 +96,9 @@ fn unknown_routing_policy_is_refused() {
 
 #[test]
 fn amplitude_above_one_and_nan_rates_are_refused() {
-    let text = TINY.replace("base_rps: 30, amplitude: 0.5", "base_rps: 30, amplitude: 1.5");
+    let text = TINY.replace("base_rps: 20, amplitude: 0.5", "base_rps: 20, amplitude: 1.5");
     assert_eq!(path_of(Scenario::from_yaml(&text)).0, "user_groups[0].rate.amplitude");
-    let text = TINY.replace("base_rps: 30", "base_rps: .nan");
+    let text = TINY.replace("base_rps: 20", "base_rps: .nan");
     assert_eq!(path_of(Scenario::from_yaml(&text)).0, "user_groups[0].rate.base_rps");
 }
 

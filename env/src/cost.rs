@@ -84,6 +84,10 @@ pub struct RoutingTable {
     pub rtt_ms: Vec<f64>,
     /// Fraction of each group's requests that reach a service with no available replica.
     pub unserved: Vec<f64>,
+    /// Working memory of `route`: weight per (service, zone), and zone flows.
+    present: Vec<f64>,
+    flow: Vec<f64>,
+    next: Vec<f64>,
 }
 
 /// Per-tick working memory, reused between ticks.
@@ -142,7 +146,9 @@ impl CostModel {
             (true, _) => 1.0,
         }));
         // Available weight per service and zone.
-        let mut present = vec![0.0; sn * zn];
+        let mut present = std::mem::take(&mut table.present);
+        present.clear();
+        present.resize(sn * zn, 0.0);
         for (r, w) in replicas.iter().zip(&table.weight) {
             present[r.service * zn + r.zone] += w;
         }
@@ -152,8 +158,9 @@ impl CostModel {
         table.rtt_ms.resize(gn, 0.0);
         table.unserved.clear();
         table.unserved.resize(gn, 0.0);
-        let mut flow = vec![0.0; zn];
-        let mut next = vec![0.0; zn];
+        let (mut flow, mut next) = (std::mem::take(&mut table.flow), std::mem::take(&mut table.next));
+        flow.resize(zn, 0.0);
+        next.resize(zn, 0.0);
         for g in 0..gn {
             flow.fill(0.0);
             flow[self.group_zone[g]] = 1.0;
@@ -200,6 +207,7 @@ impl CostModel {
                 std::mem::swap(&mut flow, &mut next);
             }
         }
+        (table.present, table.flow, table.next) = (present, flow, next);
     }
 
     /// Scores one tick: `rates_rps[g]` is the request rate of each user group.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use berth_env::evaluate::{self, POLICIES};
+use berth_env::evaluate::{self, Contender, POLICIES};
 use berth_env::{bench, shipped};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -104,8 +104,9 @@ fn eval(args: EvalArgs) -> Result<()> {
         evaluate::total_steps(&scenario, args.policy.len(), args.episodes),
         &format!("eval {}", scenario.name),
     );
+    let contenders = args.policy.iter().map(|p| Contender::named(p)).collect::<Result<Vec<_>, _>>()?;
     let (rows, note) =
-        evaluate::compare(scenario.clone(), &args.policy, args.episodes, seed, &mut || bar.inc(1))?;
+        evaluate::compare(scenario.clone(), contenders, args.episodes, seed, &mut || bar.inc(1))?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

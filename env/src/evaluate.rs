@@ -130,11 +130,32 @@ pub fn total_steps(scenario: &Scenario, policies: usize, episodes: usize) -> u64
     scenario.episode_ticks as u64 * policies as u64 * episodes as u64
 }
 
-/// Evaluates the named baselines and the oracle on `episodes` episodes from `seed`.
+/// One contender in a comparison.
+pub enum Contender {
+    /// A policy acting in the env (a baseline or a trained agent).
+    Policy(Box<dyn Policy>),
+    /// The per-tick exhaustive oracle.
+    Oracle,
+}
+
+impl Contender {
+    /// A baseline or the oracle by name (`random`, `spread`, `greedy`, `oracle`).
+    pub fn named(name: &str) -> Result<Self> {
+        if name == "oracle" {
+            return Ok(Self::Oracle);
+        }
+        baseline(name).map(Self::Policy).ok_or_else(|| Error::InvalidArgument {
+            name: "policy",
+            reason: format!("unknown policy `{name}` (expected one of {})", POLICIES.join(", ")),
+        })
+    }
+}
+
+/// Evaluates every contender on `episodes` episodes from `seed` (the same traces for all).
 /// The oracle row is left out, with the reason in the second value, where it refuses.
 pub fn compare(
     scenario: Arc<Scenario>,
-    names: &[String],
+    contenders: Vec<Contender>,
     episodes: usize,
     seed: u64,
     progress: &mut dyn FnMut(),
@@ -146,20 +167,17 @@ pub fn compare(
     let seeds = episode_seeds(seed, episodes);
     let mut rows = Vec::new();
     let mut note = None;
-    for name in names {
-        if name == "oracle" {
-            match run_oracle(&mut env, &seeds, progress) {
+    for contender in contenders {
+        match contender {
+            Contender::Oracle => match run_oracle(&mut env, &seeds, progress) {
                 Ok(row) => rows.push(row),
                 Err(Error::OracleRefused(why)) => note = Some(why),
                 Err(e) => return Err(e),
+            },
+            Contender::Policy(mut policy) => {
+                rows.push(run_policy(&mut env, policy.as_mut(), &seeds, progress)?)
             }
-            continue;
         }
-        let mut policy = baseline(name).ok_or_else(|| Error::InvalidArgument {
-            name: "policy",
-            reason: format!("unknown policy `{name}` (expected one of {})", POLICIES.join(", ")),
-        })?;
-        rows.push(run_policy(&mut env, policy.as_mut(), &seeds, progress)?);
     }
     fill_gaps(&mut rows);
     Ok((rows, note))

@@ -5,7 +5,7 @@ mod common;
 use berth_core::{Placement, Scenario};
 use berth_env::Error;
 use berth_env::cost::{CostModel, ReplicaView};
-use berth_env::evaluate::compare;
+use berth_env::evaluate::{Contender, compare};
 use berth_env::oracle::Oracle;
 use berth_env::shipped::shipped;
 
@@ -58,9 +58,9 @@ fn oracle_matches_brute_force_on_random_tiny_instances() {
 #[test]
 fn oracle_is_at_most_greedy_and_greedy_at_most_spread_on_gpu_small() {
     let scenario = shipped("gpu-small").unwrap();
-    let names: Vec<String> = ["spread", "greedy", "oracle"].map(String::from).to_vec();
     for seed in [1, 2, 3] {
-        let (rows, note) = compare(scenario.clone(), &names, 2, seed, &mut || {}).unwrap();
+        let contenders = ["spread", "greedy", "oracle"].map(|n| Contender::named(n).unwrap()).into();
+        let (rows, note) = compare(scenario.clone(), contenders, 2, seed, &mut || {}).unwrap();
         assert!(note.is_none());
         let cost = |p: &str| -rows.iter().find(|r| r.policy == p).unwrap().reward;
         assert!(cost("oracle") <= cost("greedy"), "seed {seed}: {rows:?}");

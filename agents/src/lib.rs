@@ -1,5 +1,20 @@
-//! berth-agents: the learning agents (tabular Q-learning, DQN and PPO with burn) and the
-//! training loop. They arrive with issue 3; until then the crate only fixes its place in
-//! the dependency order `core <- env <- agents <- api`, and re-exports the gym it trains on.
+//! berth-agents: the learning agents and their training loop.
+//!
+//! - [`agent`]: the [`Agent`] trait every algorithm implements, and [`AgentPolicy`] to put a
+//!   trained agent beside the baselines.
+//! - [`qlearning`]: tabular Q-learning.
+//! - [`train`]: one entry point for every algorithm, default budgets, and model loading.
+//! - [`model_file`]: the saved model (header + weights as bytes); [`run_log`]: the CSV log.
 
-pub use berth_env as env;
+pub mod agent;
+mod error;
+pub mod model_file;
+pub mod qlearning;
+pub mod run_log;
+pub mod schedule;
+pub mod train;
+
+pub use agent::{ActMode, Agent, AgentKind, AgentPolicy};
+pub use error::{Error, Result};
+pub use model_file::{ModelHeader, SavedModel};
+pub use train::{Progress, TrainRequest, Trained, load_agent, train};

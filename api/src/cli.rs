@@ -1,10 +1,14 @@
 //! Command-line arguments and what each command does.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use berth_agents::{AgentKind, AgentPolicy, Progress, SavedModel, TrainRequest, load_agent};
+use berth_core::Scenario;
 use berth_env::evaluate::{self, Contender, POLICIES};
-use berth_env::{bench, shipped};
+use berth_env::{PlacementEnv, bench, shipped};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -20,7 +24,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the baselines and the oracle on a scenario and print how they compare.
+    /// Train an agent on the simulator, save it, and compare it with the baselines.
+    Train(TrainArgs),
+    /// Run the baselines, the oracle and saved models on a scenario and print how they compare.
     Eval(EvalArgs),
     /// Measure the speed of berth's parts.
     Bench {
@@ -30,11 +36,52 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+struct TrainArgs {
+    /// The algorithm.
+    #[arg(long, value_enum)]
+    agent: AgentArg,
+    /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-medium, gpu-large).
+    #[arg(long)]
+    scenario: String,
+    /// Environment steps (default: the agent's budget for the scenario).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Seed of the run (default: the scenario's seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Hyperparameters to override, as a TOML file of the agent's config fields.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder for the run: log.csv, hyperparameters.json, model.bin.
+    #[arg(long)]
+    out: PathBuf,
+    /// Evaluation episodes for the closing comparison.
+    #[arg(long, default_value_t = 3)]
+    episodes: usize,
+}
+
+/// Agents `berth train` knows.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AgentArg {
+    /// Tabular Q-learning (small scenarios such as tiny).
+    Qlearning,
+}
+
+impl From<AgentArg> for AgentKind {
+    fn from(a: AgentArg) -> Self {
+        match a {
+            AgentArg::Qlearning => AgentKind::Qlearning,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 struct EvalArgs {
     /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-medium, gpu-large).
     #[arg(long)]
     scenario: String,
-    /// Policies to compare, comma-separated: random, spread, greedy, oracle.
+    /// Policies to compare, comma-separated: random, spread, greedy, oracle, or a saved
+    /// model file (runs/<name>/model.bin).
     #[arg(long, value_delimiter = ',', default_values_t = POLICIES.map(String::from))]
     policy: Vec<String>,
     /// Episodes per policy (seeds `seed`, `seed + 1`, ...).
@@ -73,6 +120,7 @@ struct BenchEnvArgs {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
         Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
     }
@@ -89,26 +137,37 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn eval(args: EvalArgs) -> Result<()> {
-    for p in &args.policy {
-        if !POLICIES.contains(&p.as_str()) {
-            bail!("--policy: unknown policy `{p}` (expected one of {})", POLICIES.join(", "));
-        }
+/// A baseline or the oracle by name, or a saved model by path.
+fn contender(spec: &str, scenario: &Arc<Scenario>) -> Result<Contender> {
+    if POLICIES.contains(&spec) {
+        return Ok(Contender::named(spec)?);
     }
-    if args.episodes == 0 {
-        bail!("--episodes: must be at least 1");
+    let path = Path::new(spec);
+    if !path.exists() {
+        bail!("--policy: unknown policy `{spec}` (expected one of {}, or a model file)", POLICIES.join(", "));
     }
-    let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
-    let seed = args.seed.unwrap_or(scenario.seed);
+    let bytes = std::fs::read(path).with_context(|| format!("--policy: cannot read `{spec}`"))?;
+    let model = SavedModel::from_bytes(&bytes).with_context(|| format!("--policy: `{spec}`"))?;
+    let env = PlacementEnv::new(scenario.clone())?;
+    let agent = load_agent(&model, &env).with_context(|| format!("--policy: `{spec}`"))?;
+    Ok(Contender::Policy(Box::new(AgentPolicy::new(agent))))
+}
+
+/// Runs the comparison and prints it as a table or JSON.
+fn compare_and_print(
+    scenario: &Arc<Scenario>,
+    contenders: Vec<Contender>,
+    episodes: usize,
+    seed: u64,
+    json: bool,
+) -> Result<()> {
     let bar = progress_bar(
-        evaluate::total_steps(&scenario, args.policy.len(), args.episodes),
+        evaluate::total_steps(scenario, contenders.len(), episodes),
         &format!("eval {}", scenario.name),
     );
-    let contenders = args.policy.iter().map(|p| Contender::named(p)).collect::<Result<Vec<_>, _>>()?;
-    let (rows, note) =
-        evaluate::compare(scenario.clone(), contenders, args.episodes, seed, &mut || bar.inc(1))?;
+    let (rows, note) = evaluate::compare(scenario.clone(), contenders, episodes, seed, &mut || bar.inc(1))?;
     bar.finish_and_clear();
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!(
@@ -116,7 +175,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             scenario.name,
             scenario.nodes.len(),
             scenario.replica_count(),
-            args.episodes,
+            episodes,
             scenario.episode_ticks
         );
         print!("{}", table::eval_table(&rows));
@@ -125,6 +184,75 @@ fn eval(args: EvalArgs) -> Result<()> {
         eprintln!("note: no oracle row: {note}");
     }
     Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    if args.episodes == 0 {
+        bail!("--episodes: must be at least 1");
+    }
+    let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
+    let contenders = args.policy.iter().map(|p| contender(p, &scenario)).collect::<Result<Vec<_>>>()?;
+    let seed = args.seed.unwrap_or(scenario.seed);
+    compare_and_print(&scenario, contenders, args.episodes, seed, args.json)
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    if args.episodes == 0 {
+        bail!("--episodes: must be at least 1");
+    }
+    let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
+    let hyperparameters = match &args.config {
+        None => serde_json::Value::Null,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--config: cannot read `{}`", path.display()))?;
+            toml::from_str::<serde_json::Value>(&text)
+                .with_context(|| format!("--config: `{}` is not valid TOML", path.display()))?
+        }
+    };
+    let seed = args.seed.unwrap_or(scenario.seed);
+    let request = TrainRequest {
+        agent: args.agent.into(),
+        scenario: scenario.clone(),
+        steps: args.steps,
+        seed,
+        hyperparameters,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("--out: cannot create `{}`", args.out.display()))?;
+    let bar = ProgressBar::new(
+        request.steps.unwrap_or_else(|| berth_agents::train::default_steps(request.agent, &scenario)),
+    );
+    bar.set_style(
+        ProgressStyle::with_template("train {prefix} [{bar:30}] {pos}/{len} steps, {msg} (eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{} on {}", request.agent, scenario.name));
+    let trained = berth_agents::train(&request, &mut |p: Progress| {
+        bar.set_length(p.total);
+        bar.set_position(p.step);
+        let ret = p.recent_return.map_or("-".into(), |r| format!("{r:.2}"));
+        bar.set_message(format!("{:.0} SPS, return {ret}", p.sps));
+    })?;
+    bar.finish_and_clear();
+    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+        let path = args.out.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write `{}`", path.display()))
+    };
+    write("model.bin", &trained.model.to_bytes())?;
+    write("hyperparameters.json", serde_json::to_string_pretty(&trained.model.header)?.as_bytes())?;
+    trained.log.write_csv(&args.out.join("log.csv"))?;
+    eprintln!(
+        "trained {} for {} steps: {}",
+        request.agent,
+        trained.model.header.trained_steps,
+        args.out.join("model.bin").display()
+    );
+    let mut contenders: Vec<Contender> =
+        POLICIES.iter().map(|p| Contender::named(p)).collect::<Result<Vec<_>, _>>()?;
+    contenders.push(Contender::Policy(Box::new(AgentPolicy::new(trained.agent))));
+    compare_and_print(&scenario, contenders, args.episodes, scenario.seed, false)
 }
 
 /// Peak resident memory of this process, from /proc (Linux only).

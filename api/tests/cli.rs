@@ -117,3 +117,106 @@ fn bench_env_json_reports_single_and_vectorized_rates() {
     assert_eq!(rows[1]["vectorized"], true);
     assert_eq!(rows[2]["scenario"], "gpu-small");
 }
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("berth-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn train_writes_the_run_and_eval_puts_the_model_beside_the_baselines() {
+    let dir = temp_dir("train");
+    let out = dir.join("run");
+    let o = berth(&[
+        "train",
+        "--agent",
+        "qlearning",
+        "--scenario",
+        "tiny",
+        "--steps",
+        "3000",
+        "--seed",
+        "2",
+        "--episodes",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.lines().any(|l| l.starts_with("qlearning")), "{table}");
+    for file in ["model.bin", "log.csv", "hyperparameters.json"] {
+        assert!(out.join(file).exists(), "{file} missing");
+    }
+    let csv = std::fs::read_to_string(out.join("log.csv")).unwrap();
+    assert!(csv.starts_with("global_step,episodic_return"), "{csv}");
+    let model = out.join("model.bin");
+    let o = berth(&[
+        "eval",
+        "--scenario",
+        "tiny",
+        "--policy",
+        &format!("spread,{}", model.display()),
+        "--episodes",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[1]["policy"], "qlearning");
+    // The same model on a scenario of other sizes is refused with both sizes named.
+    let o = berth(&["eval", "--scenario", "gpu-small", "--policy", model.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("22 observation values and 7 actions"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_refuses_a_bad_hyperparameter_naming_it() {
+    let dir = temp_dir("config");
+    let config = dir.join("hyper.toml");
+    std::fs::write(&config, "gamma = 0.9\nlearnin_rate = 0.5\n").unwrap();
+    let o = berth(&[
+        "train",
+        "--agent",
+        "qlearning",
+        "--scenario",
+        "tiny",
+        "--steps",
+        "100",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        dir.join("run").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("learnin_rate"), "{}", stderr(&o));
+    std::fs::write(&config, "gamma = 2.0\n").unwrap();
+    let o = berth(&[
+        "train",
+        "--agent",
+        "qlearning",
+        "--scenario",
+        "tiny",
+        "--steps",
+        "100",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        dir.join("run").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("`gamma`"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_file_that_is_not_a_model_is_refused() {
+    let dir = temp_dir("notmodel");
+    let path = dir.join("model.bin");
+    std::fs::write(&path, "hello").unwrap();
+    let o = berth(&["eval", "--scenario", "tiny", "--policy", path.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("not a berth model"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,140 @@
+//! The run log: one row per update with CleanRL's metric names, written as CSV with polars.
+
+use std::path::Path;
+
+use polars::prelude::{Column, CsvWriter, DataFrame, SerWriter};
+
+use crate::error::{Error, Result};
+
+/// One update's metrics; `None` where the algorithm has no such figure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogRow {
+    /// Environment steps so far.
+    pub global_step: u64,
+    /// Mean return of the episodes that ended since the last row.
+    pub episodic_return: Option<f64>,
+    /// Mean length of those episodes.
+    pub episodic_length: Option<f64>,
+    /// Mean squared TD error (Q-learning, DQN).
+    pub td_loss: Option<f64>,
+    /// Mean Q-value of the actions taken (Q-learning, DQN).
+    pub q_values: Option<f64>,
+    /// Clipped policy loss (PPO).
+    pub policy_loss: Option<f64>,
+    /// Value loss (PPO).
+    pub value_loss: Option<f64>,
+    /// Policy entropy (PPO).
+    pub entropy: Option<f64>,
+    /// Approximate KL divergence of the update (PPO).
+    pub approx_kl: Option<f64>,
+    /// Fraction of samples whose ratio was clipped (PPO).
+    pub clipfrac: Option<f64>,
+    /// Explained variance of the value function (PPO).
+    pub explained_variance: Option<f64>,
+    /// Learning rate.
+    pub learning_rate: Option<f64>,
+    /// Exploration rate (Q-learning, DQN).
+    pub epsilon: Option<f64>,
+    /// Environment steps per second since the start of the run.
+    pub sps: f64,
+}
+
+/// Reads one optional column of a row.
+type Field = fn(&LogRow) -> Option<f64>;
+
+/// Rows of one run.
+#[derive(Debug, Default)]
+pub struct RunLog {
+    rows: Vec<LogRow>,
+}
+
+impl RunLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a row.
+    pub fn push(&mut self, row: LogRow) {
+        self.rows.push(row);
+    }
+
+    /// The rows so far.
+    pub fn rows(&self) -> &[LogRow] {
+        &self.rows
+    }
+
+    /// The log as a data frame; columns no row fills are left out.
+    pub fn to_frame(&self) -> DataFrame {
+        let optional: [(&str, Field); 12] = [
+            ("episodic_return", |r| r.episodic_return),
+            ("episodic_length", |r| r.episodic_length),
+            ("td_loss", |r| r.td_loss),
+            ("q_values", |r| r.q_values),
+            ("policy_loss", |r| r.policy_loss),
+            ("value_loss", |r| r.value_loss),
+            ("entropy", |r| r.entropy),
+            ("approx_kl", |r| r.approx_kl),
+            ("clipfrac", |r| r.clipfrac),
+            ("explained_variance", |r| r.explained_variance),
+            ("learning_rate", |r| r.learning_rate),
+            ("epsilon", |r| r.epsilon),
+        ];
+        let mut columns = vec![Column::new(
+            "global_step".into(),
+            self.rows.iter().map(|r| r.global_step).collect::<Vec<_>>(),
+        )];
+        for (name, get) in optional {
+            let values: Vec<Option<f64>> = self.rows.iter().map(get).collect();
+            if values.iter().any(Option::is_some) {
+                columns.push(Column::new(name.into(), values));
+            }
+        }
+        columns.push(Column::new("sps".into(), self.rows.iter().map(|r| r.sps).collect::<Vec<_>>()));
+        DataFrame::new_infer_height(columns).expect("columns of equal length")
+    }
+
+    /// Writes the log as CSV.
+    pub fn write_csv(&self, path: &Path) -> Result<()> {
+        let err = |e: &dyn std::fmt::Display| Error::Write {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut file = std::fs::File::create(path).map_err(|e| err(&e))?;
+        CsvWriter::new(&mut file).finish(&mut self.to_frame()).map_err(|e| err(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_has_only_filled_columns_in_cleanrl_names() {
+        let mut log = RunLog::new();
+        log.push(LogRow {
+            global_step: 10,
+            episodic_return: Some(-3.5),
+            epsilon: Some(0.5),
+            sps: 100.0,
+            ..Default::default()
+        });
+        log.push(LogRow {
+            global_step: 20,
+            td_loss: Some(0.25),
+            epsilon: Some(0.4),
+            sps: 120.0,
+            ..Default::default()
+        });
+        let dir = std::env::temp_dir().join(format!("berth-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.csv");
+        log.write_csv(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("global_step,episodic_return,td_loss,epsilon,sps"));
+        assert_eq!(lines.next(), Some("10,-3.5,,0.5,100.0"));
+        assert_eq!(lines.next(), Some("20,,0.25,0.4,120.0"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

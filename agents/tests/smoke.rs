@@ -1,0 +1,68 @@
+//! Smoke runs: every agent trains a little on every small scenario, and what it saves loads
+//! back into an agent that acts the same.
+
+use berth_agents::{ActMode, AgentKind, SavedModel, TrainRequest, load_agent, train};
+use berth_env::shipped::shipped;
+use berth_env::{Env, PlacementEnv};
+
+#[test]
+fn every_agent_trains_on_every_small_scenario_and_round_trips() {
+    for agent in [AgentKind::Qlearning] {
+        for name in ["tiny", "gpu-small"] {
+            let scenario = shipped(name).unwrap();
+            let request = TrainRequest {
+                agent,
+                scenario: scenario.clone(),
+                steps: Some(2_000),
+                seed: 3,
+                hyperparameters: serde_json::Value::Null,
+            };
+            let mut trained = train(&request, &mut |_| {}).unwrap();
+            assert!(!trained.log.rows().is_empty(), "{agent} on {name} logged nothing");
+            let model = SavedModel::from_bytes(&trained.model.to_bytes()).unwrap();
+            let mut env = PlacementEnv::new(scenario).unwrap();
+            let mut loaded = load_agent(&model, &env).unwrap();
+            env.reset(9);
+            for _ in 0..50 {
+                let (obs, mask) = (env.observation().to_vec(), env.action_mask().to_vec());
+                let a = trained.agent.act(&obs, &mask, ActMode::Greedy);
+                assert_eq!(a, loaded.act(&obs, &mask, ActMode::Greedy), "{agent} on {name}");
+                assert!(mask[a], "{agent} chose a masked action");
+                env.step(a).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_model() {
+    let request = TrainRequest {
+        agent: AgentKind::Qlearning,
+        scenario: shipped("tiny").unwrap(),
+        steps: Some(5_000),
+        seed: 11,
+        hyperparameters: serde_json::Value::Null,
+    };
+    let a = train(&request, &mut |_| {}).unwrap().model;
+    let b = train(&request, &mut |_| {}).unwrap().model;
+    assert_eq!(a, b);
+}
+
+#[test]
+fn qlearning_reaches_the_oracle_on_tiny() {
+    use berth_agents::AgentPolicy;
+    use berth_env::evaluate::{Contender, compare};
+    let scenario = shipped("tiny").unwrap();
+    let request = TrainRequest {
+        agent: AgentKind::Qlearning,
+        scenario: scenario.clone(),
+        steps: None,
+        seed: 1,
+        hyperparameters: serde_json::Value::Null,
+    };
+    let trained = train(&request, &mut |_| {}).unwrap();
+    let contenders = vec![Contender::Oracle, Contender::Policy(Box::new(AgentPolicy::new(trained.agent)))];
+    let (rows, _) = compare(scenario, contenders, 3, 100, &mut || {}).unwrap();
+    let gap = rows[1].gap_to_oracle.unwrap();
+    assert!(gap < 0.02, "Q-learning is {:.1}% above the oracle on tiny", gap * 100.0);
+}

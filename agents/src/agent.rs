@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub enum AgentKind {
     /// Tabular Q-learning over a discretised observation.
     Qlearning,
+    /// Double DQN with a replay buffer and a target network.
+    Dqn,
 }
 
 impl AgentKind {
@@ -23,6 +25,7 @@ impl AgentKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Qlearning => "qlearning",
+            Self::Dqn => "dqn",
         }
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! - [`agent`]: the [`Agent`] trait every algorithm implements, and [`AgentPolicy`] to put a
 //!   trained agent beside the baselines.
-//! - [`qlearning`]: tabular Q-learning.
+//! - [`qlearning`]: tabular Q-learning; [`dqn`]: double DQN with burn; [`nets`]: the networks.
 //! - [`train`]: one entry point for every algorithm, default budgets, and model loading.
 //! - [`model_file`]: the saved model (header + weights as bytes); [`run_log`]: the CSV log.
 
 pub mod agent;
+pub mod dqn;
 mod error;
 pub mod model_file;
+pub mod nets;
 pub mod qlearning;
 pub mod run_log;
 pub mod schedule;
@@ -17,4 +19,4 @@ pub mod train;
 pub use agent::{ActMode, Agent, AgentKind, AgentPolicy};
 pub use error::{Error, Result};
 pub use model_file::{ModelHeader, SavedModel};
-pub use train::{Progress, TrainRequest, Trained, load_agent, train};
+pub use train::{Progress, Target, TrainRequest, Trained, load_agent, train};

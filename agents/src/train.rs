@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use berth_core::Scenario;
-use berth_env::PlacementEnv;
 use berth_env::gym::Env;
+use berth_env::{CartPole, PlacementEnv};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::agent::{Agent, AgentKind};
+use crate::dqn::{self, DqnAgent, DqnConfig};
 use crate::error::{Error, Result};
 use crate::model_file::{ModelHeader, SavedModel};
 use crate::qlearning::{self, QLearningAgent, QLearningConfig};
@@ -28,13 +29,40 @@ pub struct Progress {
     pub sps: f64,
 }
 
+/// The env a run trains on.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The placement gym on a scenario.
+    Placement(Arc<Scenario>),
+    /// CartPole-v1, to check an algorithm against published results.
+    CartPole,
+}
+
+impl Target {
+    /// The name saved with the model.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Placement(s) => &s.name,
+            Self::CartPole => "cartpole",
+        }
+    }
+
+    /// Steps of one full episode.
+    fn episode_len(&self) -> u64 {
+        match self {
+            Self::Placement(s) => s.episode_ticks as u64,
+            Self::CartPole => berth_env::cartpole::MAX_STEPS as u64,
+        }
+    }
+}
+
 /// What to train.
 #[derive(Debug, Clone)]
 pub struct TrainRequest {
     /// The algorithm.
     pub agent: AgentKind,
-    /// The scenario to train on.
-    pub scenario: Arc<Scenario>,
+    /// What to train on.
+    pub target: Target,
     /// Environment steps; `None` for the algorithm's default budget on this scenario.
     pub steps: Option<u64>,
     /// Seed of the run: the same seed gives the same run.
@@ -53,11 +81,12 @@ pub struct Trained {
     pub log: RunLog,
 }
 
-/// The default training budget of an algorithm on a scenario, in environment steps.
-pub fn default_steps(agent: AgentKind, scenario: &Scenario) -> u64 {
-    let per_episode = scenario.episode_ticks as u64;
+/// The default training budget of an algorithm on a target, in environment steps.
+pub fn default_steps(agent: AgentKind, target: &Target) -> u64 {
+    let per_episode = target.episode_len();
     match agent {
         AgentKind::Qlearning => (per_episode * 2000).clamp(50_000, 1_000_000),
+        AgentKind::Dqn => (per_episode * 700).clamp(100_000, 1_000_000),
     }
 }
 
@@ -72,17 +101,31 @@ fn config<C: DeserializeOwned + Default + Serialize>(overrides: &serde_json::Val
 
 /// Trains an agent; `progress` is called as the run goes.
 pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress)) -> Result<Trained> {
-    let scenario = &request.scenario;
-    let steps = request.steps.unwrap_or_else(|| default_steps(request.agent, scenario));
+    match &request.target {
+        Target::Placement(scenario) => train_on(&mut PlacementEnv::new(scenario.clone())?, request, progress),
+        Target::CartPole => train_on(&mut CartPole::new(), request, progress),
+    }
+}
+
+fn train_on<E: Env>(
+    env: &mut E,
+    request: &TrainRequest,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Trained> {
+    let steps = request.steps.unwrap_or_else(|| default_steps(request.agent, &request.target));
     if steps == 0 {
         return Err(Error::Config { name: "steps".into(), reason: "must be at least 1".into() });
     }
-    let mut env = PlacementEnv::new(scenario.clone())?;
     let mut log = RunLog::new();
     let (agent, config_json): (Box<dyn Agent>, serde_json::Value) = match request.agent {
         AgentKind::Qlearning => {
             let config: QLearningConfig = config(&request.hyperparameters)?;
-            let agent = qlearning::train(&mut env, &config, steps, request.seed, &mut log, progress)?;
+            let agent = qlearning::train(env, &config, steps, request.seed, &mut log, progress)?;
+            (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
+        }
+        AgentKind::Dqn => {
+            let config: DqnConfig = config(&request.hyperparameters)?;
+            let agent = dqn::train(env, &config, steps, request.seed, &mut log, progress)?;
             (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
         }
     };
@@ -91,7 +134,7 @@ pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress)) -> Resu
             agent: request.agent,
             observation_len: env.observation_space().len(),
             action_count: env.action_count(),
-            scenario: scenario.name.clone(),
+            scenario: request.target.name().to_string(),
             trained_steps: steps,
             seed: request.seed,
             config: config_json,
@@ -101,12 +144,42 @@ pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress)) -> Resu
     Ok(Trained { model, agent, log })
 }
 
+/// Mean return of `agent` acting greedily over `episodes` CartPole episodes.
+pub fn cartpole_score(agent: &mut dyn Agent, episodes: u64, seed: u64) -> Result<f64> {
+    let mut env = CartPole::new();
+    let mut total = 0.0;
+    for e in 0..episodes {
+        let mut obs = env.reset(seed + e).obs.to_vec();
+        loop {
+            let action = agent.act(&obs, env.action_mask(), crate::ActMode::Greedy);
+            let s = env.step(action)?;
+            total += s.reward;
+            if s.terminated || s.truncated {
+                break;
+            }
+            obs = s.obs.to_vec();
+        }
+    }
+    Ok(total / episodes as f64)
+}
+
 /// The acting agent of a saved model, checked against the env it will act in.
 pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agent>> {
     model.check_fits(&env.scenario().name, env.observation_space().len(), env.action_count())?;
     match model.header.agent {
         AgentKind::Qlearning => {
             Ok(Box::new(QLearningAgent::from_weights(&model.weights, model.header.seed)?))
+        }
+        AgentKind::Dqn => {
+            let config: DqnConfig = config(&model.header.config)?;
+            let h = &model.header;
+            Ok(Box::new(DqnAgent::from_weights(
+                &model.weights,
+                h.observation_len,
+                h.action_count,
+                config.hidden,
+                h.seed,
+            )?))
         }
     }
 }

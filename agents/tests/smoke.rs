@@ -1,21 +1,28 @@
 //! Smoke runs: every agent trains a little on every small scenario, and what it saves loads
 //! back into an agent that acts the same.
 
-use berth_agents::{ActMode, AgentKind, SavedModel, TrainRequest, load_agent, train};
+use berth_agents::{ActMode, AgentKind, SavedModel, Target, TrainRequest, load_agent, train};
 use berth_env::shipped::shipped;
 use berth_env::{Env, PlacementEnv};
 
 #[test]
 fn every_agent_trains_on_every_small_scenario_and_round_trips() {
-    for agent in [AgentKind::Qlearning] {
+    // Small buffers and an early start, so DQN takes gradient steps within the smoke budget.
+    let small_dqn =
+        serde_json::json!({"learning_starts": 200, "batch_size": 32, "buffer_size": 1000, "hidden": 16});
+    for agent in [AgentKind::Qlearning, AgentKind::Dqn] {
         for name in ["tiny", "gpu-small"] {
             let scenario = shipped(name).unwrap();
             let request = TrainRequest {
                 agent,
-                scenario: scenario.clone(),
+                target: Target::Placement(scenario.clone()),
                 steps: Some(2_000),
                 seed: 3,
-                hyperparameters: serde_json::Value::Null,
+                hyperparameters: if agent == AgentKind::Dqn {
+                    small_dqn.clone()
+                } else {
+                    serde_json::Value::Null
+                },
             };
             let mut trained = train(&request, &mut |_| {}).unwrap();
             assert!(!trained.log.rows().is_empty(), "{agent} on {name} logged nothing");
@@ -38,7 +45,7 @@ fn every_agent_trains_on_every_small_scenario_and_round_trips() {
 fn the_same_seed_gives_the_same_model() {
     let request = TrainRequest {
         agent: AgentKind::Qlearning,
-        scenario: shipped("tiny").unwrap(),
+        target: Target::Placement(shipped("tiny").unwrap()),
         steps: Some(5_000),
         seed: 11,
         hyperparameters: serde_json::Value::Null,
@@ -55,7 +62,7 @@ fn qlearning_reaches_the_oracle_on_tiny() {
     let scenario = shipped("tiny").unwrap();
     let request = TrainRequest {
         agent: AgentKind::Qlearning,
-        scenario: scenario.clone(),
+        target: Target::Placement(scenario.clone()),
         steps: None,
         seed: 1,
         hyperparameters: serde_json::Value::Null,

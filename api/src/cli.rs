@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use berth_agents::{AgentKind, AgentPolicy, Progress, SavedModel, TrainRequest, load_agent};
+use berth_agents::{AgentKind, AgentPolicy, Progress, SavedModel, Target, TrainRequest, load_agent};
 use berth_core::Scenario;
 use berth_env::evaluate::{self, Contender, POLICIES};
 use berth_env::{PlacementEnv, bench, shipped};
@@ -40,7 +40,8 @@ struct TrainArgs {
     /// The algorithm.
     #[arg(long, value_enum)]
     agent: AgentArg,
-    /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-medium, gpu-large).
+    /// Scenario: a YAML file, a shipped name (tiny, gpu-small, gpu-medium, gpu-large), or
+    /// `cartpole` to check the algorithm on CartPole-v1.
     #[arg(long)]
     scenario: String,
     /// Environment steps (default: the agent's budget for the scenario).
@@ -65,12 +66,15 @@ struct TrainArgs {
 enum AgentArg {
     /// Tabular Q-learning (small scenarios such as tiny).
     Qlearning,
+    /// Double DQN with burn.
+    Dqn,
 }
 
 impl From<AgentArg> for AgentKind {
     fn from(a: AgentArg) -> Self {
         match a {
             AgentArg::Qlearning => AgentKind::Qlearning,
+            AgentArg::Dqn => AgentKind::Dqn,
         }
     }
 }
@@ -200,7 +204,11 @@ fn train(args: TrainArgs) -> Result<()> {
     if args.episodes == 0 {
         bail!("--episodes: must be at least 1");
     }
-    let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
+    let target = if args.scenario == "cartpole" {
+        Target::CartPole
+    } else {
+        Target::Placement(shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?)
+    };
     let hyperparameters = match &args.config {
         None => serde_json::Value::Null,
         Some(path) => {
@@ -210,25 +218,23 @@ fn train(args: TrainArgs) -> Result<()> {
                 .with_context(|| format!("--config: `{}` is not valid TOML", path.display()))?
         }
     };
-    let seed = args.seed.unwrap_or(scenario.seed);
-    let request = TrainRequest {
-        agent: args.agent.into(),
-        scenario: scenario.clone(),
-        steps: args.steps,
-        seed,
-        hyperparameters,
-    };
+    let seed = args.seed.unwrap_or(match &target {
+        Target::Placement(s) => s.seed,
+        Target::CartPole => 0,
+    });
+    let request = TrainRequest { agent: args.agent.into(), target, steps: args.steps, seed, hyperparameters };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("--out: cannot create `{}`", args.out.display()))?;
     let bar = ProgressBar::new(
-        request.steps.unwrap_or_else(|| berth_agents::train::default_steps(request.agent, &scenario)),
+        request.steps.unwrap_or_else(|| berth_agents::train::default_steps(request.agent, &request.target)),
     );
     bar.set_style(
         ProgressStyle::with_template("train {prefix} [{bar:30}] {pos}/{len} steps, {msg} (eta {eta})")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_prefix(format!("{} on {}", request.agent, scenario.name));
+    bar.set_prefix(format!("{} on {}", request.agent, request.target.name()));
+    let started = std::time::Instant::now();
     let trained = berth_agents::train(&request, &mut |p: Progress| {
         bar.set_length(p.total);
         bar.set_position(p.step);
@@ -244,15 +250,22 @@ fn train(args: TrainArgs) -> Result<()> {
     write("hyperparameters.json", serde_json::to_string_pretty(&trained.model.header)?.as_bytes())?;
     trained.log.write_csv(&args.out.join("log.csv"))?;
     eprintln!(
-        "trained {} for {} steps: {}",
+        "trained {} for {} steps in {:.1} s: {}",
         request.agent,
         trained.model.header.trained_steps,
+        started.elapsed().as_secs_f64(),
         args.out.join("model.bin").display()
     );
+    let Target::Placement(scenario) = &request.target else {
+        let mut agent = trained.agent;
+        let score = berth_agents::train::cartpole_score(agent.as_mut(), 100, 10_000)?;
+        println!("cartpole: mean return {score:.1} over 100 greedy episodes (solved at 475)");
+        return Ok(());
+    };
     let mut contenders: Vec<Contender> =
         POLICIES.iter().map(|p| Contender::named(p)).collect::<Result<Vec<_>, _>>()?;
     contenders.push(Contender::Policy(Box::new(AgentPolicy::new(trained.agent))));
-    compare_and_print(&scenario, contenders, args.episodes, scenario.seed, false)
+    compare_and_print(scenario, contenders, args.episodes, scenario.seed, false)
 }
 
 /// Peak resident memory of this process, from /proc (Linux only).

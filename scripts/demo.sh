@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set up, then compare placement policies on the embedded
-# simulator. Until the agents land this compares the baselines with the exhaustive oracle on
-# gpu-small, shows the oracle refusing gpu-medium, and prints the env's speed.
+# The main job on a fresh machine: set up, train an agent on the embedded simulator and show
+# how it compares with the baselines and the oracle; then compare the baselines on larger
+# scenarios and print the env's speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 berth=target/release/berth
+echo
+echo "== tiny: train tabular Q-learning (runs/demo-qlearning-tiny) and compare it"
+"$berth" train --agent qlearning --scenario tiny --out runs/demo-qlearning-tiny
 echo
 echo "== gpu-small: baselines against the oracle (lower cost is better; gap = extra cost over the oracle)"
 "$berth" eval --scenario gpu-small --episodes 3

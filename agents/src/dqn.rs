@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{ActMode, Agent, AgentKind, masked_argmax, random_allowed};
 use crate::error::{Error, Result};
 use crate::nets::{Devices, Mlp, matrix, values};
-use crate::run_log::{LogRow, RunLog};
+use crate::run_log::{LogRow, RunLog, Window};
 use crate::schedule::Linear as LinearSchedule;
 use crate::train::Progress;
 
@@ -290,9 +290,7 @@ pub fn train<E: Env>(
     let mut sample_rng = Rng::derive(seed, 0x5a);
     let mut episode_seeds = Rng::derive(seed, 0xe9);
     let mut obs = env.reset(episode_seeds.next_u64()).obs.to_vec();
-    let (mut ep_return, mut ep_len) = (0.0, 0u64);
-    let (mut returns, mut lengths, mut losses, mut qs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut recent = None;
+    let mut window = Window::default();
     let log_every = (steps / 200).max(config.train_frequency);
     let start = Instant::now();
     let b = config.batch_size;
@@ -304,14 +302,9 @@ pub fn train<E: Env>(
         let (reward, terminated, truncated) = (s.reward, s.terminated, s.truncated);
         let next = s.obs.to_vec();
         replay.push(&obs, action, reward, &next, env.action_mask(), terminated);
-        ep_return += reward;
-        ep_len += 1;
+        window.step(reward, terminated || truncated);
         obs = next;
         if terminated || truncated {
-            returns.push(ep_return);
-            lengths.push(ep_len as f64);
-            recent = Some(ep_return);
-            (ep_return, ep_len) = (0.0, 0);
             obs = env.reset(episode_seeds.next_u64()).obs.to_vec();
         }
         if step > config.learning_starts && step % config.train_frequency == 0 && replay.len >= b {
@@ -346,31 +339,21 @@ pub fn train<E: Env>(
                 &devices,
             );
             online = next_online;
-            losses.push(loss);
-            qs.push(q_mean);
+            window.learned(loss, q_mean);
             agent.net = online.valid();
         }
         if step % config.target_network_frequency == 0 {
             target = target.soft_update(&agent.net, config.tau);
         }
         if step % log_every == 0 || step == steps {
-            let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
             let sps = step as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            let row = window.row(step, sps);
             log.push(LogRow {
-                global_step: step,
-                episodic_return: mean(&returns),
-                episodic_length: mean(&lengths),
-                td_loss: mean(&losses),
-                q_values: mean(&qs),
                 learning_rate: Some(config.learning_rate),
                 epsilon: Some(agent.epsilon),
-                sps,
-                ..Default::default()
+                ..row
             });
-            for v in [&mut returns, &mut lengths, &mut losses, &mut qs] {
-                v.clear();
-            }
-            progress(Progress { step, total: steps, recent_return: recent, sps });
+            progress(Progress { step, total: steps, recent_return: window.last_return, sps });
         }
     }
     agent.epsilon = 0.0;

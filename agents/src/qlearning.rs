@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{ActMode, Agent, AgentKind, masked_argmax, random_allowed};
 use crate::error::{Error, Result};
-use crate::run_log::{LogRow, RunLog};
+use crate::run_log::{LogRow, RunLog, Window};
 use crate::schedule::Linear;
 use crate::train::Progress;
 
@@ -180,10 +180,7 @@ pub fn train<E: Env>(
     let mut episode_seeds = Rng::derive(seed, 0xe9);
     let mut obs = env.reset(episode_seeds.next_u64()).obs.to_vec();
     let log_every = (steps / 200).max(1);
-    let (mut ep_return, mut ep_len) = (0.0, 0u64);
-    let (mut window_returns, mut window_lengths, mut window_td, mut window_q) =
-        (Vec::new(), Vec::new(), 0.0, 0.0);
-    let mut recent: Option<f64> = None;
+    let mut window = Window::default();
     let start = Instant::now();
     for step in 1..=steps {
         agent.epsilon = config.epsilon.at(step, steps);
@@ -204,37 +201,21 @@ pub fn train<E: Env>(
         let q = &mut agent.values(key)[action];
         let td = reward + config.gamma * bootstrap - *q as f64;
         *q += (config.learning_rate * td) as f32;
-        window_td += td * td;
-        window_q += *q as f64;
-        ep_return += reward;
-        ep_len += 1;
+        window.learned(td * td, *q as f64);
+        window.step(reward, terminated || truncated);
         obs = next;
         if terminated || truncated {
-            window_returns.push(ep_return);
-            window_lengths.push(ep_len as f64);
-            recent = Some(ep_return);
-            (ep_return, ep_len) = (0.0, 0);
             obs = env.reset(episode_seeds.next_u64()).obs.to_vec();
         }
         if step % log_every == 0 || step == steps {
-            let n = (step - 1) % log_every + 1;
-            let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
             let sps = step as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            let row = window.row(step, sps);
             log.push(LogRow {
-                global_step: step,
-                episodic_return: mean(&window_returns),
-                episodic_length: mean(&window_lengths),
-                td_loss: Some(window_td / n as f64),
-                q_values: Some(window_q / n as f64),
                 learning_rate: Some(config.learning_rate),
                 epsilon: Some(agent.epsilon),
-                sps,
-                ..Default::default()
+                ..row
             });
-            (window_td, window_q) = (0.0, 0.0);
-            window_returns.clear();
-            window_lengths.clear();
-            progress(Progress { step, total: steps, recent_return: recent, sps });
+            progress(Progress { step, total: steps, recent_return: window.last_return, sps });
         }
     }
     agent.epsilon = 0.0;

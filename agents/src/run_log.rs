@@ -39,6 +39,61 @@ pub struct LogRow {
     pub sps: f64,
 }
 
+/// What happened between two log rows: finished episodes and the figures of each update.
+#[derive(Debug, Default)]
+pub struct Window {
+    episode_return: f64,
+    episode_length: u64,
+    returns: Vec<f64>,
+    lengths: Vec<f64>,
+    td_losses: Vec<f64>,
+    q_values: Vec<f64>,
+    /// Return of the last finished episode, for progress bars.
+    pub last_return: Option<f64>,
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+impl Window {
+    /// Records an env step; `done` when its episode ended (terminated or truncated).
+    pub fn step(&mut self, reward: f64, done: bool) {
+        self.episode_return += reward;
+        self.episode_length += 1;
+        if done {
+            self.returns.push(self.episode_return);
+            self.lengths.push(self.episode_length as f64);
+            self.last_return = Some(self.episode_return);
+            (self.episode_return, self.episode_length) = (0.0, 0);
+        }
+    }
+
+    /// Records one update's TD loss and mean Q-value.
+    pub fn learned(&mut self, td_loss: f64, q_value: f64) {
+        self.td_losses.push(td_loss);
+        self.q_values.push(q_value);
+    }
+
+    /// The row for everything since the last one (means; `None` where nothing happened),
+    /// and a fresh window.
+    pub fn row(&mut self, global_step: u64, sps: f64) -> LogRow {
+        let row = LogRow {
+            global_step,
+            episodic_return: mean(&self.returns),
+            episodic_length: mean(&self.lengths),
+            td_loss: mean(&self.td_losses),
+            q_values: mean(&self.q_values),
+            sps,
+            ..Default::default()
+        };
+        for v in [&mut self.returns, &mut self.lengths, &mut self.td_losses, &mut self.q_values] {
+            v.clear();
+        }
+        row
+    }
+}
+
 /// Reads one optional column of a row.
 type Field = fn(&LogRow) -> Option<f64>;
 

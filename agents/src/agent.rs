@@ -8,6 +8,7 @@ use std::fmt;
 use berth_env::PlacementEnv;
 use berth_env::baselines::Policy;
 use berth_env::gym::Env;
+pub use berth_env::gym::random_allowed;
 use serde::{Deserialize, Serialize};
 
 /// The learning algorithms.
@@ -88,16 +89,6 @@ pub fn masked_argmax(values: &[f32], mask: &[bool]) -> usize {
         }
     }
     best.map_or(0, |(a, _)| a)
-}
-
-/// A uniformly random allowed action.
-pub fn random_allowed(mask: &[bool], rng: &mut berth_core::Rng) -> usize {
-    let allowed = mask.iter().filter(|&&m| m).count();
-    if allowed == 0 {
-        return 0;
-    }
-    let k = rng.below(allowed);
-    mask.iter().enumerate().filter(|(_, m)| **m).nth(k).map_or(0, |(a, _)| a)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use berth_core::Rng;
 
 use crate::PlacementEnv;
-use crate::gym::Env;
+use crate::gym::{Env, random_allowed};
 use crate::placement_env::Move;
 use crate::scheduler::best_node;
 
@@ -24,13 +24,12 @@ pub trait Policy {
 #[derive(Debug, Clone)]
 pub struct RandomPolicy {
     rng: Rng,
-    allowed: Vec<usize>,
 }
 
 impl RandomPolicy {
     /// A random policy; re-seeded at every episode.
     pub fn new() -> Self {
-        Self { rng: Rng::new(0), allowed: Vec::new() }
+        Self { rng: Rng::new(0) }
     }
 }
 
@@ -50,9 +49,7 @@ impl Policy for RandomPolicy {
     }
 
     fn act(&mut self, env: &PlacementEnv) -> usize {
-        self.allowed.clear();
-        self.allowed.extend(env.action_mask().iter().enumerate().filter(|(_, ok)| **ok).map(|(a, _)| a));
-        self.allowed[self.rng.below(self.allowed.len())]
+        random_allowed(env.action_mask(), &mut self.rng)
     }
 }
 

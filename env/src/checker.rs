@@ -8,17 +8,10 @@
 
 use berth_core::Rng;
 
-use crate::gym::Env;
+use crate::gym::{Env, random_allowed};
 
 /// One step of a recorded trajectory.
 type Record = (Vec<f32>, f64, bool, bool);
-
-/// Picks a uniformly random allowed action.
-fn random_allowed(mask: &[bool], rng: &mut Rng) -> usize {
-    let allowed = mask.iter().filter(|&&m| m).count();
-    let k = rng.below(allowed);
-    mask.iter().enumerate().filter(|(_, m)| **m).nth(k).map(|(a, _)| a).expect("k < allowed")
-}
 
 fn check_obs<E: Env>(env: &E, obs: &[f32], when: &str) -> Result<(), String> {
     let space = env.observation_space();

@@ -5,6 +5,8 @@
 //! bootstrap) and `truncated` (a time limit: bootstrap) are never folded into one `done`.
 //! Observations are borrowed from the env, so a step allocates nothing.
 
+use berth_core::Rng;
+
 use crate::error::Result;
 
 /// A box observation space: per-dimension bounds.
@@ -81,4 +83,14 @@ pub trait Env {
     fn action_mask(&self) -> &[bool];
     /// The current observation.
     fn observation(&self) -> &[f32];
+}
+
+/// A uniformly random allowed action; 0 (keep) when the mask allows none.
+pub fn random_allowed(mask: &[bool], rng: &mut Rng) -> usize {
+    let allowed = mask.iter().filter(|&&m| m).count();
+    if allowed == 0 {
+        return 0;
+    }
+    let k = rng.below(allowed);
+    mask.iter().enumerate().filter(|(_, m)| **m).nth(k).map_or(0, |(a, _)| a)
 }

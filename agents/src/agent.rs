@@ -19,6 +19,8 @@ pub enum AgentKind {
     Qlearning,
     /// Double DQN with a replay buffer and a target network.
     Dqn,
+    /// PPO with a masked categorical policy over vectorised rollouts.
+    Ppo,
 }
 
 impl AgentKind {
@@ -27,6 +29,7 @@ impl AgentKind {
         match self {
             Self::Qlearning => "qlearning",
             Self::Dqn => "dqn",
+            Self::Ppo => "ppo",
         }
     }
 }

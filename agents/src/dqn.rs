@@ -12,12 +12,11 @@ use burn::module::Module;
 use burn::nn::loss::{HuberLossConfig, Reduction};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{ActMode, Agent, AgentKind, masked_argmax, random_allowed};
 use crate::error::{Error, Result};
-use crate::nets::{Devices, Mlp, matrix, values};
+use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, values};
 use crate::run_log::{LogRow, RunLog, Window};
 use crate::schedule::Linear as LinearSchedule;
 use crate::train::Progress;
@@ -229,18 +228,11 @@ impl DqnAgent {
     }
 
     /// Rebuilds an agent from [`Agent::weights`].
-    pub fn from_weights(
-        bytes: &[u8],
-        obs_len: usize,
-        actions: usize,
-        hidden: usize,
-        seed: u64,
-    ) -> Result<Self> {
+    pub fn from_weights(bytes: &[u8], shape: NetworkShape) -> Result<Self> {
         let devices = Devices::cpu();
-        let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
-            .map_err(|e| Error::BadModel(format!("DQN weights: {e}")))?;
-        let net = Mlp::new(obs_len, hidden, actions, &devices.plain).load_record(record);
-        Ok(Self { net, devices, obs_len, epsilon: 0.0, rng: Rng::derive(seed, 0xd9) })
+        let record = record_from_bytes(bytes, "DQN")?;
+        let net = Mlp::new(shape.inputs, shape.hidden, shape.outputs, &devices.plain).load_record(record);
+        Ok(Self { net, devices, obs_len: shape.inputs, epsilon: 0.0, rng: Rng::derive(shape.seed, 0xd9) })
     }
 }
 
@@ -423,7 +415,11 @@ mod tests {
             epsilon: 0.0,
             rng: Rng::new(1),
         };
-        let mut loaded = DqnAgent::from_weights(&agent.weights(), 3, 4, 8, 1).unwrap();
+        let mut loaded = DqnAgent::from_weights(
+            &agent.weights(),
+            NetworkShape { inputs: 3, hidden: 8, outputs: 4, seed: 1 },
+        )
+        .unwrap();
         let obs = [0.3, -0.2, 0.9];
         for mask in [[true; 4], [false, true, false, true], [false, false, true, false]] {
             assert_eq!(agent.act(&obs, &mask, ActMode::Greedy), loaded.act(&obs, &mask, ActMode::Greedy));

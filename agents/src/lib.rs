@@ -2,15 +2,20 @@
 //!
 //! - [`agent`]: the [`Agent`] trait every algorithm implements, and [`AgentPolicy`] to put a
 //!   trained agent beside the baselines.
-//! - [`qlearning`]: tabular Q-learning; [`dqn`]: double DQN with burn; [`nets`]: the networks.
+//! - [`qlearning`]: tabular Q-learning; [`dqn`]: double DQN with burn; [`ppo`]: PPO with
+//!   burn; [`nets`]: the networks.
 //! - [`train`]: one entry point for every algorithm, default budgets, and model loading.
-//! - [`model_file`]: the saved model (header + weights as bytes); [`run_log`]: the CSV log.
+//! - [`model_file`]: the saved model (header + weights as bytes); [`run_log`]: the CSV log;
+//!   [`plot`]: the learning curve as a PNG; [`normalize`]: reward scaling.
 
 pub mod agent;
 pub mod dqn;
 mod error;
 pub mod model_file;
 pub mod nets;
+pub mod normalize;
+pub mod plot;
+pub mod ppo;
 pub mod qlearning;
 pub mod run_log;
 pub mod schedule;

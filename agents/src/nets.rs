@@ -4,8 +4,9 @@
 //! backend type. The pure-Rust `flex` CPU backend is the default.
 
 use burn::module::{Module, Param};
-use burn::nn::{Linear, LinearConfig, Relu};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
+use burn::tensor::activation::{relu, tanh};
 
 /// The device training and acting use, picked once by the binary.
 #[derive(Debug, Clone)]
@@ -24,23 +25,68 @@ impl Devices {
     }
 }
 
-/// A two-hidden-layer perceptron with ReLU.
+/// What a saved network needs to be rebuilt before its weights are loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkShape {
+    /// Observation length.
+    pub inputs: usize,
+    /// Width of the hidden layers.
+    pub hidden: usize,
+    /// Number of actions.
+    pub outputs: usize,
+    /// Seed of the acting agent's own random choices.
+    pub seed: u64,
+}
+
+/// A burn record from the bytes `into_record().into_bytes()` wrote.
+pub fn record_from_bytes(bytes: &[u8], what: &str) -> Result<burn::store::ModuleRecord, crate::Error> {
+    burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| crate::Error::BadModel(format!("{what} weights: {e}")))
+}
+
+/// A two-hidden-layer perceptron, with ReLU (DQN) or tanh (PPO) between layers.
 #[derive(Module, Debug)]
 pub struct Mlp {
     l1: Linear,
     l2: Linear,
     out: Linear,
-    act: Relu,
+    tanh: bool,
+}
+
+/// A linear layer with orthogonal weights of `gain` and zero bias (CleanRL's `layer_init`).
+fn orthogonal(inputs: usize, outputs: usize, gain: f64, device: &Device) -> Linear {
+    Linear {
+        weight: Initializer::Orthogonal { gain }.init([inputs, outputs], device),
+        bias: Some(Initializer::Zeros.init([outputs], device)),
+    }
 }
 
 impl Mlp {
-    /// `inputs -> hidden -> hidden -> outputs`, initialised on `device`.
+    /// `inputs -> hidden -> hidden -> outputs` with ReLU and burn's default initialisation.
     pub fn new(inputs: usize, hidden: usize, outputs: usize, device: &Device) -> Self {
         Self {
             l1: LinearConfig::new(inputs, hidden).init(device),
             l2: LinearConfig::new(hidden, hidden).init(device),
             out: LinearConfig::new(hidden, outputs).init(device),
-            act: Relu::new(),
+            tanh: false,
+        }
+    }
+
+    /// `inputs -> hidden -> hidden -> outputs` with tanh, orthogonal weights (gain √2 in the
+    /// hidden layers, `out_gain` in the last) and zero biases: PPO's usual initialisation,
+    /// where a small `out_gain` starts a policy near uniform.
+    pub fn orthogonal_tanh(
+        inputs: usize,
+        hidden: usize,
+        outputs: usize,
+        out_gain: f64,
+        device: &Device,
+    ) -> Self {
+        Self {
+            l1: orthogonal(inputs, hidden, std::f64::consts::SQRT_2, device),
+            l2: orthogonal(hidden, hidden, std::f64::consts::SQRT_2, device),
+            out: orthogonal(hidden, outputs, out_gain, device),
+            tanh: true,
         }
     }
 
@@ -48,8 +94,9 @@ impl Mlp {
     /// - `x`: `[batch, inputs]`
     /// - output: `[batch, outputs]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let x = self.act.forward(self.l1.forward(x));
-        let x = self.act.forward(self.l2.forward(x));
+        let act = |x| if self.tanh { tanh(x) } else { relu(x) };
+        let x = act(self.l1.forward(x));
+        let x = act(self.l2.forward(x));
         self.out.forward(x)
     }
 
@@ -67,7 +114,7 @@ impl Mlp {
             l1: blend(self.l1, &online.l1),
             l2: blend(self.l2, &online.l2),
             out: blend(self.out, &online.out),
-            act: self.act,
+            tanh: self.tanh,
         }
     }
 }

@@ -62,11 +62,16 @@ impl Window {
         self.episode_return += reward;
         self.episode_length += 1;
         if done {
-            self.returns.push(self.episode_return);
-            self.lengths.push(self.episode_length as f64);
-            self.last_return = Some(self.episode_return);
+            self.finished(self.episode_return, self.episode_length);
             (self.episode_return, self.episode_length) = (0.0, 0);
         }
+    }
+
+    /// Records an episode that ended, for loops that track several envs' episodes.
+    pub fn finished(&mut self, episode_return: f64, length: u64) {
+        self.returns.push(episode_return);
+        self.lengths.push(length as f64);
+        self.last_return = Some(episode_return);
     }
 
     /// Records one update's TD loss and mean Q-value.

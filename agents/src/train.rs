@@ -13,6 +13,8 @@ use crate::agent::{Agent, AgentKind};
 use crate::dqn::{self, DqnAgent, DqnConfig};
 use crate::error::{Error, Result};
 use crate::model_file::{ModelHeader, SavedModel};
+use crate::nets::NetworkShape;
+use crate::ppo::{self, PpoAgent, PpoConfig};
 use crate::qlearning::{self, QLearningAgent, QLearningConfig};
 use crate::run_log::RunLog;
 
@@ -87,6 +89,7 @@ pub fn default_steps(agent: AgentKind, target: &Target) -> u64 {
     match agent {
         AgentKind::Qlearning => (per_episode * 2000).clamp(50_000, 1_000_000),
         AgentKind::Dqn => (per_episode * 700).clamp(100_000, 1_000_000),
+        AgentKind::Ppo => (per_episode * 1000).clamp(100_000, 2_000_000),
     }
 }
 
@@ -107,7 +110,7 @@ pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress)) -> Resu
     }
 }
 
-fn train_on<E: Env>(
+fn train_on<E: Env + Clone>(
     env: &mut E,
     request: &TrainRequest,
     progress: &mut dyn FnMut(Progress),
@@ -126,6 +129,11 @@ fn train_on<E: Env>(
         AgentKind::Dqn => {
             let config: DqnConfig = config(&request.hyperparameters)?;
             let agent = dqn::train(env, &config, steps, request.seed, &mut log, progress)?;
+            (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
+        }
+        AgentKind::Ppo => {
+            let config: PpoConfig = config(&request.hyperparameters)?;
+            let agent = ppo::train(env, &config, steps, request.seed, &mut log, progress)?;
             (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
         }
     };
@@ -163,6 +171,11 @@ pub fn cartpole_score(agent: &mut dyn Agent, episodes: u64, seed: u64) -> Result
     Ok(total / episodes as f64)
 }
 
+/// The sizes a saved network was built with.
+fn network_shape(header: &ModelHeader, hidden: usize) -> NetworkShape {
+    NetworkShape { inputs: header.observation_len, hidden, outputs: header.action_count, seed: header.seed }
+}
+
 /// The acting agent of a saved model, checked against the env it will act in.
 pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agent>> {
     model.check_fits(&env.scenario().name, env.observation_space().len(), env.action_count())?;
@@ -171,15 +184,12 @@ pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agen
             Ok(Box::new(QLearningAgent::from_weights(&model.weights, model.header.seed)?))
         }
         AgentKind::Dqn => {
-            let config: DqnConfig = config(&model.header.config)?;
-            let h = &model.header;
-            Ok(Box::new(DqnAgent::from_weights(
-                &model.weights,
-                h.observation_len,
-                h.action_count,
-                config.hidden,
-                h.seed,
-            )?))
+            let hidden = config::<DqnConfig>(&model.header.config)?.hidden;
+            Ok(Box::new(DqnAgent::from_weights(&model.weights, network_shape(&model.header, hidden))?))
+        }
+        AgentKind::Ppo => {
+            let hidden = config::<PpoConfig>(&model.header.config)?.hidden;
+            Ok(Box::new(PpoAgent::from_weights(&model.weights, network_shape(&model.header, hidden))?))
         }
     }
 }

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use berth_agents::plot::{Reference, learning_curve};
+use berth_agents::run_log::RunLog;
 use berth_agents::{AgentKind, AgentPolicy, Progress, SavedModel, Target, TrainRequest, load_agent};
 use berth_core::Scenario;
-use berth_env::evaluate::{self, Contender, POLICIES};
+use berth_env::evaluate::{self, Contender, EvalRow, POLICIES};
 use berth_env::{PlacementEnv, bench, shipped};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -68,6 +70,8 @@ enum AgentArg {
     Qlearning,
     /// Double DQN with burn.
     Dqn,
+    /// PPO with burn.
+    Ppo,
 }
 
 impl From<AgentArg> for AgentKind {
@@ -75,6 +79,7 @@ impl From<AgentArg> for AgentKind {
         match a {
             AgentArg::Qlearning => AgentKind::Qlearning,
             AgentArg::Dqn => AgentKind::Dqn,
+            AgentArg::Ppo => AgentKind::Ppo,
         }
     }
 }
@@ -164,7 +169,7 @@ fn compare_and_print(
     episodes: usize,
     seed: u64,
     json: bool,
-) -> Result<()> {
+) -> Result<Vec<EvalRow>> {
     let bar = progress_bar(
         evaluate::total_steps(scenario, contenders.len(), episodes),
         &format!("eval {}", scenario.name),
@@ -187,7 +192,7 @@ fn compare_and_print(
     if let Some(note) = note {
         eprintln!("note: no oracle row: {note}");
     }
-    Ok(())
+    Ok(rows)
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
@@ -197,7 +202,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
     let contenders = args.policy.iter().map(|p| contender(p, &scenario)).collect::<Result<Vec<_>>>()?;
     let seed = args.seed.unwrap_or(scenario.seed);
-    compare_and_print(&scenario, contenders, args.episodes, seed, args.json)
+    compare_and_print(&scenario, contenders, args.episodes, seed, args.json).map(drop)
 }
 
 fn train(args: TrainArgs) -> Result<()> {
@@ -256,16 +261,38 @@ fn train(args: TrainArgs) -> Result<()> {
         started.elapsed().as_secs_f64(),
         args.out.join("model.bin").display()
     );
+    let title = format!("{} on {}, seed {seed}", request.agent, request.target.name());
+    let curve = args.out.join("learning_curve.png");
     let Target::Placement(scenario) = &request.target else {
         let mut agent = trained.agent;
         let score = berth_agents::train::cartpole_score(agent.as_mut(), 100, 10_000)?;
         println!("cartpole: mean return {score:.1} over 100 greedy episodes (solved at 475)");
-        return Ok(());
+        let solved = [Reference { label: "solved".into(), value: 475.0 }];
+        return plot_curve(&trained.log, &title, &solved, &curve);
     };
     let mut contenders: Vec<Contender> =
         POLICIES.iter().map(|p| Contender::named(p)).collect::<Result<Vec<_>, _>>()?;
     contenders.push(Contender::Policy(Box::new(AgentPolicy::new(trained.agent))));
-    compare_and_print(scenario, contenders, args.episodes, scenario.seed, false)
+    let rows = compare_and_print(scenario, contenders, args.episodes, scenario.seed, false)?;
+    // The random baseline is far below the rest and would flatten the curve.
+    let references: Vec<Reference> = rows[..rows.len() - 1]
+        .iter()
+        .filter(|r| r.policy != "random")
+        .map(|r| Reference { label: r.policy.clone(), value: r.reward })
+        .collect();
+    plot_curve(&trained.log, &title, &references, &curve)
+}
+
+/// Writes the learning curve, saying where; a run too short to finish an episode gets a
+/// note instead of a plot.
+fn plot_curve(log: &RunLog, title: &str, references: &[Reference], path: &Path) -> Result<()> {
+    if log.rows().iter().all(|r| r.episodic_return.is_none()) {
+        eprintln!("note: no episode finished during training; no learning curve drawn");
+        return Ok(());
+    }
+    learning_curve(log, title, references, path)?;
+    eprintln!("learning curve: {}", path.display());
+    Ok(())
 }
 
 /// Peak resident memory of this process, from /proc (Linux only).

@@ -12,8 +12,11 @@
 //!
 //! Observation (all in [0, 1]): per node `[cpu requested, memory requested, GPUs taken,
 //! load (max utilisation of its replicas), ready, replicas of each service / replicas of
-//! that service]`, then per user group its rate over its peak, then the time of day as
-//! `(sin + 1) / 2` and `(cos + 1) / 2`.
+//! that service]`; per replica its zone (one-hot), the hardware class it runs on (one-hot),
+//! whether it is cold-starting and whether its node is NotReady, so a policy can tell which
+//! replica an action moves and which replicas are down;
+//! then per user group its rate over its peak, then the time of day as `(sin + 1) / 2` and
+//! `(cos + 1) / 2`.
 
 use std::sync::Arc;
 
@@ -68,6 +71,8 @@ pub struct PlacementEnv {
     /// 1000-node cluster's mask costs more than an episode of steps.
     start_mask: Vec<bool>,
     peak_rate: Vec<f64>,
+    /// Where the per-replica block of the observation starts, and its stride.
+    replica_obs: (usize, usize),
     /// Time-of-day features at the end of each tick, `(sin + 1) / 2` and `(cos + 1) / 2`.
     time_of_day: Vec<[f32; 2]>,
     space: BoxSpace,
@@ -113,10 +118,13 @@ impl PlacementEnv {
             .flat_map(|s| (0..nodes).map(move |n| (s, n)))
             .map(|(s, n)| scenario.service_time_ms(s, n))
             .collect();
-        let obs_len = nodes * (NODE_FIELDS + services) + scenario.user_groups.len() + 2;
         let replicas = replica_service.len();
+        let replica_stride = scenario.zones.len() + scenario.classes.len() + 2;
+        let replica_base = nodes * (NODE_FIELDS + services);
+        let obs_len = replica_base + replicas * replica_stride + scenario.user_groups.len() + 2;
         let mut env = Self {
             model: CostModel::new(&scenario),
+            replica_obs: (replica_base, replica_stride),
             peak_rate: scenario.user_groups.iter().map(|g| g.rate.peak()).collect(),
             time_of_day: (0..=scenario.episode_ticks)
                 .map(|t| {
@@ -294,6 +302,21 @@ impl PlacementEnv {
         self.placement[r] = n;
         self.views[r].zone = self.scenario.nodes[n].zone;
         self.views[r].service_time_ms = self.service_time[s * self.node_count() + n].expect("masked");
+        let (base, stride) = self.replica_obs;
+        let row = &mut self.obs[base + r * stride..base + (r + 1) * stride];
+        let zones = self.scenario.zones.len();
+        row.fill(0.0);
+        row[self.scenario.nodes[n].zone] = 1.0;
+        row[zones + self.scenario.class_on(s, n)] = 1.0;
+        row[stride - 2] = if self.is_pending[r] { 1.0 } else { 0.0 };
+        row[stride - 1] = if self.node_ready[n] { 0.0 } else { 1.0 };
+    }
+
+    /// Sets the cold-starting flag of replica `r` in the observation.
+    fn set_pending(&mut self, r: usize, pending: bool) {
+        self.is_pending[r] = pending;
+        let (base, stride) = self.replica_obs;
+        self.obs[base + (r + 1) * stride - 2] = if pending { 1.0 } else { 0.0 };
     }
 
     fn unplace(&mut self, r: usize) -> usize {
@@ -309,7 +332,7 @@ impl PlacementEnv {
     fn start_cold(&mut self, r: usize, ready_at_s: f64) {
         self.ready_at_s[r] = ready_at_s;
         if !self.is_pending[r] {
-            self.is_pending[r] = true;
+            self.set_pending(r, true);
             self.pending.push(r);
         }
         self.routing_dirty = true;
@@ -352,6 +375,11 @@ impl PlacementEnv {
             self.routing_dirty = true;
             self.refresh_mask_column(e.node);
             self.refresh_node_obs(e.node);
+            let (base, stride) = self.replica_obs;
+            let down = if self.node_ready[e.node] { 0.0 } else { 1.0 };
+            for r in (0..self.placement.len()).filter(|&r| self.placement[r] == e.node) {
+                self.obs[base + (r + 1) * stride - 1] = down;
+            }
         }
     }
 
@@ -363,7 +391,7 @@ impl PlacementEnv {
         while i < self.pending.len() {
             let r = self.pending[i];
             if self.ready_at_s[r] <= start_s {
-                self.is_pending[r] = false;
+                self.set_pending(r, false);
                 self.pending.swap_remove(i);
                 self.routing_dirty = true;
                 continue;
@@ -418,7 +446,7 @@ impl PlacementEnv {
                 self.obs[n * stride + 3] = self.node_load[n] as f32;
             }
         }
-        let base = self.node_count() * stride;
+        let base = self.replica_obs.0 + self.placement.len() * self.replica_obs.1;
         let rates = self.trace.rates(self.tick);
         for (g, (&rate, &peak)) in rates.iter().zip(&self.peak_rate).enumerate() {
             self.obs[base + g] = if peak > 0.0 { (rate / peak).min(1.0) as f32 } else { 0.0 };

@@ -52,10 +52,16 @@ fn a_moved_replica_is_unavailable_for_its_cold_start_and_the_other_takes_its_sha
     assert!((step.info.metrics.cost - expected).abs() < 1e-9, "{:?} vs {expected}", step.info.metrics);
     assert!((step.reward - -(expected + 0.5)).abs() < 1e-9, "the move costs 0.5");
     assert_eq!((step.info.moves, step.info.unavailable_replicas), (1, 1));
+    // Replica 1's observation row (after 3 nodes x 6 fields): zone a, class cpu,
+    // cold-starting, its node Ready.
+    let replica_1 = 3 * 6 + 4;
+    assert_eq!(&step.obs[replica_1..replica_1 + 4], &[1.0, 1.0, 1.0, 0.0]);
+    assert_eq!(step.obs[replica_1 - 2], 0.0, "replica 0 is not cold-starting");
     // The next tick both serve again.
     let step = env.step(0).unwrap();
     assert!((step.info.metrics.cost - both.cost).abs() < 1e-9);
     assert_eq!(step.info.unavailable_replicas, 0);
+    assert_eq!(step.obs[replica_1 + 2], 0.0, "the cold start is over");
 }
 
 #[test]
@@ -79,6 +85,8 @@ fn a_failed_node_stops_its_replicas_and_is_masked_until_it_recovers() {
     assert!(!env.action_mask()[onto_n1], "no moves onto a NotReady node");
     let ready_field = 4; // node 0's `ready` observation
     assert_eq!(env.observation()[ready_field], 0.0);
+    let down_flag = |r: usize| env.observation()[3 * 6 + 4 * r + 3];
+    assert_eq!((down_flag(on_n1), down_flag(other)), (1.0, 0.0), "the replica on n1 is down");
     env.step(0).unwrap(); // tick 3: [200, 300)
     // tick 4: [300, 400): n1 back at 320, its replica cold-starts 50 s: ready at 370.
     let step = env.step(0).unwrap();
@@ -86,6 +94,7 @@ fn a_failed_node_stops_its_replicas_and_is_masked_until_it_recovers() {
     let expected = 0.7 * alone.cost + 0.3 * both.cost;
     assert!((step.info.metrics.cost - expected).abs() < 1e-9, "{:?} vs {expected}", step.info.metrics);
     assert_eq!(env.observation()[ready_field], 1.0);
+    assert_eq!(env.observation()[3 * 6 + 4 * on_n1 + 3], 0.0);
 }
 
 #[test]

@@ -259,11 +259,12 @@ pub fn train<E: Env>(
     config: &DqnConfig,
     steps: u64,
     seed: u64,
+    devices: &Devices,
     log: &mut RunLog,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<DqnAgent> {
     config.validate()?;
-    let devices = Devices::cpu();
+    let devices = devices.clone();
     Device::seed(&devices.plain, seed);
     let (obs_len, actions) = (env.observation_space().len(), env.action_count());
     let mut online = Mlp::new(obs_len, config.hidden, actions, &devices.train);

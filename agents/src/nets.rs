@@ -17,11 +17,41 @@ pub struct Devices {
     pub train: Device,
 }
 
+/// The hardware `berth train --device` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceKind {
+    /// The CPU: burn's `flex` backend, or LibTorch's CPU backend in a `tch` build.
+    #[default]
+    Cpu,
+    /// The first CUDA GPU through LibTorch (`tch` builds only).
+    Cuda,
+}
+
 impl Devices {
-    /// The default CPU device (`flex`).
+    /// The default CPU device (`flex`): also what saved models act on.
     pub fn cpu() -> Self {
-        let plain = Device::flex();
+        Self::on(Device::flex())
+    }
+
+    fn on(plain: Device) -> Self {
         Self { train: plain.clone().autodiff(), plain }
+    }
+
+    /// The device for `kind` in this build; CUDA without the `tch` feature is an error.
+    pub fn select(kind: DeviceKind) -> Result<Self, crate::Error> {
+        #[cfg(feature = "tch")]
+        return Ok(match kind {
+            DeviceKind::Cpu => Self::on(Device::libtorch()),
+            DeviceKind::Cuda => Self::on(Device::libtorch_cuda(0)),
+        });
+        #[cfg(not(feature = "tch"))]
+        match kind {
+            DeviceKind::Cpu => Ok(Self::cpu()),
+            DeviceKind::Cuda => Err(crate::Error::Config {
+                name: "device".into(),
+                reason: "cuda needs a binary built with `--features tch` (LibTorch)".into(),
+            }),
+        }
     }
 }
 

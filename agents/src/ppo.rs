@@ -71,7 +71,7 @@ pub struct PpoConfig {
 impl Default for PpoConfig {
     fn default() -> Self {
         Self {
-            learning_rate: 2.5e-4,
+            learning_rate: 1e-3,
             num_envs: 8,
             num_steps: 128,
             anneal_lr: true,
@@ -423,11 +423,12 @@ pub fn train<E: Env + Clone>(
     config: &PpoConfig,
     steps: u64,
     seed: u64,
+    devices: &Devices,
     log: &mut RunLog,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<PpoAgent> {
     config.validate()?;
-    let devices = Devices::cpu();
+    let devices = devices.clone();
     Device::seed(&devices.plain, seed);
     let (obs_len, actions) = (env.observation_space().len(), env.action_count());
     let (n, t_max) = (config.num_envs, config.num_steps);

@@ -4,6 +4,11 @@
 //! levels are hashed into a state key. Updates are one-step:
 //! `Q(s,a) += α (r + γ · max_{a' allowed} Q(s',a') · [not terminated] - Q(s,a))`;
 //! a truncated episode (the time limit) is bootstrapped, a terminated one is not.
+//!
+//! Untried actions are kept apart (NaN in the table). While training they count as 0, an
+//! optimistic value under negative rewards that draws exploration to them; when acting
+//! greedily only tried actions count, and a state with none tried keeps the placement. A
+//! trained table otherwise sends the policy towards whatever it never tried.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -13,7 +18,7 @@ use berth_core::Rng;
 use berth_env::gym::Env;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{ActMode, Agent, AgentKind, masked_argmax, random_allowed};
+use crate::agent::{ActMode, Agent, AgentKind, random_allowed};
 use crate::error::{Error, Result};
 use crate::run_log::{LogRow, RunLog, Window};
 use crate::schedule::Linear;
@@ -97,7 +102,7 @@ impl QLearningAgent {
 
     fn values(&mut self, key: u64) -> &mut Vec<f32> {
         let actions = self.actions;
-        self.table.entry(key).or_insert_with(|| vec![0.0; actions])
+        self.table.entry(key).or_insert_with(|| vec![f32::NAN; actions])
     }
 
     /// States seen so far.
@@ -140,9 +145,10 @@ impl Agent for QLearningAgent {
             return random_allowed(mask, &mut self.rng);
         }
         let key = self.key(obs);
-        match self.table.get(&key) {
-            Some(values) => masked_argmax(values, mask),
-            // Unseen state: keep (action 0) when allowed, as the safest default.
+        let untried = (mode == ActMode::Explore).then_some(0.0);
+        match self.table.get(&key).and_then(|values| best_action(values, mask, untried)) {
+            Some(a) => a,
+            // Nothing known here: keep (action 0) when allowed, as the safest default.
             None if mask.first() == Some(&true) => 0,
             None => random_allowed(mask, &mut self.rng),
         }
@@ -163,6 +169,18 @@ impl Agent for QLearningAgent {
         }
         out
     }
+}
+
+/// The allowed action of highest value, untried ones (NaN) valued `untried` or skipped.
+fn best_action(values: &[f32], mask: &[bool], untried: Option<f32>) -> Option<usize> {
+    let mut best: Option<(usize, f32)> = None;
+    for (a, (&v, &ok)) in values.iter().zip(mask).enumerate() {
+        let Some(v) = (if v.is_nan() { untried } else { Some(v) }) else { continue };
+        if ok && best.is_none_or(|(_, b)| v > b) {
+            best = Some((a, v));
+        }
+    }
+    best.map(|(a, _)| a)
 }
 
 /// Trains Q-learning on `env` for `steps` steps; logs a row every `log_every` steps.
@@ -196,9 +214,14 @@ pub fn train<E: Env>(
             0.0
         } else {
             let next_mask = env.action_mask();
-            agent.table.get(&next_key).map_or(0.0, |v| v[masked_argmax(v, next_mask)] as f64)
+            let best =
+                agent.table.get(&next_key).and_then(|v| best_action(v, next_mask, Some(0.0)).map(|a| v[a]));
+            best.map_or(0.0, |q| if q.is_nan() { 0.0 } else { q as f64 })
         };
         let q = &mut agent.values(key)[action];
+        if q.is_nan() {
+            *q = 0.0;
+        }
         let td = reward + config.gamma * bootstrap - *q as f64;
         *q += (config.learning_rate * td) as f32;
         window.learned(td * td, *q as f64);
@@ -231,13 +254,21 @@ mod tests {
         let mut agent = QLearningAgent::new(3, 4, 1);
         let obs = [0.1, 0.9];
         let key = agent.key(&obs);
-        agent.values(key).copy_from_slice(&[0.5, 2.0, -1.0]);
+        agent.values(key).copy_from_slice(&[0.5, f32::NAN, -1.0]);
         let mut loaded = QLearningAgent::from_weights(&agent.weights(), 1).unwrap();
-        assert_eq!(loaded.table, agent.table);
+        assert_eq!(loaded.weights(), agent.weights());
         for mask in [[true, true, true], [true, false, true], [false, false, true]] {
             assert_eq!(loaded.act(&obs, &mask, ActMode::Greedy), agent.act(&obs, &mask, ActMode::Greedy));
         }
         assert!(QLearningAgent::from_weights(&agent.weights()[..10], 1).is_err());
+    }
+
+    #[test]
+    fn greedy_acting_ignores_untried_actions_and_exploring_favours_them() {
+        let values = [-1.0, f32::NAN, -3.0];
+        assert_eq!(best_action(&values, &[true; 3], None), Some(0));
+        assert_eq!(best_action(&values, &[true; 3], Some(0.0)), Some(1));
+        assert_eq!(best_action(&values, &[false, true, false], None), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::agent::{Agent, AgentKind};
 use crate::dqn::{self, DqnAgent, DqnConfig};
 use crate::error::{Error, Result};
 use crate::model_file::{ModelHeader, SavedModel};
-use crate::nets::NetworkShape;
+use crate::nets::{DeviceKind, Devices, NetworkShape};
 use crate::ppo::{self, PpoAgent, PpoConfig};
 use crate::qlearning::{self, QLearningAgent, QLearningConfig};
 use crate::run_log::RunLog;
@@ -71,6 +71,8 @@ pub struct TrainRequest {
     pub seed: u64,
     /// Hyperparameters to override (a JSON object of the algorithm's config fields).
     pub hyperparameters: serde_json::Value,
+    /// Where the networks train (Q-learning ignores it).
+    pub device: DeviceKind,
 }
 
 /// A finished run.
@@ -87,9 +89,9 @@ pub struct Trained {
 pub fn default_steps(agent: AgentKind, target: &Target) -> u64 {
     let per_episode = target.episode_len();
     match agent {
-        AgentKind::Qlearning => (per_episode * 2000).clamp(50_000, 1_000_000),
+        AgentKind::Qlearning => (per_episode * 12_000).clamp(100_000, 2_000_000),
         AgentKind::Dqn => (per_episode * 700).clamp(100_000, 1_000_000),
-        AgentKind::Ppo => (per_episode * 1000).clamp(100_000, 2_000_000),
+        AgentKind::Ppo => (per_episode * 3000).clamp(200_000, 1_000_000),
     }
 }
 
@@ -128,12 +130,14 @@ fn train_on<E: Env + Clone>(
         }
         AgentKind::Dqn => {
             let config: DqnConfig = config(&request.hyperparameters)?;
-            let agent = dqn::train(env, &config, steps, request.seed, &mut log, progress)?;
+            let devices = Devices::select(request.device)?;
+            let agent = dqn::train(env, &config, steps, request.seed, &devices, &mut log, progress)?;
             (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
         }
         AgentKind::Ppo => {
             let config: PpoConfig = config(&request.hyperparameters)?;
-            let agent = ppo::train(env, &config, steps, request.seed, &mut log, progress)?;
+            let devices = Devices::select(request.device)?;
+            let agent = ppo::train(env, &config, steps, request.seed, &devices, &mut log, progress)?;
             (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
         }
     };

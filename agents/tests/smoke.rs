@@ -10,7 +10,8 @@ fn every_agent_trains_on_every_small_scenario_and_round_trips() {
     // Small buffers and an early start, so DQN takes gradient steps within the smoke budget.
     let small_dqn =
         serde_json::json!({"learning_starts": 200, "batch_size": 32, "buffer_size": 1000, "hidden": 16});
-    for agent in [AgentKind::Qlearning, AgentKind::Dqn] {
+    let small_ppo = serde_json::json!({"num_envs": 2, "num_steps": 250, "hidden": 16});
+    for agent in [AgentKind::Qlearning, AgentKind::Dqn, AgentKind::Ppo] {
         for name in ["tiny", "gpu-small"] {
             let scenario = shipped(name).unwrap();
             let request = TrainRequest {
@@ -18,11 +19,12 @@ fn every_agent_trains_on_every_small_scenario_and_round_trips() {
                 target: Target::Placement(scenario.clone()),
                 steps: Some(2_000),
                 seed: 3,
-                hyperparameters: if agent == AgentKind::Dqn {
-                    small_dqn.clone()
-                } else {
-                    serde_json::Value::Null
+                hyperparameters: match agent {
+                    AgentKind::Dqn => small_dqn.clone(),
+                    AgentKind::Ppo => small_ppo.clone(),
+                    AgentKind::Qlearning => serde_json::Value::Null,
                 },
+                device: Default::default(),
             };
             let mut trained = train(&request, &mut |_| {}).unwrap();
             assert!(!trained.log.rows().is_empty(), "{agent} on {name} logged nothing");
@@ -49,6 +51,7 @@ fn the_same_seed_gives_the_same_model() {
         steps: Some(5_000),
         seed: 11,
         hyperparameters: serde_json::Value::Null,
+        device: Default::default(),
     };
     let a = train(&request, &mut |_| {}).unwrap().model;
     let b = train(&request, &mut |_| {}).unwrap().model;
@@ -66,6 +69,7 @@ fn qlearning_reaches_the_oracle_on_tiny() {
         steps: None,
         seed: 1,
         hyperparameters: serde_json::Value::Null,
+        device: Default::default(),
     };
     let trained = train(&request, &mut |_| {}).unwrap();
     let contenders = vec![Contender::Oracle, Contender::Policy(Box::new(AgentPolicy::new(trained.agent)))];

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use berth_agents::nets::DeviceKind;
 use berth_agents::plot::{Reference, learning_curve};
 use berth_agents::run_log::RunLog;
 use berth_agents::{AgentKind, AgentPolicy, Progress, SavedModel, Target, TrainRequest, load_agent};
@@ -55,9 +56,13 @@ struct TrainArgs {
     /// Hyperparameters to override, as a TOML file of the agent's config fields.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Folder for the run: log.csv, hyperparameters.json, model.bin.
+    /// Folder for the run: log.csv, hyperparameters.json, model.bin, learning_curve.png.
     #[arg(long)]
     out: PathBuf,
+    /// Where DQN and PPO train: `cpu` (burn's flex backend; LibTorch's CPU in a `tch`
+    /// build) or `cuda` (LibTorch, binaries built with `--features tch` only).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
     /// Evaluation episodes for the closing comparison.
     #[arg(long, default_value_t = 3)]
     episodes: usize,
@@ -72,6 +77,24 @@ enum AgentArg {
     Dqn,
     /// PPO with burn.
     Ppo,
+}
+
+/// Devices `berth train --device` knows.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DeviceArg {
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU (LibTorch).
+    Cuda,
+}
+
+impl From<DeviceArg> for DeviceKind {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Cpu => DeviceKind::Cpu,
+            DeviceArg::Cuda => DeviceKind::Cuda,
+        }
+    }
 }
 
 impl From<AgentArg> for AgentKind {
@@ -227,7 +250,14 @@ fn train(args: TrainArgs) -> Result<()> {
         Target::Placement(s) => s.seed,
         Target::CartPole => 0,
     });
-    let request = TrainRequest { agent: args.agent.into(), target, steps: args.steps, seed, hyperparameters };
+    let request = TrainRequest {
+        agent: args.agent.into(),
+        target,
+        steps: args.steps,
+        seed,
+        hyperparameters,
+        device: args.device.into(),
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("--out: cannot create `{}`", args.out.display()))?;
     let bar = ProgressBar::new(

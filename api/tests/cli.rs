@@ -147,7 +147,7 @@ fn train_writes_the_run_and_eval_puts_the_model_beside_the_baselines() {
     assert!(o.status.success(), "{}", stderr(&o));
     let table = String::from_utf8(o.stdout).unwrap();
     assert!(table.lines().any(|l| l.starts_with("qlearning")), "{table}");
-    for file in ["model.bin", "log.csv", "hyperparameters.json"] {
+    for file in ["model.bin", "log.csv", "hyperparameters.json", "learning_curve.png"] {
         assert!(out.join(file).exists(), "{file} missing");
     }
     let csv = std::fs::read_to_string(out.join("log.csv")).unwrap();
@@ -169,7 +169,7 @@ fn train_writes_the_run_and_eval_puts_the_model_beside_the_baselines() {
     // The same model on a scenario of other sizes is refused with both sizes named.
     let o = berth(&["eval", "--scenario", "gpu-small", "--policy", model.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("22 observation values and 7 actions"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("36 observation values and 7 actions"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -13,7 +13,7 @@
 //! Observation (all in [0, 1]): per node `[cpu requested, memory requested, GPUs taken,
 //! load (max utilisation of its replicas), ready, replicas of each service / replicas of
 //! that service]`; per replica its zone (one-hot), the hardware class it runs on (one-hot),
-//! whether it is cold-starting and whether its node is NotReady, so a policy can tell which
+//! whether it is still cold-starting at the end of the tick and whether its node is NotReady, so a policy can tell which
 //! replica an action moves and which replicas are down;
 //! then per user group its rate over its peak, then the time of day as `(sin + 1) / 2` and
 //! `(cos + 1) / 2`.
@@ -446,7 +446,13 @@ impl PlacementEnv {
                 self.obs[n * stride + 3] = self.node_load[n] as f32;
             }
         }
-        let base = self.replica_obs.0 + self.placement.len() * self.replica_obs.1;
+        // Cold-starting at the end of the tick, when the agent looks.
+        let now_s = self.tick as f64 * self.scenario.tick_s;
+        let (base, stride) = self.replica_obs;
+        for &r in &self.pending {
+            self.obs[base + (r + 1) * stride - 2] = if self.ready_at_s[r] > now_s { 1.0 } else { 0.0 };
+        }
+        let base = base + self.placement.len() * stride;
         let rates = self.trace.rates(self.tick);
         for (g, (&rate, &peak)) in rates.iter().zip(&self.peak_rate).enumerate() {
             self.obs[base + g] = if peak > 0.0 { (rate / peak).min(1.0) as f32 } else { 0.0 };

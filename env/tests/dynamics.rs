@@ -9,7 +9,11 @@ use berth_env::{CartPole, Env, Move, PlacementEnv, VecEnv};
 
 /// Two CPU nodes in one zone, one service with two replicas, cold start of half a tick.
 fn two_node_scenario(extra: &str) -> Arc<Scenario> {
-    let yaml = format!(
+    Arc::new(Scenario::from_yaml(&two_node_yaml(extra)).unwrap())
+}
+
+fn two_node_yaml(extra: &str) -> String {
+    format!(
         r#"
 name: two-nodes
 tick_s: 100
@@ -29,8 +33,7 @@ services:
 user_groups:
   - {{name: u, zone: a, rate: {{base_rps: 60}}, chain: [s]}}
 {extra}"#
-    );
-    Arc::new(Scenario::from_yaml(&yaml).unwrap())
+    )
 }
 
 fn views(up: [bool; 2]) -> Vec<ReplicaView> {
@@ -52,16 +55,27 @@ fn a_moved_replica_is_unavailable_for_its_cold_start_and_the_other_takes_its_sha
     assert!((step.info.metrics.cost - expected).abs() < 1e-9, "{:?} vs {expected}", step.info.metrics);
     assert!((step.reward - -(expected + 0.5)).abs() < 1e-9, "the move costs 0.5");
     assert_eq!((step.info.moves, step.info.unavailable_replicas), (1, 1));
-    // Replica 1's observation row (after 3 nodes x 6 fields): zone a, class cpu,
-    // cold-starting, its node Ready.
+    // Replica 1's observation row (after 3 nodes x 6 fields): zone a, class cpu, no longer
+    // cold-starting at the end of the tick (ready at 50 s of 100), its node Ready.
     let replica_1 = 3 * 6 + 4;
-    assert_eq!(&step.obs[replica_1..replica_1 + 4], &[1.0, 1.0, 1.0, 0.0]);
-    assert_eq!(step.obs[replica_1 - 2], 0.0, "replica 0 is not cold-starting");
+    assert_eq!(&step.obs[replica_1..replica_1 + 4], &[1.0, 1.0, 0.0, 0.0]);
     // The next tick both serve again.
     let step = env.step(0).unwrap();
     assert!((step.info.metrics.cost - both.cost).abs() < 1e-9);
     assert_eq!(step.info.unavailable_replicas, 0);
-    assert_eq!(step.obs[replica_1 + 2], 0.0, "the cold start is over");
+}
+
+#[test]
+fn a_replica_still_cold_starting_when_the_tick_ends_is_flagged_until_it_is_ready() {
+    let yaml = two_node_yaml("").replace("cold_start_s: 50", "cold_start_s: 150");
+    let mut env = PlacementEnv::new(Arc::new(Scenario::from_yaml(&yaml).unwrap())).unwrap();
+    env.reset(0);
+    let free = (0..3).find(|n| !env.placement().contains(n)).unwrap();
+    let cold_flag = 3 * 6 + 4 + 2; // replica 1's row, `cold-starting`
+    let step = env.step(env.encode(Move { replica: 1, node: free })).unwrap();
+    assert_eq!(step.obs[cold_flag], 1.0, "ready at 150 s, the tick ends at 100 s");
+    let step = env.step(0).unwrap();
+    assert_eq!(step.obs[cold_flag], 0.0, "ready within the second tick");
 }
 
 #[test]

@@ -339,14 +339,12 @@ pub fn train<E: Env>(
             target = target.soft_update(&agent.net, config.tau);
         }
         if step % log_every == 0 || step == steps {
-            let sps = step as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            let row = window.row(step, sps);
-            log.push(LogRow {
+            let epsilon = agent.epsilon;
+            window.close((step, steps), start, log, progress, |row| LogRow {
                 learning_rate: Some(config.learning_rate),
-                epsilon: Some(agent.epsilon),
+                epsilon: Some(epsilon),
                 ..row
             });
-            progress(Progress { step, total: steps, recent_return: window.last_return, sps });
         }
     }
     agent.epsilon = 0.0;

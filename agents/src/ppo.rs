@@ -267,6 +267,12 @@ impl PpoAgent {
         values(self.net.actor.forward(matrix(obs, rows, self.obs_len, &self.devices.plain)))
     }
 
+    /// Logits and state values of `rows` observations, from one input tensor.
+    fn logits_and_values(&self, obs: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
+        let x = matrix(obs, rows, self.obs_len, &self.devices.plain);
+        (values(self.net.actor.forward(x.clone())), values(self.net.value(x)))
+    }
+
     fn state_values(&self, obs: &[f32], rows: usize) -> Vec<f32> {
         values(self.net.value(matrix(obs, rows, self.obs_len, &self.devices.plain)))
     }
@@ -468,8 +474,8 @@ pub fn train<E: Env + Clone>(
         for t in 0..t_max {
             let rows = t * n..(t + 1) * n;
             roll.obs[rows.start * obs_len..rows.end * obs_len].copy_from_slice(vec_env.observations());
-            let logits = agent.logits(vec_env.observations(), n);
-            roll.values[rows.clone()].copy_from_slice(&agent.state_values(vec_env.observations(), n));
+            let (logits, state_values) = agent.logits_and_values(vec_env.observations(), n);
+            roll.values[rows.clone()].copy_from_slice(&state_values);
             for i in 0..n {
                 let k = t * n + i;
                 let mask = vec_env.action_mask(i);
@@ -524,9 +530,8 @@ pub fn train<E: Env + Clone>(
             }
         }
         agent.net = net.valid();
-        let sps = global_step as f64 / start.elapsed().as_secs_f64().max(1e-9);
         let mean = |f: fn(&UpdateStats) -> f64| Some(stats.iter().map(f).sum::<f64>() / stats.len() as f64);
-        log.push(LogRow {
+        window.close((global_step, total), start, log, progress, |row| LogRow {
             policy_loss: mean(|s| s.policy_loss),
             value_loss: mean(|s| s.value_loss),
             entropy: mean(|s| s.entropy),
@@ -534,9 +539,8 @@ pub fn train<E: Env + Clone>(
             clipfrac: mean(|s| s.clipfrac),
             explained_variance: explained_variance(&roll.values, &returns),
             learning_rate: Some(learning_rate),
-            ..window.row(global_step, sps)
+            ..row
         });
-        progress(Progress { step: global_step, total, recent_return: window.last_return, sps });
     }
     Ok(agent)
 }

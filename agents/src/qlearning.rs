@@ -173,6 +173,11 @@ impl Agent for QLearningAgent {
 
 /// The allowed action of highest value, untried ones (NaN) valued `untried` or skipped.
 fn best_action(values: &[f32], mask: &[bool], untried: Option<f32>) -> Option<usize> {
+    best(values, mask, untried).map(|(a, _)| a)
+}
+
+/// [`best_action`] with the value it was chosen on.
+fn best(values: &[f32], mask: &[bool], untried: Option<f32>) -> Option<(usize, f32)> {
     let mut best: Option<(usize, f32)> = None;
     for (a, (&v, &ok)) in values.iter().zip(mask).enumerate() {
         let Some(v) = (if v.is_nan() { untried } else { Some(v) }) else { continue };
@@ -180,7 +185,7 @@ fn best_action(values: &[f32], mask: &[bool], untried: Option<f32>) -> Option<us
             best = Some((a, v));
         }
     }
-    best.map(|(a, _)| a)
+    best
 }
 
 /// Trains Q-learning on `env` for `steps` steps; logs a row every `log_every` steps.
@@ -214,9 +219,11 @@ pub fn train<E: Env>(
             0.0
         } else {
             let next_mask = env.action_mask();
-            let best =
-                agent.table.get(&next_key).and_then(|v| best_action(v, next_mask, Some(0.0)).map(|a| v[a]));
-            best.map_or(0.0, |q| if q.is_nan() { 0.0 } else { q as f64 })
+            agent
+                .table
+                .get(&next_key)
+                .and_then(|v| best(v, next_mask, Some(0.0)))
+                .map_or(0.0, |(_, q)| q as f64)
         };
         let q = &mut agent.values(key)[action];
         if q.is_nan() {
@@ -231,14 +238,12 @@ pub fn train<E: Env>(
             obs = env.reset(episode_seeds.next_u64()).obs.to_vec();
         }
         if step % log_every == 0 || step == steps {
-            let sps = step as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            let row = window.row(step, sps);
-            log.push(LogRow {
+            let epsilon = agent.epsilon;
+            window.close((step, steps), start, log, progress, |row| LogRow {
                 learning_rate: Some(config.learning_rate),
-                epsilon: Some(agent.epsilon),
+                epsilon: Some(epsilon),
                 ..row
             });
-            progress(Progress { step, total: steps, recent_return: window.last_return, sps });
         }
     }
     agent.epsilon = 0.0;

@@ -1,10 +1,12 @@
 //! The run log: one row per update with CleanRL's metric names, written as CSV with polars.
 
 use std::path::Path;
+use std::time::Instant;
 
 use polars::prelude::{Column, CsvWriter, DataFrame, SerWriter};
 
 use crate::error::{Error, Result};
+use crate::train::Progress;
 
 /// One update's metrics; `None` where the algorithm has no such figure.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,9 +82,25 @@ impl Window {
         self.q_values.push(q_value);
     }
 
+    /// Closes the window at `step` of `total`: appends its row to `log`, with `extra`
+    /// filling in the algorithm's own columns, and reports progress.
+    pub fn close(
+        &mut self,
+        (step, total): (u64, u64),
+        started: Instant,
+        log: &mut RunLog,
+        progress: &mut dyn FnMut(Progress),
+        extra: impl FnOnce(LogRow) -> LogRow,
+    ) {
+        let sps = step as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let row = self.row(step, sps);
+        log.push(extra(row));
+        progress(Progress { step, total, recent_return: self.last_return, sps });
+    }
+
     /// The row for everything since the last one (means; `None` where nothing happened),
     /// and a fresh window.
-    pub fn row(&mut self, global_step: u64, sps: f64) -> LogRow {
+    fn row(&mut self, global_step: u64, sps: f64) -> LogRow {
         let row = LogRow {
             global_step,
             episodic_return: mean(&self.returns),

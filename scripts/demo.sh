@@ -19,3 +19,6 @@ echo "== gpu-medium: baselines (too large for the exhaustive oracle)"
 echo
 echo "== env speed, single thread"
 "$berth" bench env --seconds 1
+echo
+echo "== the service: MongoDB + berth serve on 127.0.0.1, a training task through the REST API"
+bash scripts/service-demo.sh qlearning tiny

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{ActMode, Agent, AgentKind, masked_argmax, random_allowed};
 use crate::error::{Error, Result};
 use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, values};
-use crate::run_log::{LogRow, RunLog, Window};
+use crate::run_log::{LogRow, REPORT_EVERY, RunLog, Window};
 use crate::schedule::Linear as LinearSchedule;
-use crate::train::Progress;
+use crate::train::{Flow, Progress};
 
 /// Hyperparameters of DQN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,7 +261,7 @@ pub fn train<E: Env>(
     seed: u64,
     devices: &Devices,
     log: &mut RunLog,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> Flow,
 ) -> Result<DqnAgent> {
     config.validate()?;
     let devices = devices.clone();
@@ -344,7 +344,9 @@ pub fn train<E: Env>(
                 learning_rate: Some(config.learning_rate),
                 epsilon: Some(epsilon),
                 ..row
-            });
+            })?;
+        } else if step % REPORT_EVERY == 0 {
+            window.report((step, steps), start, progress)?;
         }
     }
     agent.epsilon = 0.0;

@@ -34,6 +34,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The caller asked the run to stop (a cancelled training task).
+    #[error("training stopped at step {step} as asked")]
+    Cancelled {
+        /// Environment steps done when it stopped.
+        step: u64,
+    },
     /// Writing the run's log or model failed.
     #[error("cannot write `{path}`: {reason}")]
     Write {

@@ -24,4 +24,4 @@ pub mod train;
 pub use agent::{ActMode, Agent, AgentKind, AgentPolicy};
 pub use error::{Error, Result};
 pub use model_file::{ModelHeader, SavedModel};
-pub use train::{Progress, Target, TrainRequest, Trained, load_agent, train};
+pub use train::{Flow, Progress, Target, TrainRequest, Trained, load_agent, train};

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, values};
 use crate::normalize::RewardScaler;
 use crate::run_log::{LogRow, RunLog, Window};
-use crate::train::Progress;
+use crate::train::{Flow, Progress};
 
 /// Logit given to masked actions: `exp` of it underflows to exactly zero.
 pub const MASKED_LOGIT: f32 = -1e9;
@@ -431,7 +431,7 @@ pub fn train<E: Env + Clone>(
     seed: u64,
     devices: &Devices,
     log: &mut RunLog,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> Flow,
 ) -> Result<PpoAgent> {
     config.validate()?;
     let devices = devices.clone();
@@ -540,7 +540,7 @@ pub fn train<E: Env + Clone>(
             explained_variance: explained_variance(&roll.values, &returns),
             learning_rate: Some(learning_rate),
             ..row
-        });
+        })?;
     }
     Ok(agent)
 }

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{ActMode, Agent, AgentKind, random_allowed};
 use crate::error::{Error, Result};
-use crate::run_log::{LogRow, RunLog, Window};
+use crate::run_log::{LogRow, REPORT_EVERY, RunLog, Window};
 use crate::schedule::Linear;
-use crate::train::Progress;
+use crate::train::{Flow, Progress};
 
 /// Hyperparameters of Q-learning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,7 +195,7 @@ pub fn train<E: Env>(
     steps: u64,
     seed: u64,
     log: &mut RunLog,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> Flow,
 ) -> Result<QLearningAgent> {
     config.validate()?;
     let actions = env.action_count();
@@ -243,7 +243,9 @@ pub fn train<E: Env>(
                 learning_rate: Some(config.learning_rate),
                 epsilon: Some(epsilon),
                 ..row
-            });
+            })?;
+        } else if step % REPORT_EVERY == 0 {
+            window.report((step, steps), start, progress)?;
         }
     }
     agent.epsilon = 0.0;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use polars::prelude::{Column, CsvWriter, DataFrame, SerWriter};
 
 use crate::error::{Error, Result};
-use crate::train::Progress;
+use crate::train::{Flow, Progress};
 
 /// One update's metrics; `None` where the algorithm has no such figure.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,6 +54,13 @@ pub struct Window {
     pub last_return: Option<f64>,
 }
 
+/// Steps between progress reports of step-at-a-time loops (Q-learning, DQN).
+pub const REPORT_EVERY: u64 = 2048;
+
+fn sps(step: u64, started: Instant) -> f64 {
+    step as f64 / started.elapsed().as_secs_f64().max(1e-9)
+}
+
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
@@ -89,13 +96,28 @@ impl Window {
         (step, total): (u64, u64),
         started: Instant,
         log: &mut RunLog,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(Progress) -> Flow,
         extra: impl FnOnce(LogRow) -> LogRow,
-    ) {
-        let sps = step as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let row = self.row(step, sps);
+    ) -> Result<()> {
+        let row = self.row(step, sps(step, started));
         log.push(extra(row));
-        progress(Progress { step, total, recent_return: self.last_return, sps });
+        self.report((step, total), started, progress)
+    }
+
+    /// Tells `progress` where the run stands; an error if it asks the run to stop.
+    /// Step-at-a-time loops call this every [`REPORT_EVERY`] steps between log rows, so a
+    /// cancel is seen within a fraction of a second however long the run.
+    pub fn report(
+        &self,
+        (step, total): (u64, u64),
+        started: Instant,
+        progress: &mut dyn FnMut(Progress) -> Flow,
+    ) -> Result<()> {
+        let report = Progress { step, total, recent_return: self.last_return, sps: sps(step, started) };
+        match progress(report) {
+            Flow::Continue => Ok(()),
+            Flow::Stop => Err(Error::Cancelled { step }),
+        }
     }
 
     /// The row for everything since the last one (means; `None` where nothing happened),
@@ -180,6 +202,13 @@ impl RunLog {
         };
         let mut file = std::fs::File::create(path).map_err(|e| err(&e))?;
         CsvWriter::new(&mut file).finish(&mut self.to_frame()).map_err(|e| err(&e))
+    }
+
+    /// The log as CSV bytes (what [`Self::write_csv`] writes), for the service's store.
+    pub fn csv_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        CsvWriter::new(&mut bytes).finish(&mut self.to_frame()).expect("CSV into memory cannot fail");
+        bytes
     }
 }
 

@@ -31,6 +31,15 @@ pub struct Progress {
     pub sps: f64,
 }
 
+/// What the caller of a run answers to a progress report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on training.
+    Continue,
+    /// Stop now: the run ends with [`Error::Cancelled`].
+    Stop,
+}
+
 /// The env a run trains on.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -104,8 +113,18 @@ fn config<C: DeserializeOwned + Default + Serialize>(overrides: &serde_json::Val
         .map_err(|e| Error::Config { name: e.path().to_string(), reason: e.into_inner().to_string() })
 }
 
-/// Trains an agent; `progress` is called as the run goes.
-pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress)) -> Result<Trained> {
+/// Checks overrides of an agent's hyperparameters before a run is queued: known fields,
+/// right types, values in range. Errors name the field.
+pub fn check_hyperparameters(agent: AgentKind, overrides: &serde_json::Value) -> Result<()> {
+    match agent {
+        AgentKind::Qlearning => config::<QLearningConfig>(overrides)?.validate(),
+        AgentKind::Dqn => config::<DqnConfig>(overrides)?.validate(),
+        AgentKind::Ppo => config::<PpoConfig>(overrides)?.validate(),
+    }
+}
+
+/// Trains an agent; `progress` is called as the run goes, and may stop it.
+pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress) -> Flow) -> Result<Trained> {
     match &request.target {
         Target::Placement(scenario) => train_on(&mut PlacementEnv::new(scenario.clone())?, request, progress),
         Target::CartPole => train_on(&mut CartPole::new(), request, progress),
@@ -115,7 +134,7 @@ pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress)) -> Resu
 fn train_on<E: Env + Clone>(
     env: &mut E,
     request: &TrainRequest,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> Flow,
 ) -> Result<Trained> {
     let steps = request.steps.unwrap_or_else(|| default_steps(request.agent, &request.target));
     if steps == 0 {

@@ -1,7 +1,7 @@
 //! Smoke runs: every agent trains a little on every small scenario, and what it saves loads
 //! back into an agent that acts the same.
 
-use berth_agents::{ActMode, AgentKind, SavedModel, Target, TrainRequest, load_agent, train};
+use berth_agents::{ActMode, AgentKind, Flow, SavedModel, Target, TrainRequest, load_agent, train};
 use berth_env::shipped::shipped;
 use berth_env::{Env, PlacementEnv};
 
@@ -26,7 +26,7 @@ fn every_agent_trains_on_every_small_scenario_and_round_trips() {
                 },
                 device: Default::default(),
             };
-            let mut trained = train(&request, &mut |_| {}).unwrap();
+            let mut trained = train(&request, &mut |_| Flow::Continue).unwrap();
             assert!(!trained.log.rows().is_empty(), "{agent} on {name} logged nothing");
             let model = SavedModel::from_bytes(&trained.model.to_bytes()).unwrap();
             let mut env = PlacementEnv::new(scenario).unwrap();
@@ -53,8 +53,8 @@ fn the_same_seed_gives_the_same_model() {
         hyperparameters: serde_json::Value::Null,
         device: Default::default(),
     };
-    let a = train(&request, &mut |_| {}).unwrap().model;
-    let b = train(&request, &mut |_| {}).unwrap().model;
+    let a = train(&request, &mut |_| Flow::Continue).unwrap().model;
+    let b = train(&request, &mut |_| Flow::Continue).unwrap().model;
     assert_eq!(a, b);
 }
 
@@ -71,9 +71,42 @@ fn qlearning_reaches_the_oracle_on_tiny() {
         hyperparameters: serde_json::Value::Null,
         device: Default::default(),
     };
-    let trained = train(&request, &mut |_| {}).unwrap();
+    let trained = train(&request, &mut |_| Flow::Continue).unwrap();
     let contenders = vec![Contender::Oracle, Contender::Policy(Box::new(AgentPolicy::new(trained.agent)))];
     let (rows, _) = compare(scenario, contenders, 3, 100, &mut || {}).unwrap();
     let gap = rows[1].gap_to_oracle.unwrap();
     assert!(gap < 0.02, "Q-learning is {:.1}% above the oracle on tiny", gap * 100.0);
+}
+
+#[test]
+fn every_agent_stops_soon_after_it_is_asked_to() {
+    let small =
+        serde_json::json!({"learning_starts": 100, "batch_size": 16, "buffer_size": 500, "hidden": 8});
+    for agent in [AgentKind::Qlearning, AgentKind::Dqn, AgentKind::Ppo] {
+        let request = TrainRequest {
+            agent,
+            target: Target::Placement(shipped("tiny").unwrap()),
+            steps: Some(10_000_000),
+            seed: 1,
+            hyperparameters: match agent {
+                AgentKind::Dqn => small.clone(),
+                AgentKind::Ppo => serde_json::json!({"num_envs": 2, "num_steps": 64, "hidden": 8}),
+                AgentKind::Qlearning => serde_json::Value::Null,
+            },
+            device: Default::default(),
+        };
+        let mut reports = 0;
+        let stopped = train(&request, &mut |p| {
+            reports += 1;
+            if p.step >= 3_000 { Flow::Stop } else { Flow::Continue }
+        });
+        match stopped {
+            Err(berth_agents::Error::Cancelled { step }) => {
+                assert!((3_000..10_000).contains(&step), "{agent} stopped at step {step}")
+            }
+            Err(e) => panic!("{agent}: {e}"),
+            Ok(_) => panic!("{agent} trained to the end"),
+        }
+        assert!(reports >= 2, "{agent}");
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use berth_agents::nets::DeviceKind;
 use berth_agents::plot::{Reference, learning_curve};
 use berth_agents::run_log::RunLog;
-use berth_agents::{AgentKind, AgentPolicy, Progress, SavedModel, Target, TrainRequest, load_agent};
+use berth_agents::{AgentKind, AgentPolicy, Flow, Progress, SavedModel, Target, TrainRequest, load_agent};
 use berth_core::Scenario;
 use berth_env::evaluate::{self, Contender, EvalRow, POLICIES};
 use berth_env::{PlacementEnv, bench, shipped};
@@ -31,6 +31,12 @@ enum Command {
     Train(TrainArgs),
     /// Run the baselines, the oracle and saved models on a scenario and print how they compare.
     Eval(EvalArgs),
+    /// Run the REST API with its training task runner (needs MongoDB).
+    Serve(crate::serve::ServeArgs),
+    /// Print a bearer token for the API, signed with the service's key.
+    Token(crate::serve::TokenArgs),
+    /// Print the argon2 hash of a password read from stdin, for the users file.
+    HashPassword,
     /// Measure the speed of berth's parts.
     Bench {
         #[command(subcommand)]
@@ -154,6 +160,9 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
+        Command::Serve(args) => crate::serve::serve(args),
+        Command::Token(args) => crate::serve::token(args),
+        Command::HashPassword => crate::serve::hash_password_cmd(),
         Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
     }
 }
@@ -275,6 +284,7 @@ fn train(args: TrainArgs) -> Result<()> {
         bar.set_position(p.step);
         let ret = p.recent_return.map_or("-".into(), |r| format!("{r:.2}"));
         bar.set_message(format!("{:.0} SPS, return {ret}", p.sps));
+        Flow::Continue
     })?;
     bar.finish_and_clear();
     let write = |name: &str, bytes: &[u8]| -> Result<()> {

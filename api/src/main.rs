@@ -1,7 +1,15 @@
-//! The `berth` command line: evaluate placement policies and benchmark the gym.
+//! The `berth` command line: train and evaluate placement policies, benchmark the gym, and
+//! serve the REST API.
 //! Errors are reported here, at the edge, with `anyhow`.
 
+mod auth;
 mod cli;
+mod http_error;
+mod prometheus;
+mod routes;
+mod runner;
+mod serve;
+mod store;
 mod table;
 
 use std::process::ExitCode;

@@ -1,0 +1,135 @@
+//! The API's errors: a status and a JSON body that names the problem, never internals.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// An error answer: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    /// An error of any status.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None }
+    }
+
+    /// 422: a field's value is not acceptable.
+    pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_field",
+            message: format!("`{field}`: {reason}"),
+            field: Some(field),
+        }
+    }
+
+    /// The same error answered with another status and code (a bad query parameter is a
+    /// 400, a bad body field a 422).
+    pub fn with_status(mut self, status: StatusCode, code: &'static str) -> Self {
+        self.status = status;
+        self.code = code;
+        self
+    }
+
+    /// 404 for a thing of `kind` with `id`.
+    pub fn not_found(kind: &str, id: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no {kind} with id `{id}`"))
+    }
+
+    /// 401: no valid token.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 409: the thing is not in a state that allows this.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            Body { error: Inner { code: self.code, message: &self.message, field: self.field.as_deref() } };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert("www-authenticate", "Bearer".parse().expect("static header"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        // The cause goes to the log, not to the caller.
+        eprintln!("berth serve: store error: {error}");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the database did not answer; try again",
+        )
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(e) => {
+                // serde_path_to_error's message: "path: reason"
+                let text = e.body_text();
+                let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
+                let (field, reason) = detail.split_once(": ").unwrap_or((".", detail));
+                Self::invalid(if field == "." { "body" } else { field }, reason)
+            }
+            JsonRejection::JsonSyntaxError(e) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {}", e.body_text()),
+            ),
+            JsonRejection::MissingJsonContentType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the body is larger than this service accepts",
+            ),
+            other => Self::new(other.status(), "bad_request", other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        let text = rejection.body_text();
+        let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
+        let (field, reason) = detail.split_once(": ").unwrap_or(("query", detail));
+        Self::invalid(field, reason).with_status(StatusCode::BAD_REQUEST, "invalid_query")
+    }
+}

@@ -1,0 +1,149 @@
+//! The HTTP API: the router, its shared state, and the bearer-token check every `/api/v1`
+//! route but the token endpoint goes through.
+
+mod models;
+mod session;
+mod training;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+use mongodb::bson::oid::ObjectId;
+use serde::Deserialize;
+
+use crate::auth::{Claims, Jwt, Role, Users};
+use crate::http_error::ApiError;
+use crate::prometheus::{self, Metrics};
+use crate::runner::Runner;
+use crate::store::{Page, Store};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Token signing and checks.
+    pub jwt: Arc<Jwt>,
+    /// Who may log in with a password.
+    pub users: Arc<Users>,
+    /// The training pool.
+    pub runner: Arc<Runner>,
+    /// Lifetime of tokens from the token endpoint, seconds.
+    pub token_ttl_s: u64,
+    /// Request and training figures for `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The whole API.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/auth/token", post(session::token))
+        .route("/training", post(training::create).get(training::list))
+        .route("/training/{id}", get(training::get))
+        .route("/training/{id}/cancel", post(training::cancel))
+        .route("/training/{id}/log", get(training::log))
+        .route("/models", get(models::list))
+        .route("/models/{id}", get(models::get).delete(models::delete))
+        .route("/models/{id}/weights", get(models::weights));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/health/live", get(session::live))
+        .route("/health/ready", get(session::ready))
+        .route("/metrics", get(prometheus::scrape))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), prometheus::track))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// The caller of a route, from a valid bearer token.
+pub struct Caller(pub Claims);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("this route needs `Authorization: Bearer <token>`"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header is not `Bearer <token>`"))?;
+        state.jwt.verify(token.trim()).map(Caller).map_err(|e| ApiError::unauthorized(e.to_string()))
+    }
+}
+
+impl Caller {
+    /// Refuses (403) a caller below `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.0.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this needs the `{role}` role; the token has `{}`", self.0.role),
+            ))
+        }
+    }
+}
+
+/// A path id: a 24-digit hex ObjectId, else 404 (it names nothing).
+pub fn parse_id(kind: &str, id: &str) -> Result<ObjectId, ApiError> {
+    ObjectId::parse_str(id).map_err(|_| ApiError::not_found(kind, id))
+}
+
+/// `?limit=&cursor=` of listings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    /// Items per page, 1 to 100 (default 20).
+    limit: Option<u32>,
+    /// The `next` of the previous page.
+    cursor: Option<String>,
+    /// Only tasks of this status (training) or models of this agent (models).
+    #[serde(alias = "agent")]
+    status: Option<String>,
+}
+
+impl Paging {
+    fn limit(&self) -> Result<u32, ApiError> {
+        match self.limit {
+            None => Ok(20),
+            Some(n @ 1..=100) => Ok(n),
+            Some(n) => Err(bad_query("limit", format!("must be 1 to 100, got {n}"))),
+        }
+    }
+
+    fn cursor(&self) -> Result<Option<ObjectId>, ApiError> {
+        self.cursor
+            .as_deref()
+            .map(|c| {
+                ObjectId::parse_str(c).map_err(|_| bad_query("cursor", "not a cursor this API gave out"))
+            })
+            .transpose()
+    }
+}
+
+fn bad_query(field: &str, reason: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid(field, reason).with_status(StatusCode::BAD_REQUEST, "invalid_query")
+}
+
+/// `{"items": [...], "next": cursor or null}`.
+pub fn page_json<T>(page: Page<T>, view: impl Fn(T) -> serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "items": page.items.into_iter().map(view).collect::<Vec<_>>(),
+        "next": page.next.map(|id| id.to_hex()),
+    })
+}
+
+/// Query strings, with errors in the API's shape.
+pub type ApiQuery<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;

@@ -1,0 +1,316 @@
+//! The training task runner: a bounded pool that claims queued tasks from the store, trains
+//! them on blocking threads, writes their progress, and stores what they trained.
+//!
+//! Claims are atomic in MongoDB and held by a lease the runner renews, so several replicas
+//! of the service can share the queue, and tasks of a runner that died are taken over when
+//! its lease runs out (see [`Store::recover_expired`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_agents::{AgentPolicy, Flow, Progress, Target, TrainRequest};
+use berth_core::Scenario;
+use berth_env::evaluate::{self, Contender, POLICIES};
+use berth_env::shipped;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{DateTime, doc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::prometheus::Metrics;
+use crate::store::{ModelDoc, ScenarioRef, Status, Store, TaskDoc, TaskProgress};
+
+/// Episodes of the evaluation stored with each model.
+const EVAL_EPISODES: usize = 3;
+
+/// How the runner behaves.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Tasks trained at once; the rest wait in the queue.
+    pub workers: usize,
+    /// How long a claim holds without renewal; renewed every third of it.
+    pub lease: Duration,
+    /// How often an idle runner looks for work it was not told about (other replicas'
+    /// tasks, expired leases).
+    pub poll: Duration,
+}
+
+/// The pool.
+pub struct Runner {
+    store: Store,
+    metrics: Arc<Metrics>,
+    config: RunnerConfig,
+    /// This process's name in task claims.
+    owner: String,
+    slots: Arc<Semaphore>,
+    wake: Notify,
+    /// Stop flags of the tasks this process is training.
+    running: Mutex<HashMap<ObjectId, Arc<AtomicBool>>>,
+    shutting_down: AtomicBool,
+}
+
+/// What a finished run leaves behind.
+struct Outcome {
+    model: berth_agents::SavedModel,
+    log_csv: Vec<u8>,
+    evaluation: serde_json::Value,
+}
+
+impl Runner {
+    /// A runner over `store`; call [`Runner::start`] to begin claiming.
+    pub fn new(store: Store, config: RunnerConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+        let owner = format!("{}-{}", hostname(), ObjectId::new().to_hex());
+        Arc::new(Self {
+            slots: Arc::new(Semaphore::new(config.workers.max(1))),
+            store,
+            metrics,
+            config,
+            owner,
+            wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the claim loop.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(self.clone().claim_loop());
+    }
+
+    /// Tells an idle runner there may be work.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops a task this process is training, if it is; other replicas see the store's
+    /// `cancel_requested` when they renew their lease.
+    pub fn stop_local(&self, id: ObjectId) {
+        if let Some(flag) = self.running.lock().expect("runner lock").get(&id) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Stops every running task and hands it back to the queue; waits up to `wait`.
+    pub async fn shutdown(&self, wait: Duration) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        for flag in self.running.lock().expect("runner lock").values() {
+            flag.store(true, Ordering::Relaxed);
+        }
+        let deadline = Instant::now() + wait;
+        while !self.running.lock().expect("runner lock").is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn claim_loop(self: Arc<Self>) {
+        loop {
+            let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
+            if self.shutting_down.load(Ordering::Relaxed) {
+                return;
+            }
+            match self.store.recover_expired().await {
+                Ok((0, 0)) => {}
+                Ok((requeued, interrupted)) => {
+                    eprintln!(
+                        "berth serve: {requeued} task(s) re-queued, {interrupted} interrupted after their runner stopped"
+                    )
+                }
+                Err(e) => eprintln!("berth serve: recovering tasks: {e}"),
+            }
+            match self.store.claim_next(&self.owner, self.config.lease).await {
+                Ok(Some(task)) => {
+                    tokio::spawn(self.clone().run(task, permit));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("berth serve: claiming a task: {e}"),
+            }
+            drop(permit);
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>, task: TaskDoc, _permit: OwnedSemaphorePermit) {
+        let (id, agent, started) = (task.id, task.agent, Instant::now());
+        let stop = Arc::new(AtomicBool::new(false));
+        self.running.lock().expect("runner lock").insert(id, stop.clone());
+        let renewer = tokio::spawn(renew_lease(
+            self.store.clone(),
+            id,
+            self.owner.clone(),
+            self.config.lease,
+            stop.clone(),
+        ));
+        let (store, owner, handle) =
+            (self.store.clone(), self.owner.clone(), tokio::runtime::Handle::current());
+        let flag = stop.clone();
+        let trained = tokio::task::spawn_blocking(move || {
+            let mut last_write = Instant::now() - Duration::from_secs(1);
+            execute(&task, &mut |p: Progress| {
+                if last_write.elapsed() >= Duration::from_millis(500) || p.step == p.total {
+                    last_write = Instant::now();
+                    let progress = TaskProgress {
+                        step: p.step,
+                        total: p.total,
+                        recent_return: p.recent_return,
+                        sps: p.sps,
+                    };
+                    if let Err(e) = handle.block_on(store.set_progress(id, &owner, &progress)) {
+                        eprintln!("berth serve: task {id}: writing progress: {e}");
+                    }
+                }
+                if flag.load(Ordering::Relaxed) { Flow::Stop } else { Flow::Continue }
+            })
+        })
+        .await;
+        renewer.abort();
+        let outcome = match &trained {
+            Ok(Ok(_)) => Status::Completed,
+            Ok(Err(TaskError::Train(berth_agents::Error::Cancelled { .. }))) => Status::Cancelled,
+            _ => Status::Failed,
+        };
+        self.metrics.record_training(agent.name(), outcome, started.elapsed().as_secs_f64());
+        let result = match trained {
+            Ok(Ok(outcome)) => self.complete(id, outcome).await,
+            Ok(Err(TaskError::Train(berth_agents::Error::Cancelled { .. })))
+                if self.shutting_down.load(Ordering::Relaxed) =>
+            {
+                self.store.release(id, &self.owner).await
+            }
+            Ok(Err(TaskError::Train(berth_agents::Error::Cancelled { step }))) => self
+                .store
+                .finish(id, &self.owner, Status::Cancelled, doc! {"note": format!("stopped at step {step}")})
+                .await
+                .map(drop),
+            Ok(Err(e)) => self
+                .store
+                .finish(id, &self.owner, Status::Failed, doc! {"error": e.to_string()})
+                .await
+                .map(drop),
+            Err(panic) => self
+                .store
+                .finish(id, &self.owner, Status::Failed, doc! {"error": format!("training crashed: {panic}")})
+                .await
+                .map(drop),
+        };
+        if let Err(e) = result {
+            // The lease runs out and the task is re-queued: not lost.
+            eprintln!("berth serve: task {id}: recording its end: {e}");
+        }
+        self.running.lock().expect("runner lock").remove(&id);
+        self.wake();
+    }
+
+    /// Stores the model, its log and evaluation, then marks the task completed.
+    async fn complete(&self, id: ObjectId, outcome: Outcome) -> Result<(), crate::store::StoreError> {
+        let Some(task) = self.store.task(id).await? else { return Ok(()) };
+        let header = &outcome.model.header;
+        let bytes = outcome.model.to_bytes();
+        let weights_file = self.store.put_file(&format!("{id}/model.bin"), &bytes).await?;
+        let log_file = self.store.put_file(&format!("{id}/log.csv"), &outcome.log_csv).await?;
+        let model = ModelDoc {
+            id: ObjectId::new(),
+            kind: header.agent,
+            status: "ready".into(),
+            task_id: id,
+            scenario: ScenarioRef { spec: None, ..task.scenario },
+            trained_steps: header.trained_steps,
+            seed: header.seed,
+            hyperparameters: header.config.clone(),
+            observation_len: header.observation_len as u64,
+            action_count: header.action_count as u64,
+            evaluation: outcome.evaluation,
+            weights_file,
+            weights_bytes: bytes.len() as u64,
+            created_at: DateTime::now(),
+        };
+        self.store.insert_model(&model).await?;
+        let done = self
+            .store
+            .finish(id, &self.owner, Status::Completed, doc! {"model_id": model.id, "log_file": log_file})
+            .await?;
+        if !done {
+            // Cancelled or taken over while the model was being stored: no task points at
+            // this model, so it goes rather than linger unowned.
+            self.store.delete_model(model.id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Renews the lease every third of its length; flags the task to stop when the claim is
+/// lost (a cancel from any replica, or a takeover).
+async fn renew_lease(store: Store, id: ObjectId, owner: String, lease: Duration, stop: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        match store.renew(id, &owner, lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => eprintln!("berth serve: task {id}: renewing its lease: {e}"),
+        }
+    }
+}
+
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// Its scenario no longer loads.
+    #[error("scenario: {0}")]
+    Scenario(String),
+    /// Training or evaluation failed.
+    #[error(transparent)]
+    Train(#[from] berth_agents::Error),
+    /// The evaluation failed.
+    #[error("evaluation: {0}")]
+    Eval(#[from] berth_env::Error),
+}
+
+/// The scenario a task names: its inline spec, or a shipped one.
+pub fn resolve_scenario(scenario: &ScenarioRef) -> Result<Arc<Scenario>, String> {
+    match &scenario.spec {
+        Some(spec) => Scenario::from_yaml(spec).map(Arc::new).map_err(|e| e.to_string()),
+        None => shipped::shipped(&scenario.name).ok_or_else(|| {
+            let names: Vec<&str> = shipped::SHIPPED.iter().map(|(n, _)| *n).collect();
+            format!("`{}` is not a shipped scenario ({})", scenario.name, names.join(", "))
+        }),
+    }
+}
+
+/// Trains the task's agent and evaluates it beside the baselines and the oracle.
+fn execute(task: &TaskDoc, progress: &mut dyn FnMut(Progress) -> Flow) -> Result<Outcome, TaskError> {
+    let scenario = resolve_scenario(&task.scenario).map_err(TaskError::Scenario)?;
+    let request = TrainRequest {
+        agent: task.agent,
+        target: Target::Placement(scenario.clone()),
+        steps: task.steps,
+        seed: task.seed,
+        hyperparameters: task.hyperparameters.clone(),
+        device: Default::default(),
+    };
+    let trained = berth_agents::train(&request, progress)?;
+    let mut contenders: Vec<Contender> =
+        POLICIES.iter().map(|p| Contender::named(p)).collect::<Result<_, _>>()?;
+    contenders.push(Contender::Policy(Box::new(AgentPolicy::new(trained.agent))));
+    let (rows, _) =
+        evaluate::compare(scenario.clone(), contenders, EVAL_EPISODES, scenario.seed, &mut || {})?;
+    Ok(Outcome {
+        model: trained.model,
+        log_csv: trained.log.csv_bytes(),
+        evaluation: serde_json::to_value(rows).expect("rows serialise"),
+    })
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "berth".into())
+}

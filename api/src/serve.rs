@@ -1,0 +1,202 @@
+//! `berth serve`, `berth token` and `berth hash-password`: the service's configuration (flags
+//! or `BERTH_*` environment variables), its start-up and its graceful stop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::auth::{Jwt, KeyMaterial, Role, Users, hash_password};
+use crate::prometheus::Metrics;
+use crate::routes::{AppState, router};
+use crate::runner::{Runner, RunnerConfig};
+use crate::store::Store;
+
+/// How tokens are signed: shared by `serve` and `token`.
+#[derive(Debug, Args)]
+pub struct JwtArgs {
+    /// HS256 secret (at least 32 bytes). Give this or --jwt-public-key.
+    #[arg(long, env = "BERTH_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// RS256 public key (PEM file) that verifies tokens.
+    #[arg(long, env = "BERTH_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// RS256 private key (PEM file), to issue tokens with the RS256 public key.
+    #[arg(long, env = "BERTH_JWT_PRIVATE_KEY")]
+    jwt_private_key: Option<PathBuf>,
+    /// The tokens' `iss`.
+    #[arg(long, env = "BERTH_JWT_ISSUER", default_value = "berth")]
+    jwt_issuer: String,
+    /// The tokens' `aud`.
+    #[arg(long, env = "BERTH_JWT_AUDIENCE", default_value = "berth")]
+    jwt_audience: String,
+}
+
+impl JwtArgs {
+    fn jwt(&self) -> Result<Jwt> {
+        let read = |path: &PathBuf, flag: &str| {
+            std::fs::read(path).with_context(|| format!("--{flag}: cannot read `{}`", path.display()))
+        };
+        let keys = match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(_), Some(_)) => bail!("--jwt-secret and --jwt-public-key: give one, not both"),
+            (None, None) => bail!(
+                "--jwt-secret (BERTH_JWT_SECRET) or --jwt-public-key (BERTH_JWT_PUBLIC_KEY): one is needed to check tokens"
+            ),
+            (Some(secret), None) => KeyMaterial::Secret(secret.clone()),
+            (None, Some(public)) => KeyMaterial::Rsa {
+                public_pem: read(public, "jwt-public-key")?,
+                private_pem: self.jwt_private_key.as_ref().map(|p| read(p, "jwt-private-key")).transpose()?,
+            },
+        };
+        Ok(Jwt::new(keys, &self.jwt_issuer, &self.jwt_audience)?)
+    }
+}
+
+/// `berth serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// MongoDB connection string (`mongodb://...`).
+    #[arg(long, env = "BERTH_MONGODB_URI", hide_env_values = true)]
+    mongodb_uri: Option<String>,
+    /// Database name.
+    #[arg(long, env = "BERTH_DATABASE", default_value = "berth")]
+    database: String,
+    #[command(flatten)]
+    jwt: JwtArgs,
+    /// Users who may get tokens with a password: a TOML file of `[[users]]` with `name`,
+    /// `role` and `password_hash` (from `berth hash-password`).
+    #[arg(long, env = "BERTH_USERS")]
+    users: Option<PathBuf>,
+    /// Lifetime of tokens from `/api/v1/auth/token`, seconds.
+    #[arg(long, env = "BERTH_TOKEN_TTL_S", default_value_t = 3600)]
+    token_ttl_s: u64,
+    /// Training tasks run at once; the rest wait in the queue.
+    #[arg(long, env = "BERTH_WORKERS", default_value_t = 1)]
+    workers: usize,
+    /// Seconds a task's claim holds without renewal: after a crash, its tasks are taken
+    /// over this long after the runner stopped.
+    #[arg(long, env = "BERTH_TASK_LEASE_S", default_value_t = 30.0)]
+    task_lease_s: f64,
+    /// Largest request body, bytes.
+    #[arg(long, env = "BERTH_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let Some(uri) = args.mongodb_uri.clone() else {
+        bail!(
+            "--mongodb-uri (BERTH_MONGODB_URI): missing; `scripts/mongodb.sh start` prints one for a local server"
+        )
+    };
+    if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+        bail!("--mongodb-uri (BERTH_MONGODB_URI): must start with mongodb:// or mongodb+srv://");
+    }
+    if args.workers == 0 {
+        bail!("--workers (BERTH_WORKERS): must be at least 1");
+    }
+    if !(args.task_lease_s.is_finite() && args.task_lease_s >= 0.3) {
+        bail!("--task-lease-s (BERTH_TASK_LEASE_S): must be at least 0.3 seconds");
+    }
+    if args.token_ttl_s == 0 {
+        bail!("--token-ttl-s (BERTH_TOKEN_TTL_S): must be at least 1");
+    }
+    let jwt = args.jwt.jwt()?;
+    let users = match &args.users {
+        Some(path) => Users::load(path)?,
+        None => Users::default(),
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(args, uri, jwt, users))
+}
+
+async fn run(args: ServeArgs, uri: String, jwt: Jwt, users: Users) -> Result<()> {
+    let store = tokio::time::timeout(Duration::from_secs(30), Store::connect(&uri, &args.database))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("--mongodb-uri (BERTH_MONGODB_URI): no answer from MongoDB within 30 s")
+        })?
+        .context("--mongodb-uri (BERTH_MONGODB_URI): cannot use MongoDB")?;
+    let lease = Duration::from_secs_f64(args.task_lease_s);
+    let metrics = Arc::new(Metrics::default());
+    let runner = Runner::new(
+        store.clone(),
+        RunnerConfig { workers: args.workers, lease, poll: lease.min(Duration::from_secs(2)) },
+        metrics.clone(),
+    );
+    runner.start();
+    let state = AppState {
+        store,
+        jwt: Arc::new(jwt),
+        users: Arc::new(users),
+        runner: runner.clone(),
+        token_ttl_s: args.token_ttl_s,
+        metrics,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("--listen (BERTH_LISTEN): cannot listen on {}", args.listen))?;
+    // The first line on stdout says where, so scripts and tests can use port 0.
+    println!("berth serve: listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router(state, args.max_body_bytes))
+        .with_graceful_shutdown(stop_signal())
+        .await
+        .context("serving HTTP")?;
+    runner.shutdown(Duration::from_secs(10)).await;
+    eprintln!("berth serve: stopped");
+    Ok(())
+}
+
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// `berth token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Who the token is for (its `sub`).
+    #[arg(long)]
+    sub: String,
+    /// viewer, operator or admin.
+    #[arg(long)]
+    role: Role,
+    /// Lifetime, seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl_s: u64,
+    #[command(flatten)]
+    jwt: JwtArgs,
+}
+
+/// Prints a token signed with the service's key.
+pub fn token(args: TokenArgs) -> Result<()> {
+    if args.sub.trim().is_empty() {
+        bail!("--sub: must not be empty");
+    }
+    println!("{}", args.jwt.jwt()?.mint(&args.sub, args.role, args.ttl_s)?);
+    Ok(())
+}
+
+/// Prints the argon2 hash of the password read from stdin (one line), for the users file.
+pub fn hash_password_cmd() -> Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("password: empty; give it on stdin");
+    }
+    println!("{}", hash_password(password)?);
+    Ok(())
+}

@@ -1,0 +1,502 @@
+//! The MongoDB store: training tasks, trained models (weights and logs in GridFS), and the
+//! atomic claims and leases that let several service replicas share one queue.
+//!
+//! Only the standard driver is used, so any MongoDB-wire server works.
+
+use std::time::Duration;
+
+use berth_agents::AgentKind;
+use futures_util::{AsyncReadExt, AsyncWriteExt, TryStreamExt};
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{self, Bson, DateTime, Document, doc};
+use mongodb::options::ReturnDocument;
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+
+/// Store errors: the database's own, or a document that does not read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The server refused or could not be reached.
+    #[error("database: {0}")]
+    Database(#[from] mongodb::error::Error),
+    /// A value could not become BSON.
+    #[error("encoding a document: {0}")]
+    Encode(#[from] bson::ser::Error),
+    /// A GridFS file could not be written or read.
+    #[error("file storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Queued.
+    Pending,
+    /// Claimed by a runner.
+    Running,
+    /// Trained; `model_id` names the model.
+    Completed,
+    /// Training failed; `error` says why.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+    /// Its runner stopped too often while running it; `error` says why.
+    Interrupted,
+}
+
+impl Status {
+    /// Every status, for messages.
+    pub const ALL: [Status; 6] =
+        [Self::Pending, Self::Running, Self::Completed, Self::Failed, Self::Cancelled, Self::Interrupted];
+
+    /// The name in documents and URLs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// A status by name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether the task will not change any more.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Pending | Self::Running)
+    }
+}
+
+/// The scenario a task trains on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioRef {
+    /// The scenario's name.
+    pub name: String,
+    /// The spec (YAML or JSON) for inline scenarios; shipped ones are found by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// FNV-1a 64 of the spec text, in hex: two models with the same fingerprint were
+    /// trained on the same cluster and traffic.
+    pub fingerprint: String,
+}
+
+/// Where a running task is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskProgress {
+    /// Environment steps done.
+    pub step: u64,
+    /// Steps the run will take.
+    pub total: u64,
+    /// Return of the last finished episode.
+    pub recent_return: Option<f64>,
+    /// Environment steps per second.
+    pub sps: f64,
+}
+
+/// A training task as stored in `tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDoc {
+    /// Id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Algorithm.
+    pub agent: AgentKind,
+    /// What it trains on.
+    pub scenario: ScenarioRef,
+    /// Environment steps; `None` for the agent's default budget.
+    pub steps: Option<u64>,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Overrides of the agent's hyperparameters (a JSON object).
+    pub hyperparameters: serde_json::Value,
+    /// Where it stands.
+    pub status: Status,
+    /// Who asked for it (the token's `sub`).
+    pub created_by: String,
+    /// When it was queued.
+    pub created_at: DateTime,
+    /// When a runner last started it.
+    pub started_at: Option<DateTime>,
+    /// When it reached a final status.
+    pub finished_at: Option<DateTime>,
+    /// Progress while running.
+    pub progress: Option<TaskProgress>,
+    /// The trained model, once completed.
+    pub model_id: Option<ObjectId>,
+    /// Why it failed or was interrupted.
+    pub error: Option<String>,
+    /// What happened to it besides its status (a re-queue after a restart).
+    pub note: Option<String>,
+    /// The runner holding it.
+    pub owner: Option<String>,
+    /// Until when the owner's claim holds unless renewed.
+    pub lease_until: Option<DateTime>,
+    /// How many times a runner started it.
+    pub attempts: u32,
+    /// A user asked to cancel it while it ran.
+    pub cancel_requested: bool,
+    /// The training log (CSV) in GridFS, once completed.
+    pub log_file: Option<ObjectId>,
+}
+
+/// A trained model as stored in `models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelDoc {
+    /// Id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Algorithm (`type` so the `models{type,status}` index serves "ready PPO models").
+    #[serde(rename = "type")]
+    pub kind: AgentKind,
+    /// `ready`.
+    pub status: String,
+    /// The task that trained it.
+    pub task_id: ObjectId,
+    /// The scenario it was trained on.
+    pub scenario: ScenarioRef,
+    /// Environment steps it trained for.
+    pub trained_steps: u64,
+    /// Seed of the run.
+    pub seed: u64,
+    /// The full hyperparameters it trained with.
+    pub hyperparameters: serde_json::Value,
+    /// Observation length it acts on.
+    pub observation_len: u64,
+    /// Number of actions it chooses from.
+    pub action_count: u64,
+    /// Rows of the comparison with the baselines and the oracle, this model last.
+    pub evaluation: serde_json::Value,
+    /// The saved model file (`berth-model v1`) in GridFS.
+    pub weights_file: ObjectId,
+    /// Its size in bytes.
+    pub weights_bytes: u64,
+    /// When it was stored.
+    pub created_at: DateTime,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub items: Vec<T>,
+    /// The cursor of the next page, if there is one.
+    pub next: Option<ObjectId>,
+}
+
+/// How often a task may be started before a restart marks it interrupted instead.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The database and its collections.
+#[derive(Clone)]
+pub struct Store {
+    db: Database,
+    tasks: Collection<TaskDoc>,
+    models: Collection<ModelDoc>,
+}
+
+fn now() -> DateTime {
+    DateTime::now()
+}
+
+fn after(d: Duration) -> DateTime {
+    DateTime::from_millis(now().timestamp_millis() + d.as_millis() as i64)
+}
+
+impl Store {
+    /// Connects and creates the indexes (idempotent).
+    pub async fn connect(uri: &str, database: &str) -> StoreResult<Self> {
+        let client = Client::with_uri_str(uri).await?;
+        let db = client.database(database);
+        let store = Self { tasks: db.collection("tasks"), models: db.collection("models"), db };
+        store.create_indexes().await?;
+        Ok(store)
+    }
+
+    async fn create_indexes(&self) -> StoreResult<()> {
+        let index = |keys: Document| IndexModel::builder().keys(keys).build();
+        self.tasks.create_index(index(doc! {"status": 1})).await?;
+        self.models.create_index(index(doc! {"type": 1, "status": 1})).await?;
+        self.db.collection::<Document>("metrics").create_index(index(doc! {"timestamp": 1})).await?;
+        self.db.collection::<Document>("deployments").create_index(index(doc! {"model_id": 1})).await?;
+        Ok(())
+    }
+
+    /// Whether the server answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.db.run_command(doc! {"ping": 1}).await?;
+        Ok(())
+    }
+
+    /// Queues a task.
+    pub async fn insert_task(&self, task: &TaskDoc) -> StoreResult<()> {
+        self.tasks.insert_one(task).await?;
+        Ok(())
+    }
+
+    /// A task by id.
+    pub async fn task(&self, id: ObjectId) -> StoreResult<Option<TaskDoc>> {
+        Ok(self.tasks.find_one(doc! {"_id": id}).await?)
+    }
+
+    /// Tasks, newest first, optionally of one status, `limit` at a time after `cursor`.
+    pub async fn tasks(
+        &self,
+        status: Option<Status>,
+        cursor: Option<ObjectId>,
+        limit: u32,
+    ) -> StoreResult<Page<TaskDoc>> {
+        let mut filter = doc! {};
+        if let Some(status) = status {
+            filter.insert("status", status.name());
+        }
+        page(&self.tasks, filter, cursor, limit, |t| t.id).await
+    }
+
+    /// How many tasks are in each status, for the metrics endpoint.
+    pub async fn count_tasks_by_status(&self) -> StoreResult<Vec<(Status, u64)>> {
+        let mut counts = Vec::with_capacity(Status::ALL.len());
+        for status in Status::ALL {
+            counts.push((status, self.tasks.count_documents(doc! {"status": status.name()}).await?));
+        }
+        Ok(counts)
+    }
+
+    /// Claims the oldest pending task for `owner` with a lease, atomically: of several
+    /// runners asking at once, one gets it.
+    pub async fn claim_next(&self, owner: &str, lease: Duration) -> StoreResult<Option<TaskDoc>> {
+        Ok(self
+            .tasks
+            .find_one_and_update(
+                doc! {"status": Status::Pending.name()},
+                doc! {
+                    "$set": {"status": Status::Running.name(), "owner": owner, "lease_until": after(lease),
+                             "started_at": now(), "progress": Bson::Null},
+                    "$inc": {"attempts": 1},
+                },
+            )
+            .sort(doc! {"_id": 1})
+            .return_document(ReturnDocument::After)
+            .await?)
+    }
+
+    /// Renews `owner`'s lease on a running task; `false` if it is no longer theirs to run
+    /// (another runner took it over, or a user cancelled it).
+    pub async fn renew(&self, id: ObjectId, owner: &str, lease: Duration) -> StoreResult<bool> {
+        let result = self
+            .tasks
+            .update_one(
+                doc! {"_id": id, "owner": owner, "status": Status::Running.name(), "cancel_requested": false},
+                doc! {"$set": {"lease_until": after(lease)}},
+            )
+            .await?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// Records progress of a running task held by `owner`.
+    pub async fn set_progress(&self, id: ObjectId, owner: &str, progress: &TaskProgress) -> StoreResult<()> {
+        self.tasks
+            .update_one(
+                doc! {"_id": id, "owner": owner, "status": Status::Running.name()},
+                doc! {"$set": {"progress": bson::to_bson(progress)?}},
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a running task held by `owner` with a final status and whatever fields go
+    /// with it; `false` if it was not theirs any more.
+    pub async fn finish(
+        &self,
+        id: ObjectId,
+        owner: &str,
+        status: Status,
+        fields: Document,
+    ) -> StoreResult<bool> {
+        let mut set = fields;
+        set.insert("status", status.name());
+        set.insert("finished_at", now());
+        set.insert("lease_until", Bson::Null);
+        let result = self
+            .tasks
+            .update_one(
+                doc! {"_id": id, "owner": owner, "status": Status::Running.name()},
+                doc! {"$set": set},
+            )
+            .await?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// Asks to cancel a task: a pending one is cancelled at once, a running one is flagged
+    /// for its runner. The task as it is afterwards; `None` if there is no such task.
+    pub async fn request_cancel(&self, id: ObjectId) -> StoreResult<Option<TaskDoc>> {
+        self.tasks
+            .update_one(
+                doc! {"_id": id, "status": Status::Pending.name()},
+                doc! {"$set": {"status": Status::Cancelled.name(), "finished_at": now()}},
+            )
+            .await?;
+        self.tasks
+            .update_one(
+                doc! {"_id": id, "status": Status::Running.name()},
+                doc! {"$set": {"cancel_requested": true}},
+            )
+            .await?;
+        self.task(id).await
+    }
+
+    /// Tasks whose runner's lease ran out (the service was killed, or its replica died):
+    /// re-queued, or marked interrupted once they have been started [`MAX_ATTEMPTS`] times,
+    /// so none is left `running` forever. Returns how many of each.
+    pub async fn recover_expired(&self) -> StoreResult<(u64, u64)> {
+        let expired = doc! {"status": Status::Running.name(), "lease_until": {"$lt": now()}};
+        let mut cancelled = expired.clone();
+        cancelled.insert("cancel_requested", true);
+        self.tasks
+            .update_many(
+                cancelled,
+                doc! {"$set": {"status": Status::Cancelled.name(), "finished_at": now(), "owner": Bson::Null}},
+            )
+            .await?;
+        let mut worn = expired.clone();
+        worn.insert("attempts", doc! {"$gte": MAX_ATTEMPTS});
+        let interrupted = self
+            .tasks
+            .update_many(
+                worn,
+                doc! {"$set": {
+                    "status": Status::Interrupted.name(), "finished_at": now(), "owner": Bson::Null,
+                    "error": format!("its runner stopped while training it, {MAX_ATTEMPTS} times"),
+                }},
+            )
+            .await?
+            .modified_count;
+        let requeued = self
+            .tasks
+            .update_many(
+                expired,
+                doc! {"$set": {
+                    "status": Status::Pending.name(), "owner": Bson::Null, "lease_until": Bson::Null,
+                    "note": "re-queued: its runner stopped while training it",
+                }},
+            )
+            .await?
+            .modified_count;
+        Ok((requeued, interrupted))
+    }
+
+    /// Hands a running task back to the queue (a graceful shutdown).
+    pub async fn release(&self, id: ObjectId, owner: &str) -> StoreResult<()> {
+        self.tasks
+            .update_one(
+                doc! {"_id": id, "owner": owner, "status": Status::Running.name()},
+                doc! {"$set": {"status": Status::Pending.name(), "owner": Bson::Null, "lease_until": Bson::Null,
+                               "note": "re-queued: the service stopped while training it"}},
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a file in GridFS.
+    pub async fn put_file(&self, name: &str, bytes: &[u8]) -> StoreResult<ObjectId> {
+        let bucket = self.db.gridfs_bucket(None);
+        let mut upload = bucket.open_upload_stream(name).await?;
+        upload.write_all(bytes).await?;
+        upload.close().await?;
+        Ok(upload.id().as_object_id().expect("GridFS ids of new files are ObjectIds"))
+    }
+
+    /// A GridFS file's bytes.
+    pub async fn file(&self, id: ObjectId) -> StoreResult<Vec<u8>> {
+        let bucket = self.db.gridfs_bucket(None);
+        let mut download = bucket.open_download_stream(Bson::ObjectId(id)).await?;
+        let mut bytes = Vec::new();
+        download.read_to_end(&mut bytes).await?;
+        Ok(bytes)
+    }
+
+    async fn delete_file(&self, id: ObjectId) -> StoreResult<()> {
+        self.db.gridfs_bucket(None).delete(Bson::ObjectId(id)).await?;
+        Ok(())
+    }
+
+    /// Stores a model.
+    pub async fn insert_model(&self, model: &ModelDoc) -> StoreResult<()> {
+        self.models.insert_one(model).await?;
+        Ok(())
+    }
+
+    /// A model by id.
+    pub async fn model(&self, id: ObjectId) -> StoreResult<Option<ModelDoc>> {
+        Ok(self.models.find_one(doc! {"_id": id}).await?)
+    }
+
+    /// Models, newest first, optionally of one agent.
+    pub async fn models(
+        &self,
+        kind: Option<AgentKind>,
+        cursor: Option<ObjectId>,
+        limit: u32,
+    ) -> StoreResult<Page<ModelDoc>> {
+        let mut filter = doc! {};
+        if let Some(kind) = kind {
+            filter.insert("type", kind.name());
+        }
+        page(&self.models, filter, cursor, limit, |m| m.id).await
+    }
+
+    /// Deletes a model and its weights; `false` if there was none.
+    pub async fn delete_model(&self, id: ObjectId) -> StoreResult<bool> {
+        let Some(model) = self.models.find_one_and_delete(doc! {"_id": id}).await? else {
+            return Ok(false);
+        };
+        self.delete_file(model.weights_file).await?;
+        Ok(true)
+    }
+}
+
+/// One page of `collection` matching `filter`, newest first (ObjectIds grow with time).
+async fn page<T>(
+    collection: &Collection<T>,
+    mut filter: Document,
+    cursor: Option<ObjectId>,
+    limit: u32,
+    id: impl Fn(&T) -> ObjectId,
+) -> StoreResult<Page<T>>
+where
+    T: serde::de::DeserializeOwned + Send + Sync,
+{
+    if let Some(cursor) = cursor {
+        filter.insert("_id", doc! {"$lt": cursor});
+    }
+    let mut items: Vec<T> = collection
+        .find(filter)
+        .sort(doc! {"_id": -1})
+        .limit(i64::from(limit) + 1)
+        .await?
+        .try_collect()
+        .await?;
+    let next = (items.len() > limit as usize).then(|| {
+        items.truncate(limit as usize);
+        items.last().map(&id)
+    });
+    Ok(Page { items, next: next.flatten() })
+}
+
+/// FNV-1a 64 of a text, in hex.
+pub fn fingerprint(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

@@ -1,0 +1,437 @@
+//! `berth serve` end to end, against the real MongoDB-wire server `scripts/mongodb.sh`
+//! starts (`scripts/test.sh` starts it and exports `BERTH_TEST_MONGODB_URI`).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_agents::{SavedModel, load_agent};
+use berth_env::{Env, PlacementEnv};
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+
+const SECRET: &str = "a-test-secret-of-more-than-32-bytes";
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+fn mongodb_uri() -> String {
+    std::env::var("BERTH_TEST_MONGODB_URI").expect(
+        "BERTH_TEST_MONGODB_URI is not set: `scripts/test.sh` starts MongoDB and sets it; by hand, \
+         export BERTH_TEST_MONGODB_URI=$(scripts/mongodb.sh start | tail -n1)",
+    )
+}
+
+/// A running `berth serve` on its own database; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    http: Client,
+}
+
+fn unique_database(test: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("berth_test_{test}_{}_{nanos}", std::process::id())
+}
+
+fn users_file() -> std::path::PathBuf {
+    // The hash of "pw-operator", made once with `berth hash-password`.
+    let path = std::env::temp_dir().join(format!("berth-users-{}.toml", std::process::id()));
+    let hash = Command::new(BERTH)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"pw-operator\n")?;
+            child.wait_with_output()
+        });
+    let hash = String::from_utf8(hash.unwrap().stdout).unwrap();
+    std::fs::write(
+        &path,
+        format!("[[users]]\nname = \"olga\"\nrole = \"operator\"\npassword_hash = \"{}\"\n", hash.trim()),
+    )
+    .unwrap();
+    path
+}
+
+impl Server {
+    fn start(database: &str) -> Self {
+        let mut child = Command::new(BERTH)
+            .arg("serve")
+            .env("BERTH_LISTEN", "127.0.0.1:0")
+            .env("BERTH_MONGODB_URI", mongodb_uri())
+            .env("BERTH_DATABASE", database)
+            .env("BERTH_JWT_SECRET", SECRET)
+            .env("BERTH_TASK_LEASE_S", "1")
+            .env("BERTH_USERS", users_file())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("berth serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let base = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(base.starts_with("http://127.0.0.1:"), "first line: {line:?}");
+        Self { child, base, http: Client::new() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str, token: &str) -> Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().unwrap()
+    }
+
+    fn post(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.http.post(self.url(path)).bearer_auth(token).json(body).send().unwrap()
+    }
+
+    fn json(&self, path: &str, token: &str) -> Value {
+        let response = self.get(path, token);
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().unwrap()
+    }
+
+    /// Polls a task until `done` holds for it, or panics after `timeout`.
+    fn wait_task(&self, id: &str, token: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let task = self.json(&format!("/api/v1/training/{id}"), token);
+            if done(&task) {
+                return task;
+            }
+            assert!(start.elapsed() < timeout, "task did not get there in {timeout:?}: {task:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A token from `berth token`.
+fn token(role: &str) -> String {
+    token_with(&["--role", role], SECRET)
+}
+
+fn token_with(args: &[&str], secret: &str) -> String {
+    let out = Command::new(BERTH)
+        .args(["token", "--sub", "tester"])
+        .args(args)
+        .env("BERTH_JWT_SECRET", secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn create(server: &Server, token: &str, body: Value) -> Value {
+    let response = server.post("/api/v1/training", token, &body);
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().unwrap()
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_task_trains_and_its_model_is_listed_downloaded_and_acts() {
+    let server = Server::start(&unique_database("flow"));
+    // The operator logs in with a password (OAuth2 password grant).
+    let response = server
+        .http
+        .post(server.url("/api/v1/auth/token"))
+        .form(&[("grant_type", "password"), ("username", "olga"), ("password", "pw-operator")])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let operator = response.json::<Value>().unwrap()["access_token"].as_str().unwrap().to_string();
+    let wrong = server
+        .http
+        .post(server.url("/api/v1/auth/token"))
+        .form(&[("grant_type", "password"), ("username", "olga"), ("password", "nope")])
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(wrong.json::<Value>().unwrap()["error"], "invalid_grant");
+
+    let task = create(
+        &server,
+        &operator,
+        json!({"agent": "qlearning", "scenario": "tiny", "steps": 30000, "seed": 3}),
+    );
+    assert_eq!(task["status"], "pending");
+    let id = id_of(&task);
+    let task = server.wait_task(&id, &operator, Duration::from_secs(60), |t| {
+        t["status"] != "pending" && t["status"] != "running"
+    });
+    assert_eq!(task["status"], "completed", "{task:#}");
+    assert_eq!(task["progress"]["step"], 30000);
+    assert_eq!(task["progress"]["fraction"], 1.0);
+    let model_id = task["model_id"].as_str().unwrap().to_string();
+
+    let models = server.json("/api/v1/models", &operator);
+    assert!(models["items"].as_array().unwrap().iter().any(|m| m["id"] == model_id.as_str()));
+    let model = server.json(&format!("/api/v1/models/{model_id}"), &operator);
+    let policies: Vec<&str> =
+        model["evaluation"].as_array().unwrap().iter().map(|r| r["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["random", "spread", "greedy", "oracle", "qlearning"]);
+    assert_eq!(model["scenario"]["name"], "tiny");
+
+    let bytes = server.get(&format!("/api/v1/models/{model_id}/weights"), &operator).bytes().unwrap();
+    let saved = SavedModel::from_bytes(&bytes).unwrap();
+    let mut env = PlacementEnv::new(berth_env::shipped::shipped("tiny").unwrap()).unwrap();
+    let mut agent = load_agent(&saved, &env).unwrap();
+    env.reset(1);
+    for _ in 0..20 {
+        let action = agent.act(env.observation(), env.action_mask(), berth_agents::ActMode::Greedy);
+        assert!(env.action_mask()[action]);
+        env.step(action).unwrap();
+    }
+
+    let log = server.get(&format!("/api/v1/training/{id}/log"), &operator).text().unwrap();
+    assert!(log.starts_with("global_step,"), "{log}");
+    assert!(log.lines().count() > 10);
+}
+
+#[test]
+fn a_running_task_stops_within_a_second_of_cancel() {
+    let server = Server::start(&unique_database("cancel"));
+    let operator = token("operator");
+    let task =
+        create(&server, &operator, json!({"agent": "dqn", "scenario": "gpu-small", "steps": 50_000_000}));
+    let id = id_of(&task);
+    server.wait_task(&id, &operator, Duration::from_secs(30), |t| {
+        t["progress"]["step"].as_u64().is_some_and(|s| s > 0)
+    });
+    let asked = Instant::now();
+    let response = server.post(&format!("/api/v1/training/{id}/cancel"), &operator, &json!({}));
+    assert_eq!(response.status(), StatusCode::OK);
+    let task = server.wait_task(&id, &operator, Duration::from_secs(5), |t| t["status"] == "cancelled");
+    assert!(asked.elapsed() < Duration::from_secs(2), "cancel took {:?}", asked.elapsed());
+    assert!(task["model_id"].is_null());
+    let again = server.post(&format!("/api/v1/training/{id}/cancel"), &operator, &json!({}));
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+}
+
+#[test]
+fn tasks_of_a_killed_service_are_requeued_at_the_next_start() {
+    let database = unique_database("restart");
+    let operator = token("operator");
+    let mut first = Server::start(&database);
+    let task =
+        create(&first, &operator, json!({"agent": "ppo", "scenario": "gpu-small", "steps": 50_000_000}));
+    let id = id_of(&task);
+    first.wait_task(&id, &operator, Duration::from_secs(30), |t| t["status"] == "running");
+    first.kill();
+    let second = Server::start(&database);
+    let task = second.wait_task(&id, &operator, Duration::from_secs(30), |t| {
+        t["status"] == "running" && t["attempts"] == 2
+    });
+    assert!(task["note"].as_str().unwrap().contains("re-queued"), "{task:#}");
+    let response = second.post(&format!("/api/v1/training/{id}/cancel"), &operator, &json!({}));
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[test]
+fn each_role_is_allowed_and_refused_where_it_should_be() {
+    let server = Server::start(&unique_database("roles"));
+    let (viewer, operator, admin) = (token("viewer"), token("operator"), token("admin"));
+    let body = json!({"agent": "qlearning", "scenario": "tiny", "steps": 10});
+    assert_eq!(server.get("/api/v1/training", &viewer).status(), StatusCode::OK);
+    assert_eq!(server.post("/api/v1/training", &viewer, &body).status(), StatusCode::FORBIDDEN);
+    let id = id_of(&create(&server, &operator, body.clone()));
+    assert_eq!(
+        server.post(&format!("/api/v1/training/{id}/cancel"), &viewer, &json!({})).status(),
+        StatusCode::FORBIDDEN
+    );
+    let task = server.wait_task(&id, &viewer, Duration::from_secs(30), |t| t["status"] == "completed");
+    let model = task["model_id"].as_str().unwrap();
+    let delete = |token: &str| {
+        server.http.delete(server.url(&format!("/api/v1/models/{model}"))).bearer_auth(token).send().unwrap()
+    };
+    assert_eq!(delete(&viewer).status(), StatusCode::FORBIDDEN);
+    assert_eq!(delete(&operator).status(), StatusCode::FORBIDDEN);
+    assert_eq!(delete(&admin).status(), StatusCode::NO_CONTENT);
+    assert_eq!(server.get(&format!("/api/v1/models/{model}"), &admin).status(), StatusCode::NOT_FOUND);
+    assert_eq!(delete(&admin).status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn bad_tokens_are_refused() {
+    let server = Server::start(&unique_database("tokens"));
+    let no_token = server.http.get(server.url("/api/v1/training")).send().unwrap();
+    assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(no_token.headers()["www-authenticate"], "Bearer");
+    let valid = token("admin");
+    let mut tampered = valid.clone();
+    tampered.pop();
+    tampered.push(if valid.ends_with('A') { 'B' } else { 'A' });
+    let other_key = token_with(&["--role", "admin"], "another-secret-that-is-long-enough!!");
+    let mut wrong_audience = Command::new(BERTH);
+    wrong_audience
+        .args(["token", "--sub", "t", "--role", "admin", "--jwt-audience", "elsewhere"])
+        .env("BERTH_JWT_SECRET", SECRET);
+    let wrong_audience =
+        String::from_utf8(wrong_audience.output().unwrap().stdout).unwrap().trim().to_string();
+    let claims = valid.split('.').nth(1).unwrap();
+    let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{claims}.");
+    for (what, bad) in [
+        ("tampered", &tampered),
+        ("other key", &other_key),
+        ("audience", &wrong_audience),
+        ("alg none", &unsigned),
+    ] {
+        let response = server.get("/api/v1/training", bad);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+        let body: Value = response.json().unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized", "{what}");
+    }
+    assert_eq!(server.get("/api/v1/training", &valid).status(), StatusCode::OK);
+}
+
+#[test]
+fn an_expired_token_is_refused() {
+    let server = Server::start(&unique_database("expired"));
+    let expired = token_with(&["--role", "admin", "--ttl-s", "1"], SECRET);
+    // The service allows 5 s of clock skew.
+    std::thread::sleep(Duration::from_secs(7));
+    let response = server.get("/api/v1/training", &expired);
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.text().unwrap().contains("xpired"));
+}
+
+#[test]
+fn bad_input_is_refused_naming_the_problem_and_nothing_is_written() {
+    let server = Server::start(&unique_database("input"));
+    let operator = token("operator");
+    let raw = |body: &str| {
+        server
+            .http
+            .post(server.url("/api/v1/training"))
+            .bearer_auth(&operator)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    };
+    let malformed = raw("{\"agent\": ");
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(malformed.json::<Value>().unwrap()["error"]["code"], "malformed_json");
+    let cases = [
+        (json!({"agent": "ppo", "scenario": "tiny", "colour": "red"}), "colour"),
+        (json!({"agent": "ppo", "scenario": "tiny", "steps": "many"}), "steps"),
+        (json!({"agent": "sarsa", "scenario": "tiny"}), "agent"),
+        (json!({"agent": "ppo", "scenario": "atlantis"}), "scenario"),
+        (json!({"agent": "ppo", "scenario": {"name": "x"}}), "scenario"),
+        (json!({"agent": "ppo", "scenario": "tiny", "steps": 0}), "steps"),
+        (
+            json!({"agent": "ppo", "scenario": "tiny", "hyperparameters": {"learning_rate": -1.0}}),
+            "hyperparameters.learning_rate",
+        ),
+        (
+            json!({"agent": "dqn", "scenario": "tiny", "hyperparameters": {"gamma": 2.0}}),
+            "hyperparameters.gamma",
+        ),
+        (json!({"agent": "dqn", "scenario": "tiny", "hyperparameters": {"warp": 9}}), "hyperparameters"),
+    ];
+    for (body, field) in cases {
+        let response = server.post("/api/v1/training", &operator, &body);
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let error: Value = response.json().unwrap();
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    let huge = format!(
+        "{{\"agent\": \"ppo\", \"scenario\": \"tiny\", \"hyperparameters\": {{\"x\": \"{}\"}}}}",
+        "y".repeat(2 << 20)
+    );
+    // On a connection of its own: the server closes it rather than read the rest.
+    let response = Client::new()
+        .post(server.url("/api/v1/training"))
+        .bearer_auth(&operator)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.json::<Value>().unwrap()["error"]["code"], "body_too_large");
+    let missing = "000000000000000000000000";
+    assert_eq!(server.get(&format!("/api/v1/training/{missing}"), &operator).status(), StatusCode::NOT_FOUND);
+    assert_eq!(server.get("/api/v1/training/not-an-id", &operator).status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        server.get(&format!("/api/v1/models/{missing}/weights"), &operator).status(),
+        StatusCode::NOT_FOUND
+    );
+    let bad_query = server.get("/api/v1/training?status=sleeping", &operator);
+    assert_eq!(bad_query.status(), StatusCode::BAD_REQUEST);
+    assert!(bad_query.text().unwrap().contains("status"));
+    let tasks = server.json("/api/v1/training", &operator);
+    assert_eq!(tasks["items"], json!([]), "nothing was written");
+    assert_eq!(tasks["next"], Value::Null);
+}
+
+#[test]
+fn listings_page_with_a_cursor() {
+    let server = Server::start(&unique_database("paging"));
+    let operator = token("operator");
+    let ids: Vec<String> = (0..5)
+        .map(|_| {
+            id_of(&create(&server, &operator, json!({"agent": "qlearning", "scenario": "tiny", "steps": 10})))
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/training?limit=2&cursor={c}"),
+            None => "/api/v1/training?limit=2".into(),
+        };
+        let page = server.json(&path, &operator);
+        seen.extend(page["items"].as_array().unwrap().iter().map(id_of));
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.into()),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = ids.into_iter().rev().collect();
+    assert_eq!(seen, newest_first);
+    let ready = server.http.get(server.url("/health/ready")).send().unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(server.http.get(server.url("/health/live")).send().unwrap().status(), StatusCode::OK);
+    let metrics = server.http.get(server.url("/metrics")).send().unwrap().text().unwrap();
+    let created = r#"berth_http_requests_total{method="POST",route="/api/v1/training",status="201"} 5"#;
+    assert!(metrics.contains(created), "{metrics}");
+    assert!(metrics.contains(r#"route="/api/v1/training","#), "{metrics}");
+    assert!(metrics.contains("berth_training_tasks{status=\"completed\"}"), "{metrics}");
+}
+
+#[test]
+fn serve_names_each_missing_or_invalid_setting() {
+    let run = |env: &[(&str, &str)]| {
+        let mut command = Command::new(BERTH);
+        command.arg("serve").env_remove("BERTH_MONGODB_URI").env_remove("BERTH_JWT_SECRET");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let out = command.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(run(&[("BERTH_JWT_SECRET", SECRET)]).contains("BERTH_MONGODB_URI"));
+    assert!(run(&[("BERTH_MONGODB_URI", "postgres://x")]).contains("mongodb://"));
+    assert!(run(&[("BERTH_MONGODB_URI", "mongodb://127.0.0.1:1")]).contains("BERTH_JWT_SECRET"));
+    let short = run(&[("BERTH_MONGODB_URI", "mongodb://127.0.0.1:1"), ("BERTH_JWT_SECRET", "short")]);
+    assert!(short.contains("jwt_secret") && short.contains("32 bytes"), "{short}");
+    assert!(run(&[("BERTH_LISTEN", "nowhere")]).contains("listen"));
+}

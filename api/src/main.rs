@@ -4,6 +4,7 @@
 
 mod auth;
 mod cli;
+mod cluster;
 mod http_error;
 mod prometheus;
 mod routes;

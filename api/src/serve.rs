@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::auth::{Jwt, KeyMaterial, Role, Users, hash_password};
+use crate::cluster::{SimCluster, record};
 use crate::prometheus::Metrics;
 use crate::routes::{AppState, router};
 use crate::runner::{Runner, RunnerConfig};
@@ -83,6 +84,16 @@ pub struct ServeArgs {
     /// over this long after the runner stopped.
     #[arg(long, env = "BERTH_TASK_LEASE_S", default_value_t = 30.0)]
     task_lease_s: f64,
+    /// Scenario of the simulated cluster `/api/v1/metrics` reports on (a shipped name or a
+    /// YAML file), until a live cluster is configured.
+    #[arg(long, env = "BERTH_CLUSTER_SCENARIO", default_value = "gpu-small")]
+    cluster_scenario: String,
+    /// Wall-clock seconds per simulated tick of that cluster.
+    #[arg(long, env = "BERTH_CLUSTER_TICK_S", default_value_t = 10.0)]
+    cluster_tick_s: f64,
+    /// Seconds between the cluster snapshots recorded for `/api/v1/metrics/history`.
+    #[arg(long, env = "BERTH_METRICS_INTERVAL_S", default_value_t = 30.0)]
+    metrics_interval_s: f64,
     /// Largest request body, bytes.
     #[arg(long, env = "BERTH_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -104,9 +115,20 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if !(args.task_lease_s.is_finite() && args.task_lease_s >= 0.3) {
         bail!("--task-lease-s (BERTH_TASK_LEASE_S): must be at least 0.3 seconds");
     }
+    for (value, flag) in [
+        (args.cluster_tick_s, "--cluster-tick-s (BERTH_CLUSTER_TICK_S)"),
+        (args.metrics_interval_s, "--metrics-interval-s (BERTH_METRICS_INTERVAL_S)"),
+    ] {
+        if !(value.is_finite() && value >= 0.001) {
+            bail!("{flag}: must be a positive number of seconds");
+        }
+    }
     if args.token_ttl_s == 0 {
         bail!("--token-ttl-s (BERTH_TOKEN_TTL_S): must be at least 1");
     }
+    let scenario = berth_env::shipped::load(&args.cluster_scenario)
+        .map_err(|e| anyhow::anyhow!("--cluster-scenario (BERTH_CLUSTER_SCENARIO): {e}"))?;
+    let cluster = Arc::new(SimCluster::new(scenario, Duration::from_secs_f64(args.cluster_tick_s))?);
     let jwt = args.jwt.jwt()?;
     let users = match &args.users {
         Some(path) => Users::load(path)?,
@@ -116,10 +138,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(run(args, uri, jwt, users))
+        .block_on(run(args, uri, jwt, users, cluster))
 }
 
-async fn run(args: ServeArgs, uri: String, jwt: Jwt, users: Users) -> Result<()> {
+async fn run(args: ServeArgs, uri: String, jwt: Jwt, users: Users, cluster: Arc<SimCluster>) -> Result<()> {
     let store = tokio::time::timeout(Duration::from_secs(30), Store::connect(&uri, &args.database))
         .await
         .map_err(|_| {
@@ -134,6 +156,7 @@ async fn run(args: ServeArgs, uri: String, jwt: Jwt, users: Users) -> Result<()>
         metrics.clone(),
     );
     runner.start();
+    tokio::spawn(record(cluster.clone(), store.clone(), Duration::from_secs_f64(args.metrics_interval_s)));
     let state = AppState {
         store,
         jwt: Arc::new(jwt),
@@ -141,6 +164,7 @@ async fn run(args: ServeArgs, uri: String, jwt: Jwt, users: Users) -> Result<()>
         runner: runner.clone(),
         token_ttl_s: args.token_ttl_s,
         metrics,
+        cluster,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

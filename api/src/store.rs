@@ -13,6 +13,8 @@ use mongodb::options::ReturnDocument;
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::Snapshot;
+
 /// Store errors: the database's own, or a document that does not read back.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -201,6 +203,7 @@ pub struct Store {
     db: Database,
     tasks: Collection<TaskDoc>,
     models: Collection<ModelDoc>,
+    metrics: Collection<Snapshot>,
 }
 
 fn now() -> DateTime {
@@ -216,7 +219,12 @@ impl Store {
     pub async fn connect(uri: &str, database: &str) -> StoreResult<Self> {
         let client = Client::with_uri_str(uri).await?;
         let db = client.database(database);
-        let store = Self { tasks: db.collection("tasks"), models: db.collection("models"), db };
+        let store = Self {
+            tasks: db.collection("tasks"),
+            models: db.collection("models"),
+            metrics: db.collection("metrics"),
+            db,
+        };
         store.create_indexes().await?;
         Ok(store)
     }
@@ -225,7 +233,7 @@ impl Store {
         let index = |keys: Document| IndexModel::builder().keys(keys).build();
         self.tasks.create_index(index(doc! {"status": 1})).await?;
         self.models.create_index(index(doc! {"type": 1, "status": 1})).await?;
-        self.db.collection::<Document>("metrics").create_index(index(doc! {"timestamp": 1})).await?;
+        self.metrics.create_index(index(doc! {"timestamp": 1})).await?;
         self.db.collection::<Document>("deployments").create_index(index(doc! {"model_id": 1})).await?;
         Ok(())
     }
@@ -426,6 +434,24 @@ impl Store {
     async fn delete_file(&self, id: ObjectId) -> StoreResult<()> {
         self.db.gridfs_bucket(None).delete(Bson::ObjectId(id)).await?;
         Ok(())
+    }
+
+    /// Records a cluster snapshot.
+    pub async fn insert_snapshot(&self, snapshot: &Snapshot) -> StoreResult<()> {
+        self.metrics.insert_one(snapshot).await?;
+        Ok(())
+    }
+
+    /// Snapshots taken in `[from, to]`, oldest first, at most `limit`.
+    pub async fn snapshots(&self, from: DateTime, to: DateTime, limit: u32) -> StoreResult<Vec<Snapshot>> {
+        Ok(self
+            .metrics
+            .find(doc! {"timestamp": {"$gte": from, "$lte": to}})
+            .sort(doc! {"timestamp": 1})
+            .limit(i64::from(limit))
+            .await?
+            .try_collect()
+            .await?)
     }
 
     /// Stores a model.

@@ -64,6 +64,8 @@ impl Server {
             .env("BERTH_DATABASE", database)
             .env("BERTH_JWT_SECRET", SECRET)
             .env("BERTH_TASK_LEASE_S", "1")
+            .env("BERTH_CLUSTER_TICK_S", "0.01")
+            .env("BERTH_METRICS_INTERVAL_S", "0.2")
             .env("BERTH_USERS", users_file())
             .stdout(Stdio::piped())
             .spawn()
@@ -244,6 +246,33 @@ fn tasks_of_a_killed_service_are_requeued_at_the_next_start() {
 }
 
 #[test]
+fn a_stopped_service_hands_its_running_tasks_back_to_the_queue() {
+    let database = unique_database("sigterm");
+    let operator = token("operator");
+    let mut first = Server::start(&database);
+    let id = id_of(&create(
+        &first,
+        &operator,
+        json!({"agent": "ppo", "scenario": "gpu-small", "steps": 50_000_000}),
+    ));
+    first.wait_task(&id, &operator, Duration::from_secs(30), |t| t["status"] == "running");
+    let status = Command::new("kill").args(["-TERM", &first.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let stopped = Instant::now();
+    let exit = first.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(stopped.elapsed() < Duration::from_secs(5), "stopping took {:?}", stopped.elapsed());
+    let second = Server::start(&database);
+    let task = second.json(&format!("/api/v1/training/{id}"), &operator);
+    assert!(task["status"] == "pending" || task["status"] == "running", "{task:#}");
+    assert!(task["note"].as_str().unwrap().contains("service stopped"), "{task:#}");
+    assert_eq!(
+        second.post(&format!("/api/v1/training/{id}/cancel"), &operator, &json!({})).status(),
+        StatusCode::OK
+    );
+}
+
+#[test]
 fn each_role_is_allowed_and_refused_where_it_should_be() {
     let server = Server::start(&unique_database("roles"));
     let (viewer, operator, admin) = (token("viewer"), token("operator"), token("admin"));
@@ -414,6 +443,34 @@ fn listings_page_with_a_cursor() {
     assert!(metrics.contains(created), "{metrics}");
     assert!(metrics.contains(r#"route="/api/v1/training","#), "{metrics}");
     assert!(metrics.contains("berth_training_tasks{status=\"completed\"}"), "{metrics}");
+}
+
+#[test]
+fn cluster_metrics_now_and_their_recorded_history() {
+    let server = Server::start(&unique_database("metrics"));
+    let viewer = token("viewer");
+    let now = server.json("/api/v1/metrics", &viewer);
+    assert_eq!(now["source"], "simulator");
+    assert_eq!(now["scenario"], "gpu-small");
+    assert_eq!(now["nodes"].as_array().unwrap().len(), 8);
+    assert_eq!(now["replicas"].as_array().unwrap().len(), 6);
+    assert!(now["latency"]["mean_ms"].as_f64().unwrap() > 0.0);
+    std::thread::sleep(Duration::from_millis(700));
+    let history = server.json("/api/v1/metrics/history", &viewer);
+    let items = history["items"].as_array().unwrap();
+    assert!(items.len() >= 2, "{history:#}");
+    let times: Vec<&str> = items.iter().map(|s| s["timestamp"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let past =
+        server.json("/api/v1/metrics/history?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z", &viewer);
+    assert_eq!(past["items"], json!([]));
+    let bad = server.get("/api/v1/metrics/history?from=yesterday", &viewer);
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().unwrap().contains("from"));
+    assert_eq!(
+        server.http.get(server.url("/api/v1/metrics")).send().unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[test]

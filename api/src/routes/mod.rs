@@ -1,6 +1,7 @@
 //! The HTTP API: the router, its shared state, and the bearer-token check every `/api/v1`
 //! route but the token endpoint goes through.
 
+mod metrics;
 mod models;
 mod session;
 mod training;
@@ -17,6 +18,7 @@ use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 
 use crate::auth::{Claims, Jwt, Role, Users};
+use crate::cluster::SimCluster;
 use crate::http_error::ApiError;
 use crate::prometheus::{self, Metrics};
 use crate::runner::Runner;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub token_ttl_s: u64,
     /// Request and training figures for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The cluster `/api/v1/metrics` reports on.
+    pub cluster: Arc<SimCluster>,
 }
 
 /// The whole API.
@@ -49,7 +53,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/training/{id}/log", get(training::log))
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::get).delete(models::delete))
-        .route("/models/{id}/weights", get(models::weights));
+        .route("/models/{id}/weights", get(models::weights))
+        .route("/metrics", get(metrics::current))
+        .route("/metrics/history", get(metrics::history));
     Router::new()
         .nest("/api/v1", api)
         .route("/health/live", get(session::live))

@@ -1,0 +1,239 @@
+//! The cluster `/api/v1/metrics` reports on. Until the live backend lands, the source is a
+//! simulated cluster: the gym on a scenario, one tick per `--cluster-tick-s` of wall time,
+//! with the replicas where the scenario starts them. Snapshots are recorded in `metrics` at
+//! an interval for `/api/v1/metrics/history`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_core::Scenario;
+use berth_env::gym::Env;
+use berth_env::{Error as EnvError, PlacementEnv};
+use mongodb::bson::DateTime;
+use serde::{Deserialize, Serialize};
+
+use crate::store::Store;
+
+/// One node at the moment of a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeSnapshot {
+    /// `kubernetes.io/hostname`.
+    pub name: String,
+    /// `topology.kubernetes.io/zone`.
+    pub zone: String,
+    /// Whether the node is Ready.
+    pub ready: bool,
+    /// CPU requested by the placed replicas / allocatable, millicores.
+    pub cpu_requested_millicores: u64,
+    /// Allocatable CPU, millicores.
+    pub cpu_allocatable_millicores: u64,
+    /// Memory requested / allocatable, MiB.
+    pub memory_requested_mib: u64,
+    /// Allocatable memory, MiB.
+    pub memory_allocatable_mib: u64,
+    /// GPUs taken.
+    pub gpus_requested: u32,
+    /// GPUs on the node.
+    pub gpus: u32,
+    /// GPU product, if any.
+    pub gpu_model: Option<String>,
+}
+
+/// Where one replica runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaSnapshot {
+    /// Its service (`berth.io/service`).
+    pub service: String,
+    /// Its index within the service (`berth.io/replica`).
+    pub replica: u32,
+    /// The node it runs on.
+    pub node: String,
+}
+
+/// The traffic of one user group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficSnapshot {
+    /// The group.
+    pub group: String,
+    /// Its zone.
+    pub zone: String,
+    /// Requests per second.
+    pub rps: f64,
+}
+
+/// Latency of the placed services over the last tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencySnapshot {
+    /// Mean end-to-end latency, ms.
+    pub mean_ms: f64,
+    /// Request-weighted p95, ms.
+    pub p95_ms: f64,
+    /// Fraction of requests over the SLO.
+    pub slo_miss: f64,
+    /// Requests per second offered.
+    pub offered_rps: f64,
+}
+
+/// The cluster at one moment, as stored in `metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When.
+    pub timestamp: DateTime,
+    /// `simulator` (later `live`).
+    pub source: String,
+    /// The scenario the simulator runs.
+    pub scenario: String,
+    /// Simulated tick within its day.
+    pub tick: u32,
+    /// Every node.
+    pub nodes: Vec<NodeSnapshot>,
+    /// Every replica.
+    pub replicas: Vec<ReplicaSnapshot>,
+    /// Every user group.
+    pub traffic: Vec<TrafficSnapshot>,
+    /// Latency over the last tick.
+    pub latency: LatencySnapshot,
+}
+
+/// A simulated cluster that moves on with the wall clock.
+pub struct SimCluster {
+    scenario: Arc<Scenario>,
+    state: Mutex<SimState>,
+    tick_every: Duration,
+}
+
+struct SimState {
+    env: PlacementEnv,
+    started: Instant,
+    ticks_done: u64,
+    episode: u64,
+}
+
+impl SimCluster {
+    /// The scenario's cluster, one tick per `tick_every`.
+    pub fn new(scenario: Arc<Scenario>, tick_every: Duration) -> Result<Self, EnvError> {
+        let mut env = PlacementEnv::new(scenario.clone())?;
+        env.reset(scenario.seed);
+        let state = SimState { env, started: Instant::now(), ticks_done: 0, episode: 0 };
+        Ok(Self { scenario, state: Mutex::new(state), tick_every })
+    }
+
+    /// The cluster now.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut state = self.state.lock().expect("cluster lock");
+        let due = (state.started.elapsed().as_secs_f64() / self.tick_every.as_secs_f64()) as u64;
+        // A stopped clock (a suspended process) does not replay days of ticks at once.
+        state.ticks_done = state.ticks_done.max(due.saturating_sub(u64::from(self.scenario.episode_ticks)));
+        while state.ticks_done < due {
+            if state.env.tick() >= self.scenario.episode_ticks {
+                state.episode += 1;
+                let seed = self.scenario.seed.wrapping_add(state.episode);
+                state.env.reset(seed);
+            }
+            state.env.step(0).expect("keeping the placement is always allowed");
+            state.ticks_done += 1;
+        }
+        self.describe(&state.env)
+    }
+
+    fn describe(&self, env: &PlacementEnv) -> Snapshot {
+        let s = &self.scenario;
+        let nodes = s
+            .nodes
+            .iter()
+            .zip(env.usage())
+            .zip(env.node_ready())
+            .map(|((node, usage), &ready)| NodeSnapshot {
+                name: node.name.clone(),
+                zone: s.zones[node.zone].clone(),
+                ready,
+                cpu_requested_millicores: usage.cpu_millicores,
+                cpu_allocatable_millicores: node.allocatable.cpu_millicores,
+                memory_requested_mib: usage.memory_mib,
+                memory_allocatable_mib: node.allocatable.memory_mib,
+                gpus_requested: usage.gpus,
+                gpus: node.gpu.as_ref().map_or(0, |g| g.count),
+                gpu_model: node.gpu.as_ref().map(|g| g.model.clone()),
+            })
+            .collect();
+        let mut index_in_service = vec![0u32; s.services.len()];
+        let replicas = env
+            .replica_service()
+            .iter()
+            .zip(env.placement())
+            .map(|(&service, &node)| {
+                let replica = index_in_service[service];
+                index_in_service[service] += 1;
+                ReplicaSnapshot {
+                    service: s.services[service].name.clone(),
+                    replica,
+                    node: s.nodes[node].name.clone(),
+                }
+            })
+            .collect();
+        let traffic = s
+            .user_groups
+            .iter()
+            .zip(env.current_rates())
+            .map(|(g, &rps)| TrafficSnapshot { group: g.name.clone(), zone: s.zones[g.zone].clone(), rps })
+            .collect();
+        let m = env.info().metrics;
+        Snapshot {
+            timestamp: DateTime::now(),
+            source: "simulator".into(),
+            scenario: s.name.clone(),
+            tick: env.tick(),
+            nodes,
+            replicas,
+            traffic,
+            latency: LatencySnapshot {
+                mean_ms: m.mean_latency_ms,
+                p95_ms: m.p95_latency_ms,
+                slo_miss: m.slo_miss,
+                offered_rps: m.offered_rps,
+            },
+        }
+    }
+}
+
+/// Records a snapshot into `metrics` every `every`, for the history route.
+pub async fn record(cluster: Arc<SimCluster>, store: Store, every: Duration) {
+    loop {
+        let snapshot = cluster.snapshot();
+        if let Err(e) = store.insert_snapshot(&snapshot).await {
+            eprintln!("berth serve: recording cluster metrics: {e}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// A snapshot as the API shows it: times in RFC 3339.
+pub fn snapshot_json(snapshot: &Snapshot) -> serde_json::Value {
+    let mut value = serde_json::to_value(snapshot).expect("snapshots serialise");
+    value["timestamp"] =
+        serde_json::Value::String(snapshot.timestamp.try_to_rfc3339_string().unwrap_or_default());
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulated_cluster_moves_on_with_the_clock_and_describes_every_part() {
+        let scenario = berth_env::shipped::shipped("gpu-small").unwrap();
+        let cluster = SimCluster::new(scenario.clone(), Duration::from_millis(5)).unwrap();
+        let first = cluster.snapshot();
+        std::thread::sleep(Duration::from_millis(30));
+        let later = cluster.snapshot();
+        assert!(later.tick > first.tick, "{} then {}", first.tick, later.tick);
+        assert_eq!(later.nodes.len(), scenario.nodes.len());
+        assert_eq!(later.replicas.len(), scenario.replica_count());
+        assert_eq!(later.traffic.len(), scenario.user_groups.len());
+        assert!(later.latency.mean_ms > 0.0 && later.latency.offered_rps > 0.0);
+        let gpus: u32 = later.nodes.iter().map(|n| n.gpus_requested).sum();
+        assert_eq!(gpus, 2, "the two infinity-embed replicas hold one GPU each");
+        let json = snapshot_json(&later);
+        assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+}

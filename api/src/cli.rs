@@ -137,6 +137,8 @@ struct EvalArgs {
 enum BenchWhat {
     /// Env steps per second, single thread, for every shipped scenario and a vector env.
     Env(BenchEnvArgs),
+    /// Requests/s and latency of a running `berth serve`, beside MongoDB's own rate.
+    Api(crate::bench_api::ApiBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +166,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Token(args) => crate::serve::token(args),
         Command::HashPassword => crate::serve::hash_password_cmd(),
         Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
+        Command::Bench { what: BenchWhat::Api(args) } => crate::bench_api::run(args),
     }
 }
 

@@ -474,6 +474,28 @@ fn cluster_metrics_now_and_their_recorded_history() {
 }
 
 #[test]
+fn every_operation_of_the_openapi_document_is_routed() {
+    let server = Server::start(&unique_database("openapi"));
+    let admin = token("admin");
+    let document = server.json("/api/v1/openapi.json", &admin);
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut operations = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        let url = server.url(&path.replace("{id}", "000000000000000000000000"));
+        for method in item.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = server.http.request(method.clone(), &url).bearer_auth(&admin).send().unwrap();
+            let status = response.status();
+            let body = response.text().unwrap();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(!body.contains("no such route"), "{method} {path}: {body}");
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 16);
+}
+
+#[test]
 fn serve_names_each_missing_or_invalid_setting() {
     let run = |env: &[(&str, &str)]| {
         let mut command = Command::new(BERTH);

@@ -55,7 +55,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/models/{id}", get(models::get).delete(models::delete))
         .route("/models/{id}/weights", get(models::weights))
         .route("/metrics", get(metrics::current))
-        .route("/metrics/history", get(metrics::history));
+        .route("/metrics/history", get(metrics::history))
+        .route("/openapi.json", get(openapi));
     Router::new()
         .nest("/api/v1", api)
         .route("/health/live", get(session::live))
@@ -65,6 +66,16 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), prometheus::track))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// The OpenAPI document of these routes (kept beside them; a test checks that every
+/// operation it lists is routed).
+const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /api/v1/openapi.json` (viewer).
+async fn openapi(caller: Caller) -> Result<impl axum::response::IntoResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI))
 }
 
 /// The caller of a route, from a valid bearer token.

@@ -15,6 +15,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     field: Option<String>,
+    retry_after_s: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -33,7 +34,7 @@ struct Inner<'a> {
 impl ApiError {
     /// An error of any status.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None }
+        Self { status, code, message: message.into(), field: None, retry_after_s: None }
     }
 
     /// 422: a field's value is not acceptable.
@@ -44,6 +45,7 @@ impl ApiError {
             code: "invalid_field",
             message: format!("`{field}`: {reason}"),
             field: Some(field),
+            retry_after_s: None,
         }
     }
 
@@ -65,6 +67,18 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// 429: over the rate limit; try again after `wait`.
+    pub fn too_many(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests for this token; try again in {seconds} s"),
+        );
+        error.retry_after_s = Some(seconds);
+        error
+    }
+
     /// 409: the thing is not in a state that allows this.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
@@ -78,6 +92,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert("www-authenticate", "Bearer".parse().expect("static header"));
+        }
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert("retry-after", seconds.into());
         }
         response
     }

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod http_error;
 mod prometheus;
+mod rate_limit;
 mod routes;
 mod runner;
 mod serve;

@@ -12,6 +12,7 @@ use clap::Args;
 use crate::auth::{Jwt, KeyMaterial, Role, Users, hash_password};
 use crate::cluster::{SimCluster, record};
 use crate::prometheus::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::routes::{AppState, router};
 use crate::runner::{Runner, RunnerConfig};
 use crate::store::Store;
@@ -94,6 +95,15 @@ pub struct ServeArgs {
     /// Seconds between the cluster snapshots recorded for `/api/v1/metrics/history`.
     #[arg(long, env = "BERTH_METRICS_INTERVAL_S", default_value_t = 30.0)]
     metrics_interval_s: f64,
+    /// Requests per second each token subject may make (a token bucket; 0: no limit).
+    #[arg(long, env = "BERTH_RATE_LIMIT_RPS", default_value_t = 200.0)]
+    rate_limit_rps: f64,
+    /// Requests a subject may make at once before the rate applies.
+    #[arg(long, env = "BERTH_RATE_LIMIT_BURST", default_value_t = 400.0)]
+    rate_limit_burst: f64,
+    /// Seconds before a request is answered 503 (timeout).
+    #[arg(long, env = "BERTH_REQUEST_TIMEOUT_S", default_value_t = 30.0)]
+    request_timeout_s: f64,
     /// Largest request body, bytes.
     #[arg(long, env = "BERTH_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -115,7 +125,14 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if !(args.task_lease_s.is_finite() && args.task_lease_s >= 0.3) {
         bail!("--task-lease-s (BERTH_TASK_LEASE_S): must be at least 0.3 seconds");
     }
+    if !(args.rate_limit_rps.is_finite() && args.rate_limit_rps >= 0.0) {
+        bail!("--rate-limit-rps (BERTH_RATE_LIMIT_RPS): must be 0 (no limit) or positive");
+    }
+    if !(args.rate_limit_burst.is_finite() && args.rate_limit_burst >= 1.0) {
+        bail!("--rate-limit-burst (BERTH_RATE_LIMIT_BURST): must be at least 1");
+    }
     for (value, flag) in [
+        (args.request_timeout_s, "--request-timeout-s (BERTH_REQUEST_TIMEOUT_S)"),
         (args.cluster_tick_s, "--cluster-tick-s (BERTH_CLUSTER_TICK_S)"),
         (args.metrics_interval_s, "--metrics-interval-s (BERTH_METRICS_INTERVAL_S)"),
     ] {
@@ -165,13 +182,15 @@ async fn run(args: ServeArgs, uri: String, jwt: Jwt, users: Users, cluster: Arc<
         token_ttl_s: args.token_ttl_s,
         metrics,
         cluster,
+        limiter: Arc::new(RateLimiter::new(args.rate_limit_rps, args.rate_limit_burst)),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen (BERTH_LISTEN): cannot listen on {}", args.listen))?;
     // The first line on stdout says where, so scripts and tests can use port 0.
     println!("berth serve: listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(state, args.max_body_bytes))
+    let request_timeout = Duration::from_secs_f64(args.request_timeout_s);
+    axum::serve(listener, router(state, args.max_body_bytes, request_timeout))
         .with_graceful_shutdown(stop_signal())
         .await
         .context("serving HTTP")?;

@@ -57,6 +57,10 @@ fn users_file() -> std::path::PathBuf {
 
 impl Server {
     fn start(database: &str) -> Self {
+        Self::start_with(database, &[])
+    }
+
+    fn start_with(database: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BERTH)
             .arg("serve")
             .env("BERTH_LISTEN", "127.0.0.1:0")
@@ -67,6 +71,7 @@ impl Server {
             .env("BERTH_CLUSTER_TICK_S", "0.01")
             .env("BERTH_METRICS_INTERVAL_S", "0.2")
             .env("BERTH_USERS", users_file())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("berth serve starts");
@@ -493,6 +498,26 @@ fn every_operation_of_the_openapi_document_is_routed() {
         }
     }
     assert_eq!(operations, 16);
+}
+
+#[test]
+fn a_client_over_its_rate_limit_is_told_when_to_come_back() {
+    let limits = [("BERTH_RATE_LIMIT_RPS", "0.5"), ("BERTH_RATE_LIMIT_BURST", "3")];
+    let server = Server::start_with(&unique_database("ratelimit"), &limits);
+    let (busy, other) = (token("viewer"), token_with(&["--role", "viewer", "--ttl-s", "60"], SECRET));
+    for _ in 0..3 {
+        assert_eq!(server.get("/api/v1/training", &busy).status(), StatusCode::OK);
+    }
+    let limited = server.get("/api/v1/training", &busy);
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers()["retry-after"], "2");
+    assert_eq!(limited.json::<Value>().unwrap()["error"]["code"], "rate_limited");
+    // The bucket is the subject's: `berth token --sub tester` again shares it.
+    assert_eq!(server.get("/api/v1/training", &other).status(), StatusCode::TOO_MANY_REQUESTS);
+    let mut elsewhere = Command::new(BERTH);
+    elsewhere.args(["token", "--sub", "someone-else", "--role", "viewer"]).env("BERTH_JWT_SECRET", SECRET);
+    let elsewhere = String::from_utf8(elsewhere.output().unwrap().stdout).unwrap().trim().to_string();
+    assert_eq!(server.get("/api/v1/training", &elsewhere).status(), StatusCode::OK);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod session;
 mod training;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query};
 use axum::http::StatusCode;
@@ -21,6 +22,7 @@ use crate::auth::{Claims, Jwt, Role, Users};
 use crate::cluster::SimCluster;
 use crate::http_error::ApiError;
 use crate::prometheus::{self, Metrics};
+use crate::rate_limit::RateLimiter;
 use crate::runner::Runner;
 use crate::store::{Page, Store};
 
@@ -41,10 +43,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The cluster `/api/v1/metrics` reports on.
     pub cluster: Arc<SimCluster>,
+    /// Requests per token subject.
+    pub limiter: Arc<RateLimiter>,
 }
 
 /// The whole API.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/auth/token", post(session::token))
         .route("/training", post(training::create).get(training::list))
@@ -63,9 +67,27 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/health/ready", get(session::ready))
         .route("/metrics", get(prometheus::scrape))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(middleware::from_fn(move |request, next| time_limit(request, next, request_timeout)))
         .layer(middleware::from_fn_with_state(state.clone(), prometheus::track))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// Answers 503 for a request that takes longer than `limit` (a database that hangs), rather
+/// than holding the connection forever. Training runs in the task runner, not in requests.
+async fn time_limit(
+    request: axum::extract::Request,
+    next: middleware::Next,
+    limit: Duration,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long; try again")
+                .into_response()
+        }
+    }
 }
 
 /// The OpenAPI document of these routes (kept beside them; a test checks that every
@@ -94,7 +116,9 @@ impl FromRequestParts<AppState> for Caller {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .ok_or_else(|| ApiError::unauthorized("the Authorization header is not `Bearer <token>`"))?;
-        state.jwt.verify(token.trim()).map(Caller).map_err(|e| ApiError::unauthorized(e.to_string()))
+        let claims = state.jwt.verify(token.trim()).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        state.limiter.check(&claims.sub).map_err(ApiError::too_many)?;
+        Ok(Caller(claims))
     }
 }
 

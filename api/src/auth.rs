@@ -278,6 +278,32 @@ mod tests {
     }
 
     #[test]
+    fn rs256_signs_with_the_private_key_and_refuses_an_algorithm_swap() {
+        // A key pair made for these tests only (openssl genrsa 2048).
+        let public = include_bytes!("../tests/fixtures/test-only-rsa-public.pem").to_vec();
+        let private = include_bytes!("../tests/fixtures/test-only-rsa-private.pem").to_vec();
+        let signer = Jwt::new(
+            KeyMaterial::Rsa { public_pem: public.clone(), private_pem: Some(private) },
+            "berth",
+            "berth",
+        )
+        .unwrap();
+        let verifier =
+            Jwt::new(KeyMaterial::Rsa { public_pem: public, private_pem: None }, "berth", "berth").unwrap();
+        let token = signer.mint("ada", Role::Admin, 60).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap().role, Role::Admin);
+        assert!(matches!(verifier.mint("ada", Role::Admin, 60), Err(AuthError::CannotSign)));
+        // An HS256 token must not pass an RS256 verifier.
+        assert!(verifier.verify(&jwt().mint("ada", Role::Admin, 60).unwrap()).is_err());
+        let bad = Jwt::new(
+            KeyMaterial::Rsa { public_pem: b"not a key".to_vec(), private_pem: None },
+            "berth",
+            "berth",
+        );
+        assert!(bad.err().unwrap().to_string().starts_with("jwt_public_key:"));
+    }
+
+    #[test]
     fn short_secrets_are_refused_naming_the_field() {
         let err = Jwt::new(KeyMaterial::Secret("short".into()), "berth", "berth").err().unwrap();
         assert!(err.to_string().starts_with("jwt_secret:"), "{err}");

@@ -37,6 +37,10 @@ enum Command {
     Token(crate::serve::TokenArgs),
     /// Print the argon2 hash of a password read from stdin, for the users file.
     HashPassword,
+    /// Write every collection and GridFS file of berth's database to one file.
+    Backup(crate::serve::BackupArgs),
+    /// Restore a backup into berth's database.
+    Restore(crate::serve::RestoreArgs),
     /// Measure the speed of berth's parts.
     Bench {
         #[command(subcommand)]
@@ -165,6 +169,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => crate::serve::serve(args),
         Command::Token(args) => crate::serve::token(args),
         Command::HashPassword => crate::serve::hash_password_cmd(),
+        Command::Backup(args) => crate::serve::backup_cmd(args),
+        Command::Restore(args) => crate::serve::restore_cmd(args),
         Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
         Command::Bench { what: BenchWhat::Api(args) } => crate::bench_api::run(args),
     }

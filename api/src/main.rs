@@ -3,6 +3,7 @@
 //! Errors are reported here, at the edge, with `anyhow`.
 
 mod auth;
+mod backup;
 mod bench_api;
 mod cli;
 mod cluster;

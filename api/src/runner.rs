@@ -235,8 +235,9 @@ impl Runner {
             .await?;
         if !done {
             // Cancelled or taken over while the model was being stored: no task points at
-            // this model, so it goes rather than linger unowned.
+            // this model or log, so they go rather than linger unowned.
             self.store.delete_model(model.id).await?;
+            self.store.delete_file(log_file).await?;
         }
         Ok(())
     }

@@ -63,12 +63,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// MongoDB connection string (`mongodb://...`).
-    #[arg(long, env = "BERTH_MONGODB_URI", hide_env_values = true)]
-    mongodb_uri: Option<String>,
-    /// Database name.
-    #[arg(long, env = "BERTH_DATABASE", default_value = "berth")]
-    database: String,
+    #[command(flatten)]
+    db: DatabaseArgs,
     #[command(flatten)]
     jwt: JwtArgs,
     /// Users who may get tokens with a password: a TOML file of `[[users]]` with `name`,
@@ -109,16 +105,50 @@ pub struct ServeArgs {
     max_body_bytes: usize,
 }
 
+/// Where berth's database is: `serve`, `backup` and `restore` share it.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// MongoDB connection string (`mongodb://...`).
+    #[arg(long, env = "BERTH_MONGODB_URI", hide_env_values = true)]
+    mongodb_uri: Option<String>,
+    /// Database name.
+    #[arg(long, env = "BERTH_DATABASE", default_value = "berth")]
+    database: String,
+}
+
+impl DatabaseArgs {
+    /// The URI, checked.
+    fn uri(&self) -> Result<String> {
+        let Some(uri) = self.mongodb_uri.clone() else {
+            bail!(
+                "--mongodb-uri (BERTH_MONGODB_URI): missing; `scripts/mongodb.sh start` prints one for a local server"
+            )
+        };
+        if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+            bail!("--mongodb-uri (BERTH_MONGODB_URI): must start with mongodb:// or mongodb+srv://");
+        }
+        Ok(uri)
+    }
+
+    /// The database, with berth's indexes in place.
+    async fn store(&self) -> Result<Store> {
+        let uri = self.uri()?;
+        tokio::time::timeout(Duration::from_secs(30), Store::connect(&uri, &self.database))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("--mongodb-uri (BERTH_MONGODB_URI): no answer from MongoDB within 30 s")
+            })?
+            .context("--mongodb-uri (BERTH_MONGODB_URI): cannot use MongoDB")
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
 /// Runs the service until SIGINT or SIGTERM.
 pub fn serve(args: ServeArgs) -> Result<()> {
-    let Some(uri) = args.mongodb_uri.clone() else {
-        bail!(
-            "--mongodb-uri (BERTH_MONGODB_URI): missing; `scripts/mongodb.sh start` prints one for a local server"
-        )
-    };
-    if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
-        bail!("--mongodb-uri (BERTH_MONGODB_URI): must start with mongodb:// or mongodb+srv://");
-    }
+    args.db.uri()?;
     if args.workers == 0 {
         bail!("--workers (BERTH_WORKERS): must be at least 1");
     }
@@ -151,20 +181,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         Some(path) => Users::load(path)?,
         None => Users::default(),
     };
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(run(args, uri, jwt, users, cluster))
+    runtime()?.block_on(run(args, jwt, users, cluster))
 }
 
-async fn run(args: ServeArgs, uri: String, jwt: Jwt, users: Users, cluster: Arc<SimCluster>) -> Result<()> {
-    let store = tokio::time::timeout(Duration::from_secs(30), Store::connect(&uri, &args.database))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("--mongodb-uri (BERTH_MONGODB_URI): no answer from MongoDB within 30 s")
-        })?
-        .context("--mongodb-uri (BERTH_MONGODB_URI): cannot use MongoDB")?;
+async fn run(args: ServeArgs, jwt: Jwt, users: Users, cluster: Arc<SimCluster>) -> Result<()> {
+    let store = args.db.store().await?;
     let lease = Duration::from_secs_f64(args.task_lease_s);
     let metrics = Arc::new(Metrics::default());
     let runner = Runner::new(
@@ -241,5 +262,60 @@ pub fn hash_password_cmd() -> Result<()> {
         bail!("password: empty; give it on stdin");
     }
     println!("{}", hash_password(password)?);
+    Ok(())
+}
+
+/// `berth backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    db: DatabaseArgs,
+}
+
+/// Writes every collection and GridFS file of the database to one file (atomically: a
+/// temporary file renamed into place).
+pub fn backup_cmd(args: BackupArgs) -> Result<()> {
+    let (bytes, counts) = runtime()?.block_on(async {
+        let store = args.db.store().await?;
+        crate::backup::backup(store.database()).await
+    })?;
+    let partial = args.out.with_extension("partial");
+    std::fs::write(&partial, &bytes)
+        .with_context(|| format!("--out: cannot write `{}`", partial.display()))?;
+    std::fs::rename(&partial, &args.out)
+        .with_context(|| format!("--out: cannot write `{}`", args.out.display()))?;
+    eprintln!(
+        "backup of `{}`: {counts:?} -> {} ({} bytes)",
+        args.db.database,
+        args.out.display(),
+        bytes.len()
+    );
+    Ok(())
+}
+
+/// `berth restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A file `berth backup` wrote.
+    file: PathBuf,
+    /// Empty berth's collections in the database first (else a non-empty one is refused).
+    #[arg(long)]
+    replace: bool,
+    #[command(flatten)]
+    db: DatabaseArgs,
+}
+
+/// Restores a backup, then makes sure berth's indexes exist.
+pub fn restore_cmd(args: RestoreArgs) -> Result<()> {
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("cannot read `{}`", args.file.display()))?;
+    let counts = runtime()?.block_on(async {
+        let store = args.db.store().await?;
+        crate::backup::restore(store.database(), &bytes, args.replace).await
+    })?;
+    eprintln!("restored `{}` into `{}`: {counts:?}", args.file.display(), args.db.database);
     Ok(())
 }

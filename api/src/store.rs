@@ -238,6 +238,11 @@ impl Store {
         Ok(())
     }
 
+    /// The database itself, for backups.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Whether the server answers.
     pub async fn ping(&self) -> StoreResult<()> {
         self.db.run_command(doc! {"ping": 1}).await?;
@@ -431,7 +436,8 @@ impl Store {
         Ok(bytes)
     }
 
-    async fn delete_file(&self, id: ObjectId) -> StoreResult<()> {
+    /// Deletes a GridFS file.
+    pub async fn delete_file(&self, id: ObjectId) -> StoreResult<()> {
         self.db.gridfs_bucket(None).delete(Bson::ObjectId(id)).await?;
         Ok(())
     }

@@ -520,6 +520,63 @@ fn a_client_over_its_rate_limit_is_told_when_to_come_back() {
     assert_eq!(server.get("/api/v1/training", &elsewhere).status(), StatusCode::OK);
 }
 
+/// Runs `berth backup` or `berth restore` on `database`; its stderr if it failed.
+fn database_command(args: &[&str], database: &str) -> Result<(), String> {
+    let out = Command::new(BERTH)
+        .args(args)
+        .env("BERTH_MONGODB_URI", mongodb_uri())
+        .env("BERTH_DATABASE", database)
+        .output()
+        .unwrap();
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).to_string()) }
+}
+
+#[test]
+fn backup_wipe_restore_gives_identical_documents_and_files() {
+    let database = unique_database("backup");
+    let dir = std::env::temp_dir().join(&database);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (first, second) = (dir.join("first.berth-backup"), dir.join("second.berth-backup"));
+    let operator = token("admin");
+    let mut server = Server::start(&database);
+    let id =
+        id_of(&create(&server, &operator, json!({"agent": "qlearning", "scenario": "tiny", "steps": 20000})));
+    let task = server.wait_task(&id, &operator, Duration::from_secs(60), |t| t["status"] == "completed");
+    let model = task["model_id"].as_str().unwrap().to_string();
+    let weights = server.get(&format!("/api/v1/models/{model}/weights"), &operator).bytes().unwrap();
+    // Taken while the service runs (it records cluster metrics meanwhile).
+    database_command(&["backup", "--out", first.to_str().unwrap()], &database).unwrap();
+    server.kill();
+
+    let refused = database_command(&["restore", first.to_str().unwrap()], &database).unwrap_err();
+    assert!(refused.contains("not empty") && refused.contains("--replace"), "{refused}");
+    database_command(&["restore", "--replace", first.to_str().unwrap()], &database).unwrap();
+    database_command(&["backup", "--out", second.to_str().unwrap()], &database).unwrap();
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap(),
+        "backup of the restore differs"
+    );
+
+    let server = Server::start(&database);
+    assert_eq!(server.json(&format!("/api/v1/training/{id}"), &operator)["model_id"], model.as_str());
+    let restored = server.get(&format!("/api/v1/models/{model}/weights"), &operator).bytes().unwrap();
+    assert_eq!(restored, weights);
+    let log = server.get(&format!("/api/v1/training/{id}/log"), &operator).text().unwrap();
+    assert!(log.starts_with("global_step,"));
+
+    std::fs::write(dir.join("cut"), &std::fs::read(&first).unwrap()[..200]).unwrap();
+    let cut = database_command(&["restore", "--replace", dir.join("cut").to_str().unwrap()], &database)
+        .unwrap_err();
+    assert!(cut.contains("damaged") || cut.contains("cut short"), "{cut}");
+    assert_eq!(
+        server.json(&format!("/api/v1/training/{id}"), &operator)["status"],
+        "completed",
+        "a refused restore wrote nothing"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn serve_names_each_missing_or_invalid_setting() {
     let run = |env: &[(&str, &str)]| {

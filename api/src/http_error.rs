@@ -116,10 +116,8 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
             JsonRejection::JsonDataError(e) => {
-                // serde_path_to_error's message: "path: reason"
                 let text = e.body_text();
-                let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
-                let (field, reason) = detail.split_once(": ").unwrap_or((".", detail));
+                let (field, reason) = field_and_reason(&text, "body");
                 Self::invalid(if field == "." { "body" } else { field }, reason)
             }
             JsonRejection::JsonSyntaxError(e) => Self::new(
@@ -145,8 +143,14 @@ impl From<JsonRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         let text = rejection.body_text();
-        let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
-        let (field, reason) = detail.split_once(": ").unwrap_or(("query", detail));
+        let (field, reason) = field_and_reason(&text, "query");
         Self::invalid(field, reason).with_status(StatusCode::BAD_REQUEST, "invalid_query")
     }
+}
+
+/// The field and reason of an axum rejection text, `"<what failed>: <path>: <reason>"`
+/// (serde_path_to_error's path); `whole` names the field when there is no path.
+fn field_and_reason<'a>(text: &'a str, whole: &'a str) -> (&'a str, &'a str) {
+    let detail = text.split_once(": ").map_or(text, |(_, d)| d);
+    detail.split_once(": ").unwrap_or((whole, detail))
 }

@@ -1,13 +1,12 @@
 //! `/api/v1/metrics`: the cluster now, and the snapshots recorded before.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use mongodb::bson::DateTime;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, Caller, bad_query};
+use super::{ApiQuery, AppState, Caller, bad_query};
 use crate::auth::Role;
 use crate::cluster::snapshot_json;
 use crate::http_error::ApiError;
@@ -43,7 +42,7 @@ fn time(field: &str, text: &str) -> Result<DateTime, ApiError> {
 pub async fn history(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<Range>, QueryRejection>,
+    query: ApiQuery<Range>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
     let range = query?.0;

@@ -49,7 +49,7 @@ pub struct Oracle {
     scenario: Arc<Scenario>,
     model: CostModel,
     replica_service: Vec<usize>,
-    /// Per service: its slots; the last is "nowhere" when nodes can fail.
+    /// Per service: its slots; the last is "nowhere" (on a NotReady node) when nodes can fail.
     slots: Vec<Vec<Slot>>,
     /// Per service: every multiset of slot indices of its replica count.
     multisets: Vec<Vec<Vec<usize>>>,
@@ -131,8 +131,7 @@ impl Oracle {
     fn packable(&self, slots: &[usize], ready: &[bool]) -> bool {
         let sc = &self.scenario;
         // Most demanding replicas first: GPU ones, then by CPU.
-        let mut order: Vec<usize> =
-            (0..slots.len()).filter(|&r| self.slots[self.replica_service[r]][slots[r]].is_some()).collect();
+        let mut order: Vec<usize> = (0..slots.len()).collect();
         order.sort_by_key(|&r| {
             let req = &sc.services[self.replica_service[r]].requests;
             std::cmp::Reverse((req.gpus, req.cpu_millicores, req.memory_mib))
@@ -146,17 +145,19 @@ impl Oracle {
             return true;
         };
         let s = self.replica_service[r];
-        let Some((zone, time)) = self.slots[s][slots[r]] else {
-            return self.pack(rest, slots, ready, usage);
-        };
+        let slot = self.slots[s][slots[r]];
         let req = self.scenario.services[s].requests;
         for n in 0..self.scenario.nodes.len() {
             let node = &self.scenario.nodes[n];
-            if ready[n]
-                && node.zone == zone
-                && self.scenario.service_time_ms(s, n) == Some(time)
-                && usage[n].fits(&node.allocatable, node.gpu.as_ref(), &req)
-            {
+            // A replica that serves nowhere is one left on a NotReady node: there must be
+            // such a node it fits on, or a policy could not be in that state either.
+            let here = match slot {
+                Some((zone, time)) => {
+                    ready[n] && node.zone == zone && self.scenario.service_time_ms(s, n) == Some(time)
+                }
+                None => !ready[n] && self.scenario.can_host(s, n),
+            };
+            if here && usage[n].fits(&node.allocatable, node.gpu.as_ref(), &req) {
                 usage[n].add(&req);
                 let ok = self.pack(rest, slots, ready, usage);
                 usage[n].remove(&req);

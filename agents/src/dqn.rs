@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{ActMode, Agent, AgentKind, masked_argmax, random_allowed};
 use crate::error::{Error, Result};
-use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, values};
+use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, seeded, values};
 use crate::run_log::{LogRow, REPORT_EVERY, RunLog, Window};
 use crate::schedule::Linear as LinearSchedule;
 use crate::train::{Flow, Progress};
@@ -265,9 +265,8 @@ pub fn train<E: Env>(
 ) -> Result<DqnAgent> {
     config.validate()?;
     let devices = devices.clone();
-    Device::seed(&devices.plain, seed);
     let (obs_len, actions) = (env.observation_space().len(), env.action_count());
-    let mut online = Mlp::new(obs_len, config.hidden, actions, &devices.train);
+    let mut online = seeded(&devices, seed, || Mlp::new(obs_len, config.hidden, actions, &devices.train));
     let mut target = online.clone().valid();
     let mut optimizer = AdamConfig::new()
         .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm as f32)))

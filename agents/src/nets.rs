@@ -55,6 +55,29 @@ impl Devices {
     }
 }
 
+/// Reads every float parameter, so burn's lazy initialisation draws its random values now.
+struct Materialise;
+
+impl burn::module::ModuleVisitor for Materialise {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Seeds burn's random initialisation and builds a module with it under a process-wide lock,
+/// drawing every parameter before the lock is released: the generator is global and burn
+/// initialises parameters lazily (on first use), so without both a run on another thread
+/// could draw from it in between, and the same seed would not give the same network when
+/// runs train side by side.
+pub fn seeded<M: Module>(devices: &Devices, seed: u64, build: impl FnOnce() -> M) -> M {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Device::seed(&devices.plain, seed);
+    let module = build();
+    module.visit(&mut Materialise);
+    module
+}
+
 /// What a saved network needs to be rebuilt before its weights are loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetworkShape {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{ActMode, Agent, AgentKind, masked_argmax};
 use crate::error::{Error, Result};
-use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, values};
+use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, seeded, values};
 use crate::normalize::RewardScaler;
 use crate::run_log::{LogRow, RunLog, Window};
 use crate::train::{Flow, Progress};
@@ -435,14 +435,14 @@ pub fn train<E: Env + Clone>(
 ) -> Result<PpoAgent> {
     config.validate()?;
     let devices = devices.clone();
-    Device::seed(&devices.plain, seed);
     let (obs_len, actions) = (env.observation_space().len(), env.action_count());
     let (n, t_max) = (config.num_envs, config.num_steps);
     let batch = config.batch_size();
     let updates = steps.div_ceil(batch as u64).max(1);
     let total = updates * batch as u64;
     let mut vec_env = VecEnv::new(vec![env.clone(); n], seed)?;
-    let mut net = ActorCritic::new(obs_len, config.hidden, actions, &devices.train);
+    let mut net =
+        seeded(&devices, seed, || ActorCritic::new(obs_len, config.hidden, actions, &devices.train));
     let mut optimizer = AdamConfig::new()
         .with_epsilon(1e-5)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm as f32)))

@@ -14,13 +14,15 @@ use crate::error::{Error, Result};
 use crate::run_log::RunLog;
 
 const SIZE: (u32, u32) = (960, 540);
-const FONT: &str = "sans-serif";
+/// The font family every plot draws with (DejaVu Sans, registered by [`register_font`]).
+pub const FONT: &str = "sans-serif";
 
 /// Colours of the reference lines, in order.
 const REFERENCE_COLOURS: [RGBColor; 5] =
     [RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(140, 86, 75), GREEN];
 
-fn register_font() {
+/// Registers the embedded DejaVu Sans as [`FONT`]; call before drawing text.
+pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bytes are DejaVu Sans itself; registering cannot fail for them.

@@ -41,6 +41,11 @@ enum Command {
     Backup(crate::serve::BackupArgs),
     /// Restore a backup into berth's database.
     Restore(crate::serve::RestoreArgs),
+    /// Run an experiment file: every scenario, policy and seed, with tables and plots.
+    Experiment {
+        #[command(subcommand)]
+        what: ExperimentWhat,
+    },
     /// Measure the speed of berth's parts.
     Bench {
         #[command(subcommand)]
@@ -138,6 +143,27 @@ struct EvalArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum ExperimentWhat {
+    /// Run what is not finished yet and write the results (CSV, summary.md, PNG plots).
+    Run(ExperimentRunArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExperimentRunArgs {
+    /// The experiment file (experiments/<name>.toml).
+    file: PathBuf,
+    /// Runs at once.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Results folder (default: experiments/results/<name> beside the file).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run everything again instead of resuming finished runs.
+    #[arg(long)]
+    fresh: bool,
+}
+
+#[derive(Debug, Subcommand)]
 enum BenchWhat {
     /// Env steps per second, single thread, for every shipped scenario and a vector env.
     Env(BenchEnvArgs),
@@ -171,6 +197,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::HashPassword => crate::serve::hash_password_cmd(),
         Command::Backup(args) => crate::serve::backup_cmd(args),
         Command::Restore(args) => crate::serve::restore_cmd(args),
+        Command::Experiment { what: ExperimentWhat::Run(args) } => experiment_run(args),
         Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
         Command::Bench { what: BenchWhat::Api(args) } => crate::bench_api::run(args),
     }
@@ -341,6 +368,26 @@ fn plot_curve(log: &RunLog, title: &str, references: &[Reference], path: &Path) 
     }
     learning_curve(log, title, references, path)?;
     eprintln!("learning curve: {}", path.display());
+    Ok(())
+}
+
+fn experiment_run(args: ExperimentRunArgs) -> Result<()> {
+    let exp = crate::experiment::Experiment::load(&args.file)
+        .with_context(|| format!("experiment `{}`", args.file.display()))?;
+    let out = args.out.unwrap_or_else(|| {
+        let dir = args.file.parent().unwrap_or(Path::new("."));
+        dir.join("results").join(&exp.name)
+    });
+    let options = crate::experiment::Options { jobs: args.jobs, out: out.clone(), fresh: args.fresh };
+    let outcome = crate::experiment::run(&exp, &options)?;
+    print!("{}", outcome.summary);
+    eprintln!(
+        "{} run(s) done now, {} resumed; results in {}: {}",
+        outcome.ran,
+        outcome.resumed,
+        out.display(),
+        outcome.files.join(", ")
+    );
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use berth_core::Scenario;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::PlacementEnv;
 use crate::baselines::{Policy, baseline};
@@ -17,7 +17,7 @@ use crate::oracle::Oracle;
 pub const POLICIES: [&str; 4] = ["random", "spread", "greedy", "oracle"];
 
 /// One row of the comparison: a policy's figures over all evaluated episodes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRow {
     /// Policy name.
     pub policy: String,
@@ -76,22 +76,23 @@ pub fn episode_seeds(seed: u64, episodes: usize) -> Vec<u64> {
     (0..episodes as u64).map(|i| seed.wrapping_add(i)).collect()
 }
 
-/// Runs `policy` for one episode per seed; `progress` is called after every step.
+/// Runs `policy` for one episode per seed; `on_tick` is called after every step with the
+/// episode's index in `seeds` and the tick's metrics (progress bars, latency traces).
 pub fn run_policy(
     env: &mut PlacementEnv,
     policy: &mut dyn Policy,
     seeds: &[u64],
-    progress: &mut dyn FnMut(),
+    on_tick: &mut dyn FnMut(usize, &TickMetrics),
 ) -> Result<EvalRow> {
     let mut summary = Summary::default();
-    for &seed in seeds {
+    for (episode, &seed) in seeds.iter().enumerate() {
         env.reset(seed);
         policy.reset(seed);
         loop {
             let action = policy.act(env);
             let step = env.step(action)?;
             summary.add(&step.info.metrics, step.info.moves, step.reward);
-            progress();
+            on_tick(episode, &step.info.metrics);
             if step.terminated || step.truncated {
                 break;
             }
@@ -101,15 +102,20 @@ pub fn run_policy(
     Ok(summary.row(&name, seeds.len()))
 }
 
-/// Runs the oracle over the same episodes (same traces) as the policies.
-pub fn run_oracle(env: &mut PlacementEnv, seeds: &[u64], progress: &mut dyn FnMut()) -> Result<EvalRow> {
+/// Runs the oracle over the same episodes (same traces) as the policies; `on_tick` as in
+/// [`run_policy`].
+pub fn run_oracle(
+    env: &mut PlacementEnv,
+    seeds: &[u64],
+    on_tick: &mut dyn FnMut(usize, &TickMetrics),
+) -> Result<EvalRow> {
     let mut oracle = Oracle::new(env.scenario().clone())?;
     let mut summary = Summary::default();
-    for &seed in seeds {
+    for (episode, &seed) in seeds.iter().enumerate() {
         env.reset(seed);
         for tick in oracle.episode(env.trace()) {
             summary.add(&tick.metrics, tick.moves, -tick.metrics.cost);
-            progress();
+            on_tick(episode, &tick.metrics);
         }
     }
     Ok(summary.row("oracle", seeds.len()))
@@ -167,15 +173,16 @@ pub fn compare(
     let seeds = episode_seeds(seed, episodes);
     let mut rows = Vec::new();
     let mut note = None;
+    let mut on_tick = |_: usize, _: &TickMetrics| progress();
     for contender in contenders {
         match contender {
-            Contender::Oracle => match run_oracle(&mut env, &seeds, progress) {
+            Contender::Oracle => match run_oracle(&mut env, &seeds, &mut on_tick) {
                 Ok(row) => rows.push(row),
                 Err(Error::OracleRefused(why)) => note = Some(why),
                 Err(e) => return Err(e),
             },
             Contender::Policy(mut policy) => {
-                rows.push(run_policy(&mut env, policy.as_mut(), &seeds, progress)?)
+                rows.push(run_policy(&mut env, policy.as_mut(), &seeds, &mut on_tick)?)
             }
         }
     }

@@ -14,6 +14,26 @@ use super::Error;
 use super::record::{ConditionResult, Kind, RunRecord, Timing};
 use super::spec::{AgentSpec, Experiment, ScenarioSpec};
 
+/// This binary's identity: its size and modification time. Results reproduce only on the
+/// same build, so runs stored by another build are not resumed.
+fn build_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let meta = std::env::current_exe().and_then(std::fs::metadata);
+        let stamp = meta
+            .as_ref()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        format!(
+            "{}/{}/{}",
+            env!("CARGO_PKG_VERSION"),
+            meta.map_or(0, |m| m.len()),
+            stamp.map_or(0, |d| d.as_nanos())
+        )
+    })
+}
+
 /// Who acts in a run.
 #[derive(Debug, Clone, Copy)]
 pub enum Contender<'a> {
@@ -102,7 +122,8 @@ impl RunSpec<'_> {
         self.train_steps().unwrap_or(0) + eval
     }
 
-    /// Hash of everything the run's numbers depend on: a changed file or build reruns it.
+    /// Hash of everything the run's numbers depend on: a changed file or a rebuilt binary
+    /// reruns it.
     pub fn fingerprint(&self, exp: &Experiment) -> String {
         let agent = match self.contender {
             Contender::Agent(a) => format!("{:?}/{}", a.agent, a.hyperparameters),
@@ -112,7 +133,7 @@ impl RunSpec<'_> {
             self.scenario.conditions.iter().map(|c| format!("{}={:?}", c.name, c.scenario)).collect();
         crate::store::fingerprint(&format!(
             "{}|{}|{}|{agent}|{:?}|{}|{}|{}|{}",
-            env!("CARGO_PKG_VERSION"),
+            build_id(),
             self.key(),
             self.seed,
             self.train_steps(),

@@ -93,15 +93,20 @@ pub fn run(exp: &Experiment, options: &Options) -> Result<Outcome, Error> {
         state.clear()?;
     }
     let runs = plan(exp);
-    let todo: Vec<&RunSpec> =
-        runs.iter().filter(|r| state.done(&r.key(), &r.fingerprint(exp)).is_none()).collect();
+    let stored: Vec<Option<RunRecord>> =
+        runs.iter().map(|r| state.done(&r.key(), &r.fingerprint(exp))).collect();
+    let todo: Vec<&RunSpec> = runs.iter().zip(&stored).filter(|(_, s)| s.is_none()).map(|(r, _)| r).collect();
     let resumed = runs.len() - todo.len();
     if resumed > 0 {
         eprintln!("resuming: {resumed} of {} runs finished earlier", runs.len());
     }
     execute_all(exp, &todo, &state, options.jobs)?;
-    let records: Vec<RunRecord> =
-        runs.iter().map(|r| state.done(&r.key(), &r.fingerprint(exp)).expect("every run finished")).collect();
+    // Runs done now are read back from their files, so the report always sees stored numbers.
+    let records: Vec<RunRecord> = runs
+        .iter()
+        .zip(stored)
+        .map(|(r, s)| s.or_else(|| state.done(&r.key(), &r.fingerprint(exp))).expect("every run finished"))
+        .collect();
     let speeds = measure_env(exp, &options.out.join("state").join("env_sps.json"))?;
     let (files, summary) = write_report(exp, &records, &speeds, &options.out)?;
     Ok(Outcome { ran: todo.len(), resumed, files, summary })
@@ -192,8 +197,9 @@ fn write_report(
         report::write_env_csv(&out.join("env_sps.csv"), speeds)?;
         files.push("env_sps.csv".into());
     }
-    let plots = draw_plots(exp, records, &lines, speeds, out)?;
-    let summary = report::summary_markdown(exp, &lines, records, speeds, &plots);
+    let groups = report::groups(&lines);
+    let plots = draw_plots(exp, records, &groups, speeds, out)?;
+    let summary = report::summary_markdown(exp, &groups, records, speeds, &plots);
     std::fs::write(out.join("summary.md"), &summary).map_err(|e| record::io(&out.join("summary.md"), e))?;
     files.push("summary.md".into());
     files.extend(plots);
@@ -203,12 +209,11 @@ fn write_report(
 fn draw_plots(
     exp: &Experiment,
     records: &[RunRecord],
-    lines: &[Line],
+    groups: &[report::Group],
     speeds: &[EnvSpeed],
     out: &Path,
 ) -> Result<Vec<String>, Error> {
     let mut plots = Vec::new();
-    let groups = report::groups(lines);
     let mean_of = |scenario: &str, condition: &str, policy: &str, f: fn(&Line) -> f64| {
         groups
             .iter()
@@ -247,7 +252,7 @@ fn draw_plots(
             plots.push(name);
         }
         for condition in &scenario.conditions {
-            if let Some(name) = day_plot(exp, records, &groups, scenario, &condition.name, out)? {
+            if let Some(name) = day_plot(exp, records, groups, scenario, &condition.name, out)? {
                 plots.push(name);
             }
         }

@@ -193,7 +193,7 @@ fn cell(stat: Option<(f64, f64)>, scale: f64, digits: usize) -> String {
 /// `summary.md`: one table per scenario and condition.
 pub fn summary_markdown(
     exp: &Experiment,
-    lines: &[Line],
+    groups: &[Group],
     records: &[RunRecord],
     speeds: &[EnvSpeed],
     plots: &[String],
@@ -214,7 +214,6 @@ pub fn summary_markdown(
         exp.eval_seed,
         exp.name
     );
-    let groups = groups(lines);
     for scenario in &exp.scenarios {
         for condition in &scenario.conditions {
             let s = &scenario.scenario;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test of the workspace,
-# with a MongoDB-wire server of its own (scripts/mongodb.sh) for the service's tests.
+# with a MongoDB-wire server (scripts/mongodb.sh) for the service's tests and a Kubernetes
+# control plane (scripts/kube-apiserver.sh; built on a machine's first run, about 9 minutes)
+# for the live backend's, each of its own, stopped however the tests end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,15 +13,17 @@ fi
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-# A throwaway database instance, stopped however the tests end.
-export BERTH_MONGODB_DIR
+export BERTH_MONGODB_DIR BERTH_KUBE_DIR
 BERTH_MONGODB_DIR="$(mktemp -d "${TMPDIR:-/tmp}/berth-test-mongodb.XXXXXX")"
+BERTH_KUBE_DIR="$(mktemp -d "${TMPDIR:-/tmp}/berth-test-kube.XXXXXX")"
 cleanup() {
   bash scripts/mongodb.sh stop || true
-  rm -rf "$BERTH_MONGODB_DIR"
+  bash scripts/kube-apiserver.sh stop || true
+  rm -rf "$BERTH_MONGODB_DIR" "$BERTH_KUBE_DIR"
 }
 trap cleanup EXIT
 BERTH_TEST_MONGODB_URI="$(bash scripts/mongodb.sh start | tail -n1)"
-export BERTH_TEST_MONGODB_URI
+BERTH_TEST_KUBECONFIG="$(bash scripts/kube-apiserver.sh start | tail -n1)"
+export BERTH_TEST_MONGODB_URI BERTH_TEST_KUBECONFIG
 
 cargo nextest run --locked --workspace --no-fail-fast

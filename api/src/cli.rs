@@ -41,6 +41,8 @@ enum Command {
     Backup(crate::serve::BackupArgs),
     /// Restore a backup into berth's database.
     Restore(crate::serve::RestoreArgs),
+    /// Play a scenario's nodes on a real API server (a kubelet emulator), or fail/recover one.
+    Emulate(crate::emulate::EmulateArgs),
     /// Run an experiment file: every scenario, policy and seed, with tables and plots.
     Experiment {
         #[command(subcommand)]
@@ -197,6 +199,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::HashPassword => crate::serve::hash_password_cmd(),
         Command::Backup(args) => crate::serve::backup_cmd(args),
         Command::Restore(args) => crate::serve::restore_cmd(args),
+        Command::Emulate(args) => crate::emulate::run(args),
         Command::Experiment { what: ExperimentWhat::Run(args) } => experiment_run(args),
         Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
         Command::Bench { what: BenchWhat::Api(args) } => crate::bench_api::run(args),

@@ -103,10 +103,10 @@ pub fn check_env<E: Env>(
     if env.step(env.action_count()).is_ok() {
         return Err("an out-of-range action was accepted".into());
     }
-    if let Some(masked) = env.action_mask().iter().position(|&m| !m) {
-        if env.step(masked).is_ok() {
-            return Err(format!("masked action {masked} was accepted"));
-        }
+    if let Some(masked) = env.action_mask().iter().position(|&m| !m)
+        && env.step(masked).is_ok()
+    {
+        return Err(format!("masked action {masked} was accepted"));
     }
     if env.observation() != before.as_slice() {
         return Err("a refused action changed the observation".into());

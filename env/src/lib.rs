@@ -6,6 +6,7 @@
 //! - [`VecEnv`]: N copies with auto-reset, seeded per copy. [`CartPole`] for checking agents.
 //! - [`baselines`] and [`oracle`]: what every result is compared with; [`evaluate`] runs them.
 //! - [`checker`]: Gymnasium's env checker, ported. [`bench`]: steps per second.
+//! - [`live`] (feature `live`): a real cluster through `kube`: snapshots, moves, workloads.
 
 pub mod backend;
 pub mod baselines;
@@ -16,6 +17,8 @@ pub mod cost;
 mod error;
 pub mod evaluate;
 pub mod gym;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod oracle;
 mod placement_env;
 pub mod scheduler;

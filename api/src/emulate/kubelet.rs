@@ -1,0 +1,138 @@
+//! The kubelet's part for pods bound to emulated nodes: start them (Running, then Ready
+//! after the service's cold start), report them NotReady while their node is down, and
+//! finish deleting the ones being terminated.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use berth_core::Scenario;
+use berth_env::live::{LiveError, LiveResult, labels};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use super::node::MANAGER;
+
+/// What the emulated kubelets remember between syncs.
+#[derive(Debug)]
+pub struct Kubelets {
+    /// When each pod (by uid) was first seen bound and not Ready: its cold start runs from there.
+    starting: HashMap<String, Instant>,
+    /// Simulated seconds per wall-clock second: cold starts are this much shorter.
+    speed: f64,
+    next_ip: u32,
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn pod_status(pod: &Pod, is_ready: bool, ip: &str) -> Value {
+    let flag = if is_ready { "True" } else { "False" };
+    let now = json!(Time(Timestamp::now()));
+    let condition =
+        |kind: &str, status: &str| json!({"type": kind, "status": status, "lastTransitionTime": now});
+    let containers: Vec<Value> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "image": c.image.clone().unwrap_or_default(), "imageID": "",
+                   "ready": is_ready, "started": true, "restartCount": 0,
+                   "state": {"running": {"startedAt": now}}})
+        })
+        .collect();
+    json!({"status": {
+        "phase": "Running", "hostIP": "127.0.0.1", "podIP": ip, "startTime": now,
+        "conditions": [condition("Initialized", "True"), condition("Ready", flag),
+                       condition("ContainersReady", flag), condition("PodScheduled", "True")],
+        "containerStatuses": containers,
+    }})
+}
+
+impl Kubelets {
+    /// Kubelets for a cluster running `speed` times faster than the wall clock.
+    pub fn new(speed: f64) -> Self {
+        Self { starting: HashMap::new(), speed, next_ip: 1 }
+    }
+
+    fn cold_start_s(&self, scenario: &Scenario, pod: &Pod) -> f64 {
+        let service = pod.metadata.labels.as_ref().and_then(|l| l.get(labels::SERVICE));
+        let cold = service
+            .and_then(|name| scenario.services.iter().find(|s| &s.name == name))
+            .map_or(1.0, |s| s.cold_start_s);
+        cold / self.speed
+    }
+
+    /// One pass over the pods bound to `nodes`; `down` are the failed ones.
+    pub async fn sync(
+        &mut self,
+        client: &kube::Client,
+        scenario: &Scenario,
+        nodes: &HashSet<String>,
+        down: &HashSet<String>,
+    ) -> LiveResult<()> {
+        let pods = Api::<Pod>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| LiveError::kube("list pods", e))?;
+        let mut seen = HashSet::new();
+        for pod in &pods.items {
+            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) else { continue };
+            if !nodes.contains(node) {
+                continue;
+            }
+            let (name, namespace) = (
+                pod.metadata.name.clone().unwrap_or_default(),
+                pod.metadata.namespace.clone().unwrap_or_default(),
+            );
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let api = Api::<Pod>::namespaced(client.clone(), &namespace);
+            let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+            if pod.metadata.deletion_timestamp.is_some() {
+                // The containers have stopped: the kubelet removes the pod for good.
+                match api
+                    .delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+                    .await
+                {
+                    Ok(_) | Err(kube::Error::Api(_)) => {}
+                    Err(e) => return Err(LiveError::kube(format!("delete pod `{name}`"), e)),
+                }
+                continue;
+            }
+            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| {
+                self.next_ip += 1;
+                format!("10.244.{}.{}", self.next_ip / 250, self.next_ip % 250 + 1)
+            });
+            let action = format!("update the status of pod `{namespace}/{name}`");
+            if down.contains(node) {
+                if ready(pod) {
+                    api.patch_status(&name, &params, &Patch::Merge(pod_status(pod, false, &ip)))
+                        .await
+                        .map_err(|e| LiveError::kube(&action, e))?;
+                }
+                continue;
+            }
+            if ready(pod) {
+                continue;
+            }
+            seen.insert(uid.clone());
+            let since = *self.starting.entry(uid.clone()).or_insert_with(Instant::now);
+            if since.elapsed().as_secs_f64() >= self.cold_start_s(scenario, pod) {
+                api.patch_status(&name, &params, &Patch::Merge(pod_status(pod, true, &ip)))
+                    .await
+                    .map_err(|e| LiveError::kube(&action, e))?;
+                self.starting.remove(&uid);
+            }
+        }
+        self.starting.retain(|uid, _| seen.contains(uid));
+        Ok(())
+    }
+}

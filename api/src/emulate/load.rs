@@ -1,0 +1,93 @@
+//! PodMetrics and NodeMetrics from the simulator's load model: each replica's utilisation
+//! under the scenario's traffic at the emulated time of day, with the cluster's real
+//! placement, so `metrics.k8s.io` shows what the scenario would.
+
+use berth_core::Scenario;
+use berth_env::cost::{CostModel, ReplicaView, RoutingTable, Scratch};
+use berth_env::live::{LiveError, LivePlacement, LiveResult, Snapshot, metrics};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::json;
+
+use super::node::MANAGER;
+
+/// Each replica's utilisation ρ (0 when it does not serve) at `t_s` seconds into the day.
+pub fn utilisation(scenario: &Scenario, placement: &LivePlacement, t_s: f64) -> Vec<f64> {
+    let model = CostModel::new(scenario);
+    let replicas: Vec<ReplicaView> = scenario
+        .replica_services()
+        .iter()
+        .zip(&placement.nodes)
+        .zip(&placement.serving)
+        .map(|((&service, &node), &serving)| ReplicaView {
+            service,
+            zone: scenario.nodes[node].zone,
+            service_time_ms: scenario.service_time_ms(service, node).unwrap_or(f64::INFINITY),
+            up: serving && placement.node_ready[node] && scenario.service_time_ms(service, node).is_some(),
+        })
+        .collect();
+    let rates: Vec<f64> = scenario.user_groups.iter().map(|g| g.rate.mean_at(t_s)).collect();
+    let (mut table, mut scratch) = (RoutingTable::default(), Scratch::default());
+    model.route(&replicas, &mut table);
+    model.evaluate(&replicas, &table, &rates, &mut scratch);
+    scratch.utilisation
+}
+
+/// Writes the PodMetrics of every placed replica in `namespace` and the NodeMetrics of
+/// every scenario node, as at `t_s` seconds into the simulated day.
+pub async fn publish(
+    client: &kube::Client,
+    scenario: &Scenario,
+    namespace: &str,
+    t_s: f64,
+) -> LiveResult<()> {
+    let snapshot = Snapshot::read(client, namespace).await?;
+    let placement = snapshot.placement(scenario)?;
+    let rho = utilisation(scenario, &placement, t_s);
+    let timestamp = json!(Time(Timestamp::now()));
+    let apply = PatchParams::apply(MANAGER).force();
+    let mut node_cpu = vec![250.0; scenario.nodes.len()];
+    let mut node_memory = vec![1024.0; scenario.nodes.len()];
+    let pods = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &metrics::pod_metrics());
+    let replica_service = scenario.replica_services();
+    for (r, &s) in replica_service.iter().enumerate() {
+        let service = &scenario.services[s];
+        let index = r - replica_service.iter().position(|&x| x == s).unwrap_or(r);
+        let Some(live) = snapshot.replica(&service.name, index as u32) else { continue };
+        let (Some(pod), true) = (live.pod.as_ref(), live.ready) else { continue };
+        let cpu = service.requests.cpu_millicores as f64 * (0.05 + 0.95 * rho[r]);
+        let memory = service.requests.memory_mib as f64 * 0.8;
+        node_cpu[placement.nodes[r]] += cpu;
+        node_memory[placement.nodes[r]] += memory;
+        let object = json!({
+            "apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
+            "metadata": {"name": pod, "namespace": namespace,
+                         "labels": {berth_env::live::labels::SERVICE: service.name,
+                                    berth_env::live::labels::REPLICA: index.to_string()},
+                         "annotations": {"berth.io/utilisation": format!("{:.4}", rho[r])}},
+            "timestamp": timestamp, "window": "30s",
+            "containers": [{"name": service.name, "usage": {
+                "cpu": metrics::cpu_quantity(cpu), "memory": metrics::memory_quantity(memory)}}],
+        });
+        pods.patch(pod, &apply, &Patch::Apply(object))
+            .await
+            .map_err(|e| LiveError::kube(format!("write the PodMetrics of `{pod}`"), e))?;
+    }
+    let nodes = Api::<DynamicObject>::all_with(client.clone(), &metrics::node_metrics());
+    for (n, node) in scenario.nodes.iter().enumerate() {
+        if !placement.node_ready[n] {
+            continue;
+        }
+        let object = json!({
+            "apiVersion": "metrics.k8s.io/v1beta1", "kind": "NodeMetrics",
+            "metadata": {"name": node.name}, "timestamp": timestamp, "window": "30s",
+            "usage": {"cpu": metrics::cpu_quantity(node_cpu[n]), "memory": metrics::memory_quantity(node_memory[n])},
+        });
+        nodes
+            .patch(&node.name, &apply, &Patch::Apply(object))
+            .await
+            .map_err(|e| LiveError::kube(format!("write the NodeMetrics of `{}`", node.name), e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The live backend and `berth emulate` against a real API server: the control plane
+//! `scripts/kube-apiserver.sh` starts (`scripts/test.sh` starts it and exports
+//! `BERTH_TEST_KUBECONFIG`). Each test has its own namespace; only one registers nodes.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_env::live::{self, LiveError, Mover, Snapshot, labels, workload};
+use berth_env::{scheduler, shipped};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+fn kubeconfig() -> PathBuf {
+    std::env::var("BERTH_TEST_KUBECONFIG")
+        .expect(
+            "BERTH_TEST_KUBECONFIG is not set: `scripts/test.sh` starts the API server and sets it; by hand, \
+             export BERTH_TEST_KUBECONFIG=$(scripts/kube-apiserver.sh start | tail -n1)",
+        )
+        .into()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+async fn client() -> kube::Client {
+    live::connect(Some(&kubeconfig())).await.expect("the test API server answers")
+}
+
+/// A fresh namespace (deleted first if a crashed run left it).
+async fn namespace(client: &kube::Client, name: &str) {
+    let api = Api::<Namespace>::all(client.clone());
+    if api.get_opt(name).await.unwrap().is_some() {
+        let _ = api.delete(name, &DeleteParams::default()).await;
+        // A pod on an emulated node whose emulator is gone stays Terminating: no kubelet
+        // finishes it. Finish it here, as the kubelet would.
+        let pods = Api::<Pod>::namespaced(client.clone(), name);
+        let now = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while api.get_opt(name).await.unwrap().is_some() {
+            for pod in pods.list(&ListParams::default()).await.unwrap().items {
+                let _ = pods.delete(&pod.metadata.name.unwrap_or_default(), &now).await;
+            }
+            assert!(Instant::now() < deadline, "namespace {name} is not going away");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let object = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    api.create(&PostParams::default(), &object).await.unwrap();
+}
+
+/// `berth emulate` in the background; killed when dropped.
+struct Emulator(Child);
+
+impl Emulator {
+    fn start(scenario: &str, namespace: &str) -> Self {
+        let child = Command::new(BERTH)
+            .args(["emulate", "--scenario", scenario, "--workloads", "--namespace", namespace])
+            .args(["--speed", "200", "--heartbeat-s", "1", "--metrics-interval-s", "0.5"])
+            .arg("--kubeconfig")
+            .arg(kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("berth emulate starts");
+        Self(child)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `read` until `done` holds of what it returns, or fails after `limit`.
+async fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut read: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let value = read().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}; last seen {value:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn emulated_gpu_small_serves_moves_and_fails_nodes() {
+    runtime().block_on(async {
+        let client = client().await;
+        let ns = "live-e2e";
+        namespace(&client, ns).await;
+        let scenario = shipped::load("gpu-small").unwrap();
+        let _emulator = Emulator::start("gpu-small", ns);
+
+        // Every replica Ready where kube-scheduler's scoring put it.
+        let read = async || Snapshot::read(&client, ns).await.unwrap();
+        let all_serving = |s: &Snapshot| {
+            s.placement(&scenario)
+                .is_ok_and(|p| p.serving.iter().all(|&x| x) && p.node_ready.iter().all(|&x| x))
+        };
+        let snapshot = eventually("all replicas Ready", Duration::from_secs(90), read, all_serving).await;
+        let placement = snapshot.placement(&scenario).unwrap();
+        assert_eq!(placement.nodes, scheduler::spread_placement(&scenario).unwrap().nodes);
+
+        // metrics.k8s.io shows every replica's usage, from the load model.
+        let with_usage = |s: &Snapshot| s.usage.len() == scenario.replica_count();
+        let snapshot =
+            eventually("PodMetrics of every replica", Duration::from_secs(30), read, with_usage).await;
+        assert!(
+            snapshot.usage.iter().all(|u| u.cpu_millicores > 0.0 && u.memory_mib > 0.0),
+            "{:?}",
+            snapshot.usage
+        );
+        let nodes = Api::<DynamicObject>::all_with(client.clone(), &live::metrics::node_metrics());
+        assert_eq!(nodes.list(&ListParams::default()).await.unwrap().items.len(), scenario.nodes.len());
+
+        // A move: the embedding replica on an H100 goes to a free GPU node in another zone.
+        let embed = snapshot.replica("infinity-embed", 0).unwrap().clone();
+        let from = embed.node.clone().unwrap();
+        let taken: Vec<&str> = snapshot.replicas.iter().filter_map(|r| r.node.as_deref()).collect();
+        let to = scenario
+            .nodes
+            .iter()
+            .find(|n| n.gpu.is_some() && n.name != from && !taken.contains(&n.name.as_str()))
+            .expect("gpu-small has a free GPU node")
+            .name
+            .clone();
+        let done = Mover::new(client.clone(), ns).move_replica(&embed.deployment, &to).await.unwrap();
+        assert_eq!(done.node, to);
+        assert!(done.took < Duration::from_secs(60), "{:?}", done.took);
+        let after = Snapshot::read(&client, ns).await.unwrap();
+        let moved = after.replica("infinity-embed", 0).unwrap();
+        assert_eq!(
+            (moved.node.as_deref(), moved.pinned_to.as_deref(), moved.ready),
+            (Some(to.as_str()), Some(to.as_str()), true)
+        );
+        assert_ne!(moved.pod, embed.pod, "a new pod serves the moved replica");
+
+        // A node fails: the snapshot shows it NotReady and its replicas not serving; then back.
+        let failed = after.replica("router", 0).unwrap().node.clone().unwrap();
+        let status = Command::new(BERTH)
+            .args(["emulate", "--fail", &failed, "--kubeconfig"])
+            .arg(kubeconfig())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let index = scenario.node_index(&failed).unwrap();
+        let router =
+            scenario.replica_services().iter().position(|&s| scenario.services[s].name == "router").unwrap();
+        let down = eventually("the failed node NotReady", Duration::from_secs(30), read, |s: &Snapshot| {
+            s.placement(&scenario).is_ok_and(|p| !p.node_ready[index] && !p.serving[router])
+        })
+        .await;
+        assert!(!down.nodes.iter().find(|n| n.name == failed).unwrap().ready);
+        live_set_down(&client, &failed, false).await;
+        eventually("the node back and serving", Duration::from_secs(30), read, all_serving).await;
+    });
+}
+
+async fn live_set_down(client: &kube::Client, node: &str, down: bool) {
+    let value = if down { json!("true") } else { serde_json::Value::Null };
+    let patch = json!({"metadata": {"annotations": {"berth.io/emulate-down": value}}});
+    Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .patch(node, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_pod_that_never_becomes_ready_times_out_with_what_was_seen() {
+    runtime().block_on(async {
+        let client = client().await;
+        let ns = "live-timeout";
+        namespace(&client, ns).await;
+        // The tiny scenario's Deployments, pinned to nodes no kubelet plays in this test.
+        let scenario = shipped::load("tiny").unwrap();
+        let placement = scheduler::spread_placement(&scenario).unwrap();
+        workload::apply(&client, ns, &workload::deployments(&scenario, &placement.nodes, ns)).await.unwrap();
+        let mut mover = Mover::new(client.clone(), ns);
+        mover.timeout = Duration::from_secs(2);
+        let error =
+            mover.move_replica(&workload::deployment_name("infinity-embed", 0), "nowhere").await.unwrap_err();
+        match &error {
+            LiveError::Timeout { what, last_seen, .. } => {
+                assert!(what.contains("infinity-embed-0") && what.contains("nowhere"), "{error}");
+                assert!(last_seen.contains("0 ready"), "{error}");
+            }
+            other => panic!("expected a timeout, got {other}"),
+        }
+        // The patch itself landed: the Deployment is pinned to the target.
+        let snapshot = Snapshot::read(&client, ns).await.unwrap();
+        assert_eq!(snapshot.replica("infinity-embed", 0).unwrap().pinned_to.as_deref(), Some("nowhere"));
+        assert!(snapshot.placement(&scenario).unwrap_err().to_string().contains("`nowhere`"));
+    });
+}
+
+#[test]
+fn too_few_rights_is_a_clear_403_naming_what_was_refused() {
+    runtime().block_on(async {
+        let admin = client().await;
+        let ns = "live-rbac";
+        namespace(&admin, ns).await;
+        let scenario = shipped::load("tiny").unwrap();
+        let placement = scheduler::spread_placement(&scenario).unwrap();
+        workload::apply(&admin, ns, &workload::deployments(&scenario, &placement.nodes, ns)).await.unwrap();
+
+        // A service account that may read Deployments but not patch them.
+        let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap();
+        Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+            .create(&PostParams::default(), &sa)
+            .await
+            .unwrap();
+        let role: Role = serde_json::from_value(json!({"metadata": {"name": "reader"}, "rules": [
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}]}))
+        .unwrap();
+        Api::<Role>::namespaced(admin.clone(), ns).create(&PostParams::default(), &role).await.unwrap();
+        let binding: RoleBinding = serde_json::from_value(json!({"metadata": {"name": "reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}]}))
+        .unwrap();
+        Api::<RoleBinding>::namespaced(admin.clone(), ns)
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
+
+        // Its token, from the secret the controller-manager makes for it.
+        let secrets = Api::<Secret>::namespaced(admin.clone(), ns);
+        let token = eventually(
+            "the service account's token",
+            Duration::from_secs(30),
+            async || {
+                let list = secrets.list(&ListParams::default()).await.unwrap();
+                list.items.into_iter().find_map(|s| {
+                    let for_reader =
+                        s.metadata.annotations.as_ref()?.get("kubernetes.io/service-account.name")?
+                            == "reader";
+                    for_reader.then(|| s.data?.get("token").cloned()).flatten()
+                })
+            },
+            Option::is_some,
+        )
+        .await
+        .unwrap();
+        let mut config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(kubeconfig()).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(String::from_utf8(token.0).unwrap().into()),
+            ..Default::default()
+        };
+        let reader = kube::Client::try_from(config).unwrap();
+
+        let error = Mover::new(reader.clone(), ns)
+            .pin(&workload::deployment_name("infinity-embed", 0), "l4-a")
+            .await
+            .unwrap_err();
+        assert!(error.is_forbidden(), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("403 Forbidden") && message.contains("patch"), "{message}");
+        assert!(message.contains("system:serviceaccount:live-rbac:reader"), "{message}");
+        // Reading nodes is refused too, and says so.
+        let error = Snapshot::read(&reader, ns).await.unwrap_err();
+        assert!(error.is_forbidden() && error.to_string().contains("list nodes"), "{error}");
+        // Nothing moved.
+        let snapshot = Snapshot::read(&admin, ns).await.unwrap();
+        let pinned = snapshot.replica("infinity-embed", 0).unwrap().pinned_to.clone().unwrap();
+        assert_eq!(
+            pinned,
+            scenario.nodes[placement.nodes[scenario
+                .replica_services()
+                .iter()
+                .position(|&s| scenario.services[s].name == "infinity-embed")
+                .unwrap()]]
+            .name
+        );
+        let _ = labels::SERVICE;
+    });
+}

@@ -1,0 +1,23 @@
+//! The live backend: a real cluster through `kube` (feature `live`).
+//!
+//! berth places one Deployment per replica (labelled [`labels::SERVICE`] and
+//! [`labels::REPLICA`]) and moves a replica by patching its Deployment's `nodeSelector` on
+//! `kubernetes.io/hostname`; a surge rollout brings the new pod up before the old one goes.
+//!
+//! - [`connect`]: a client from a kubeconfig file, or in-cluster credentials.
+//! - [`Snapshot`]: nodes, where each replica runs, and pod metrics from `metrics.k8s.io`.
+//! - [`Mover`]: one move, waited for until the new pod is Ready or a timeout passes.
+//! - [`workload`]: the Deployments of a scenario's replicas, as the workload chart renders them.
+
+mod client;
+mod error;
+pub mod labels;
+pub mod metrics;
+mod mover;
+mod snapshot;
+pub mod workload;
+
+pub use client::connect;
+pub use error::{LiveError, LiveResult};
+pub use mover::{MoveDone, Mover};
+pub use snapshot::{LiveNode, LivePlacement, LiveReplica, PodUsage, Snapshot};

@@ -32,7 +32,7 @@ enum Command {
     /// Run the baselines, the oracle and saved models on a scenario and print how they compare.
     Eval(EvalArgs),
     /// Run the REST API with its training task runner (needs MongoDB).
-    Serve(crate::serve::ServeArgs),
+    Serve(Box<crate::serve::ServeArgs>),
     /// Print a bearer token for the API, signed with the service's key.
     Token(crate::serve::TokenArgs),
     /// Print the argon2 hash of a password read from stdin, for the users file.
@@ -194,7 +194,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
-        Command::Serve(args) => crate::serve::serve(args),
+        Command::Serve(args) => crate::serve::serve(*args),
         Command::Token(args) => crate::serve::token(args),
         Command::HashPassword => crate::serve::hash_password_cmd(),
         Command::Backup(args) => crate::serve::backup_cmd(args),

@@ -7,6 +7,7 @@ mod backup;
 mod bench_api;
 mod cli;
 mod cluster;
+mod deploy;
 mod emulate;
 mod experiment;
 mod http_error;

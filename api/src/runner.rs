@@ -217,7 +217,8 @@ impl Runner {
             kind: header.agent,
             status: "ready".into(),
             task_id: id,
-            scenario: ScenarioRef { spec: None, ..task.scenario },
+            // With its spec, so a model of an inline scenario can still be deployed.
+            scenario: task.scenario,
             trained_steps: header.trained_steps,
             seed: header.seed,
             hyperparameters: header.config.clone(),

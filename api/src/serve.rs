@@ -11,6 +11,7 @@ use clap::Args;
 
 use crate::auth::{Jwt, KeyMaterial, Role, Users, hash_password};
 use crate::cluster::{SimCluster, record};
+use crate::deploy::LiveCluster;
 use crate::prometheus::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::routes::{AppState, router};
@@ -103,6 +104,19 @@ pub struct ServeArgs {
     /// Largest request body, bytes.
     #[arg(long, env = "BERTH_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Deploy to a live cluster: with `--kubeconfig`, that one; without, what kube infers
+    /// (`KUBECONFIG`, `~/.kube/config`, or the pod's service account in a cluster).
+    #[arg(long, env = "BERTH_LIVE")]
+    live: bool,
+    /// Kubeconfig of the live cluster.
+    #[arg(long, env = "BERTH_KUBECONFIG", requires = "live")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of the placed services' Deployments.
+    #[arg(long, env = "BERTH_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Seconds one move of a deploy may take before the deploy is rolled back.
+    #[arg(long, env = "BERTH_MOVE_TIMEOUT_S", default_value_t = 300.0)]
+    move_timeout_s: f64,
 }
 
 /// Where berth's database is: `serve`, `backup` and `restore` share it.
@@ -165,6 +179,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         (args.request_timeout_s, "--request-timeout-s (BERTH_REQUEST_TIMEOUT_S)"),
         (args.cluster_tick_s, "--cluster-tick-s (BERTH_CLUSTER_TICK_S)"),
         (args.metrics_interval_s, "--metrics-interval-s (BERTH_METRICS_INTERVAL_S)"),
+        (args.move_timeout_s, "--move-timeout-s (BERTH_MOVE_TIMEOUT_S)"),
     ] {
         if !(value.is_finite() && value >= 0.001) {
             bail!("{flag}: must be a positive number of seconds");
@@ -186,6 +201,19 @@ pub fn serve(args: ServeArgs) -> Result<()> {
 
 async fn run(args: ServeArgs, jwt: Jwt, users: Users, cluster: Arc<SimCluster>) -> Result<()> {
     let store = args.db.store().await?;
+    let live = if args.live {
+        let client = berth_env::live::connect(args.kubeconfig.as_deref())
+            .await
+            .context("--live (BERTH_LIVE) / --kubeconfig (BERTH_KUBECONFIG): cannot reach the cluster")?;
+        Some(LiveCluster {
+            client,
+            namespace: args.namespace.clone(),
+            move_timeout: Duration::from_secs_f64(args.move_timeout_s),
+            lock: Default::default(),
+        })
+    } else {
+        None
+    };
     let lease = Duration::from_secs_f64(args.task_lease_s);
     let metrics = Arc::new(Metrics::default());
     let runner = Runner::new(
@@ -204,6 +232,7 @@ async fn run(args: ServeArgs, jwt: Jwt, users: Users, cluster: Arc<SimCluster>) 
         metrics,
         cluster,
         limiter: Arc::new(RateLimiter::new(args.rate_limit_rps, args.rate_limit_burst)),
+        live,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

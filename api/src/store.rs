@@ -185,6 +185,75 @@ pub struct ModelDoc {
     pub created_at: DateTime,
 }
 
+/// One move of a deploy's plan, in the cluster's names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedMoveDoc {
+    /// The replica's Deployment.
+    pub deployment: String,
+    /// Its service.
+    pub service: String,
+    /// Its index within the service.
+    pub replica: u32,
+    /// The node it runs on before.
+    pub from: String,
+    /// The node it is moved to.
+    pub to: String,
+}
+
+/// One thing a deploy did to the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployStepDoc {
+    /// `move` (the plan) or `rollback` (undoing it).
+    pub action: String,
+    /// The Deployment.
+    pub deployment: String,
+    /// The node it was sent to.
+    pub to: String,
+    /// Whether its pod became Ready there in time.
+    pub ok: bool,
+    /// Seconds from the patch to Ready (or to the failure).
+    pub took_s: f64,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// When it finished.
+    pub at: DateTime,
+}
+
+/// A deploy of a model: its plan, every step, the outcome, and latency before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentDoc {
+    /// Id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// The model deployed.
+    pub model_id: ObjectId,
+    /// The namespace of the placed services.
+    pub namespace: String,
+    /// Planned only: nothing was moved.
+    pub dry_run: bool,
+    /// `planned` (dry run), `running`, `succeeded`, `rolled_back`, `failed` (a rollback
+    /// itself failed: the cluster needs a look).
+    pub status: String,
+    /// The moves, in order.
+    pub plan: Vec<PlannedMoveDoc>,
+    /// What was done, in order.
+    pub steps: Vec<DeployStepDoc>,
+    /// The cost model's mean latency at the live placement, ms.
+    pub latency_before_ms: f64,
+    /// The same at the planned placement, ms (a prediction).
+    pub latency_planned_ms: f64,
+    /// The same at the placement read back from the cluster when the deploy ended, ms.
+    pub latency_after_ms: Option<f64>,
+    /// Why it failed or was rolled back.
+    pub error: Option<String>,
+    /// Who asked.
+    pub requested_by: String,
+    /// When.
+    pub created_at: DateTime,
+    /// When it ended.
+    pub finished_at: Option<DateTime>,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -204,6 +273,7 @@ pub struct Store {
     tasks: Collection<TaskDoc>,
     models: Collection<ModelDoc>,
     metrics: Collection<Snapshot>,
+    deployments: Collection<DeploymentDoc>,
 }
 
 fn now() -> DateTime {
@@ -223,6 +293,7 @@ impl Store {
             tasks: db.collection("tasks"),
             models: db.collection("models"),
             metrics: db.collection("metrics"),
+            deployments: db.collection("deployments"),
             db,
         };
         store.create_indexes().await?;
@@ -234,7 +305,7 @@ impl Store {
         self.tasks.create_index(index(doc! {"status": 1})).await?;
         self.models.create_index(index(doc! {"type": 1, "status": 1})).await?;
         self.metrics.create_index(index(doc! {"timestamp": 1})).await?;
-        self.db.collection::<Document>("deployments").create_index(index(doc! {"model_id": 1})).await?;
+        self.deployments.create_index(index(doc! {"model_id": 1})).await?;
         Ok(())
     }
 
@@ -492,6 +563,36 @@ impl Store {
         };
         self.delete_file(model.weights_file).await?;
         Ok(true)
+    }
+}
+
+impl Store {
+    /// Stores a new deployment.
+    pub async fn insert_deployment(&self, deployment: &DeploymentDoc) -> StoreResult<()> {
+        self.deployments.insert_one(deployment).await?;
+        Ok(())
+    }
+
+    /// Writes a deployment's new state over the old.
+    pub async fn save_deployment(&self, deployment: &DeploymentDoc) -> StoreResult<()> {
+        self.deployments.replace_one(doc! {"_id": deployment.id}, deployment).await?;
+        Ok(())
+    }
+
+    /// A deployment by id.
+    pub async fn deployment(&self, id: ObjectId) -> StoreResult<Option<DeploymentDoc>> {
+        Ok(self.deployments.find_one(doc! {"_id": id}).await?)
+    }
+
+    /// Deployments, newest first, optionally of one status.
+    pub async fn deployments(
+        &self,
+        status: Option<&str>,
+        cursor: Option<ObjectId>,
+        limit: u32,
+    ) -> StoreResult<Page<DeploymentDoc>> {
+        let filter = status.map_or_else(|| doc! {}, |status| doc! {"status": status});
+        page(&self.deployments, filter, cursor, limit, |d| d.id).await
     }
 }
 

@@ -11,9 +11,14 @@ use berth_env::{scheduler, shipped};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use serde_json::json;
+use std::collections::BTreeMap;
 
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+use berth_core::Scenario;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+mod common;
+use common::{BERTH, Server, token, unique_database};
 
 fn kubeconfig() -> PathBuf {
     std::env::var("BERTH_TEST_KUBECONFIG")
@@ -98,82 +103,208 @@ async fn eventually<T: std::fmt::Debug>(
 }
 
 #[test]
-fn emulated_gpu_small_serves_moves_and_fails_nodes() {
-    runtime().block_on(async {
+fn emulated_gpu_small_serves_moves_fails_nodes_and_takes_deploys() {
+    let rt = runtime();
+    let ns = "live-e2e";
+    let scenario = shipped::load("gpu-small").unwrap();
+    let client = rt.block_on(async {
         let client = client().await;
-        let ns = "live-e2e";
         namespace(&client, ns).await;
-        let scenario = shipped::load("gpu-small").unwrap();
-        let _emulator = Emulator::start("gpu-small", ns);
-
-        // Every replica Ready where kube-scheduler's scoring put it.
-        let read = async || Snapshot::read(&client, ns).await.unwrap();
-        let all_serving = |s: &Snapshot| {
-            s.placement(&scenario)
-                .is_ok_and(|p| p.serving.iter().all(|&x| x) && p.node_ready.iter().all(|&x| x))
-        };
-        let snapshot = eventually("all replicas Ready", Duration::from_secs(90), read, all_serving).await;
-        let placement = snapshot.placement(&scenario).unwrap();
-        assert_eq!(placement.nodes, scheduler::spread_placement(&scenario).unwrap().nodes);
-
-        // metrics.k8s.io shows every replica's usage, from the load model.
-        let with_usage = |s: &Snapshot| s.usage.len() == scenario.replica_count();
-        let snapshot =
-            eventually("PodMetrics of every replica", Duration::from_secs(30), read, with_usage).await;
-        assert!(
-            snapshot.usage.iter().all(|u| u.cpu_millicores > 0.0 && u.memory_mib > 0.0),
-            "{:?}",
-            snapshot.usage
-        );
-        let nodes = Api::<DynamicObject>::all_with(client.clone(), &live::metrics::node_metrics());
-        assert_eq!(nodes.list(&ListParams::default()).await.unwrap().items.len(), scenario.nodes.len());
-
-        // A move: the embedding replica on an H100 goes to a free GPU node in another zone.
-        let embed = snapshot.replica("infinity-embed", 0).unwrap().clone();
-        let from = embed.node.clone().unwrap();
-        let taken: Vec<&str> = snapshot.replicas.iter().filter_map(|r| r.node.as_deref()).collect();
-        let to = scenario
-            .nodes
-            .iter()
-            .find(|n| n.gpu.is_some() && n.name != from && !taken.contains(&n.name.as_str()))
-            .expect("gpu-small has a free GPU node")
-            .name
-            .clone();
-        let done = Mover::new(client.clone(), ns).move_replica(&embed.deployment, &to).await.unwrap();
-        assert_eq!(done.node, to);
-        assert!(done.took < Duration::from_secs(60), "{:?}", done.took);
-        let after = Snapshot::read(&client, ns).await.unwrap();
-        let moved = after.replica("infinity-embed", 0).unwrap();
-        assert_eq!(
-            (moved.node.as_deref(), moved.pinned_to.as_deref(), moved.ready),
-            (Some(to.as_str()), Some(to.as_str()), true)
-        );
-        assert_ne!(moved.pod, embed.pod, "a new pod serves the moved replica");
-
-        // A node fails: the snapshot shows it NotReady and its replicas not serving; then back.
-        let failed = after.replica("router", 0).unwrap().node.clone().unwrap();
-        let status = Command::new(BERTH)
-            .args(["emulate", "--fail", &failed, "--kubeconfig"])
-            .arg(kubeconfig())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let index = scenario.node_index(&failed).unwrap();
-        let router =
-            scenario.replica_services().iter().position(|&s| scenario.services[s].name == "router").unwrap();
-        let down = eventually("the failed node NotReady", Duration::from_secs(30), read, |s: &Snapshot| {
-            s.placement(&scenario).is_ok_and(|p| !p.node_ready[index] && !p.serving[router])
-        })
-        .await;
-        assert!(!down.nodes.iter().find(|n| n.name == failed).unwrap().ready);
-        live_set_down(&client, &failed, false).await;
-        eventually("the node back and serving", Duration::from_secs(30), read, all_serving).await;
+        client
     });
+    let _emulator = Emulator::start("gpu-small", ns);
+    rt.block_on(serves_moves_and_fails_nodes(&client, &scenario, ns));
+    takes_deploys(&rt, &client, ns);
 }
 
-async fn live_set_down(client: &kube::Client, node: &str, down: bool) {
-    let value = if down { json!("true") } else { serde_json::Value::Null };
-    let patch = json!({"metadata": {"annotations": {"berth.io/emulate-down": value}}});
+async fn serves_moves_and_fails_nodes(client: &kube::Client, scenario: &Scenario, ns: &str) {
+    // Every replica Ready where kube-scheduler's scoring put it.
+    let read = async || Snapshot::read(client, ns).await.unwrap();
+    let all_serving = |s: &Snapshot| {
+        s.placement(scenario).is_ok_and(|p| p.serving.iter().all(|&x| x) && p.node_ready.iter().all(|&x| x))
+    };
+    let snapshot = eventually("all replicas Ready", Duration::from_secs(90), read, all_serving).await;
+    let placement = snapshot.placement(scenario).unwrap();
+    assert_eq!(placement.nodes, scheduler::spread_placement(scenario).unwrap().nodes);
+
+    // metrics.k8s.io shows every replica's usage, from the load model.
+    let with_usage = |s: &Snapshot| s.usage.len() == scenario.replica_count();
+    let snapshot = eventually("PodMetrics of every replica", Duration::from_secs(30), read, with_usage).await;
+    assert!(
+        snapshot.usage.iter().all(|u| u.cpu_millicores > 0.0 && u.memory_mib > 0.0),
+        "{:?}",
+        snapshot.usage
+    );
+    let nodes = Api::<DynamicObject>::all_with(client.clone(), &live::metrics::node_metrics());
+    assert_eq!(nodes.list(&ListParams::default()).await.unwrap().items.len(), scenario.nodes.len());
+
+    // A move: the embedding replica on an H100 goes to a free GPU node in another zone.
+    let embed = snapshot.replica("infinity-embed", 0).unwrap().clone();
+    let from = embed.node.clone().unwrap();
+    let taken: Vec<&str> = snapshot.replicas.iter().filter_map(|r| r.node.as_deref()).collect();
+    let to = scenario
+        .nodes
+        .iter()
+        .find(|n| n.gpu.is_some() && n.name != from && !taken.contains(&n.name.as_str()))
+        .expect("gpu-small has a free GPU node")
+        .name
+        .clone();
+    let done = Mover::new(client.clone(), ns).move_replica(&embed.deployment, &to).await.unwrap();
+    assert_eq!(done.node, to);
+    assert!(done.took < Duration::from_secs(60), "{:?}", done.took);
+    let after = Snapshot::read(client, ns).await.unwrap();
+    let moved = after.replica("infinity-embed", 0).unwrap();
+    assert_eq!(
+        (moved.node.as_deref(), moved.pinned_to.as_deref(), moved.ready),
+        (Some(to.as_str()), Some(to.as_str()), true)
+    );
+    assert_ne!(moved.pod, embed.pod, "a new pod serves the moved replica");
+
+    // A node fails: the snapshot shows it NotReady and its replicas not serving; then back.
+    let failed = after.replica("router", 0).unwrap().node.clone().unwrap();
+    let status = Command::new(BERTH)
+        .args(["emulate", "--fail", &failed, "--kubeconfig"])
+        .arg(kubeconfig())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let index = scenario.node_index(&failed).unwrap();
+    let router =
+        scenario.replica_services().iter().position(|&s| scenario.services[s].name == "router").unwrap();
+    let down = eventually("the failed node NotReady", Duration::from_secs(30), read, |s: &Snapshot| {
+        s.placement(scenario).is_ok_and(|p| !p.node_ready[index] && !p.serving[router])
+    })
+    .await;
+    assert!(!down.nodes.iter().find(|n| n.name == failed).unwrap().ready);
+    annotate(client, &failed, "berth.io/emulate-down", false).await;
+    eventually("the node back and serving", Duration::from_secs(30), read, all_serving).await;
+}
+
+/// Where each Deployment is pinned and where its Ready pod runs.
+fn positions(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    ns: &str,
+) -> BTreeMap<String, (Option<String>, Option<String>, bool)> {
+    let snapshot = rt.block_on(Snapshot::read(client, ns)).unwrap();
+    snapshot.replicas.into_iter().map(|r| (r.deployment, (r.pinned_to, r.node, r.ready))).collect()
+}
+
+fn wait_deployment(server: &Server, id: &str, token: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = server.json(&format!("/api/v1/deployments/{id}"), token);
+        if d["status"] != "running" {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "deployment still running: {d:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `berth serve --live` on the emulated cluster: a model trained through the API, planned
+/// (dry run: nothing moves), deployed, rolled back, and a deploy whose pod never becomes
+/// Ready rolled back by itself.
+fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) {
+    let config = kubeconfig();
+    let server = Server::start_with(
+        &unique_database("deploy"),
+        &[
+            ("BERTH_LIVE", "true"),
+            ("BERTH_KUBECONFIG", config.to_str().unwrap()),
+            ("BERTH_NAMESPACE", ns),
+            ("BERTH_MOVE_TIMEOUT_S", "4"),
+        ],
+    );
+    let (operator, admin) = (token("operator"), token("admin"));
+    let response = server.post(
+        "/api/v1/training",
+        &operator,
+        &json!({"agent": "dqn", "scenario": "gpu-small", "steps": 2000, "seed": 3}),
+    );
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let task: Value = response.json().unwrap();
+    let task = server.wait_task(task["id"].as_str().unwrap(), &operator, Duration::from_secs(300), |t| {
+        t["status"] == "completed" || t["status"] == "failed"
+    });
+    assert_eq!(task["status"], "completed", "{task:#}");
+    let deploy = format!("/api/v1/models/{}/deploy", task["model_id"].as_str().unwrap());
+    let before = positions(rt, client, ns);
+
+    // Operators train; only admins deploy. Bad input names the field.
+    assert_eq!(server.post(&deploy, &operator, &json!({})).status(), StatusCode::FORBIDDEN);
+    let refused = server.post(&deploy, &admin, &json!({"max_moves": 0}));
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.json::<Value>().unwrap()["error"]["field"], "max_moves");
+    let refused = server.post(&deploy, &admin, &json!({"dry_run": "yes"}));
+    assert_eq!(refused.json::<Value>().unwrap()["error"]["field"], "dry_run");
+
+    // A dry run returns the plan and moves nothing.
+    let response = server.post(&deploy, &admin, &json!({"dry_run": true, "max_moves": 3}));
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let planned: Value = response.json().unwrap();
+    assert_eq!(planned["status"], "planned");
+    assert!(!planned["plan"].as_array().unwrap().is_empty(), "{planned:#}");
+    assert!(planned["latency_before_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(positions(rt, client, ns), before);
+
+    // For real: every Deployment of the plan ends pinned to, and running on, its last target.
+    let response = server.post(&deploy, &admin, &json!({"max_moves": 3}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let started: Value = response.json().unwrap();
+    let id = started["id"].as_str().unwrap().to_string();
+    let done = wait_deployment(&server, &id, &admin);
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let plan = done["plan"].as_array().unwrap();
+    assert_eq!(done["steps"].as_array().unwrap().len(), plan.len());
+    let after = positions(rt, client, ns);
+    for m in plan {
+        let name = m["deployment"].as_str().unwrap();
+        let last =
+            plan.iter().rev().find(|x| x["deployment"] == name).unwrap()["to"].as_str().unwrap().to_string();
+        assert_eq!(after[name], (Some(last.clone()), Some(last), true), "{name}");
+    }
+    assert!(done["latency_after_ms"].as_f64().unwrap() > 0.0, "{done:#}");
+    let listed = server.json("/api/v1/deployments?status=succeeded", &admin);
+    assert!(listed["items"].as_array().unwrap().iter().any(|d| d["id"] == id.as_str()));
+
+    // Rolled back on request: every replica where it was.
+    let response = server.post(&format!("/api/v1/deployments/{id}/rollback"), &admin, &json!({}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(wait_deployment(&server, &id, &admin)["status"], "rolled_back");
+    assert_eq!(positions(rt, client, ns), before);
+    let again = server.post(&format!("/api/v1/deployments/{id}/rollback"), &admin, &json!({}));
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+
+    // A pod that never becomes Ready: the move times out and is undone.
+    let nodes: Vec<String> = before.values().filter_map(|(_, node, _)| node.clone()).collect();
+    let all: Vec<String> = shipped::load("gpu-small").unwrap().nodes.iter().map(|n| n.name.clone()).collect();
+    for node in &all {
+        rt.block_on(annotate(client, node, "berth.io/emulate-stuck", true));
+    }
+    let response = server.post(&deploy, &admin, &json!({"max_moves": 3}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let failed = wait_deployment(&server, &id, &admin);
+    for node in &all {
+        rt.block_on(annotate(client, node, "berth.io/emulate-stuck", false));
+    }
+    assert_eq!(failed["status"], "rolled_back", "{failed:#}");
+    let steps = failed["steps"].as_array().unwrap();
+    assert_eq!(
+        (steps[0]["action"].as_str(), steps[0]["ok"].as_bool()),
+        (Some("move"), Some(false)),
+        "{failed:#}"
+    );
+    assert!(steps[0]["error"].as_str().unwrap().contains("not done within 4 s"), "{failed:#}");
+    assert!(steps[1..].iter().all(|s| s["action"] == "rollback" && s["ok"] == true), "{failed:#}");
+    assert!(failed["error"].as_str().unwrap().contains("move 1 of"), "{failed:#}");
+    assert_eq!(positions(rt, client, ns), before, "the replicas on {nodes:?} stayed");
+}
+
+async fn annotate(client: &kube::Client, node: &str, key: &str, on: bool) {
+    let value = if on { json!("true") } else { Value::Null };
+    let patch = json!({"metadata": {"annotations": {key: value}}});
     Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
         .patch(node, &PatchParams::default(), &Patch::Merge(patch))
         .await

@@ -1,145 +1,17 @@
 //! `berth serve` end to end, against the real MongoDB-wire server `scripts/mongodb.sh`
 //! starts (`scripts/test.sh` starts it and exports `BERTH_TEST_MONGODB_URI`).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_agents::{SavedModel, load_agent};
 use berth_env::{Env, PlacementEnv};
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
-const SECRET: &str = "a-test-secret-of-more-than-32-bytes";
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-
-fn mongodb_uri() -> String {
-    std::env::var("BERTH_TEST_MONGODB_URI").expect(
-        "BERTH_TEST_MONGODB_URI is not set: `scripts/test.sh` starts MongoDB and sets it; by hand, \
-         export BERTH_TEST_MONGODB_URI=$(scripts/mongodb.sh start | tail -n1)",
-    )
-}
-
-/// A running `berth serve` on its own database; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    http: Client,
-}
-
-fn unique_database(test: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("berth_test_{test}_{}_{nanos}", std::process::id())
-}
-
-fn users_file() -> std::path::PathBuf {
-    // The hash of "pw-operator", made once with `berth hash-password`.
-    let path = std::env::temp_dir().join(format!("berth-users-{}.toml", std::process::id()));
-    let hash = Command::new(BERTH)
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(b"pw-operator\n")?;
-            child.wait_with_output()
-        });
-    let hash = String::from_utf8(hash.unwrap().stdout).unwrap();
-    std::fs::write(
-        &path,
-        format!("[[users]]\nname = \"olga\"\nrole = \"operator\"\npassword_hash = \"{}\"\n", hash.trim()),
-    )
-    .unwrap();
-    path
-}
-
-impl Server {
-    fn start(database: &str) -> Self {
-        Self::start_with(database, &[])
-    }
-
-    fn start_with(database: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BERTH)
-            .arg("serve")
-            .env("BERTH_LISTEN", "127.0.0.1:0")
-            .env("BERTH_MONGODB_URI", mongodb_uri())
-            .env("BERTH_DATABASE", database)
-            .env("BERTH_JWT_SECRET", SECRET)
-            .env("BERTH_TASK_LEASE_S", "1")
-            .env("BERTH_CLUSTER_TICK_S", "0.01")
-            .env("BERTH_METRICS_INTERVAL_S", "0.2")
-            .env("BERTH_USERS", users_file())
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("berth serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let base = line.trim().rsplit(' ').next().unwrap().to_string();
-        assert!(base.starts_with("http://127.0.0.1:"), "first line: {line:?}");
-        Self { child, base, http: Client::new() }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn get(&self, path: &str, token: &str) -> Response {
-        self.http.get(self.url(path)).bearer_auth(token).send().unwrap()
-    }
-
-    fn post(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.http.post(self.url(path)).bearer_auth(token).json(body).send().unwrap()
-    }
-
-    fn json(&self, path: &str, token: &str) -> Value {
-        let response = self.get(path, token);
-        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-        response.json().unwrap()
-    }
-
-    /// Polls a task until `done` holds for it, or panics after `timeout`.
-    fn wait_task(&self, id: &str, token: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
-            let task = self.json(&format!("/api/v1/training/{id}"), token);
-            if done(&task) {
-                return task;
-            }
-            assert!(start.elapsed() < timeout, "task did not get there in {timeout:?}: {task:#}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A token from `berth token`.
-fn token(role: &str) -> String {
-    token_with(&["--role", role], SECRET)
-}
-
-fn token_with(args: &[&str], secret: &str) -> String {
-    let out = Command::new(BERTH)
-        .args(["token", "--sub", "tester"])
-        .args(args)
-        .env("BERTH_JWT_SECRET", secret)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
+mod common;
+use common::*;
 
 fn create(server: &Server, token: &str, body: Value) -> Value {
     let response = server.post("/api/v1/training", token, &body);
@@ -497,7 +369,7 @@ fn every_operation_of_the_openapi_document_is_routed() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 16);
+    assert_eq!(operations, 20);
 }
 
 #[test]

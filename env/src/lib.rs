@@ -5,6 +5,7 @@
 //! - [`cost`]: the latency model and reward.
 //! - [`VecEnv`]: N copies with auto-reset, seeded per copy. [`CartPole`] for checking agents.
 //! - [`baselines`] and [`oracle`]: what every result is compared with; [`evaluate`] runs them.
+//! - [`plan`]: a deploy's moves, from a policy rolled forward on a copy of the live state.
 //! - [`checker`]: Gymnasium's env checker, ported. [`bench`]: steps per second.
 //! - [`live`] (feature `live`): a real cluster through `kube`: snapshots, moves, workloads.
 
@@ -21,6 +22,7 @@ pub mod gym;
 pub mod live;
 pub mod oracle;
 mod placement_env;
+pub mod plan;
 pub mod scheduler;
 pub mod shipped;
 pub mod vec_env;
@@ -29,5 +31,5 @@ pub use backend::{Backend, SimBackend, Trace};
 pub use cartpole::CartPole;
 pub use error::{Error, Result};
 pub use gym::{BoxSpace, Env, Reset, Step};
-pub use placement_env::{Move, PlacementEnv, TickInfo};
+pub use placement_env::{Move, PlacementEnv, StartState, TickInfo};
 pub use vec_env::VecEnv;

@@ -57,6 +57,17 @@ pub struct Move {
     pub node: usize,
 }
 
+/// Where a live cluster stands, for [`PlacementEnv::reset_at`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartState {
+    /// Node index of each replica, in the scenario's replica order.
+    pub placement: Vec<usize>,
+    /// Whether each node is Ready.
+    pub node_ready: Vec<bool>,
+    /// The tick the day is at (time of day over `tick_s`).
+    pub tick: u32,
+}
+
 /// The placement environment over a backend (the simulator by default).
 #[derive(Debug, Clone)]
 pub struct PlacementEnv {
@@ -510,6 +521,78 @@ impl PlacementEnv {
         self.refresh_dynamic_obs();
         self.info =
             TickInfo { tick: 0, metrics, moves: 0, unavailable_replicas: unavailable, nodes_not_ready: 0 };
+    }
+
+    /// Starts an episode from where a live cluster stands instead of the scenario's start:
+    /// replicas on `from.placement`, nodes Ready as `from.node_ready` says, the clock at
+    /// `from.tick`. The episode's traffic is the backend's for `seed`; its node events are
+    /// dropped, so a plan rolled forward from here assumes the nodes stay as they are.
+    pub fn reset_at(&mut self, seed: u64, from: &StartState) -> Result<Reset<'_, TickInfo>> {
+        let (replicas, nodes) = (self.replica_service.len(), self.node_count());
+        let invalid = |name: &'static str, reason: String| Error::InvalidArgument { name, reason };
+        if from.placement.len() != replicas {
+            return Err(invalid(
+                "placement",
+                format!("{} replicas given, the scenario has {replicas}", from.placement.len()),
+            ));
+        }
+        if from.node_ready.len() != nodes {
+            return Err(invalid(
+                "node_ready",
+                format!("{} nodes given, the scenario has {nodes}", from.node_ready.len()),
+            ));
+        }
+        if from.tick >= self.scenario.episode_ticks {
+            return Err(invalid(
+                "tick",
+                format!("{} is past the episode's {} ticks", from.tick, self.scenario.episode_ticks),
+            ));
+        }
+        for (r, &n) in from.placement.iter().enumerate() {
+            let s = self.replica_service[r];
+            if n >= nodes || self.service_time[s * nodes + n].is_none() {
+                let service = &self.scenario.services[s].name;
+                return Err(invalid(
+                    "placement",
+                    format!("replica {r} of `{service}` cannot run on node index {n}"),
+                ));
+            }
+        }
+        self.reset_state(seed);
+        self.trace.events.clear();
+        self.tick = from.tick;
+        for (r, &n) in from.placement.iter().enumerate() {
+            if self.placement[r] != n {
+                self.unplace(r);
+                self.place(r, n);
+            }
+        }
+        for (n, &ready) in from.node_ready.iter().enumerate() {
+            self.node_ready[n] = ready;
+        }
+        self.not_ready = from.node_ready.iter().filter(|&&ready| !ready).count() as u32;
+        let (base, stride) = self.replica_obs;
+        for r in 0..replicas {
+            self.obs[base + (r + 1) * stride - 1] =
+                if self.node_ready[self.placement[r]] { 0.0 } else { 1.0 };
+        }
+        for n in 0..nodes {
+            self.refresh_mask_column(n);
+            self.refresh_node_obs(n);
+        }
+        self.routing_dirty = true;
+        let dt = self.scenario.tick_s;
+        let end_s = from.tick as f64 * dt;
+        let (metrics, unavailable) = self.score_tick(end_s - dt, end_s);
+        self.refresh_dynamic_obs();
+        self.info = TickInfo {
+            tick: self.tick,
+            metrics,
+            moves: 0,
+            unavailable_replicas: unavailable,
+            nodes_not_ready: self.not_ready,
+        };
+        Ok(Reset { obs: &self.obs, info: self.info })
     }
 
     /// What the tick would cost, with the rates last observed, if `mv` were made and every

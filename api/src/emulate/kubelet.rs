@@ -71,13 +71,15 @@ impl Kubelets {
         cold / self.speed
     }
 
-    /// One pass over the pods bound to `nodes`; `down` are the failed ones.
+    /// One pass over the pods bound to `nodes`; `down` are the failed ones, and pods on
+    /// `stuck` ones are never started.
     pub async fn sync(
         &mut self,
         client: &kube::Client,
         scenario: &Scenario,
         nodes: &HashSet<String>,
         down: &HashSet<String>,
+        stuck: &HashSet<String>,
     ) -> LiveResult<()> {
         let pods = Api::<Pod>::all(client.clone())
             .list(&ListParams::default())
@@ -120,7 +122,7 @@ impl Kubelets {
                 }
                 continue;
             }
-            if ready(pod) {
+            if ready(pod) || stuck.contains(node) {
                 continue;
             }
             seen.insert(uid.clone());

@@ -3,7 +3,9 @@
 //! controller-manager, scheduler), Deployments make real ReplicaSets and pods, the real
 //! scheduler binds them honouring `nodeSelector` and `nvidia.com/gpu`, and this emulator is
 //! only the kubelet: node status and leases, pods Running and Ready after the service's
-//! cold start, and PodMetrics/NodeMetrics from the simulator's load model.
+//! cold start, and PodMetrics/NodeMetrics from the simulator's load model. Annotations on a
+//! Node steer it: `berth.io/emulate-down=true` fails the node, `berth.io/emulate-stuck=true`
+//! keeps its new pods from ever becoming Ready.
 
 mod kubelet;
 mod load;
@@ -139,12 +141,15 @@ async fn emulate(client: &kube::Client, args: &EmulateArgs) -> Result<()> {
                 .map_err(|e| LiveError::kube("list nodes", e))?;
             let names: HashSet<String> =
                 listed.items.iter().filter_map(|n| n.metadata.name.clone()).collect();
-            let down: HashSet<String> = listed
-                .items
-                .iter()
-                .filter(|n| node::is_down(n))
-                .filter_map(|n| n.metadata.name.clone())
-                .collect();
+            let with = |key: &str| -> HashSet<String> {
+                listed
+                    .items
+                    .iter()
+                    .filter(|n| node::flagged(n, key))
+                    .filter_map(|n| n.metadata.name.clone())
+                    .collect()
+            };
+            let (down, stuck) = (with(node::DOWN), with(node::STUCK));
             if beat_at.is_none_or(|t| t.elapsed() >= heartbeat) || down != was_down {
                 for n in scenario.nodes.iter().filter(|n| names.contains(&n.name)) {
                     node::heartbeat(client, n, down.contains(&n.name)).await?;
@@ -152,7 +157,7 @@ async fn emulate(client: &kube::Client, args: &EmulateArgs) -> Result<()> {
                 beat_at = Some(Instant::now());
                 was_down = down.clone();
             }
-            kubelets.sync(client, &scenario, &names, &down).await?;
+            kubelets.sync(client, &scenario, &names, &down, &stuck).await?;
             if metrics_at.is_none_or(|t| t.elapsed() >= metrics_every) {
                 let t_s = args.start_hour * 3600.0 + started.elapsed().as_secs_f64() * args.speed;
                 match load::publish(client, &scenario, &args.namespace, t_s).await {

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 /// Set to `true` on a Node to fail it, removed (or `false`) to bring it back.
 pub const DOWN: &str = "berth.io/emulate-down";
+/// Set to `true` on a Node to make its pods never become Ready (an image that never pulls, a
+/// model that never loads), while the node itself stays Ready.
+pub const STUCK: &str = "berth.io/emulate-stuck";
 /// Marks the nodes the emulator plays.
 pub const EMULATED: &str = "berth.io/emulated";
 /// The field manager of the emulator's writes.
@@ -98,9 +101,9 @@ pub async fn register(client: &kube::Client, scenario: &Scenario) -> LiveResult<
     Ok(())
 }
 
-/// Whether the node carries the [`DOWN`] annotation.
-pub fn is_down(node: &KubeNode) -> bool {
-    node.metadata.annotations.as_ref().and_then(|a| a.get(DOWN)).is_some_and(|v| v == "true")
+/// Whether the node's annotation `key` is `true` ([`DOWN`], [`STUCK`]).
+pub fn flagged(node: &KubeNode, key: &str) -> bool {
+    node.metadata.annotations.as_ref().and_then(|a| a.get(key)).is_some_and(|v| v == "true")
 }
 
 /// Posts the node's status and, while it is up, renews its lease, as a kubelet does every

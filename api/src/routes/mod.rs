@@ -1,6 +1,7 @@
 //! The HTTP API: the router, its shared state, and the bearer-token check every `/api/v1`
 //! route but the token endpoint goes through.
 
+mod deployments;
 mod metrics;
 mod models;
 mod session;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub cluster: Arc<SimCluster>,
     /// Requests per token subject.
     pub limiter: Arc<RateLimiter>,
+    /// The cluster deploys go to (`--live`), if any.
+    pub live: Option<crate::deploy::LiveCluster>,
 }
 
 /// The whole API.
@@ -58,6 +61,10 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::get).delete(models::delete))
         .route("/models/{id}/weights", get(models::weights))
+        .route("/models/{id}/deploy", post(deployments::deploy))
+        .route("/deployments", get(deployments::list))
+        .route("/deployments/{id}", get(deployments::get))
+        .route("/deployments/{id}/rollback", post(deployments::rollback))
         .route("/metrics", get(metrics::current))
         .route("/metrics/history", get(metrics::history))
         .route("/openapi.json", get(openapi));
@@ -152,11 +159,11 @@ pub struct Paging {
     cursor: Option<String>,
     /// Only tasks of this status (training) or models of this agent (models).
     #[serde(alias = "agent")]
-    status: Option<String>,
+    pub(super) status: Option<String>,
 }
 
 impl Paging {
-    fn limit(&self) -> Result<u32, ApiError> {
+    pub(super) fn limit(&self) -> Result<u32, ApiError> {
         match self.limit {
             None => Ok(20),
             Some(n @ 1..=100) => Ok(n),
@@ -164,7 +171,7 @@ impl Paging {
         }
     }
 
-    fn cursor(&self) -> Result<Option<ObjectId>, ApiError> {
+    pub(super) fn cursor(&self) -> Result<Option<ObjectId>, ApiError> {
         self.cursor
             .as_deref()
             .map(|c| {

@@ -1,0 +1,228 @@
+//! Deploys a trained model to the live cluster: read the cluster, plan on a simulated copy
+//! (nothing is touched while planning), then make the moves one at a time, waiting for each;
+//! on any failure or timeout, move back what was moved. Every step goes to the deployment's
+//! document as it happens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_agents::{AgentPolicy, SavedModel, load_agent};
+use berth_core::Scenario;
+use berth_env::live::{LiveError, Mover, Snapshot, workload};
+use berth_env::plan::{PlanLimits, plan};
+use berth_env::{PlacementEnv, StartState};
+use mongodb::bson::DateTime;
+use mongodb::bson::oid::ObjectId;
+
+use crate::store::{DeployStepDoc, DeploymentDoc, ModelDoc, PlannedMoveDoc, Store, StoreError};
+
+/// The live cluster the service deploys to.
+#[derive(Clone)]
+pub struct LiveCluster {
+    /// The client.
+    pub client: kube::Client,
+    /// The namespace of the placed services' Deployments.
+    pub namespace: String,
+    /// How long one move may take.
+    pub move_timeout: Duration,
+    /// Held while a deploy or rollback changes the cluster: one at a time.
+    pub lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Why a deploy could not be planned or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The cluster could not be read or changed.
+    #[error(transparent)]
+    Live(#[from] LiveError),
+    /// The model cannot act on this scenario.
+    #[error("the model cannot be used: {0}")]
+    Model(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The time of day as the scenario's tick.
+fn tick_now(scenario: &Scenario) -> u32 {
+    let seconds_today = (DateTime::now().timestamp_millis() / 1000).rem_euclid(86_400) as f64;
+    ((seconds_today / scenario.tick_s) as u32).min(scenario.episode_ticks - 1)
+}
+
+fn deployment_of(scenario: &Scenario, replica: usize) -> (String, String, u32) {
+    let services = scenario.replica_services();
+    let s = services[replica];
+    let index = replica - services.iter().position(|&x| x == s).unwrap_or(replica);
+    let name = &scenario.services[s].name;
+    (workload::deployment_name(name, index as u32), name.clone(), index as u32)
+}
+
+/// Mean latency the cost model gives the cluster's placement now.
+pub async fn measured_latency(live: &LiveCluster, scenario: &Arc<Scenario>) -> Result<f64, DeployError> {
+    let snapshot = Snapshot::read(&live.client, &live.namespace).await?;
+    let placement = snapshot.placement(scenario)?;
+    let start =
+        StartState { placement: placement.nodes, node_ready: placement.node_ready, tick: tick_now(scenario) };
+    let mut env = PlacementEnv::new(scenario.clone()).map_err(|e| DeployError::Model(e.to_string()))?;
+    env.reset_at(scenario.seed, &start).map_err(|e| DeployError::Model(e.to_string()))?;
+    Ok(env.steady_cost(None).mean_latency_ms)
+}
+
+/// Reads the cluster and plans the model's moves: a new deployment document, not stored.
+pub async fn plan_deploy(
+    live: &LiveCluster,
+    scenario: Arc<Scenario>,
+    model: &ModelDoc,
+    weights: Vec<u8>,
+    limits: PlanLimits,
+    dry_run: bool,
+    requested_by: &str,
+) -> Result<DeploymentDoc, DeployError> {
+    let snapshot = Snapshot::read(&live.client, &live.namespace).await?;
+    let placement = snapshot.placement(&scenario)?;
+    let start = StartState {
+        placement: placement.nodes,
+        node_ready: placement.node_ready,
+        tick: tick_now(&scenario),
+    };
+    let planned = tokio::task::spawn_blocking({
+        let scenario = scenario.clone();
+        move || {
+            let saved = SavedModel::from_bytes(&weights).map_err(|e| e.to_string())?;
+            let mut env = PlacementEnv::new(scenario.clone()).map_err(|e| e.to_string())?;
+            let agent = load_agent(&saved, &env).map_err(|e| e.to_string())?;
+            let mut policy = AgentPolicy::new(agent);
+            plan(&mut env, &mut policy, &start, scenario.seed, limits).map_err(|e| e.to_string())
+        }
+    })
+    .await
+    .map_err(|e| DeployError::Model(e.to_string()))?
+    .map_err(DeployError::Model)?;
+    let moves = planned
+        .moves
+        .iter()
+        .map(|m| {
+            let (deployment, service, replica) = deployment_of(&scenario, m.replica);
+            PlannedMoveDoc {
+                deployment,
+                service,
+                replica,
+                from: scenario.nodes[m.from].name.clone(),
+                to: scenario.nodes[m.to].name.clone(),
+            }
+        })
+        .collect();
+    Ok(DeploymentDoc {
+        id: ObjectId::new(),
+        model_id: model.id,
+        namespace: live.namespace.clone(),
+        dry_run,
+        status: if dry_run { "planned" } else { "running" }.into(),
+        plan: moves,
+        steps: Vec::new(),
+        latency_before_ms: planned.before.mean_latency_ms,
+        latency_planned_ms: planned.after.mean_latency_ms,
+        latency_after_ms: None,
+        error: None,
+        requested_by: requested_by.into(),
+        created_at: DateTime::now(),
+        finished_at: None,
+    })
+}
+
+/// Makes one move and records it; the error, if it failed.
+async fn step(
+    mover: &Mover,
+    store: &Store,
+    doc: &mut DeploymentDoc,
+    action: &str,
+    deployment: &str,
+    to: &str,
+) -> Result<Option<String>, DeployError> {
+    let started = std::time::Instant::now();
+    let error = mover.move_replica(deployment, to).await.err().map(|e| e.to_string());
+    doc.steps.push(DeployStepDoc {
+        action: action.into(),
+        deployment: deployment.into(),
+        to: to.into(),
+        ok: error.is_none(),
+        took_s: started.elapsed().as_secs_f64(),
+        error: error.clone(),
+        at: DateTime::now(),
+    });
+    store.save_deployment(doc).await?;
+    Ok(error)
+}
+
+/// Moves `moves` back to where they came from, newest first; `true` if all went back.
+async fn undo(
+    mover: &Mover,
+    store: &Store,
+    doc: &mut DeploymentDoc,
+    moves: &[PlannedMoveDoc],
+) -> Result<bool, DeployError> {
+    let mut all_back = true;
+    for m in moves.iter().rev() {
+        all_back &= step(mover, store, doc, "rollback", &m.deployment, &m.from).await?.is_none();
+    }
+    Ok(all_back)
+}
+
+async fn finish(
+    live: &LiveCluster,
+    store: &Store,
+    scenario: &Arc<Scenario>,
+    doc: &mut DeploymentDoc,
+    status: &str,
+) -> Result<(), DeployError> {
+    doc.status = status.into();
+    doc.latency_after_ms = measured_latency(live, scenario).await.ok();
+    doc.finished_at = Some(DateTime::now());
+    store.save_deployment(doc).await?;
+    Ok(())
+}
+
+/// Applies a planned deployment (status `running`): one move at a time, each waited for; on
+/// the first failure the moves made so far go back, newest first.
+pub async fn execute(
+    live: LiveCluster,
+    store: Store,
+    scenario: Arc<Scenario>,
+    mut doc: DeploymentDoc,
+) -> Result<(), DeployError> {
+    let _held = live.lock.lock().await;
+    let mut mover = Mover::new(live.client.clone(), &live.namespace);
+    mover.timeout = live.move_timeout;
+    let plan = doc.plan.clone();
+    for (i, m) in plan.iter().enumerate() {
+        if let Some(error) = step(&mover, &store, &mut doc, "move", &m.deployment, &m.to).await? {
+            doc.error = Some(format!("move {} of {} failed: {error}", i + 1, plan.len()));
+            // The failed move may have half-happened (patched, never Ready): undo it too.
+            let back = undo(&mover, &store, &mut doc, &plan[..=i]).await?;
+            if !back {
+                doc.error = doc.error.map(|e| format!("{e}; and a move back failed: see the steps"));
+            }
+            return finish(&live, &store, &scenario, &mut doc, if back { "rolled_back" } else { "failed" })
+                .await;
+        }
+    }
+    finish(&live, &store, &scenario, &mut doc, "succeeded").await
+}
+
+/// Undoes a succeeded deployment: every move back, newest first.
+pub async fn rollback(
+    live: LiveCluster,
+    store: Store,
+    scenario: Arc<Scenario>,
+    mut doc: DeploymentDoc,
+) -> Result<(), DeployError> {
+    let _held = live.lock.lock().await;
+    let mut mover = Mover::new(live.client.clone(), &live.namespace);
+    mover.timeout = live.move_timeout;
+    let plan = doc.plan.clone();
+    let back = undo(&mover, &store, &mut doc, &plan).await?;
+    if !back {
+        doc.error = Some("a move back failed; see the steps".into());
+    }
+    finish(&live, &store, &scenario, &mut doc, if back { "rolled_back" } else { "failed" }).await
+}

@@ -1,0 +1,205 @@
+//! `/api/v1/models/{id}/deploy` and `/api/v1/deployments`: plan a model's moves on the live
+//! cluster, make them (rolled back on any failure), follow and undo them.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use berth_env::live::LiveError;
+use berth_env::plan::PlanLimits;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::training::time_json;
+use super::{ApiQuery, AppState, Caller, Paging, bad_query, page_json, parse_id};
+use crate::auth::Role;
+use crate::deploy::{self, DeployError, LiveCluster};
+use crate::http_error::ApiError;
+use crate::runner::resolve_scenario;
+use crate::store::DeploymentDoc;
+
+/// Statuses a deployment can have.
+const STATUSES: [&str; 5] = ["planned", "running", "succeeded", "rolled_back", "failed"];
+/// Most moves one deploy may make.
+const MAX_MOVES: usize = 50;
+
+/// The body of `POST /models/{id}/deploy` (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// Plan only: return the moves, touch nothing.
+    #[serde(default)]
+    dry_run: bool,
+    /// At most this many moves (1 to 50, default 10).
+    max_moves: Option<usize>,
+    /// Ticks the policy is rolled forward to plan (1 to the scenario's day, default 12).
+    horizon_ticks: Option<u32>,
+}
+
+impl From<DeployError> for ApiError {
+    fn from(error: DeployError) -> Self {
+        match error {
+            DeployError::Store(e) => e.into(),
+            DeployError::Model(reason) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "model_unusable", reason)
+            }
+            DeployError::Live(e @ LiveError::Mismatch { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "cluster_mismatch", e.to_string())
+            }
+            // Kubernetes' own message names the missing right; the operator needs it.
+            DeployError::Live(e @ LiveError::Forbidden { .. }) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "cluster_forbidden", e.to_string())
+            }
+            DeployError::Live(e) => ApiError::new(StatusCode::BAD_GATEWAY, "cluster_error", e.to_string()),
+        }
+    }
+}
+
+fn live(state: &AppState) -> Result<LiveCluster, ApiError> {
+    state.live.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_cluster",
+            "this service has no live cluster: start it with --live (and --kubeconfig)",
+        )
+    })
+}
+
+/// A deployment as the API shows it.
+fn deployment_json(d: DeploymentDoc) -> Value {
+    json!({
+        "id": d.id.to_hex(),
+        "model_id": d.model_id.to_hex(),
+        "namespace": d.namespace,
+        "dry_run": d.dry_run,
+        "status": d.status,
+        "plan": d.plan.iter().map(|m| json!({
+            "deployment": m.deployment, "service": m.service, "replica": m.replica, "from": m.from, "to": m.to,
+        })).collect::<Vec<_>>(),
+        "steps": d.steps.iter().map(|s| json!({
+            "action": s.action, "deployment": s.deployment, "to": s.to, "ok": s.ok, "took_s": s.took_s,
+            "error": s.error, "at": time_json(Some(s.at)),
+        })).collect::<Vec<_>>(),
+        "latency_before_ms": d.latency_before_ms,
+        "latency_planned_ms": d.latency_planned_ms,
+        "latency_after_ms": d.latency_after_ms,
+        "error": d.error,
+        "requested_by": d.requested_by,
+        "created_at": time_json(Some(d.created_at)),
+        "finished_at": time_json(d.finished_at),
+    })
+}
+
+/// `POST /models/{id}/deploy` (admin): plans on a copy of the live state; with `dry_run`
+/// returns the plan (201), else starts making the moves and returns at once (202).
+pub async fn deploy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Admin)?;
+    // An empty body takes every default; otherwise a JSON object whose errors name the field.
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        DeployRequest::default()
+    } else {
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::invalid(if path == "." { "body".into() } else { path }, e.into_inner())
+        })?
+    };
+    let oid = parse_id("model", &id)?;
+    let model = state.store.model(oid).await?.ok_or_else(|| ApiError::not_found("model", &id))?;
+    let scenario = resolve_scenario(&model.scenario).map_err(|e| ApiError::invalid("scenario", e))?;
+    let max_moves = request.max_moves.unwrap_or(10);
+    if !(1..=MAX_MOVES).contains(&max_moves) {
+        return Err(ApiError::invalid("max_moves", format!("must be 1 to {MAX_MOVES}, got {max_moves}")));
+    }
+    let horizon_ticks = request.horizon_ticks.unwrap_or(12);
+    if !(1..=scenario.episode_ticks).contains(&horizon_ticks) {
+        return Err(ApiError::invalid(
+            "horizon_ticks",
+            format!("must be 1 to {} (the scenario's day), got {horizon_ticks}", scenario.episode_ticks),
+        ));
+    }
+    let live = live(&state)?;
+    let weights = state.store.file(model.weights_file).await?;
+    let limits = PlanLimits { horizon_ticks, max_moves };
+    let doc =
+        deploy::plan_deploy(&live, scenario.clone(), &model, weights, limits, request.dry_run, &caller.0.sub)
+            .await?;
+    state.store.insert_deployment(&doc).await?;
+    if request.dry_run {
+        return Ok((StatusCode::CREATED, Json(deployment_json(doc))));
+    }
+    let view = deployment_json(doc.clone());
+    tokio::spawn(finish_in_background(deploy::execute(live, state.store.clone(), scenario, doc)));
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+async fn finish_in_background(work: impl std::future::Future<Output = Result<(), DeployError>>) {
+    if let Err(e) = work.await {
+        eprintln!("berth serve: deploy: {e}");
+    }
+}
+
+/// `GET /deployments?status=&limit=&cursor=`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: ApiQuery<Paging>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let paging = query?.0;
+    if let Some(status) = paging.status.as_deref()
+        && !STATUSES.contains(&status)
+    {
+        return Err(bad_query("status", format!("`{status}` is not one of {}", STATUSES.join(", "))));
+    }
+    let page = state.store.deployments(paging.status.as_deref(), paging.cursor()?, paging.limit()?).await?;
+    Ok(Json(page_json(page, deployment_json)))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<DeploymentDoc, ApiError> {
+    let oid = parse_id("deployment", id)?;
+    state.store.deployment(oid).await?.ok_or_else(|| ApiError::not_found("deployment", id))
+}
+
+/// `GET /deployments/{id}`: the plan, every step so far, the outcome.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(deployment_json(find(&state, &id).await?)))
+}
+
+/// `POST /deployments/{id}/rollback` (admin): moves a succeeded deployment's replicas back.
+pub async fn rollback(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Admin)?;
+    let mut doc = find(&state, &id).await?;
+    if doc.status != "succeeded" {
+        return Err(ApiError::conflict(format!(
+            "only a succeeded deployment can be rolled back; this one is `{}`",
+            doc.status
+        )));
+    }
+    let live = live(&state)?;
+    let model = state
+        .store
+        .model(doc.model_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("model", &doc.model_id.to_hex()))?;
+    let scenario = resolve_scenario(&model.scenario).map_err(|e| ApiError::invalid("scenario", e))?;
+    doc.status = "running".into();
+    doc.finished_at = None;
+    state.store.save_deployment(&doc).await?;
+    let view = deployment_json(doc.clone());
+    tokio::spawn(finish_in_background(deploy::rollback(live, state.store.clone(), scenario, doc)));
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}

@@ -130,7 +130,13 @@ pub async fn plan_deploy(
     })
 }
 
-/// Makes one move and records it; the error, if it failed.
+/// A move that failed, and whether its patch had landed (then the Deployment changed).
+struct Failed {
+    error: String,
+    patched: bool,
+}
+
+/// Makes one move and records it.
 async fn step(
     mover: &Mover,
     store: &Store,
@@ -138,20 +144,27 @@ async fn step(
     action: &str,
     deployment: &str,
     to: &str,
-) -> Result<Option<String>, DeployError> {
+) -> Result<Option<Failed>, DeployError> {
     let started = std::time::Instant::now();
-    let error = mover.move_replica(deployment, to).await.err().map(|e| e.to_string());
+    let failed = match mover.pin(deployment, to).await {
+        Err(e) => Some(Failed { error: e.to_string(), patched: false }),
+        Ok(generation) => mover
+            .wait_ready(deployment, to, generation, started)
+            .await
+            .err()
+            .map(|e| Failed { error: e.to_string(), patched: true }),
+    };
     doc.steps.push(DeployStepDoc {
         action: action.into(),
         deployment: deployment.into(),
         to: to.into(),
-        ok: error.is_none(),
+        ok: failed.is_none(),
         took_s: started.elapsed().as_secs_f64(),
-        error: error.clone(),
+        error: failed.as_ref().map(|f| f.error.clone()),
         at: DateTime::now(),
     });
     store.save_deployment(doc).await?;
-    Ok(error)
+    Ok(failed)
 }
 
 /// Moves `moves` back to where they came from, newest first; `true` if all went back.
@@ -195,10 +208,11 @@ pub async fn execute(
     mover.timeout = live.move_timeout;
     let plan = doc.plan.clone();
     for (i, m) in plan.iter().enumerate() {
-        if let Some(error) = step(&mover, &store, &mut doc, "move", &m.deployment, &m.to).await? {
-            doc.error = Some(format!("move {} of {} failed: {error}", i + 1, plan.len()));
-            // The failed move may have half-happened (patched, never Ready): undo it too.
-            let back = undo(&mover, &store, &mut doc, &plan[..=i]).await?;
+        if let Some(failed) = step(&mover, &store, &mut doc, "move", &m.deployment, &m.to).await? {
+            doc.error = Some(format!("move {} of {} failed: {}", i + 1, plan.len(), failed.error));
+            // A move patched but never Ready is undone too; a refused patch changed nothing.
+            let made = if failed.patched { i + 1 } else { i };
+            let back = undo(&mover, &store, &mut doc, &plan[..made]).await?;
             if !back {
                 doc.error = doc.error.map(|e| format!("{e}; and a move back failed: see the steps"));
             }

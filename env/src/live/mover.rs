@@ -76,6 +76,17 @@ impl Mover {
     pub async fn move_replica(&self, deployment: &str, node: &str) -> LiveResult<MoveDone> {
         let started = Instant::now();
         let generation = self.pin(deployment, node).await?;
+        self.wait_ready(deployment, node, generation, started).await
+    }
+
+    /// Waits, from `started`, for the rollout of a pin to `node` (at `generation`) to finish.
+    pub async fn wait_ready(
+        &self,
+        deployment: &str,
+        node: &str,
+        generation: i64,
+        started: Instant,
+    ) -> LiveResult<MoveDone> {
         loop {
             let rollout = self.rollout(deployment, node, generation).await?;
             if let (true, Some(pod)) = (rollout.done, rollout.pod) {

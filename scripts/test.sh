@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: formatting, lints, then every test of the workspace,
 # with a MongoDB-wire server (scripts/mongodb.sh) for the service's tests and a Kubernetes
 # control plane (scripts/kube-apiserver.sh; built on a machine's first run, about 9 minutes)
-# for the live backend's, each of its own, stopped however the tests end.
+# for the live backend's, each of its own, stopped however the tests end; helm and kubectl
+# (scripts/helm.sh, from npm) for the chart's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,7 @@ cleanup() {
 trap cleanup EXIT
 BERTH_TEST_MONGODB_URI="$(bash scripts/mongodb.sh start | tail -n1)"
 BERTH_TEST_KUBECONFIG="$(bash scripts/kube-apiserver.sh start | tail -n1)"
-export BERTH_TEST_MONGODB_URI BERTH_TEST_KUBECONFIG
+BERTH_TEST_HELM="$(bash scripts/helm.sh | tail -n1)"
+export BERTH_TEST_MONGODB_URI BERTH_TEST_KUBECONFIG BERTH_TEST_HELM
 
 cargo nextest run --locked --workspace --no-fail-fast

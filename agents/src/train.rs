@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use berth_core::Scenario;
 use berth_env::gym::Env;
+use berth_env::replay::ReplayBackend;
 use berth_env::{CartPole, PlacementEnv};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -45,6 +46,8 @@ pub enum Flow {
 pub enum Target {
     /// The placement gym on a scenario.
     Placement(Arc<Scenario>),
+    /// The placement gym on a scenario, its episodes replayed from a live cluster's recording.
+    Replay(Arc<Scenario>, ReplayBackend),
     /// CartPole-v1, to check an algorithm against published results.
     CartPole,
 }
@@ -53,15 +56,23 @@ impl Target {
     /// The name saved with the model.
     pub fn name(&self) -> &str {
         match self {
-            Self::Placement(s) => &s.name,
+            Self::Placement(s) | Self::Replay(s, _) => &s.name,
             Self::CartPole => "cartpole",
+        }
+    }
+
+    /// The scenario of a placement target.
+    pub fn scenario(&self) -> Option<&Arc<Scenario>> {
+        match self {
+            Self::Placement(s) | Self::Replay(s, _) => Some(s),
+            Self::CartPole => None,
         }
     }
 
     /// Steps of one full episode.
     fn episode_len(&self) -> u64 {
         match self {
-            Self::Placement(s) => s.episode_ticks as u64,
+            Self::Placement(s) | Self::Replay(s, _) => s.episode_ticks as u64,
             Self::CartPole => berth_env::cartpole::MAX_STEPS as u64,
         }
     }
@@ -127,6 +138,10 @@ pub fn check_hyperparameters(agent: AgentKind, overrides: &serde_json::Value) ->
 pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress) -> Flow) -> Result<Trained> {
     match &request.target {
         Target::Placement(scenario) => train_on(&mut PlacementEnv::new(scenario.clone())?, request, progress),
+        Target::Replay(scenario, replay) => {
+            let mut env = PlacementEnv::with_backend(scenario.clone(), Box::new(replay.clone()))?;
+            train_on(&mut env, request, progress)
+        }
         Target::CartPole => train_on(&mut CartPole::new(), request, progress),
     }
 }

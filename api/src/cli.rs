@@ -43,6 +43,8 @@ enum Command {
     Restore(crate::serve::RestoreArgs),
     /// Play a scenario's nodes on a real API server (a kubelet emulator), or fail/recover one.
     Emulate(crate::emulate::EmulateArgs),
+    /// Sample a live cluster into a trace file that `berth train --replay` trains on.
+    Record(crate::record::RecordArgs),
     /// Run an experiment file: every scenario, policy and seed, with tables and plots.
     Experiment {
         #[command(subcommand)]
@@ -83,6 +85,10 @@ struct TrainArgs {
     /// Evaluation episodes for the closing comparison.
     #[arg(long, default_value_t = 3)]
     episodes: usize,
+    /// Train on episodes replayed from a live cluster's recording (`berth record --out`)
+    /// instead of the scenario's synthetic traffic.
+    #[arg(long)]
+    replay: Option<PathBuf>,
 }
 
 /// Agents `berth train` knows.
@@ -200,6 +206,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(args) => crate::serve::backup_cmd(args),
         Command::Restore(args) => crate::serve::restore_cmd(args),
         Command::Emulate(args) => crate::emulate::run(args),
+        Command::Record(args) => crate::record::run(args),
         Command::Experiment { what: ExperimentWhat::Run(args) } => experiment_run(args),
         Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
         Command::Bench { what: BenchWhat::Api(args) } => crate::bench_api::run(args),
@@ -281,9 +288,19 @@ fn train(args: TrainArgs) -> Result<()> {
         bail!("--episodes: must be at least 1");
     }
     let target = if args.scenario == "cartpole" {
+        if args.replay.is_some() {
+            bail!("--replay: CartPole has no recordings; give a placement scenario");
+        }
         Target::CartPole
     } else {
-        Target::Placement(shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?)
+        let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
+        match &args.replay {
+            None => Target::Placement(scenario),
+            Some(path) => {
+                let replay = crate::record::read_trace(path, &scenario).context("--replay")?;
+                Target::Replay(scenario, replay)
+            }
+        }
     };
     let hyperparameters = match &args.config {
         None => serde_json::Value::Null,
@@ -294,10 +311,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 .with_context(|| format!("--config: `{}` is not valid TOML", path.display()))?
         }
     };
-    let seed = args.seed.unwrap_or(match &target {
-        Target::Placement(s) => s.seed,
-        Target::CartPole => 0,
-    });
+    let seed = args.seed.unwrap_or(target.scenario().map_or(0, |s| s.seed));
     let request = TrainRequest {
         agent: args.agent.into(),
         target,
@@ -342,7 +356,8 @@ fn train(args: TrainArgs) -> Result<()> {
     );
     let title = format!("{} on {}, seed {seed}", request.agent, request.target.name());
     let curve = args.out.join("learning_curve.png");
-    let Target::Placement(scenario) = &request.target else {
+    // The closing comparison runs on the simulator, a replayed run's included.
+    let Some(scenario) = request.target.scenario() else {
         let mut agent = trained.agent;
         let score = berth_agents::train::cartpole_score(agent.as_mut(), 100, 10_000)?;
         println!("cartpole: mean return {score:.1} over 100 greedy episodes (solved at 475)");

@@ -13,6 +13,7 @@ mod experiment;
 mod http_error;
 mod prometheus;
 mod rate_limit;
+mod record;
 mod routes;
 mod runner;
 mod serve;

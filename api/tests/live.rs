@@ -179,6 +179,54 @@ async fn serves_moves_and_fails_nodes(client: &kube::Client, scenario: &Scenario
     eventually("the node back and serving", Duration::from_secs(30), read, all_serving).await;
 }
 
+/// `berth record` samples the emulated cluster into a trace; `berth train --replay` trains on it.
+fn records_and_trains_on_the_replay(ns: &str) {
+    let dir = std::env::temp_dir().join(format!("berth-live-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("trace.csv");
+    let out = Command::new(BERTH)
+        .args([
+            "record",
+            "--scenario",
+            "gpu-small",
+            "--namespace",
+            ns,
+            "--interval-s",
+            "0.3",
+            "--samples",
+            "4",
+        ])
+        .arg("--out")
+        .arg(&trace)
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("t_s,scale,ready:h100-a-1,"));
+    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|c| c.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        // The emulator's usage is the model's at scale 1; the fit finds about that.
+        assert!((0.8..1.25).contains(&row[1]), "scale {} in {text}", row[1]);
+        assert!(row[2..].iter().all(|&ready| ready == 1.0), "{text}");
+    }
+    let run = dir.join("run");
+    let out = Command::new(BERTH)
+        .args(["train", "--agent", "dqn", "--scenario", "gpu-small", "--steps", "1500", "--episodes", "1"])
+        .arg("--replay")
+        .arg(&trace)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run.join("model.bin").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Where each Deployment is pinned and where its Ready pod runs.
 fn positions(
     rt: &tokio::runtime::Runtime,
@@ -217,6 +265,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
         ],
     );
     let (operator, admin) = (token("operator"), token("admin"));
+    records_and_trains_on_the_replay(ns);
     let response = server.post(
         "/api/v1/training",
         &operator,

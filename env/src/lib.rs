@@ -5,6 +5,7 @@
 //! - [`cost`]: the latency model and reward.
 //! - [`VecEnv`]: N copies with auto-reset, seeded per copy. [`CartPole`] for checking agents.
 //! - [`baselines`] and [`oracle`]: what every result is compared with; [`evaluate`] runs them.
+//! - [`replay`]: the `replay` backend, episodes of what a live cluster recorded.
 //! - [`plan`]: a deploy's moves, from a policy rolled forward on a copy of the live state.
 //! - [`checker`]: Gymnasium's env checker, ported. [`bench`]: steps per second.
 //! - [`live`] (feature `live`): a real cluster through `kube`: snapshots, moves, workloads.
@@ -23,6 +24,7 @@ pub mod live;
 pub mod oracle;
 mod placement_env;
 pub mod plan;
+pub mod replay;
 pub mod scheduler;
 pub mod shipped;
 pub mod vec_env;

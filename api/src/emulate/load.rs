@@ -3,8 +3,7 @@
 //! placement, so `metrics.k8s.io` shows what the scenario would.
 
 use berth_core::Scenario;
-use berth_env::cost::{CostModel, ReplicaView, RoutingTable, Scratch};
-use berth_env::live::{LiveError, LivePlacement, LiveResult, Snapshot, metrics};
+use berth_env::live::{LiveError, LiveResult, Snapshot, metrics, utilisation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -12,27 +11,8 @@ use serde_json::json;
 
 use super::node::MANAGER;
 
-/// Each replica's utilisation ρ (0 when it does not serve) at `t_s` seconds into the day.
-pub fn utilisation(scenario: &Scenario, placement: &LivePlacement, t_s: f64) -> Vec<f64> {
-    let model = CostModel::new(scenario);
-    let replicas: Vec<ReplicaView> = scenario
-        .replica_services()
-        .iter()
-        .zip(&placement.nodes)
-        .zip(&placement.serving)
-        .map(|((&service, &node), &serving)| ReplicaView {
-            service,
-            zone: scenario.nodes[node].zone,
-            service_time_ms: scenario.service_time_ms(service, node).unwrap_or(f64::INFINITY),
-            up: serving && placement.node_ready[node] && scenario.service_time_ms(service, node).is_some(),
-        })
-        .collect();
-    let rates: Vec<f64> = scenario.user_groups.iter().map(|g| g.rate.mean_at(t_s)).collect();
-    let (mut table, mut scratch) = (RoutingTable::default(), Scratch::default());
-    model.route(&replicas, &mut table);
-    model.evaluate(&replicas, &table, &rates, &mut scratch);
-    scratch.utilisation
-}
+/// NodeMetrics annotation: the emulated time of day, seconds since midnight.
+pub const TIME_OF_DAY: &str = "berth.io/time-of-day-s";
 
 /// Writes the PodMetrics of every placed replica in `namespace` and the NodeMetrics of
 /// every scenario node, as at `t_s` seconds into the simulated day.
@@ -44,7 +24,7 @@ pub async fn publish(
 ) -> LiveResult<()> {
     let snapshot = Snapshot::read(client, namespace).await?;
     let placement = snapshot.placement(scenario)?;
-    let rho = utilisation(scenario, &placement, t_s);
+    let rho = utilisation(scenario, &placement, t_s, 1.0);
     let timestamp = json!(Time(Timestamp::now()));
     let apply = PatchParams::apply(MANAGER).force();
     let mut node_cpu = vec![250.0; scenario.nodes.len()];
@@ -81,7 +61,9 @@ pub async fn publish(
         }
         let object = json!({
             "apiVersion": "metrics.k8s.io/v1beta1", "kind": "NodeMetrics",
-            "metadata": {"name": node.name}, "timestamp": timestamp, "window": "30s",
+            // The emulated clock, so a recorder knows the time of day the usage belongs to.
+            "metadata": {"name": node.name, "annotations": {TIME_OF_DAY: format!("{:.0}", t_s.rem_euclid(86_400.0))}},
+            "timestamp": timestamp, "window": "30s",
             "usage": {"cpu": metrics::cpu_quantity(node_cpu[n]), "memory": metrics::memory_quantity(node_memory[n])},
         });
         nodes

@@ -22,6 +22,7 @@ use clap::Args;
 use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
+pub use load::TIME_OF_DAY;
 use node::set_down;
 
 /// `berth emulate`.

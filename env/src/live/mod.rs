@@ -12,6 +12,7 @@
 mod client;
 mod error;
 pub mod labels;
+mod load;
 pub mod metrics;
 mod mover;
 mod snapshot;
@@ -19,5 +20,6 @@ pub mod workload;
 
 pub use client::connect;
 pub use error::{LiveError, LiveResult};
+pub use load::utilisation;
 pub use mover::{MoveDone, Mover};
 pub use snapshot::{LiveNode, LivePlacement, LiveReplica, PodUsage, Snapshot};

@@ -29,6 +29,22 @@ pub struct LiveCluster {
     pub lock: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Proof that this deploy or rollback is the only one changing the cluster.
+pub type Turn = tokio::sync::OwnedMutexGuard<()>;
+
+impl LiveCluster {
+    /// The cluster to change, if no deploy or rollback is changing it now.
+    pub fn turn(&self) -> Option<Turn> {
+        self.lock.clone().try_lock_owned().ok()
+    }
+
+    fn mover(&self) -> Mover {
+        let mut mover = Mover::new(self.client.clone(), &self.namespace);
+        mover.timeout = self.move_timeout;
+        mover
+    }
+}
+
 /// Why a deploy could not be planned or run.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -199,13 +215,12 @@ async fn finish(
 /// the first failure the moves made so far go back, newest first.
 pub async fn execute(
     live: LiveCluster,
+    _turn: Turn,
     store: Store,
     scenario: Arc<Scenario>,
     mut doc: DeploymentDoc,
 ) -> Result<(), DeployError> {
-    let _held = live.lock.lock().await;
-    let mut mover = Mover::new(live.client.clone(), &live.namespace);
-    mover.timeout = live.move_timeout;
+    let mover = live.mover();
     let plan = doc.plan.clone();
     for (i, m) in plan.iter().enumerate() {
         if let Some(failed) = step(&mover, &store, &mut doc, "move", &m.deployment, &m.to).await? {
@@ -226,13 +241,12 @@ pub async fn execute(
 /// Undoes a succeeded deployment: every move back, newest first.
 pub async fn rollback(
     live: LiveCluster,
+    _turn: Turn,
     store: Store,
     scenario: Arc<Scenario>,
     mut doc: DeploymentDoc,
 ) -> Result<(), DeployError> {
-    let _held = live.lock.lock().await;
-    let mut mover = Mover::new(live.client.clone(), &live.namespace);
-    mover.timeout = live.move_timeout;
+    let mover = live.mover();
     let plan = doc.plan.clone();
     let back = undo(&mover, &store, &mut doc, &plan).await?;
     if !back {

@@ -334,6 +334,10 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     let response = server.post(&deploy, &admin, &json!({"max_moves": 3}));
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    // One deploy changes the cluster at a time; a dry run may still look.
+    let busy = server.post(&deploy, &admin, &json!({"max_moves": 3}));
+    assert_eq!(busy.status(), StatusCode::CONFLICT);
+    assert_eq!(server.post(&deploy, &admin, &json!({"dry_run": true})).status(), StatusCode::CREATED);
     let failed = wait_deployment(&server, &id, &admin);
     for node in &all {
         rt.block_on(annotate(client, node, "berth.io/emulate-stuck", false));

@@ -64,6 +64,10 @@ fn live(state: &AppState) -> Result<LiveCluster, ApiError> {
     })
 }
 
+fn busy() -> ApiError {
+    ApiError::conflict("a deploy or rollback is changing the cluster now; try again when it has finished")
+}
+
 /// A deployment as the API shows it.
 fn deployment_json(d: DeploymentDoc) -> Value {
     json!({
@@ -123,6 +127,8 @@ pub async fn deploy(
         ));
     }
     let live = live(&state)?;
+    // Plan and move under one turn, so no other deploy changes the state planned from.
+    let turn = if request.dry_run { None } else { Some(live.turn().ok_or_else(busy)?) };
     let weights = state.store.file(model.weights_file).await?;
     let limits = PlanLimits { horizon_ticks, max_moves };
     let doc =
@@ -133,7 +139,8 @@ pub async fn deploy(
         return Ok((StatusCode::CREATED, Json(deployment_json(doc))));
     }
     let view = deployment_json(doc.clone());
-    tokio::spawn(finish_in_background(deploy::execute(live, state.store.clone(), scenario, doc)));
+    let turn = turn.expect("taken above for a real deploy");
+    tokio::spawn(finish_in_background(deploy::execute(live, turn, state.store.clone(), scenario, doc)));
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
@@ -190,6 +197,7 @@ pub async fn rollback(
         )));
     }
     let live = live(&state)?;
+    let turn = live.turn().ok_or_else(busy)?;
     let model = state
         .store
         .model(doc.model_id)
@@ -200,6 +208,6 @@ pub async fn rollback(
     doc.finished_at = None;
     state.store.save_deployment(&doc).await?;
     let view = deployment_json(doc.clone());
-    tokio::spawn(finish_in_background(deploy::rollback(live, state.store.clone(), scenario, doc)));
+    tokio::spawn(finish_in_background(deploy::rollback(live, turn, state.store.clone(), scenario, doc)));
     Ok((StatusCode::ACCEPTED, Json(view)))
 }

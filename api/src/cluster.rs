@@ -1,17 +1,20 @@
-//! The cluster `/api/v1/metrics` reports on. Until the live backend lands, the source is a
-//! simulated cluster: the gym on a scenario, one tick per `--cluster-tick-s` of wall time,
-//! with the replicas where the scenario starts them. Snapshots are recorded in `metrics` at
-//! an interval for `/api/v1/metrics/history`.
+//! The cluster `/api/v1/metrics` reports on: the live cluster with `--live`, read through
+//! kube (nodes, replicas, the traffic fitted from observed usage, the cost model's latency
+//! for that placement); otherwise a simulated cluster, the gym on a scenario, one tick per
+//! `--cluster-tick-s` of wall time, with the replicas where the scenario starts them.
+//! Snapshots are recorded in `metrics` at an interval for `/api/v1/metrics/history`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_core::Scenario;
+use berth_env::cost::CostModel;
 use berth_env::gym::Env;
 use berth_env::{Error as EnvError, PlacementEnv};
 use mongodb::bson::DateTime;
 use serde::{Deserialize, Serialize};
 
+use crate::deploy::LiveCluster;
 use crate::store::Store;
 
 /// One node at the moment of a snapshot.
@@ -79,7 +82,7 @@ pub struct LatencySnapshot {
 pub struct Snapshot {
     /// When.
     pub timestamp: DateTime,
-    /// `simulator` (later `live`).
+    /// `simulator` or `live`.
     pub source: String,
     /// The scenario the simulator runs.
     pub scenario: String,
@@ -196,12 +199,118 @@ impl SimCluster {
     }
 }
 
+/// The live cluster, described in the terms of the scenario it runs.
+pub struct LiveSource {
+    /// The cluster.
+    pub live: LiveCluster,
+    /// The scenario it runs (`--cluster-scenario`).
+    pub scenario: Arc<Scenario>,
+}
+
+impl LiveSource {
+    async fn snapshot(&self) -> Result<Snapshot, String> {
+        let s = &self.scenario;
+        let seen = crate::record::observe(&self.live.client, s, &self.live.namespace)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let (placement, sample) = (&seen.placement, &seen.sample);
+        let services = s.replica_services();
+        let nodes = s
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(n, node)| {
+                let here = services.iter().zip(&placement.nodes).filter(|&(_, &at)| at == n);
+                let requested = |f: fn(&berth_core::Resources) -> u64| -> u64 {
+                    here.clone().map(|(&svc, _)| f(&s.services[svc].requests)).sum()
+                };
+                NodeSnapshot {
+                    name: node.name.clone(),
+                    zone: s.zones[node.zone].clone(),
+                    ready: placement.node_ready[n],
+                    cpu_requested_millicores: requested(|r| r.cpu_millicores),
+                    cpu_allocatable_millicores: node.allocatable.cpu_millicores,
+                    memory_requested_mib: requested(|r| r.memory_mib),
+                    memory_allocatable_mib: node.allocatable.memory_mib,
+                    gpus_requested: requested(|r| u64::from(r.gpus)) as u32,
+                    gpus: node.gpu.as_ref().map_or(0, |g| g.count),
+                    gpu_model: node.gpu.as_ref().map(|g| g.model.clone()),
+                }
+            })
+            .collect();
+        let replicas = seen
+            .snapshot
+            .replicas
+            .iter()
+            .map(|r| ReplicaSnapshot {
+                service: r.service.clone(),
+                replica: r.replica,
+                node: r.node.clone().or_else(|| r.pinned_to.clone()).unwrap_or_default(),
+            })
+            .collect();
+        let rates: Vec<f64> =
+            s.user_groups.iter().map(|g| g.rate.mean_at(sample.t_s) * sample.scale).collect();
+        let traffic = s
+            .user_groups
+            .iter()
+            .zip(&rates)
+            .map(|(g, &rps)| TrafficSnapshot { group: g.name.clone(), zone: s.zones[g.zone].clone(), rps })
+            .collect();
+        let m = CostModel::new(s).score(&berth_env::live::views(s, placement), &rates);
+        Ok(Snapshot {
+            timestamp: DateTime::now(),
+            source: "live".into(),
+            scenario: s.name.clone(),
+            tick: ((sample.t_s / s.tick_s) as u32).min(s.episode_ticks - 1),
+            nodes,
+            replicas,
+            traffic,
+            latency: LatencySnapshot {
+                mean_ms: m.mean_latency_ms,
+                p95_ms: m.p95_latency_ms,
+                slo_miss: m.slo_miss,
+                offered_rps: m.offered_rps,
+            },
+        })
+    }
+}
+
+/// Where `/api/v1/metrics` looks.
+pub enum ClusterSource {
+    /// The simulated cluster.
+    Sim(Box<SimCluster>),
+    /// The live cluster (`--live`).
+    Live(LiveSource),
+}
+
+impl ClusterSource {
+    /// The cluster now; the error says why the live cluster could not be read.
+    pub async fn snapshot(self: &Arc<Self>) -> Result<Snapshot, String> {
+        match &**self {
+            Self::Sim(_) => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || match &*me {
+                    Self::Sim(sim) => sim.snapshot(),
+                    Self::Live(_) => unreachable!("matched Sim above"),
+                })
+                .await
+                .map_err(|e| e.to_string())
+            }
+            Self::Live(live) => live.snapshot().await,
+        }
+    }
+}
+
 /// Records a snapshot into `metrics` every `every`, for the history route.
-pub async fn record(cluster: Arc<SimCluster>, store: Store, every: Duration) {
+pub async fn record(cluster: Arc<ClusterSource>, store: Store, every: Duration) {
     loop {
-        let snapshot = cluster.snapshot();
-        if let Err(e) = store.insert_snapshot(&snapshot).await {
-            eprintln!("berth serve: recording cluster metrics: {e}");
+        match cluster.snapshot().await {
+            Ok(snapshot) => {
+                if let Err(e) = store.insert_snapshot(&snapshot).await {
+                    eprintln!("berth serve: recording cluster metrics: {e}");
+                }
+            }
+            Err(e) => eprintln!("berth serve: reading the cluster: {e}"),
         }
         tokio::time::sleep(every).await;
     }

@@ -74,8 +74,18 @@ async fn time_of_day(client: &kube::Client) -> Result<f64> {
     Ok(emulated.unwrap_or(utc).rem_euclid(86_400.0))
 }
 
-/// One sample of the cluster.
-async fn sample(client: &kube::Client, scenario: &Scenario, namespace: &str) -> Result<Sample> {
+/// One look at the cluster: what it is, where things run, and the sample a trace keeps.
+pub struct Observation {
+    /// As read.
+    pub snapshot: Snapshot,
+    /// In the scenario's indices.
+    pub placement: LivePlacement,
+    /// Time of day, load scale, Ready nodes.
+    pub sample: Sample,
+}
+
+/// Reads the cluster and fits its load scale.
+pub async fn observe(client: &kube::Client, scenario: &Scenario, namespace: &str) -> Result<Observation> {
     let snapshot = Snapshot::read(client, namespace).await?;
     let placement: LivePlacement = snapshot.placement(scenario)?;
     let t_s = time_of_day(client).await?;
@@ -92,7 +102,9 @@ async fn sample(client: &kube::Client, scenario: &Scenario, namespace: &str) -> 
             predicted.push(model[r]);
         }
     }
-    Ok(Sample { t_s, scale: fit_scale(&seen, &predicted), node_ready: placement.node_ready })
+    let sample =
+        Sample { t_s, scale: fit_scale(&seen, &predicted), node_ready: placement.node_ready.clone() };
+    Ok(Observation { snapshot, placement, sample })
 }
 
 /// Writes samples as the trace file: `t_s`, `scale`, and `ready:<node>` (1 or 0) per node.
@@ -166,7 +178,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             if i > 0 {
                 tokio::time::sleep(Duration::from_secs_f64(args.interval_s)).await;
             }
-            samples.push(sample(&client, &scenario, &args.namespace).await?);
+            samples.push(observe(&client, &scenario, &args.namespace).await?.sample);
             bar.inc(1);
         }
         Ok::<_, anyhow::Error>(samples)

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::auth::{Jwt, KeyMaterial, Role, Users, hash_password};
-use crate::cluster::{SimCluster, record};
+use crate::cluster::{ClusterSource, LiveSource, SimCluster, record};
 use crate::deploy::LiveCluster;
 use crate::prometheus::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -82,8 +82,8 @@ pub struct ServeArgs {
     /// over this long after the runner stopped.
     #[arg(long, env = "BERTH_TASK_LEASE_S", default_value_t = 30.0)]
     task_lease_s: f64,
-    /// Scenario of the simulated cluster `/api/v1/metrics` reports on (a shipped name or a
-    /// YAML file), until a live cluster is configured.
+    /// Scenario of the cluster `/api/v1/metrics` reports on (a shipped name or a YAML
+    /// file): the one simulated, or with `--live` the one the live cluster runs.
     #[arg(long, env = "BERTH_CLUSTER_SCENARIO", default_value = "gpu-small")]
     cluster_scenario: String,
     /// Wall-clock seconds per simulated tick of that cluster.
@@ -190,16 +190,22 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     }
     let scenario = berth_env::shipped::load(&args.cluster_scenario)
         .map_err(|e| anyhow::anyhow!("--cluster-scenario (BERTH_CLUSTER_SCENARIO): {e}"))?;
-    let cluster = Arc::new(SimCluster::new(scenario, Duration::from_secs_f64(args.cluster_tick_s))?);
+    let sim = SimCluster::new(scenario.clone(), Duration::from_secs_f64(args.cluster_tick_s))?;
     let jwt = args.jwt.jwt()?;
     let users = match &args.users {
         Some(path) => Users::load(path)?,
         None => Users::default(),
     };
-    runtime()?.block_on(run(args, jwt, users, cluster))
+    runtime()?.block_on(run(args, jwt, users, sim, scenario))
 }
 
-async fn run(args: ServeArgs, jwt: Jwt, users: Users, cluster: Arc<SimCluster>) -> Result<()> {
+async fn run(
+    args: ServeArgs,
+    jwt: Jwt,
+    users: Users,
+    sim: SimCluster,
+    scenario: Arc<berth_core::Scenario>,
+) -> Result<()> {
     let store = args.db.store().await?;
     let live = if args.live {
         let client = berth_env::live::connect(args.kubeconfig.as_deref())
@@ -222,6 +228,10 @@ async fn run(args: ServeArgs, jwt: Jwt, users: Users, cluster: Arc<SimCluster>) 
         metrics.clone(),
     );
     runner.start();
+    let cluster = Arc::new(match &live {
+        Some(live) => ClusterSource::Live(LiveSource { live: live.clone(), scenario }),
+        None => ClusterSource::Sim(Box::new(sim)),
+    });
     tokio::spawn(record(cluster.clone(), store.clone(), Duration::from_secs_f64(args.metrics_interval_s)));
     let state = AppState {
         store,

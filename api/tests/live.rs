@@ -280,6 +280,21 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     let deploy = format!("/api/v1/models/{}/deploy", task["model_id"].as_str().unwrap());
     let before = positions(rt, client, ns);
 
+    // /api/v1/metrics reads the live cluster: its replicas where they run, traffic fitted
+    // from the usage the emulator publishes, the cost model's latency for that placement.
+    let now = server.json("/api/v1/metrics", &operator);
+    assert_eq!(now["source"], "live", "{now:#}");
+    assert_eq!(now["nodes"].as_array().unwrap().len(), 8);
+    for r in now["replicas"].as_array().unwrap() {
+        let name = format!("{}-{}", r["service"].as_str().unwrap(), r["replica"]);
+        assert_eq!(before[&name].1.as_deref(), r["node"].as_str(), "{name}");
+    }
+    assert!(now["traffic"].as_array().unwrap().iter().all(|g| g["rps"].as_f64().unwrap() > 0.0), "{now:#}");
+    assert!(now["latency"]["mean_ms"].as_f64().unwrap() > 0.0, "{now:#}");
+    let gpus: u64 =
+        now["nodes"].as_array().unwrap().iter().map(|n| n["gpus_requested"].as_u64().unwrap()).sum();
+    assert_eq!(gpus, 2, "{now:#}");
+
     // Operators train; only admins deploy. Bad input names the field.
     assert_eq!(server.post(&deploy, &operator, &json!({})).status(), StatusCode::FORBIDDEN);
     let refused = server.post(&deploy, &admin, &json!({"max_moves": 0}));

@@ -14,9 +14,12 @@ use crate::http_error::ApiError;
 /// `GET /metrics`: nodes, replicas, traffic and latency of the configured cluster source.
 pub async fn current(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let cluster = state.cluster.clone();
-    let snapshot = tokio::task::spawn_blocking(move || cluster.snapshot()).await.map_err(|_| {
-        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "the cluster source failed")
+    let snapshot = state.cluster.snapshot().await.map_err(|reason| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "cluster_error",
+            format!("cannot read the cluster: {reason}"),
+        )
     })?;
     Ok(Json(snapshot_json(&snapshot)))
 }

@@ -20,7 +20,7 @@ use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 
 use crate::auth::{Claims, Jwt, Role, Users};
-use crate::cluster::SimCluster;
+use crate::cluster::ClusterSource;
 use crate::http_error::ApiError;
 use crate::prometheus::{self, Metrics};
 use crate::rate_limit::RateLimiter;
@@ -43,7 +43,7 @@ pub struct AppState {
     /// Request and training figures for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The cluster `/api/v1/metrics` reports on.
-    pub cluster: Arc<SimCluster>,
+    pub cluster: Arc<ClusterSource>,
     /// Requests per token subject.
     pub limiter: Arc<RateLimiter>,
     /// The cluster deploys go to (`--live`), if any.

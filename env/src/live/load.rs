@@ -11,7 +11,17 @@ use crate::cost::{CostModel, ReplicaView, RoutingTable, Scratch};
 /// most 1, a saturated replica).
 pub fn utilisation(scenario: &Scenario, placement: &LivePlacement, t_s: f64, scale: f64) -> Vec<f64> {
     let model = CostModel::new(scenario);
-    let replicas: Vec<ReplicaView> = scenario
+    let replicas = views(scenario, placement);
+    let rates: Vec<f64> = scenario.user_groups.iter().map(|g| g.rate.mean_at(t_s) * scale).collect();
+    let (mut table, mut scratch) = (RoutingTable::default(), Scratch::default());
+    model.route(&replicas, &mut table);
+    model.evaluate(&replicas, &table, &rates, &mut scratch);
+    scratch.utilisation
+}
+
+/// The replicas as the cost model sees them: serving where their pod is Ready on a Ready node.
+pub fn views(scenario: &Scenario, placement: &LivePlacement) -> Vec<ReplicaView> {
+    scenario
         .replica_services()
         .iter()
         .zip(&placement.nodes)
@@ -22,10 +32,5 @@ pub fn utilisation(scenario: &Scenario, placement: &LivePlacement, t_s: f64, sca
             service_time_ms: scenario.service_time_ms(service, node).unwrap_or(f64::INFINITY),
             up: serving && placement.node_ready[node] && scenario.service_time_ms(service, node).is_some(),
         })
-        .collect();
-    let rates: Vec<f64> = scenario.user_groups.iter().map(|g| g.rate.mean_at(t_s) * scale).collect();
-    let (mut table, mut scratch) = (RoutingTable::default(), Scratch::default());
-    model.route(&replicas, &mut table);
-    model.evaluate(&replicas, &table, &rates, &mut scratch);
-    scratch.utilisation
+        .collect()
 }

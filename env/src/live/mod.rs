@@ -20,6 +20,6 @@ pub mod workload;
 
 pub use client::connect;
 pub use error::{LiveError, LiveResult};
-pub use load::utilisation;
+pub use load::{utilisation, views};
 pub use mover::{MoveDone, Mover};
 pub use snapshot::{LiveNode, LivePlacement, LiveReplica, PodUsage, Snapshot};

@@ -77,6 +77,17 @@ pub struct LatencySnapshot {
     pub offered_rps: f64,
 }
 
+impl From<berth_env::cost::TickMetrics> for LatencySnapshot {
+    fn from(m: berth_env::cost::TickMetrics) -> Self {
+        Self {
+            mean_ms: m.mean_latency_ms,
+            p95_ms: m.p95_latency_ms,
+            slo_miss: m.slo_miss,
+            offered_rps: m.offered_rps,
+        }
+    }
+}
+
 /// The cluster at one moment, as stored in `metrics`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -189,12 +200,7 @@ impl SimCluster {
             nodes,
             replicas,
             traffic,
-            latency: LatencySnapshot {
-                mean_ms: m.mean_latency_ms,
-                p95_ms: m.p95_latency_ms,
-                slo_miss: m.slo_miss,
-                offered_rps: m.offered_rps,
-            },
+            latency: LatencySnapshot::from(m),
         }
     }
 }
@@ -265,12 +271,7 @@ impl LiveSource {
             nodes,
             replicas,
             traffic,
-            latency: LatencySnapshot {
-                mean_ms: m.mean_latency_ms,
-                p95_ms: m.p95_latency_ms,
-                slo_miss: m.slo_miss,
-                offered_rps: m.offered_rps,
-            },
+            latency: LatencySnapshot::from(m),
         })
     }
 }

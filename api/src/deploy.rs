@@ -66,11 +66,9 @@ fn tick_now(scenario: &Scenario) -> u32 {
 }
 
 fn deployment_of(scenario: &Scenario, replica: usize) -> (String, String, u32) {
-    let services = scenario.replica_services();
-    let s = services[replica];
-    let index = replica - services.iter().position(|&x| x == s).unwrap_or(replica);
+    let (s, index) = scenario.replica_keys()[replica];
     let name = &scenario.services[s].name;
-    (workload::deployment_name(name, index as u32), name.clone(), index as u32)
+    (workload::deployment_name(name, index), name.clone(), index)
 }
 
 /// Mean latency the cost model gives the cluster's placement now.

@@ -91,10 +91,8 @@ pub async fn observe(client: &kube::Client, scenario: &Scenario, namespace: &str
     let t_s = time_of_day(client).await?;
     let model = utilisation(scenario, &placement, t_s, 1.0);
     let (mut seen, mut predicted) = (Vec::new(), Vec::new());
-    let services = scenario.replica_services();
-    for (r, &s) in services.iter().enumerate() {
+    for (r, (s, index)) in scenario.replica_keys().into_iter().enumerate() {
         let service = &scenario.services[s];
-        let index = (r - services.iter().position(|&x| x == s).unwrap_or(r)) as u32;
         let Some(pod) = snapshot.replica(&service.name, index).and_then(|l| l.pod.clone()) else { continue };
         let Some(usage) = snapshot.usage.iter().find(|u| u.pod == pod) else { continue };
         if placement.serving[r] {

@@ -384,6 +384,12 @@ impl Scenario {
             .collect()
     }
 
+    /// `(service, index within the service)` of every replica, in replica order: the
+    /// `berth.io/service` and `berth.io/replica` of its Deployment on a cluster.
+    pub fn replica_keys(&self) -> Vec<(usize, u32)> {
+        self.services.iter().enumerate().flat_map(|(s, svc)| (0..svc.replicas).map(move |i| (s, i))).collect()
+    }
+
     /// Finds a node by name.
     pub fn node_index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use berth_core::Scenario;
-use berth_env::live::{LiveError, LiveResult, labels};
+use berth_env::live::{LiveError, LiveResult, labels, pod_ready};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -23,13 +23,6 @@ pub struct Kubelets {
     /// Simulated seconds per wall-clock second: cold starts are this much shorter.
     speed: f64,
     next_ip: u32,
-}
-
-fn ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn pod_status(pod: &Pod, is_ready: bool, ip: &str) -> Value {
@@ -115,14 +108,14 @@ impl Kubelets {
             });
             let action = format!("update the status of pod `{namespace}/{name}`");
             if down.contains(node) {
-                if ready(pod) {
+                if pod_ready(pod) {
                     api.patch_status(&name, &params, &Patch::Merge(pod_status(pod, false, &ip)))
                         .await
                         .map_err(|e| LiveError::kube(&action, e))?;
                 }
                 continue;
             }
-            if ready(pod) || stuck.contains(node) {
+            if pod_ready(pod) || stuck.contains(node) {
                 continue;
             }
             seen.insert(uid.clone());

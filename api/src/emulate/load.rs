@@ -30,11 +30,9 @@ pub async fn publish(
     let mut node_cpu = vec![250.0; scenario.nodes.len()];
     let mut node_memory = vec![1024.0; scenario.nodes.len()];
     let pods = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &metrics::pod_metrics());
-    let replica_service = scenario.replica_services();
-    for (r, &s) in replica_service.iter().enumerate() {
+    for (r, (s, index)) in scenario.replica_keys().into_iter().enumerate() {
         let service = &scenario.services[s];
-        let index = r - replica_service.iter().position(|&x| x == s).unwrap_or(r);
-        let Some(live) = snapshot.replica(&service.name, index as u32) else { continue };
+        let Some(live) = snapshot.replica(&service.name, index) else { continue };
         let (Some(pod), true) = (live.pod.as_ref(), live.ready) else { continue };
         let cpu = service.requests.cpu_millicores as f64 * (0.05 + 0.95 * rho[r]);
         let memory = service.requests.memory_mib as f64 * 0.8;

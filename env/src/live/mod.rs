@@ -22,4 +22,4 @@ pub use client::connect;
 pub use error::{LiveError, LiveResult};
 pub use load::{utilisation, views};
 pub use mover::{MoveDone, Mover};
-pub use snapshot::{LiveNode, LivePlacement, LiveReplica, PodUsage, Snapshot};
+pub use snapshot::{LiveNode, LivePlacement, LiveReplica, PodUsage, Snapshot, pod_ready};

@@ -104,7 +104,7 @@ fn live_node(node: &Node) -> LiveNode {
 }
 
 /// Whether the pod's `Ready` condition is `True`.
-pub(crate) fn pod_ready(pod: &Pod) -> bool {
+pub fn pod_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

@@ -51,6 +51,21 @@ pub struct DqnConfig {
     /// large errors of terminal transitions count no more than ordinary ones, and Q-values
     /// then drift up: 1 diverged on CartPole with CleanRL's settings, 10 does not.
     pub huber_delta: f64,
+    /// α of advantage learning (Bellemare et al., 2016): each target is lowered by α times
+    /// how far the taken action falls short of the best one, which widens the gap between
+    /// the best action and the rest by `1 / (1 - α)`. On a placement the gap between holding
+    /// and a pointless move is the move penalty, far below the network's error on Q-values
+    /// of a whole day, so without it the argmax moves almost every tick. 0 is plain DQN.
+    pub action_gap: f64,
+    /// A dueling network (a value head beside the advantage head): rewards here carry
+    /// noise from traffic and node failures that every action shares, and a plain network
+    /// spreads it over the actions' outputs unevenly, so the argmax chases it.
+    pub dueling: bool,
+    /// Share of the exploratory (ε) actions that keep the placement, in an env with a keep
+    /// action (the rest are uniform over the allowed actions). With uniform exploration a
+    /// policy that moves every tick is hardly ever shown what keeping earns, and random walks
+    /// scramble the placement. Envs without a keep action (CartPole) explore uniformly.
+    pub explore_keep: f64,
 }
 
 impl Default for DqnConfig {
@@ -68,11 +83,20 @@ impl Default for DqnConfig {
             hidden: 64,
             max_grad_norm: 10.0,
             huber_delta: 10.0,
+            action_gap: 0.99,
+            dueling: true,
+            explore_keep: 0.9,
         }
     }
 }
 
 impl DqnConfig {
+    /// CleanRL's dqn.py (a plain network, no advantage learning): the defaults on CartPole,
+    /// where berth checks the algorithm against published results.
+    pub fn cleanrl() -> Self {
+        Self { action_gap: 0.0, dueling: false, ..Self::default() }
+    }
+
     /// Checks every field's range.
     pub fn validate(&self) -> Result<()> {
         let bad = |name: &str, reason: &str| Err(Error::Config { name: name.into(), reason: reason.into() });
@@ -99,6 +123,12 @@ impl DqnConfig {
         }
         if self.max_grad_norm.is_nan() || self.max_grad_norm <= 0.0 {
             return bad("max_grad_norm", "must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.explore_keep) {
+            return bad("explore_keep", "must be in [0, 1]");
+        }
+        if !(0.0..1.0).contains(&self.action_gap) {
+            return bad("action_gap", "must be in [0, 1)");
         }
         Ok(())
     }
@@ -127,6 +157,32 @@ pub fn double_dqn_targets(
             let row = i * actions..(i + 1) * actions;
             let best = masked_argmax(&online_next[row.clone()], &next_masks[row]);
             rewards[i] + gamma * target_next[i * actions + best]
+        })
+        .collect()
+}
+
+/// Advantage-learning targets: each of `targets` less `alpha · (max_{b allowed} Q(s, b) -
+/// Q(s, a))`, with `Q` the target network's values of the states the actions were taken in.
+///
+/// # Shapes
+/// - `target_now`, `masks`: `[batch * actions]`, row-major
+/// - `actions`, `targets`, output: `[batch]`
+pub fn advantage_learning_targets(
+    targets: Vec<f32>,
+    target_now: &[f32],
+    masks: &[bool],
+    actions: &[usize],
+    alpha: f32,
+) -> Vec<f32> {
+    let width = target_now.len() / actions.len().max(1);
+    targets
+        .into_iter()
+        .zip(actions)
+        .enumerate()
+        .map(|(i, (y, &a))| {
+            let row = &target_now[i * width..(i + 1) * width];
+            let best = row[masked_argmax(row, &masks[i * width..(i + 1) * width])];
+            y - alpha * (best - row[a]).max(0.0)
         })
         .collect()
 }
@@ -166,6 +222,7 @@ struct Replay {
     len: usize,
     next: usize,
     obs: Vec<f32>,
+    masks: Vec<bool>,
     next_obs: Vec<f32>,
     next_masks: Vec<bool>,
     action: Vec<usize>,
@@ -182,6 +239,7 @@ impl Replay {
             len: 0,
             next: 0,
             obs: vec![0.0; capacity * obs_len],
+            masks: vec![false; capacity * actions],
             next_obs: vec![0.0; capacity * obs_len],
             next_masks: vec![false; capacity * actions],
             action: vec![0; capacity],
@@ -194,6 +252,7 @@ impl Replay {
     fn push(
         &mut self,
         obs: &[f32],
+        mask: &[bool],
         action: usize,
         reward: f64,
         next_obs: &[f32],
@@ -203,6 +262,7 @@ impl Replay {
         let i = self.next;
         let (o, a) = (self.obs_len, self.actions);
         self.obs[i * o..(i + 1) * o].copy_from_slice(obs);
+        self.masks[i * a..(i + 1) * a].copy_from_slice(mask);
         self.next_obs[i * o..(i + 1) * o].copy_from_slice(next_obs);
         self.next_masks[i * a..(i + 1) * a].copy_from_slice(next_mask);
         self.action[i] = action;
@@ -219,20 +279,30 @@ pub struct DqnAgent {
     devices: Devices,
     obs_len: usize,
     epsilon: f64,
+    /// The env's keep action and the share of exploratory actions that take it.
+    explore_keep: Option<(usize, f64)>,
     rng: Rng,
 }
 
 impl DqnAgent {
-    fn q_values(&self, obs: &[f32]) -> Vec<f32> {
+    /// Q-values of every action in `obs`.
+    pub fn q_values(&self, obs: &[f32]) -> Vec<f32> {
         values(self.net.forward(matrix(obs, 1, self.obs_len, &self.devices.plain)))
     }
 
-    /// Rebuilds an agent from [`Agent::weights`].
-    pub fn from_weights(bytes: &[u8], shape: NetworkShape) -> Result<Self> {
+    /// Rebuilds an agent from [`Agent::weights`] of a network trained with `config`.
+    pub fn from_weights(bytes: &[u8], shape: NetworkShape, config: &DqnConfig) -> Result<Self> {
         let devices = Devices::cpu();
         let record = record_from_bytes(bytes, "DQN")?;
-        let net = Mlp::new(shape.inputs, shape.hidden, shape.outputs, &devices.plain).load_record(record);
-        Ok(Self { net, devices, obs_len: shape.inputs, epsilon: 0.0, rng: Rng::derive(shape.seed, 0xd9) })
+        let net = q_network(shape.inputs, config, shape.outputs, &devices.plain).load_record(record);
+        Ok(Self {
+            net,
+            devices,
+            obs_len: shape.inputs,
+            epsilon: 0.0,
+            explore_keep: None,
+            rng: Rng::derive(shape.seed, 0xd9),
+        })
     }
 }
 
@@ -243,6 +313,12 @@ impl Agent for DqnAgent {
 
     fn act(&mut self, obs: &[f32], mask: &[bool], mode: ActMode) -> usize {
         if mode == ActMode::Explore && self.rng.next_f64() < self.epsilon {
+            if let Some((keep, share)) = self.explore_keep
+                && mask[keep]
+                && self.rng.next_f64() < share
+            {
+                return keep;
+            }
             return random_allowed(mask, &mut self.rng);
         }
         masked_argmax(&self.q_values(obs), mask)
@@ -250,6 +326,15 @@ impl Agent for DqnAgent {
 
     fn weights(&self) -> Vec<u8> {
         self.net.clone().into_record().into_bytes().expect("records serialise").to_vec()
+    }
+}
+
+/// The Q-network `config` asks for.
+fn q_network(inputs: usize, config: &DqnConfig, actions: usize, device: &Device) -> Mlp {
+    if config.dueling {
+        Mlp::dueling(inputs, config.hidden, actions, device)
+    } else {
+        Mlp::new(inputs, config.hidden, actions, device)
     }
 }
 
@@ -266,7 +351,7 @@ pub fn train<E: Env>(
     config.validate()?;
     let devices = devices.clone();
     let (obs_len, actions) = (env.observation_space().len(), env.action_count());
-    let mut online = seeded(&devices, seed, || Mlp::new(obs_len, config.hidden, actions, &devices.train));
+    let mut online = seeded(&devices, seed, || q_network(obs_len, config, actions, &devices.train));
     let mut target = online.clone().valid();
     let mut optimizer = AdamConfig::new()
         .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm as f32)))
@@ -276,6 +361,7 @@ pub fn train<E: Env>(
         devices: devices.clone(),
         obs_len,
         epsilon: 1.0,
+        explore_keep: env.keep_action().map(|keep| (keep, config.explore_keep)),
         rng: Rng::derive(seed, 0xd9),
     };
     let mut replay = Replay::new(config.buffer_size, obs_len, actions);
@@ -293,7 +379,7 @@ pub fn train<E: Env>(
         let s = env.step(action)?;
         let (reward, terminated, truncated) = (s.reward, s.terminated, s.truncated);
         let next = s.obs.to_vec();
-        replay.push(&obs, action, reward, &next, env.action_mask(), terminated);
+        replay.push(&obs, &mask, action, reward, &next, env.action_mask(), terminated);
         window.step(reward, terminated || truncated);
         obs = next;
         if terminated || truncated {
@@ -307,10 +393,10 @@ pub fn train<E: Env>(
             let next_obs = matrix(&gather(&replay.next_obs, obs_len), b, obs_len, &devices.plain);
             let online_next = values(agent.net.forward(next_obs.clone()));
             let target_next = values(target.forward(next_obs));
-            let masks: Vec<bool> = idx
-                .iter()
-                .flat_map(|&i| replay.next_masks[i * actions..(i + 1) * actions].iter().copied())
-                .collect();
+            let gather_masks = |src: &[bool]| -> Vec<bool> {
+                idx.iter().flat_map(|&i| src[i * actions..(i + 1) * actions].iter().copied()).collect()
+            };
+            let masks = gather_masks(&replay.next_masks);
             let rewards: Vec<f32> = idx.iter().map(|&i| replay.reward[i]).collect();
             let terminal: Vec<bool> = idx.iter().map(|&i| replay.terminated[i]).collect();
             let y = double_dqn_targets(
@@ -321,15 +407,17 @@ pub fn train<E: Env>(
                 &terminal,
                 config.gamma as f32,
             );
-            let (next_online, loss, q_mean) = learn(
-                online,
-                &mut optimizer,
-                config,
-                &gather(&replay.obs, obs_len),
-                &idx.iter().map(|&i| replay.action[i]).collect::<Vec<_>>(),
-                y,
-                &devices,
-            );
+            let batch_obs = gather(&replay.obs, obs_len);
+            let taken: Vec<usize> = idx.iter().map(|&i| replay.action[i]).collect();
+            let y = if config.action_gap > 0.0 {
+                let target_now = values(target.forward(matrix(&batch_obs, b, obs_len, &devices.plain)));
+                let now_masks = gather_masks(&replay.masks);
+                advantage_learning_targets(y, &target_now, &now_masks, &taken, config.action_gap as f32)
+            } else {
+                y
+            };
+            let (next_online, loss, q_mean) =
+                learn(online, &mut optimizer, config, &batch_obs, &taken, y, &devices);
             online = next_online;
             window.learned(loss, q_mean);
             agent.net = online.valid();
@@ -372,6 +460,19 @@ mod tests {
     }
 
     #[test]
+    fn advantage_learning_lowers_only_the_targets_of_actions_short_of_the_best() {
+        // Two transitions, three actions; Q of the states the actions were taken in.
+        let target_now = [1.0, 4.0, 2.0, 7.0, 3.0, 5.0];
+        // Row 1's action 0 (Q 7) is masked: its best allowed is action 2 (Q 5).
+        let masks = [true, true, true, false, true, true];
+        let y = advantage_learning_targets(vec![10.0, 10.0], &target_now, &masks, &[1, 1], 0.5);
+        // Row 0 took its best action: unchanged. Row 1 fell 5 - 3 = 2 short: lowered by 0.5 * 2.
+        assert_eq!(y, vec![10.0, 9.0]);
+        let y = advantage_learning_targets(vec![10.0, 10.0], &target_now, &masks, &[0, 2], 0.5);
+        assert_eq!(y, vec![10.0 - 0.5 * 3.0, 10.0]);
+    }
+
+    #[test]
     fn a_gradient_step_moves_q_toward_its_target() {
         let devices = Devices::cpu();
         let mut net = Mlp::new(2, 16, 3, &devices.train);
@@ -394,8 +495,9 @@ mod tests {
     #[test]
     fn hard_and_soft_target_updates() {
         let devices = Devices::cpu();
-        let a = Mlp::new(3, 4, 2, &devices.plain);
-        let b = Mlp::new(3, 4, 2, &devices.plain);
+        // Dueling networks, so the value head is blended too.
+        let a = Mlp::dueling(3, 4, 2, &devices.plain);
+        let b = Mlp::dueling(3, 4, 2, &devices.plain);
         let x = matrix(&[0.1, 0.2, 0.3], 1, 3, &devices.plain);
         let (ya, yb) = (values(a.forward(x.clone())), values(b.forward(x.clone())));
         let copied = b.clone().soft_update(&a, 1.0);
@@ -409,15 +511,18 @@ mod tests {
     fn weights_round_trip_gives_identical_actions() {
         let devices = Devices::cpu();
         let mut agent = DqnAgent {
-            net: Mlp::new(3, 8, 4, &devices.plain),
+            net: Mlp::dueling(3, 8, 4, &devices.plain),
             devices,
             obs_len: 3,
             epsilon: 0.0,
+            explore_keep: None,
             rng: Rng::new(1),
         };
+        let config = DqnConfig { hidden: 8, ..Default::default() };
         let mut loaded = DqnAgent::from_weights(
             &agent.weights(),
             NetworkShape { inputs: 3, hidden: 8, outputs: 4, seed: 1 },
+            &config,
         )
         .unwrap();
         let obs = [0.3, -0.2, 0.9];

@@ -6,6 +6,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use burn::tensor::activation::{relu, tanh};
 
 /// The device training and acting use, picked once by the binary.
@@ -97,20 +98,62 @@ pub fn record_from_bytes(bytes: &[u8], what: &str) -> Result<burn::store::Module
         .map_err(|e| crate::Error::BadModel(format!("{what} weights: {e}")))
 }
 
-/// A two-hidden-layer perceptron, with ReLU (DQN) or tanh (PPO) between layers.
+/// A two-hidden-layer perceptron, with ReLU (DQN) or tanh (PPO) between layers, and for a
+/// dueling Q-network a second head for the state's value.
 #[derive(Module, Debug)]
 pub struct Mlp {
     l1: Linear,
     l2: Linear,
     out: Linear,
+    /// The dueling network's value head: the output is then `V(s) + A(s, a) - mean_a A(s, a)`
+    /// (Wang et al., 2016), so what all actions share is learnt once and `out` learns only how
+    /// the actions differ.
+    value: Option<Linear>,
     tanh: bool,
 }
 
 /// A linear layer with orthogonal weights of `gain` and zero bias (CleanRL's `layer_init`).
 fn orthogonal(inputs: usize, outputs: usize, gain: f64, device: &Device) -> Linear {
     Linear {
-        weight: Initializer::Orthogonal { gain }.init([inputs, outputs], device),
+        weight: Param::from_tensor(orthogonal_weights(inputs, outputs, gain, device)),
         bias: Some(Initializer::Zeros.init([outputs], device)),
+    }
+}
+
+/// Orthogonal `[inputs, outputs]` weights times `gain`, distributed as torch's `orthogonal_`
+/// draws them: orthonormal rows or columns, whichever are fewer, from Gram–Schmidt over that
+/// side. burn's initialiser takes a QR that builds the full square Q of the longer side:
+/// 200,001² floats for PPO's actor on gpu-large, which aborted the run.
+pub fn orthogonal_weights(inputs: usize, outputs: usize, gain: f64, device: &Device) -> Tensor<2> {
+    let (fewer, longer) = (inputs.min(outputs), inputs.max(outputs));
+    let draws = values(Tensor::<2>::random([fewer, longer], Distribution::Normal(0.0, 1.0), device));
+    let mut rows: Vec<Vec<f64>> =
+        draws.chunks(longer).map(|r| r.iter().map(|&x| f64::from(x)).collect()).collect();
+    orthonormalise(&mut rows);
+    let mut weights = vec![0.0f32; inputs * outputs];
+    for (i, row) in rows.iter().enumerate() {
+        for (j, &x) in row.iter().enumerate() {
+            let (r, c) = if inputs <= outputs { (i, j) } else { (j, i) };
+            weights[r * outputs + c] = (x * gain) as f32;
+        }
+    }
+    matrix(&weights, inputs, outputs, device)
+}
+
+/// Modified Gram–Schmidt, each row taken twice through the projections so the rows stay
+/// orthogonal to rounding error; rows of independent normal draws are independent.
+fn orthonormalise(rows: &mut [Vec<f64>]) {
+    for i in 0..rows.len() {
+        let (done, rest) = rows.split_at_mut(i);
+        let row = &mut rest[0];
+        for _ in 0..2 {
+            for prev in done.iter() {
+                let dot: f64 = prev.iter().zip(row.iter()).map(|(a, b)| a * b).sum();
+                row.iter_mut().zip(prev).for_each(|(x, p)| *x -= dot * p);
+            }
+        }
+        let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+        row.iter_mut().for_each(|x| *x /= norm);
     }
 }
 
@@ -121,7 +164,16 @@ impl Mlp {
             l1: LinearConfig::new(inputs, hidden).init(device),
             l2: LinearConfig::new(hidden, hidden).init(device),
             out: LinearConfig::new(hidden, outputs).init(device),
+            value: None,
             tanh: false,
+        }
+    }
+
+    /// [`Mlp::new`] with a value head beside the action head (a dueling Q-network).
+    pub fn dueling(inputs: usize, hidden: usize, outputs: usize, device: &Device) -> Self {
+        Self {
+            value: Some(LinearConfig::new(hidden, 1).init(device)),
+            ..Self::new(inputs, hidden, outputs, device)
         }
     }
 
@@ -139,6 +191,7 @@ impl Mlp {
             l1: orthogonal(inputs, hidden, std::f64::consts::SQRT_2, device),
             l2: orthogonal(hidden, hidden, std::f64::consts::SQRT_2, device),
             out: orthogonal(hidden, outputs, out_gain, device),
+            value: None,
             tanh: true,
         }
     }
@@ -150,7 +203,11 @@ impl Mlp {
         let act = |x| if self.tanh { tanh(x) } else { relu(x) };
         let x = act(self.l1.forward(x));
         let x = act(self.l2.forward(x));
-        self.out.forward(x)
+        let out = self.out.forward(x.clone());
+        match &self.value {
+            Some(value) => value.forward(x) + out.clone() - out.mean_dim(1),
+            None => out,
+        }
     }
 
     /// Moves every parameter a fraction `tau` of the way to `online`'s (Polyak averaging;
@@ -167,6 +224,7 @@ impl Mlp {
             l1: blend(self.l1, &online.l1),
             l2: blend(self.l2, &online.l2),
             out: blend(self.out, &online.out),
+            value: self.value.zip(online.value.as_ref()).map(|(t, o)| blend(t, o)),
             tanh: self.tanh,
         }
     }
@@ -180,4 +238,53 @@ pub fn matrix(values: &[f32], rows: usize, cols: usize, device: &Device) -> Tens
 /// A tensor's values as a flat vector.
 pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a · aᵀ` of a row-major `[rows, cols]` matrix.
+    fn gram(a: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+        let mut g = vec![0.0; rows * rows];
+        for i in 0..rows {
+            for j in 0..rows {
+                g[i * rows + j] =
+                    (0..cols).map(|k| f64::from(a[i * cols + k]) * f64::from(a[j * cols + k])).sum();
+            }
+        }
+        g
+    }
+
+    fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..cols * rows).map(|i| a[(i % rows) * cols + i / rows]).collect()
+    }
+
+    #[test]
+    fn orthogonal_weights_have_orthonormal_rows_or_columns_times_the_gain() {
+        let device = Devices::cpu().plain;
+        for (inputs, outputs) in [(3, 7), (7, 3), (5, 5)] {
+            let w = values(orthogonal_weights(inputs, outputs, 2.0, &device));
+            let (fewer, g) = if inputs <= outputs {
+                (inputs, gram(&w, inputs, outputs))
+            } else {
+                (outputs, gram(&transpose(&w, inputs, outputs), outputs, inputs))
+            };
+            for i in 0..fewer {
+                for j in 0..fewer {
+                    let want = if i == j { 4.0 } else { 0.0 };
+                    assert!((g[i * fewer + j] - want).abs() < 1e-4, "{inputs}x{outputs}: {g:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn orthogonal_weights_for_a_huge_action_space_need_no_square_matrix() {
+        // PPO's actor output on gpu-large: 200,001 actions. A square Q would be 160 GB.
+        let device = Devices::cpu().plain;
+        let w = values(orthogonal_weights(4, 200_001, 0.01, &device));
+        let g = gram(&w, 4, 200_001);
+        assert!((g[0] - 1e-4).abs() < 1e-8 && g[1].abs() < 1e-8, "{:?}", &g[..4]);
+    }
 }

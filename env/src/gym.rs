@@ -83,6 +83,11 @@ pub trait Env {
     fn action_mask(&self) -> &[bool];
     /// The current observation.
     fn observation(&self) -> &[f32];
+    /// The action that changes nothing, where there is one (the placement gym's keep):
+    /// exploration may favour it, since a random walk over moves scrambles the state.
+    fn keep_action(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A uniformly random allowed action; 0 (keep) when the mask allows none.

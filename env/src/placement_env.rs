@@ -676,4 +676,8 @@ impl Env for PlacementEnv {
     fn observation(&self) -> &[f32] {
         &self.obs
     }
+
+    fn keep_action(&self) -> Option<usize> {
+        Some(0)
+    }
 }

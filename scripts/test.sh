@@ -17,10 +17,12 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 export BERTH_MONGODB_DIR BERTH_KUBE_DIR
 BERTH_MONGODB_DIR="$(mktemp -d "${TMPDIR:-/tmp}/berth-test-mongodb.XXXXXX")"
 BERTH_KUBE_DIR="$(mktemp -d "${TMPDIR:-/tmp}/berth-test-kube.XXXXXX")"
+# The tests' own scratch files (users files, kubeconfigs, runs) go here and go with it.
+TESTS_TMPDIR="$(mktemp -d "${TMPDIR:-/tmp}/berth-test-scratch.XXXXXX")"
 cleanup() {
   bash scripts/mongodb.sh stop || true
   bash scripts/kube-apiserver.sh stop || true
-  rm -rf "$BERTH_MONGODB_DIR" "$BERTH_KUBE_DIR"
+  rm -rf "$BERTH_MONGODB_DIR" "$BERTH_KUBE_DIR" "$TESTS_TMPDIR"
 }
 trap cleanup EXIT
 BERTH_TEST_MONGODB_URI="$(bash scripts/mongodb.sh start | tail -n1)"
@@ -28,4 +30,4 @@ BERTH_TEST_KUBECONFIG="$(bash scripts/kube-apiserver.sh start | tail -n1)"
 BERTH_TEST_HELM="$(bash scripts/helm.sh | tail -n1)"
 export BERTH_TEST_MONGODB_URI BERTH_TEST_KUBECONFIG BERTH_TEST_HELM
 
-cargo nextest run --locked --workspace --no-fail-fast
+TMPDIR="$TESTS_TMPDIR" cargo nextest run --locked --workspace --no-fail-fast

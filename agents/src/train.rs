@@ -245,7 +245,9 @@ pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agen
             Ok(Box::new(QLearningAgent::from_weights(&model.weights, model.header.seed)?))
         }
         AgentKind::Dqn => {
-            let dqn = config::<DqnConfig>(&model.header.config)?;
+            let mut dqn = config::<DqnConfig>(&model.header.config)?;
+            // Models saved before the dueling head have no `dueling` field: plain networks.
+            dqn.dueling &= model.header.config.get("dueling").is_some();
             Ok(Box::new(DqnAgent::from_weights(
                 &model.weights,
                 network_shape(&model.header, dqn.hidden),
@@ -256,5 +258,39 @@ pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agen
             let hidden = config::<PpoConfig>(&model.header.config)?.hidden;
             Ok(Box::new(PpoAgent::from_weights(&model.weights, network_shape(&model.header, hidden))?))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+
+    use super::*;
+    use crate::nets::Mlp;
+
+    #[test]
+    fn a_dqn_model_saved_before_the_dueling_head_still_loads() {
+        let env = PlacementEnv::new(berth_env::shipped::shipped("tiny").unwrap()).unwrap();
+        let (inputs, actions) = (env.observation_space().len(), env.action_count());
+        let plain = Mlp::new(inputs, 8, actions, &Devices::cpu().plain);
+        let mut old_config = serde_json::to_value(DqnConfig { hidden: 8, ..DqnConfig::cleanrl() }).unwrap();
+        for new_field in ["dueling", "action_gap", "explore_keep"] {
+            old_config.as_object_mut().unwrap().remove(new_field);
+        }
+        let model = SavedModel {
+            header: ModelHeader {
+                agent: AgentKind::Dqn,
+                observation_len: inputs,
+                action_count: actions,
+                scenario: "tiny".into(),
+                trained_steps: 1,
+                seed: 1,
+                config: old_config,
+            },
+            weights: plain.into_record().into_bytes().unwrap().to_vec(),
+        };
+        let mut agent = load_agent(&model, &env).unwrap();
+        let action = agent.act(env.observation(), env.action_mask(), crate::ActMode::Greedy);
+        assert!(env.action_mask()[action]);
     }
 }

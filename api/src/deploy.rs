@@ -14,6 +14,7 @@ use berth_env::{PlacementEnv, StartState};
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
 
+use crate::record::time_of_day;
 use crate::store::{DeployStepDoc, DeploymentDoc, ModelDoc, PlannedMoveDoc, Store, StoreError};
 
 /// The live cluster the service deploys to.
@@ -59,9 +60,9 @@ pub enum DeployError {
     Store(#[from] StoreError),
 }
 
-/// The time of day as the scenario's tick.
-fn tick_now(scenario: &Scenario) -> u32 {
-    let seconds_today = (DateTime::now().timestamp_millis() / 1000).rem_euclid(86_400) as f64;
+/// The cluster's time of day (the emulator's clock where it publishes one) as the scenario's tick.
+async fn tick_now(live: &LiveCluster, scenario: &Scenario) -> u32 {
+    let seconds_today = time_of_day(&live.client).await;
     ((seconds_today / scenario.tick_s) as u32).min(scenario.episode_ticks - 1)
 }
 
@@ -76,7 +77,7 @@ pub async fn measured_latency(live: &LiveCluster, scenario: &Arc<Scenario>) -> R
     let snapshot = Snapshot::read(&live.client, &live.namespace).await?;
     let placement = snapshot.placement(scenario)?;
     let start =
-        StartState { placement: placement.nodes, node_ready: placement.node_ready, tick: tick_now(scenario) };
+        StartState { placement: placement.nodes, node_ready: placement.node_ready, tick: tick_now(live, scenario).await };
     let mut env = PlacementEnv::new(scenario.clone()).map_err(|e| DeployError::Model(e.to_string()))?;
     env.reset_at(scenario.seed, &start).map_err(|e| DeployError::Model(e.to_string()))?;
     Ok(env.steady_cost(None).mean_latency_ms)
@@ -97,7 +98,7 @@ pub async fn plan_deploy(
     let start = StartState {
         placement: placement.nodes,
         node_ready: placement.node_ready,
-        tick: tick_now(&scenario),
+        tick: tick_now(live, &scenario).await,
     };
     let planned = tokio::task::spawn_blocking({
         let scenario = scenario.clone();

@@ -59,8 +59,9 @@ fn fit_scale(observed: &[f64], model: &[f64]) -> f64 {
     if norm < 1e-12 { 1.0 } else { dot / norm }
 }
 
-/// The emulator's clock, if it publishes one, else UTC; seconds since midnight.
-async fn time_of_day(client: &kube::Client) -> Result<f64> {
+/// The emulator's clock, if it publishes one, else UTC; seconds since midnight. The recorder,
+/// `/api/v1/metrics` and deploy plans all read the time of day here, so they agree.
+pub async fn time_of_day(client: &kube::Client) -> f64 {
     let nodes = Api::<DynamicObject>::all_with(client.clone(), &metrics::node_metrics());
     let emulated = match nodes.list(&ListParams::default()).await {
         Ok(list) => list
@@ -70,8 +71,8 @@ async fn time_of_day(client: &kube::Client) -> Result<f64> {
             .reduce(f64::max),
         Err(_) => None,
     };
-    let utc = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() % 86_400) as f64;
-    Ok(emulated.unwrap_or(utc).rem_euclid(86_400.0))
+    let utc = (mongodb::bson::DateTime::now().timestamp_millis() / 1000).rem_euclid(86_400) as f64;
+    emulated.unwrap_or(utc).rem_euclid(86_400.0)
 }
 
 /// One look at the cluster: what it is, where things run, and the sample a trace keeps.
@@ -88,7 +89,7 @@ pub struct Observation {
 pub async fn observe(client: &kube::Client, scenario: &Scenario, namespace: &str) -> Result<Observation> {
     let snapshot = Snapshot::read(client, namespace).await?;
     let placement: LivePlacement = snapshot.placement(scenario)?;
-    let t_s = time_of_day(client).await?;
+    let t_s = time_of_day(client).await;
     let model = utilisation(scenario, &placement, t_s, 1.0);
     let (mut seen, mut predicted) = (Vec::new(), Vec::new());
     for (r, (s, index)) in scenario.replica_keys().into_iter().enumerate() {

@@ -220,3 +220,13 @@ fn a_file_that_is_not_a_model_is_refused() {
     assert!(!o.status.success() && stderr(&o).contains("not a berth model"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn emulate_refuses_bad_clock_settings_before_touching_a_cluster() {
+    for (flag, value) in [("--clock-speed", "-1"), ("--speed", "0"), ("--start-hour", "24")] {
+        let setting = format!("{flag}={value}");
+        let out = berth(&["emulate", "--scenario", "tiny", "--kubeconfig", "/nonexistent", &setting]);
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        assert!(stderr(&out).contains(flag), "{flag}: {}", stderr(&out));
+    }
+}

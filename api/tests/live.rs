@@ -66,6 +66,8 @@ impl Emulator {
         let child = Command::new(BERTH)
             .args(["emulate", "--scenario", scenario, "--workloads", "--namespace", namespace])
             .args(["--speed", "200", "--heartbeat-s", "1", "--metrics-interval-s", "0.5"])
+            // Noon all along: the traffic, and so every deploy plan, the same from run to run.
+            .args(["--clock-speed", "0"])
             .arg("--kubeconfig")
             .arg(kubeconfig())
             .stdout(Stdio::null())
@@ -266,18 +268,30 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     );
     let (operator, admin) = (token("operator"), token("admin"));
     records_and_trains_on_the_replay(ns);
-    let response = server.post(
-        "/api/v1/training",
-        &operator,
-        &json!({"agent": "dqn", "scenario": "gpu-small", "steps": 2000, "seed": 3}),
-    );
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let task: Value = response.json().unwrap();
-    let task = server.wait_task(task["id"].as_str().unwrap(), &operator, Duration::from_secs(300), |t| {
-        t["status"] == "completed" || t["status"] == "failed"
-    });
-    assert_eq!(task["status"], "completed", "{task:#}");
-    let deploy = format!("/api/v1/models/{}/deploy", task["model_id"].as_str().unwrap());
+    // A model whose plan moves two replicas or more (the refused-patch case below needs a
+    // second Deployment to refuse): short DQN runs of a few seeds, the first that plans so.
+    // The emulator's clock stands still, so the search ends at the same seed every run.
+    let deploy = (1..=6)
+        .find_map(|seed| {
+            let response = server.post(
+                "/api/v1/training",
+                &operator,
+                &json!({"agent": "dqn", "scenario": "gpu-small", "steps": 2000, "seed": seed}),
+            );
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let task: Value = response.json().unwrap();
+            let task = server.wait_task(task["id"].as_str().unwrap(), &operator, Duration::from_secs(300), |t| {
+                t["status"] == "completed" || t["status"] == "failed"
+            });
+            assert_eq!(task["status"], "completed", "{task:#}");
+            let deploy = format!("/api/v1/models/{}/deploy", task["model_id"].as_str().unwrap());
+            let planned: Value =
+                server.post(&deploy, &admin, &json!({"dry_run": true, "max_moves": 3})).json().unwrap();
+            let moved: std::collections::BTreeSet<&str> =
+                planned["plan"].as_array().unwrap().iter().filter_map(|m| m["deployment"].as_str()).collect();
+            (moved.len() >= 2).then_some(deploy)
+        })
+        .expect("one of six seeds plans moves of two replicas");
     let before = positions(rt, client, ns);
 
     // /api/v1/metrics reads the live cluster: its replicas where they run, traffic fitted

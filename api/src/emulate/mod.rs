@@ -38,9 +38,13 @@ pub struct EmulateArgs {
     #[arg(long, default_value = "default")]
     namespace: String,
     /// Simulated seconds per wall-clock second: cold starts take this much less time, and
-    /// the traffic's time of day moves this much faster.
+    /// the traffic's time of day moves this much faster (unless --clock-speed says otherwise).
     #[arg(long, default_value_t = 60.0)]
     speed: f64,
+    /// How fast the time of day runs, simulated seconds per wall-clock second (default:
+    /// --speed). 0 holds the clock at --start-hour: the traffic, and so deploy plans, stay put.
+    #[arg(long)]
+    clock_speed: Option<f64>,
     /// Simulated time of day when the emulator starts, in hours.
     #[arg(long, default_value_t = 12.0)]
     start_hour: f64,
@@ -71,6 +75,11 @@ fn check(args: &EmulateArgs) -> Result<()> {
         if !(value.is_finite() && value > 0.0) {
             bail!("{name}: must be a positive number, got {value}");
         }
+    }
+    if let Some(clock) = args.clock_speed
+        && !(clock.is_finite() && clock >= 0.0)
+    {
+        bail!("--clock-speed: must be 0 or a positive number, got {clock}");
     }
     if !(0.0..24.0).contains(&args.start_hour) {
         bail!("--start-hour: must be in [0, 24), got {}", args.start_hour);
@@ -160,7 +169,8 @@ async fn emulate(client: &kube::Client, args: &EmulateArgs) -> Result<()> {
             }
             kubelets.sync(client, &scenario, &names, &down, &stuck).await?;
             if metrics_at.is_none_or(|t| t.elapsed() >= metrics_every) {
-                let t_s = args.start_hour * 3600.0 + started.elapsed().as_secs_f64() * args.speed;
+                let clock = args.clock_speed.unwrap_or(args.speed);
+                let t_s = args.start_hour * 3600.0 + started.elapsed().as_secs_f64() * clock;
                 match load::publish(client, &scenario, &args.namespace, t_s).await {
                     // Until the workloads exist there is nothing to measure.
                     Ok(()) | Err(LiveError::Mismatch { .. }) => metrics_at = Some(Instant::now()),

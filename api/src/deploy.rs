@@ -76,8 +76,11 @@ fn deployment_of(scenario: &Scenario, replica: usize) -> (String, String, u32) {
 pub async fn measured_latency(live: &LiveCluster, scenario: &Arc<Scenario>) -> Result<f64, DeployError> {
     let snapshot = Snapshot::read(&live.client, &live.namespace).await?;
     let placement = snapshot.placement(scenario)?;
-    let start =
-        StartState { placement: placement.nodes, node_ready: placement.node_ready, tick: tick_now(live, scenario).await };
+    let start = StartState {
+        placement: placement.nodes,
+        node_ready: placement.node_ready,
+        tick: tick_now(live, scenario).await,
+    };
     let mut env = PlacementEnv::new(scenario.clone()).map_err(|e| DeployError::Model(e.to_string()))?;
     env.reset_at(scenario.seed, &start).map_err(|e| DeployError::Model(e.to_string()))?;
     Ok(env.steady_cost(None).mean_latency_ms)

@@ -219,6 +219,9 @@ pub struct DeployStepDoc {
     pub at: DateTime,
 }
 
+/// Statuses a deployment can have (see [`DeploymentDoc::status`]).
+pub const DEPLOYMENT_STATUSES: [&str; 5] = ["planned", "running", "succeeded", "rolled_back", "failed"];
+
 /// A deploy of a model: its plan, every step, the outcome, and latency before and after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentDoc {
@@ -582,6 +585,15 @@ impl Store {
     /// A deployment by id.
     pub async fn deployment(&self, id: ObjectId) -> StoreResult<Option<DeploymentDoc>> {
         Ok(self.deployments.find_one(doc! {"_id": id}).await?)
+    }
+
+    /// How many deployments have each of [`DEPLOYMENT_STATUSES`].
+    pub async fn count_deployments_by_status(&self) -> StoreResult<Vec<(&'static str, u64)>> {
+        let mut counts = Vec::with_capacity(DEPLOYMENT_STATUSES.len());
+        for status in DEPLOYMENT_STATUSES {
+            counts.push((status, self.deployments.count_documents(doc! {"status": status}).await?));
+        }
+        Ok(counts)
     }
 
     /// Deployments, newest first, optionally of one status.

@@ -15,10 +15,7 @@ use crate::auth::Role;
 use crate::deploy::{self, DeployError, LiveCluster};
 use crate::http_error::ApiError;
 use crate::runner::resolve_scenario;
-use crate::store::DeploymentDoc;
-
-/// Statuses a deployment can have.
-const STATUSES: [&str; 5] = ["planned", "running", "succeeded", "rolled_back", "failed"];
+use crate::store::{DEPLOYMENT_STATUSES as STATUSES, DeploymentDoc};
 /// Most moves one deploy may make.
 const MAX_MOVES: usize = 50;
 

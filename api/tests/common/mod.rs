@@ -145,3 +145,5 @@ pub fn token_with(args: &[&str], secret: &str) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+pub mod cluster;

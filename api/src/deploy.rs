@@ -15,7 +15,9 @@ use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
 
 use crate::record::time_of_day;
+use crate::runner::resolve_scenario;
 use crate::store::{DeployStepDoc, DeploymentDoc, ModelDoc, PlannedMoveDoc, Store, StoreError};
+use crate::turn::{Turn, lock_name};
 
 /// The live cluster the service deploys to.
 #[derive(Clone)]
@@ -26,17 +28,18 @@ pub struct LiveCluster {
     pub namespace: String,
     /// How long one move may take.
     pub move_timeout: Duration,
-    /// Held while a deploy or rollback changes the cluster: one at a time.
-    pub lock: Arc<tokio::sync::Mutex<()>>,
+    /// This replica's name in the deploy lock.
+    pub owner: String,
+    /// How long the deploy lock holds without renewal: a dead replica's deploy is taken
+    /// over (and undone) this long after it stopped.
+    pub lease: Duration,
 }
 
-/// Proof that this deploy or rollback is the only one changing the cluster.
-pub type Turn = tokio::sync::OwnedMutexGuard<()>;
-
 impl LiveCluster {
-    /// The cluster to change, if no deploy or rollback is changing it now.
-    pub fn turn(&self) -> Option<Turn> {
-        self.lock.clone().try_lock_owned().ok()
+    /// The turn to change the cluster for `deployment`, if no deploy or rollback of any
+    /// replica is changing it now.
+    pub async fn turn(&self, store: &Store, deployment: ObjectId) -> Result<Option<Turn>, StoreError> {
+        Turn::take(store, &self.namespace, &self.owner, deployment, self.lease).await
     }
 
     fn mover(&self) -> Mover {
@@ -58,6 +61,9 @@ pub enum DeployError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// This replica's deploy lock lapsed mid-deploy; another replica takes the deployment over.
+    #[error("lost the deploy lock during deployment {0}: another replica takes it over")]
+    Lost(ObjectId),
 }
 
 /// The cluster's time of day (the emulator's clock where it publishes one) as the scenario's tick.
@@ -217,7 +223,7 @@ async fn finish(
 /// the first failure the moves made so far go back, newest first.
 pub async fn execute(
     live: LiveCluster,
-    _turn: Turn,
+    turn: Turn,
     store: Store,
     scenario: Arc<Scenario>,
     mut doc: DeploymentDoc,
@@ -225,6 +231,10 @@ pub async fn execute(
     let mover = live.mover();
     let plan = doc.plan.clone();
     for (i, m) in plan.iter().enumerate() {
+        if turn.lost() {
+            // Another replica took over this deployment and undoes it; do not race it.
+            return Err(DeployError::Lost(doc.id));
+        }
         if let Some(failed) = step(&mover, &store, &mut doc, "move", &m.deployment, &m.to).await? {
             doc.error = Some(format!("move {} of {} failed: {}", i + 1, plan.len(), failed.error));
             // A move patched but never Ready is undone too; a refused patch changed nothing.
@@ -255,4 +265,53 @@ pub async fn rollback(
         doc.error = Some("a move back failed; see the steps".into());
     }
     finish(&live, &store, &scenario, &mut doc, if back { "rolled_back" } else { "failed" }).await
+}
+
+/// Deployments left `running` by a replica that stopped (its deploy lock lapsed): this
+/// replica takes the lock, moves back every replica the deployment may have moved (the
+/// recorded moves and the one that may have been in flight, newest first), and records it
+/// as `rolled_back`, or `failed` if a move back fails. Returns how many it took over.
+pub async fn recover_interrupted(live: &LiveCluster, store: &Store) -> Result<usize, DeployError> {
+    let mut recovered = 0;
+    for mut doc in store.running_deployments().await? {
+        if doc.namespace != live.namespace {
+            continue;
+        }
+        let lock = store.lock(&lock_name(&live.namespace)).await?;
+        if lock.is_some_and(|l| l.deployment == doc.id && l.lease_until > DateTime::now()) {
+            continue; // In progress.
+        }
+        let Some(_turn) = live.turn(store, doc.id).await? else {
+            continue; // Another deploy holds the cluster; next round.
+        };
+        let moved = doc.steps.iter().filter(|s| s.action == "move").count();
+        let may_have_moved = (moved + 1).min(doc.plan.len());
+        let plan = doc.plan.clone();
+        let back = undo(&live.mover(), store, &mut doc, &plan[..may_have_moved]).await?;
+        let mut error =
+            "interrupted: the replica running it stopped; what it may have moved was moved back".to_string();
+        if !back {
+            error.push_str("; and a move back failed: see the steps");
+        }
+        doc.error = Some(error);
+        let scenario = match store.model(doc.model_id).await? {
+            Some(model) => resolve_scenario(&model.scenario).map_err(DeployError::Model)?,
+            None => return Err(DeployError::Model(format!("model {} is gone", doc.model_id))),
+        };
+        finish(live, store, &scenario, &mut doc, if back { "rolled_back" } else { "failed" }).await?;
+        recovered += 1;
+    }
+    Ok(recovered)
+}
+
+/// Runs [`recover_interrupted`] every `every`, for the life of the service.
+pub async fn watch_interrupted(live: LiveCluster, store: Store, every: Duration) {
+    loop {
+        match recover_interrupted(&live, &store).await {
+            Ok(0) => {}
+            Ok(n) => eprintln!("berth serve: took over and undid {n} interrupted deployment(s)"),
+            Err(e) => eprintln!("berth serve: recovering interrupted deployments: {e}"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }

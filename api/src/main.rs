@@ -19,6 +19,7 @@ mod runner;
 mod serve;
 mod store;
 mod table;
+mod turn;
 
 use std::process::ExitCode;
 

@@ -60,7 +60,7 @@ struct Outcome {
 impl Runner {
     /// A runner over `store`; call [`Runner::start`] to begin claiming.
     pub fn new(store: Store, config: RunnerConfig, metrics: Arc<Metrics>) -> Arc<Self> {
-        let owner = format!("{}-{}", hostname(), ObjectId::new().to_hex());
+        let owner = replica_id();
         Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.workers.max(1))),
             store,
@@ -307,6 +307,12 @@ fn execute(task: &TaskDoc, progress: &mut dyn FnMut(Progress) -> Flow) -> Result
         log_csv: trained.log.csv_bytes(),
         evaluation: serde_json::to_value(rows).expect("rows serialise"),
     })
+}
+
+/// A name for this process in the store's claims and locks: the host (the pod's name in a
+/// cluster) and a fresh id, so a restarted replica never passes for its former self.
+pub fn replica_id() -> String {
+    format!("{}-{}", hostname(), ObjectId::new().to_hex())
 }
 
 fn hostname() -> String {

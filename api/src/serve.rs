@@ -11,11 +11,11 @@ use clap::Args;
 
 use crate::auth::{Jwt, KeyMaterial, Role, Users, hash_password};
 use crate::cluster::{ClusterSource, LiveSource, SimCluster, record};
-use crate::deploy::LiveCluster;
+use crate::deploy::{self, LiveCluster};
 use crate::prometheus::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::routes::{AppState, router};
-use crate::runner::{Runner, RunnerConfig};
+use crate::runner::{Runner, RunnerConfig, replica_id};
 use crate::store::Store;
 
 /// How tokens are signed: shared by `serve` and `token`.
@@ -78,8 +78,8 @@ pub struct ServeArgs {
     /// Training tasks run at once; the rest wait in the queue.
     #[arg(long, env = "BERTH_WORKERS", default_value_t = 1)]
     workers: usize,
-    /// Seconds a task's claim holds without renewal: after a crash, its tasks are taken
-    /// over this long after the runner stopped.
+    /// Seconds a task's claim, or a deploy's lock on the cluster, holds without renewal:
+    /// after a crash, its tasks are taken over, and its deploy undone, this long after it stopped.
     #[arg(long, env = "BERTH_TASK_LEASE_S", default_value_t = 30.0)]
     task_lease_s: f64,
     /// Scenario of the cluster `/api/v1/metrics` reports on (a shipped name or a YAML
@@ -215,12 +215,17 @@ async fn run(
             client,
             namespace: args.namespace.clone(),
             move_timeout: Duration::from_secs_f64(args.move_timeout_s),
-            lock: Default::default(),
+            owner: replica_id(),
+            lease: Duration::from_secs_f64(args.task_lease_s),
         })
     } else {
         None
     };
     let lease = Duration::from_secs_f64(args.task_lease_s);
+    if let Some(live) = &live {
+        let every = (lease / 2).clamp(Duration::from_millis(200), Duration::from_secs(10));
+        tokio::spawn(deploy::watch_interrupted(live.clone(), store.clone(), every));
+    }
     let metrics = Arc::new(Metrics::default());
     let runner = Runner::new(
         store.clone(),

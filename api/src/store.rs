@@ -1,5 +1,6 @@
 //! The MongoDB store: training tasks, trained models (weights and logs in GridFS), and the
-//! atomic claims and leases that let several service replicas share one queue.
+//! atomic claims and leases that let several service replicas share one queue and take
+//! turns at changing the cluster.
 //!
 //! Only the standard driver is used, so any MongoDB-wire server works.
 
@@ -277,6 +278,31 @@ pub struct Store {
     models: Collection<ModelDoc>,
     metrics: Collection<Snapshot>,
     deployments: Collection<DeploymentDoc>,
+    locks: Collection<LockDoc>,
+}
+
+/// A leased lock: who holds it, until when, and for what. Its `_id` names what it guards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockDoc {
+    /// What it guards, e.g. `deploy/<namespace>`.
+    #[serde(rename = "_id")]
+    pub name: String,
+    /// The holder (a service replica's runner id).
+    pub owner: String,
+    /// The deployment it is held for.
+    pub deployment: ObjectId,
+    /// It lapses unless renewed by then.
+    pub lease_until: DateTime,
+}
+
+/// MongoDB's duplicate-key error: the document a racing upsert wanted to insert exists.
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
+        ErrorKind::Command(e) => e.code == 11000,
+        _ => false,
+    }
 }
 
 fn now() -> DateTime {
@@ -297,6 +323,7 @@ impl Store {
             models: db.collection("models"),
             metrics: db.collection("metrics"),
             deployments: db.collection("deployments"),
+            locks: db.collection("locks"),
             db,
         };
         store.create_indexes().await?;
@@ -594,6 +621,51 @@ impl Store {
             counts.push((status, self.deployments.count_documents(doc! {"status": status}).await?));
         }
         Ok(counts)
+    }
+
+    /// Deployments with status `running`: in progress, or left so by a replica that stopped.
+    pub async fn running_deployments(&self) -> StoreResult<Vec<DeploymentDoc>> {
+        Ok(self.deployments.find(doc! {"status": "running"}).await?.try_collect().await?)
+    }
+
+    /// Takes the lock `name` for `owner` and `deployment` for `lease`, if it is free or
+    /// lapsed; `false` if it is held (by anyone: two deploys of one replica exclude each
+    /// other too). Atomic across replicas: of several asking at once, one gets it.
+    pub async fn take_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        deployment: ObjectId,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        let free = doc! {"_id": name, "lease_until": {"$lt": now()}};
+        let set = doc! {"$set": {"owner": owner, "deployment": deployment, "lease_until": after(lease)}};
+        match self.locks.update_one(free, set).upsert(true).await {
+            Ok(_) => Ok(true),
+            // Held: the filter missed, and the upsert's insert met the holder's document.
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Extends `owner`'s hold on the lock; `false` if it lapsed and someone else took it.
+    pub async fn renew_lock(&self, name: &str, owner: &str, lease: Duration) -> StoreResult<bool> {
+        let result = self
+            .locks
+            .update_one(doc! {"_id": name, "owner": owner}, doc! {"$set": {"lease_until": after(lease)}})
+            .await?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// Lets go of the lock if `owner` holds it.
+    pub async fn release_lock(&self, name: &str, owner: &str) -> StoreResult<()> {
+        self.locks.delete_one(doc! {"_id": name, "owner": owner}).await?;
+        Ok(())
+    }
+
+    /// The lock `name`, held or lapsed; `None` if nobody took it or it was let go.
+    pub async fn lock(&self, name: &str) -> StoreResult<Option<LockDoc>> {
+        Ok(self.locks.find_one(doc! {"_id": name}).await?)
     }
 
     /// Deployments, newest first, optionally of one status.

@@ -311,6 +311,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     assert_eq!(busy.status(), StatusCode::CONFLICT);
     assert_eq!(server.post(&deploy, &admin, &json!({"dry_run": true})).status(), StatusCode::CREATED);
     let failed = wait_deployment(&server, &id, &admin);
+    interrupted_deploys_are_undone_by_another_replica(rt, client, ns, &database, &deploy, &before);
     for node in &all {
         rt.block_on(annotate(client, node, "berth.io/emulate-stuck", false));
     }
@@ -367,6 +368,50 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
         "{error}"
     );
     assert_eq!(positions(rt, client, ns), before);
+}
+
+/// Two replicas of the service on one database, with 1 s deploy locks: while one deploys
+/// (its first move waiting on a pod that never becomes Ready), the other is refused (409);
+/// when the first is killed mid-move, the other takes the deployment over once the lock
+/// lapses and moves back what it moved.
+fn interrupted_deploys_are_undone_by_another_replica(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    ns: &str,
+    database: &str,
+    deploy: &str,
+    before: &BTreeMap<String, (Option<String>, Option<String>, bool)>,
+) {
+    let config = kubeconfig();
+    let env = [
+        ("BERTH_LIVE", "true"),
+        ("BERTH_KUBECONFIG", config.to_str().unwrap()),
+        ("BERTH_NAMESPACE", ns),
+        ("BERTH_MOVE_TIMEOUT_S", "60"),
+        ("BERTH_TASK_LEASE_S", "1"),
+    ];
+    let admin = token("admin");
+    let mut first = Server::start_with(database, &env);
+    let response = first.post(deploy, &admin, &json!({"max_moves": 3}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let second = Server::start_with(database, &env);
+    assert_eq!(second.post(deploy, &admin, &json!({"max_moves": 3})).status(), StatusCode::CONFLICT);
+    // The first move is patched and waits for Ready; kill the replica making it.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(second.json(&format!("/api/v1/deployments/{id}"), &admin)["status"], "running");
+    first.kill();
+    let taken_over = wait_deployment(&second, &id, &admin);
+    assert_eq!(taken_over["status"], "rolled_back", "{taken_over:#}");
+    assert!(taken_over["error"].as_str().unwrap().starts_with("interrupted"), "{taken_over:#}");
+    let steps = taken_over["steps"].as_array().unwrap();
+    assert!(
+        !steps.is_empty() && steps.iter().all(|s| s["action"] == "rollback" && s["ok"] == true),
+        "{taken_over:#}"
+    );
+    assert_eq!(&positions(rt, client, ns), before);
+    // The cluster is free again.
+    assert_eq!(second.post(deploy, &admin, &json!({"dry_run": true})).status(), StatusCode::CREATED);
 }
 
 async fn annotate(client: &kube::Client, node: &str, key: &str, on: bool) {

@@ -88,13 +88,19 @@ fn status(node: &Node, down: bool) -> Value {
     }})
 }
 
-/// Registers every node of the scenario (or updates its labels if it exists).
+/// Registers every node of the scenario (or updates its labels if it exists). A starting
+/// emulator plays healthy nodes, as a restarted kubelet reports Ready: a [`DOWN`] or
+/// [`STUCK`] left by an earlier run is cleared.
 pub async fn register(client: &kube::Client, scenario: &Scenario) -> LiveResult<()> {
     let api = Api::<KubeNode>::all(client.clone());
     let apply = PatchParams::apply(MANAGER).force();
+    let healthy = json!({"metadata": {"annotations": {DOWN: Value::Null, STUCK: Value::Null}}});
     for node in &scenario.nodes {
         let action = format!("register node `{}`", node.name);
         api.patch(&node.name, &apply, &Patch::Apply(node_object(scenario, node)))
+            .await
+            .map_err(|e| LiveError::kube(&action, e))?;
+        api.patch(&node.name, &PatchParams::default(), &Patch::Merge(&healthy))
             .await
             .map_err(|e| LiveError::kube(&action, e))?;
     }

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use berth_env::live::LiveError;
 use berth_env::plan::PlanLimits;
+use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -47,6 +48,7 @@ impl From<DeployError> for ApiError {
                 ApiError::new(StatusCode::BAD_GATEWAY, "cluster_forbidden", e.to_string())
             }
             DeployError::Live(e) => ApiError::new(StatusCode::BAD_GATEWAY, "cluster_error", e.to_string()),
+            DeployError::Lost(_) => ApiError::conflict(error.to_string()),
         }
     }
 }
@@ -125,12 +127,15 @@ pub async fn deploy(
     }
     let live = live(&state)?;
     // Plan and move under one turn, so no other deploy changes the state planned from.
-    let turn = if request.dry_run { None } else { Some(live.turn().ok_or_else(busy)?) };
+    // (Every replica of the service, through a lock in the store; dropping it lets go.)
+    let id = ObjectId::new();
+    let turn =
+        if request.dry_run { None } else { Some(live.turn(&state.store, id).await?.ok_or_else(busy)?) };
     let weights = state.store.file(model.weights_file).await?;
     let limits = PlanLimits { horizon_ticks, max_moves };
-    let doc =
-        deploy::plan_deploy(&live, scenario.clone(), &model, weights, limits, request.dry_run, &caller.0.sub)
-            .await?;
+    let (dry_run, by) = (request.dry_run, &caller.0.sub);
+    let mut doc = deploy::plan_deploy(&live, scenario.clone(), &model, weights, limits, dry_run, by).await?;
+    doc.id = id; // The id the lock names.
     state.store.insert_deployment(&doc).await?;
     if request.dry_run {
         return Ok((StatusCode::CREATED, Json(deployment_json(doc))));
@@ -194,7 +199,7 @@ pub async fn rollback(
         )));
     }
     let live = live(&state)?;
-    let turn = live.turn().ok_or_else(busy)?;
+    let turn = live.turn(&state.store, doc.id).await?.ok_or_else(busy)?;
     let model = state
         .store
         .model(doc.model_id)

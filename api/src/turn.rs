@@ -1,0 +1,151 @@
+//! One deploy or rollback at a time per namespace, across every replica of the service: a
+//! leased lock in the store, renewed in the background while held. A replica that dies
+//! stops renewing; once the lease lapses another replica may take the turn and clean up
+//! (see `deploy::recover_interrupted`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mongodb::bson::oid::ObjectId;
+
+use crate::store::{Store, StoreError};
+
+/// The right to change the placed services of one namespace. Dropping it lets go of the lock.
+pub struct Turn {
+    store: Store,
+    name: String,
+    owner: String,
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+/// The lock's name for a namespace.
+pub fn lock_name(namespace: &str) -> String {
+    format!("deploy/{namespace}")
+}
+
+impl Turn {
+    /// Takes the turn for `deployment`, if no one else holds it; renews it every third of
+    /// `lease` until dropped.
+    pub async fn take(
+        store: &Store,
+        namespace: &str,
+        owner: &str,
+        deployment: ObjectId,
+        lease: Duration,
+    ) -> Result<Option<Self>, StoreError> {
+        let name = lock_name(namespace);
+        if !store.take_lock(&name, owner, deployment, lease).await? {
+            return Ok(None);
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = tokio::spawn({
+            let (store, name, owner, lost) = (store.clone(), name.clone(), owner.to_string(), lost.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match store.renew_lock(&name, &owner, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.store(true, Ordering::SeqCst);
+                            eprintln!("berth serve: lost the deploy lock `{name}` (its lease lapsed)");
+                            return;
+                        }
+                        // A hiccup: the next renewal may still come before the lease lapses.
+                        Err(e) => eprintln!("berth serve: renewing the deploy lock `{name}`: {e}"),
+                    }
+                }
+            }
+        });
+        Ok(Some(Self { store: store.clone(), name, owner: owner.to_string(), lost, renewer }))
+    }
+
+    /// Whether the lease lapsed and another replica may have taken over: stop changing things.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        let (store, name, owner) = (self.store.clone(), self.name.clone(), self.owner.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.release_lock(&name, &owner).await {
+                    eprintln!(
+                        "berth serve: letting go of the deploy lock `{name}` (it lapses by itself): {e}"
+                    );
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store on a database of its own on the test server (`scripts/test.sh` exports its URI).
+    async fn store(test: &str) -> Store {
+        let uri = std::env::var("BERTH_TEST_MONGODB_URI")
+            .expect("BERTH_TEST_MONGODB_URI is not set: `scripts/test.sh` starts MongoDB and sets it");
+        Store::connect(&uri, &format!("berth-turn-{test}-{}", ObjectId::new().to_hex())).await.unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn one_replica_at_a_time_and_a_held_turn_stays_held_while_renewed() {
+        runtime().block_on(async {
+            let store = store("held").await;
+            let lease = Duration::from_millis(300);
+            let a = Turn::take(&store, "ns", "a", ObjectId::new(), lease).await.unwrap().expect("free");
+            assert!(Turn::take(&store, "ns", "b", ObjectId::new(), lease).await.unwrap().is_none());
+            // Nor the same replica's second deploy.
+            assert!(Turn::take(&store, "ns", "a", ObjectId::new(), lease).await.unwrap().is_none());
+            // Another namespace is another lock.
+            assert!(Turn::take(&store, "other", "b", ObjectId::new(), lease).await.unwrap().is_some());
+            // Renewed in the background: still held well past one lease.
+            tokio::time::sleep(lease * 3).await;
+            assert!(Turn::take(&store, "ns", "b", ObjectId::new(), lease).await.unwrap().is_none());
+            assert!(!a.lost());
+            drop(a);
+            let mut taken = None;
+            for _ in 0..50 {
+                taken = Turn::take(&store, "ns", "b", ObjectId::new(), lease).await.unwrap();
+                if taken.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(taken.is_some(), "dropping a turn lets go of the lock");
+            store.database().drop().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_lapsed_lease_is_taken_over_and_racers_get_one_turn() {
+        runtime().block_on(async {
+            let store = store("lapsed").await;
+            let name = lock_name("ns");
+            let dead = ObjectId::new();
+            // A replica that took the lock and died: nobody renews it.
+            assert!(store.take_lock(&name, "dead", dead, Duration::from_millis(100)).await.unwrap());
+            assert!(!store.take_lock(&name, "b", ObjectId::new(), Duration::from_secs(5)).await.unwrap());
+            assert_eq!(store.lock(&name).await.unwrap().unwrap().deployment, dead);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let (b, c) = tokio::join!(
+                store.take_lock(&name, "b", ObjectId::new(), Duration::from_secs(5)),
+                store.take_lock(&name, "c", ObjectId::new(), Duration::from_secs(5)),
+            );
+            assert!(b.unwrap() ^ c.unwrap(), "exactly one of two racers takes a lapsed lock");
+            // The dead replica, come back, finds it gone.
+            assert!(!store.renew_lock(&name, "dead", Duration::from_secs(5)).await.unwrap());
+            store.database().drop().await.unwrap();
+        });
+    }
+}

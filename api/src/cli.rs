@@ -60,12 +60,12 @@ enum Command {
 #[derive(Debug, Args)]
 struct TrainArgs {
     /// The algorithm.
-    #[arg(long, value_enum)]
-    agent: AgentArg,
+    #[arg(long, value_enum, required_unless_present = "task", conflicts_with = "task")]
+    agent: Option<AgentArg>,
     /// Scenario: a YAML file, a shipped name (tiny, gpu-small, gpu-medium, gpu-large), or
     /// `cartpole` to check the algorithm on CartPole-v1.
-    #[arg(long)]
-    scenario: String,
+    #[arg(long, required_unless_present = "task", conflicts_with = "task")]
+    scenario: Option<String>,
     /// Environment steps (default: the agent's budget for the scenario).
     #[arg(long)]
     steps: Option<u64>,
@@ -76,8 +76,8 @@ struct TrainArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Folder for the run: log.csv, hyperparameters.json, model.bin, learning_curve.png.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "task", conflicts_with = "task")]
+    out: Option<PathBuf>,
     /// Where DQN and PPO train: `cpu` (burn's flex backend; LibTorch's CPU in a `tch`
     /// build) or `cuda` (LibTorch, binaries built with `--features tch` only).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
@@ -87,8 +87,18 @@ struct TrainArgs {
     episodes: usize,
     /// Train on episodes replayed from a live cluster's recording (`berth record --out`)
     /// instead of the scenario's synthetic traffic.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "task")]
     replay: Option<PathBuf>,
+    /// Train a queued task of the service's store instead (what a Kubernetes Job of
+    /// `berth serve --executor kubernetes` runs): its agent, scenario, steps, seed and
+    /// hyperparameters; progress, model and log go to the store.
+    #[arg(long, requires = "owner", conflicts_with_all = ["steps", "seed", "config"])]
+    task: Option<String>,
+    /// With --task: the runner that claimed it (the Job's command says).
+    #[arg(long, requires = "task")]
+    owner: Option<String>,
+    #[command(flatten)]
+    db: crate::serve::DatabaseArgs,
 }
 
 /// Agents `berth train` knows.
@@ -284,16 +294,24 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    if let (Some(task), Some(owner)) = (&args.task, &args.owner) {
+        return crate::serve::train_task(&args.db, task, owner);
+    }
     if args.episodes == 0 {
         bail!("--episodes: must be at least 1");
     }
-    let target = if args.scenario == "cartpole" {
+    let (Some(agent), Some(scenario_name), Some(out)) =
+        (args.agent, args.scenario.as_deref(), args.out.as_deref())
+    else {
+        bail!("--agent, --scenario and --out: needed (or --task)");
+    };
+    let target = if scenario_name == "cartpole" {
         if args.replay.is_some() {
             bail!("--replay: CartPole has no recordings; give a placement scenario");
         }
         Target::CartPole
     } else {
-        let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
+        let scenario = shipped::load(scenario_name).with_context(|| "--scenario".to_string())?;
         match &args.replay {
             None => Target::Placement(scenario),
             Some(path) => {
@@ -313,15 +331,14 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let seed = args.seed.unwrap_or(target.scenario().map_or(0, |s| s.seed));
     let request = TrainRequest {
-        agent: args.agent.into(),
+        agent: agent.into(),
         target,
         steps: args.steps,
         seed,
         hyperparameters,
         device: args.device.into(),
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("--out: cannot create `{}`", args.out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("--out: cannot create `{}`", out.display()))?;
     let bar = ProgressBar::new(
         request.steps.unwrap_or_else(|| berth_agents::train::default_steps(request.agent, &request.target)),
     );
@@ -341,21 +358,21 @@ fn train(args: TrainArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
-        let path = args.out.join(name);
+        let path = out.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("cannot write `{}`", path.display()))
     };
     write("model.bin", &trained.model.to_bytes())?;
     write("hyperparameters.json", serde_json::to_string_pretty(&trained.model.header)?.as_bytes())?;
-    trained.log.write_csv(&args.out.join("log.csv"))?;
+    trained.log.write_csv(&out.join("log.csv"))?;
     eprintln!(
         "trained {} for {} steps in {:.1} s: {}",
         request.agent,
         trained.model.header.trained_steps,
         started.elapsed().as_secs_f64(),
-        args.out.join("model.bin").display()
+        out.join("model.bin").display()
     );
     let title = format!("{} on {}, seed {seed}", request.agent, request.target.name());
-    let curve = args.out.join("learning_curve.png");
+    let curve = out.join("learning_curve.png");
     // The closing comparison runs on the simulator, a replayed run's included.
     let Some(scenario) = request.target.scenario() else {
         let mut agent = trained.agent;

@@ -11,6 +11,7 @@ mod deploy;
 mod emulate;
 mod experiment;
 mod http_error;
+mod job;
 mod prometheus;
 mod rate_limit;
 mod record;

@@ -19,7 +19,7 @@ use mongodb::bson::{DateTime, doc};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::prometheus::Metrics;
-use crate::store::{ModelDoc, ScenarioRef, Status, Store, TaskDoc, TaskProgress};
+use crate::store::{ModelDoc, ScenarioRef, Status, Store, StoreError, TaskDoc, TaskProgress};
 
 /// Episodes of the evaluation stored with each model.
 const EVAL_EPISODES: usize = 3;
@@ -36,9 +36,19 @@ pub struct RunnerConfig {
     pub poll: Duration,
 }
 
+/// Where tasks train.
+#[derive(Clone)]
+pub enum Executor {
+    /// On this process's blocking threads.
+    Local,
+    /// In a Kubernetes Job per task, which writes its progress and outcome to the store itself.
+    Kubernetes(crate::job::JobLauncher),
+}
+
 /// The pool.
 pub struct Runner {
     store: Store,
+    executor: Executor,
     metrics: Arc<Metrics>,
     config: RunnerConfig,
     /// This process's name in task claims.
@@ -51,7 +61,7 @@ pub struct Runner {
 }
 
 /// What a finished run leaves behind.
-struct Outcome {
+pub struct Outcome {
     model: berth_agents::SavedModel,
     log_csv: Vec<u8>,
     evaluation: serde_json::Value,
@@ -59,9 +69,10 @@ struct Outcome {
 
 impl Runner {
     /// A runner over `store`; call [`Runner::start`] to begin claiming.
-    pub fn new(store: Store, config: RunnerConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(store: Store, executor: Executor, config: RunnerConfig, metrics: Arc<Metrics>) -> Arc<Self> {
         let owner = replica_id();
         Arc::new(Self {
+            executor,
             slots: Arc::new(Semaphore::new(config.workers.max(1))),
             store,
             metrics,
@@ -145,103 +156,116 @@ impl Runner {
             self.config.lease,
             stop.clone(),
         ));
-        let (store, owner, handle) =
-            (self.store.clone(), self.owner.clone(), tokio::runtime::Handle::current());
-        let flag = stop.clone();
-        let trained = tokio::task::spawn_blocking(move || {
-            let mut last_write = Instant::now() - Duration::from_secs(1);
-            execute(&task, &mut |p: Progress| {
-                if last_write.elapsed() >= Duration::from_millis(500) || p.step == p.total {
-                    last_write = Instant::now();
-                    let progress = TaskProgress {
-                        step: p.step,
-                        total: p.total,
-                        recent_return: p.recent_return,
-                        sps: p.sps,
-                    };
-                    if let Err(e) = handle.block_on(store.set_progress(id, &owner, &progress)) {
-                        eprintln!("berth serve: task {id}: writing progress: {e}");
-                    }
-                }
-                if flag.load(Ordering::Relaxed) { Flow::Stop } else { Flow::Continue }
-            })
-        })
-        .await;
-        renewer.abort();
-        let outcome = match &trained {
-            Ok(Ok(_)) => Status::Completed,
-            Ok(Err(TaskError::Train(berth_agents::Error::Cancelled { .. }))) => Status::Cancelled,
-            _ => Status::Failed,
-        };
-        self.metrics.record_training(agent.name(), outcome, started.elapsed().as_secs_f64());
-        let result = match trained {
-            Ok(Ok(outcome)) => self.complete(id, outcome).await,
-            Ok(Err(TaskError::Train(berth_agents::Error::Cancelled { .. })))
-                if self.shutting_down.load(Ordering::Relaxed) =>
-            {
-                self.store.release(id, &self.owner).await
+        let ended = match &self.executor {
+            Executor::Local => {
+                let trained = train_here(self.store.clone(), task, self.owner.clone(), stop).await;
+                let releasing = self.shutting_down.load(Ordering::Relaxed);
+                record_end(&self.store, id, &self.owner, trained, releasing).await
             }
-            Ok(Err(TaskError::Train(berth_agents::Error::Cancelled { step }))) => self
-                .store
-                .finish(id, &self.owner, Status::Cancelled, doc! {"note": format!("stopped at step {step}")})
-                .await
-                .map(drop),
-            Ok(Err(e)) => self
-                .store
-                .finish(id, &self.owner, Status::Failed, doc! {"error": e.to_string()})
-                .await
-                .map(drop),
-            Err(panic) => self
-                .store
-                .finish(id, &self.owner, Status::Failed, doc! {"error": format!("training crashed: {panic}")})
-                .await
-                .map(drop),
+            Executor::Kubernetes(jobs) => {
+                let follow =
+                    crate::job::Follow { store: &self.store, owner: &self.owner, poll: self.config.poll };
+                jobs.run(&follow, &task, &stop, &self.shutting_down).await
+            }
         };
-        if let Err(e) = result {
+        renewer.abort();
+        match ended {
+            Ok(status) => self.metrics.record_training(agent.name(), status, started.elapsed().as_secs_f64()),
             // The lease runs out and the task is re-queued: not lost.
-            eprintln!("berth serve: task {id}: recording its end: {e}");
+            Err(e) => eprintln!("berth serve: task {id}: recording its end: {e}"),
         }
         self.running.lock().expect("runner lock").remove(&id);
         self.wake();
     }
+}
 
-    /// Stores the model, its log and evaluation, then marks the task completed.
-    async fn complete(&self, id: ObjectId, outcome: Outcome) -> Result<(), crate::store::StoreError> {
-        let Some(task) = self.store.task(id).await? else { return Ok(()) };
-        let header = &outcome.model.header;
-        let bytes = outcome.model.to_bytes();
-        let weights_file = self.store.put_file(&format!("{id}/model.bin"), &bytes).await?;
-        let log_file = self.store.put_file(&format!("{id}/log.csv"), &outcome.log_csv).await?;
-        let model = ModelDoc {
-            id: ObjectId::new(),
-            kind: header.agent,
-            status: "ready".into(),
-            task_id: id,
-            // With its spec, so a model of an inline scenario can still be deployed.
-            scenario: task.scenario,
-            trained_steps: header.trained_steps,
-            seed: header.seed,
-            hyperparameters: header.config.clone(),
-            observation_len: header.observation_len as u64,
-            action_count: header.action_count as u64,
-            evaluation: outcome.evaluation,
-            weights_file,
-            weights_bytes: bytes.len() as u64,
-            created_at: DateTime::now(),
-        };
-        self.store.insert_model(&model).await?;
-        let done = self
-            .store
-            .finish(id, &self.owner, Status::Completed, doc! {"model_id": model.id, "log_file": log_file})
-            .await?;
-        if !done {
-            // Cancelled or taken over while the model was being stored: no task points at
-            // this model or log, so they go rather than linger unowned.
-            self.store.delete_model(model.id).await?;
-            self.store.delete_file(log_file).await?;
+/// Trains `task` on a blocking thread of this process, writing its progress as `owner`
+/// every half second, until done or `stop` is raised.
+pub async fn train_here(
+    store: Store,
+    task: TaskDoc,
+    owner: String,
+    stop: Arc<AtomicBool>,
+) -> Result<Outcome, TaskError> {
+    let (id, handle) = (task.id, tokio::runtime::Handle::current());
+    let trained = tokio::task::spawn_blocking(move || {
+        let mut last_write = Instant::now() - Duration::from_secs(1);
+        execute(&task, &mut |p: Progress| {
+            if last_write.elapsed() >= Duration::from_millis(500) || p.step == p.total {
+                last_write = Instant::now();
+                let progress =
+                    TaskProgress { step: p.step, total: p.total, recent_return: p.recent_return, sps: p.sps };
+                if let Err(e) = handle.block_on(store.set_progress(id, &owner, &progress)) {
+                    eprintln!("berth: task {id}: writing progress: {e}");
+                }
+            }
+            if stop.load(Ordering::Relaxed) { Flow::Stop } else { Flow::Continue }
+        })
+    })
+    .await;
+    trained.unwrap_or_else(|panic| Err(TaskError::Crashed(panic.to_string())))
+}
+
+/// Records how a run of task `id` held by `owner` ended: the model stored and the task
+/// completed, cancelled, failed, or (`releasing`: the process is stopping) handed back to
+/// the queue. Returns the final status.
+pub async fn record_end(
+    store: &Store,
+    id: ObjectId,
+    owner: &str,
+    trained: Result<Outcome, TaskError>,
+    releasing: bool,
+) -> Result<Status, StoreError> {
+    match trained {
+        Ok(outcome) => complete(store, id, owner, outcome).await.map(|()| Status::Completed),
+        Err(TaskError::Train(berth_agents::Error::Cancelled { .. })) if releasing => {
+            store.release(id, owner).await.map(|()| Status::Cancelled)
         }
-        Ok(())
+        Err(TaskError::Train(berth_agents::Error::Cancelled { step })) => store
+            .finish(id, owner, Status::Cancelled, doc! {"note": format!("stopped at step {step}")})
+            .await
+            .map(|_| Status::Cancelled),
+        Err(e) => store
+            .finish(id, owner, Status::Failed, doc! {"error": e.to_string()})
+            .await
+            .map(|_| Status::Failed),
     }
+}
+
+/// Stores the model, its log and evaluation, then marks the task completed.
+async fn complete(store: &Store, id: ObjectId, owner: &str, outcome: Outcome) -> Result<(), StoreError> {
+    let Some(task) = store.task(id).await? else { return Ok(()) };
+    let header = &outcome.model.header;
+    let bytes = outcome.model.to_bytes();
+    let weights_file = store.put_file(&format!("{id}/model.bin"), &bytes).await?;
+    let log_file = store.put_file(&format!("{id}/log.csv"), &outcome.log_csv).await?;
+    let model = ModelDoc {
+        id: ObjectId::new(),
+        kind: header.agent,
+        status: "ready".into(),
+        task_id: id,
+        // With its spec, so a model of an inline scenario can still be deployed.
+        scenario: task.scenario,
+        trained_steps: header.trained_steps,
+        seed: header.seed,
+        hyperparameters: header.config.clone(),
+        observation_len: header.observation_len as u64,
+        action_count: header.action_count as u64,
+        evaluation: outcome.evaluation,
+        weights_file,
+        weights_bytes: bytes.len() as u64,
+        created_at: DateTime::now(),
+    };
+    store.insert_model(&model).await?;
+    let done =
+        store.finish(id, owner, Status::Completed, doc! {"model_id": model.id, "log_file": log_file}).await?;
+    if !done {
+        // Cancelled or taken over while the model was being stored: no task points at
+        // this model or log, so they go rather than linger unowned.
+        store.delete_model(model.id).await?;
+        store.delete_file(log_file).await?;
+    }
+    Ok(())
 }
 
 /// Renews the lease every third of its length; flags the task to stop when the claim is
@@ -272,6 +296,9 @@ pub enum TaskError {
     /// The evaluation failed.
     #[error("evaluation: {0}")]
     Eval(#[from] berth_env::Error),
+    /// The training thread panicked.
+    #[error("training crashed: {0}")]
+    Crashed(String),
 }
 
 /// The scenario a task names: its inline spec, or a shipped one.

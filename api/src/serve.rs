@@ -12,10 +12,11 @@ use clap::Args;
 use crate::auth::{Jwt, KeyMaterial, Role, Users, hash_password};
 use crate::cluster::{ClusterSource, LiveSource, SimCluster, record};
 use crate::deploy::{self, LiveCluster};
+use crate::job::{ExecutorArgs, JobLauncher};
 use crate::prometheus::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::routes::{AppState, router};
-use crate::runner::{Runner, RunnerConfig, replica_id};
+use crate::runner::{Executor, Runner, RunnerConfig, replica_id};
 use crate::store::Store;
 
 /// How tokens are signed: shared by `serve` and `token`.
@@ -108,8 +109,8 @@ pub struct ServeArgs {
     /// (`KUBECONFIG`, `~/.kube/config`, or the pod's service account in a cluster).
     #[arg(long, env = "BERTH_LIVE")]
     live: bool,
-    /// Kubeconfig of the live cluster.
-    #[arg(long, env = "BERTH_KUBECONFIG", requires = "live")]
+    /// Kubeconfig of the cluster (for --live and --executor kubernetes).
+    #[arg(long, env = "BERTH_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// Namespace of the placed services' Deployments.
     #[arg(long, env = "BERTH_NAMESPACE", default_value = "default")]
@@ -117,6 +118,24 @@ pub struct ServeArgs {
     /// Seconds one move of a deploy may take before the deploy is rolled back.
     #[arg(long, env = "BERTH_MOVE_TIMEOUT_S", default_value_t = 300.0)]
     move_timeout_s: f64,
+    #[command(flatten)]
+    executor: ExecutorArgs,
+}
+
+/// `berth train --task <id> --owner <runner>` (a Job's command): trains the task into the store.
+pub fn train_task(db: &DatabaseArgs, task: &str, owner: &str) -> Result<()> {
+    let id = mongodb::bson::oid::ObjectId::parse_str(task)
+        .map_err(|_| anyhow::anyhow!("--task: `{task}` is not a task id (24 hex digits)"))?;
+    db.uri()?;
+    let status = runtime()?.block_on(async {
+        let store = db.store().await?;
+        anyhow::Ok(crate::job::train_task(&store, id, owner).await?)
+    })?;
+    eprintln!("berth train: task {id} {}", status.name());
+    if status != crate::store::Status::Completed {
+        bail!("task {id} ended {}: see its error or note in the store", status.name());
+    }
+    Ok(())
 }
 
 /// Where berth's database is: `serve`, `backup` and `restore` share it.
@@ -188,6 +207,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if args.token_ttl_s == 0 {
         bail!("--token-ttl-s (BERTH_TOKEN_TTL_S): must be at least 1");
     }
+    let jobs = args.executor.image()?.is_some();
+    if args.kubeconfig.is_some() && !args.live && !jobs {
+        bail!("--kubeconfig (BERTH_KUBECONFIG): only with --live or --executor kubernetes");
+    }
     let scenario = berth_env::shipped::load(&args.cluster_scenario)
         .map_err(|e| anyhow::anyhow!("--cluster-scenario (BERTH_CLUSTER_SCENARIO): {e}"))?;
     let sim = SimCluster::new(scenario.clone(), Duration::from_secs_f64(args.cluster_tick_s))?;
@@ -207,10 +230,25 @@ async fn run(
     scenario: Arc<berth_core::Scenario>,
 ) -> Result<()> {
     let store = args.db.store().await?;
-    let live = if args.live {
-        let client = berth_env::live::connect(args.kubeconfig.as_deref())
-            .await
-            .context("--live (BERTH_LIVE) / --kubeconfig (BERTH_KUBECONFIG): cannot reach the cluster")?;
+    let job_image = args.executor.image()?;
+    let client = if args.live || job_image.is_some() {
+        Some(berth_env::live::connect(args.kubeconfig.as_deref()).await.context(
+            "--live (BERTH_LIVE) / --executor kubernetes / --kubeconfig (BERTH_KUBECONFIG): cannot reach the cluster",
+        )?)
+    } else {
+        None
+    };
+    let executor = match (job_image, &client) {
+        (Some(image), Some(client)) => Executor::Kubernetes(JobLauncher {
+            client: client.clone(),
+            namespace: args.executor.job_namespace.clone().unwrap_or_else(|| args.namespace.clone()),
+            image: image.to_string(),
+            secret: args.executor.job_secret.clone(),
+            database: args.db.database.clone(),
+        }),
+        _ => Executor::Local,
+    };
+    let live = if let (true, Some(client)) = (args.live, client) {
         Some(LiveCluster {
             client,
             namespace: args.namespace.clone(),
@@ -229,6 +267,7 @@ async fn run(
     let metrics = Arc::new(Metrics::default());
     let runner = Runner::new(
         store.clone(),
+        executor,
         RunnerConfig { workers: args.workers, lease, poll: lease.min(Duration::from_secs(2)) },
         metrics.clone(),
     );

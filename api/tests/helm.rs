@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use berth_env::live::{self, Mover, Snapshot, workload};
 use berth_env::{scheduler, shipped};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde::Deserialize;
@@ -208,6 +209,7 @@ fn the_berth_pod_is_locked_down_and_configured_from_the_values() {
     assert!(!env.contains_key("BERTH_USERS"));
     let secret = &docs["Secret/w-berth"]["stringData"];
     assert_eq!(secret["mongodb-uri"], "mongodb://db:27017");
+    assert!(!docs.contains_key("Role/w-berth-jobs"), "no Job rights for the local executor");
     // Optional parts are off by default; the dashboard is on.
     assert!(docs.contains_key("ConfigMap/w-berth-dashboard"));
     assert!(!docs.keys().any(|k| k.starts_with("ServiceMonitor/") || k.starts_with("StatefulSet/")));
@@ -288,6 +290,7 @@ fn the_berth_chart_installs_and_its_service_account_has_the_least_rights() {
         "mongodb.internal.enabled=true",
     ]);
     args.extend_from_slice(&["--set", "auth.jwtSecret=a-test-secret-of-more-than-32-bytes"]);
+    args.extend_from_slice(&["--set", "training.executor=kubernetes"]);
     let out = helm(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let applied = kubectl_apply(&out.stdout, &[]);
@@ -314,10 +317,26 @@ fn the_berth_chart_installs_and_its_service_account_has_the_least_rights() {
         let node_metrics = Api::<DynamicObject>::all_with(berth.clone(), &live::metrics::node_metrics());
         node_metrics.list(&ListParams::default()).await.unwrap();
 
+        let forbidden = |e: kube::Error| matches!(e, kube::Error::Api(ref s) if s.code == 403);
+        // The Job executor: training Jobs in the release's namespace, created and deleted.
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "berth-train-rbac"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "train", "image": "berth", "command": ["berth", "--version"]}]}}},
+        }))
+        .unwrap();
+        let home_jobs = Api::<Job>::namespaced(berth.clone(), home);
+        home_jobs.create(&Default::default(), &job).await.unwrap();
+        home_jobs.delete("berth-train-rbac", &DeleteParams::background()).await.unwrap();
+        let serving_jobs = Api::<Job>::namespaced(berth.clone(), serving);
+        assert!(
+            forbidden(serving_jobs.create(&Default::default(), &job).await.unwrap_err()),
+            "Jobs elsewhere"
+        );
+
         // Refused: another namespace's Deployments, deleting, Secrets, writing nodes.
         let elsewhere = Mover::new(berth.clone(), home).pin("b-berth", "l4-a").await.unwrap_err();
         assert!(elsewhere.is_forbidden(), "{elsewhere}");
-        let forbidden = |e: kube::Error| matches!(e, kube::Error::Api(ref s) if s.code == 403);
         let deployments = Api::<Deployment>::namespaced(berth.clone(), serving);
         assert!(forbidden(deployments.delete(&deployment, &DeleteParams::default()).await.unwrap_err()));
         for ns in [home, serving] {

@@ -11,6 +11,8 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use std::collections::BTreeMap;
 
 use berth_core::Scenario;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -485,4 +487,133 @@ fn too_few_rights_is_a_clear_403_naming_what_was_refused() {
         // Nothing moved.
         assert_eq!(pinned().await, before);
     });
+}
+
+/// `berth serve --executor kubernetes`: a task becomes a Job running `berth train --task`
+/// with the MongoDB URI from a Secret. The test plays the Job's pod (no kubelet runs
+/// containers here): it runs the Job's command with the Job's environment, resolved from the
+/// API server as a kubelet would. A completed task's Job is cleaned up; a task whose Job
+/// disappears fails naming it; a cancelled task's Job is deleted.
+#[test]
+fn training_tasks_run_as_kubernetes_jobs() {
+    let rt = runtime();
+    let ns = "live-jobs";
+    let client = rt.block_on(async {
+        let client = client().await;
+        namespace(&client, ns).await;
+        let secret =
+            json!({"metadata": {"name": "berth-db"}, "stringData": {"mongodb-uri": common::mongodb_uri()}});
+        Api::<Secret>::namespaced(client.clone(), ns)
+            .create(&Default::default(), &serde_json::from_value(secret).unwrap())
+            .await
+            .unwrap();
+        client
+    });
+    let config = kubeconfig();
+    let database = unique_database("jobs");
+    let server = Server::start_with(
+        &database,
+        &[
+            ("BERTH_EXECUTOR", "kubernetes"),
+            ("BERTH_KUBECONFIG", config.to_str().unwrap()),
+            ("BERTH_JOB_NAMESPACE", ns),
+            ("BERTH_JOB_IMAGE", "registry.example/berth:0.1.0"),
+            ("BERTH_JOB_SECRET", "berth-db"),
+        ],
+    );
+    let operator = token("operator");
+    let jobs = Api::<Job>::namespaced(client.clone(), ns);
+    let submit = |steps: u64| -> String {
+        let body = json!({"agent": "qlearning", "scenario": "tiny", "steps": steps, "seed": 1});
+        let response = server.post("/api/v1/training", &operator, &body);
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let job_of = |id: &str| -> Job {
+        rt.block_on(eventually(
+            "the task's Job",
+            Duration::from_secs(30),
+            async || jobs.get_opt(&format!("berth-train-{id}")).await.unwrap(),
+            Option::is_some,
+        ))
+        .unwrap()
+    };
+
+    // A task runs as a Job, and the Job's command trains it into the store.
+    let id = submit(3000);
+    let job = job_of(&id);
+    let spec = job.spec.clone().unwrap();
+    assert_eq!(spec.backoff_limit, Some(0));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    let container = &pod.containers[0];
+    assert_eq!(container.image.as_deref(), Some("registry.example/berth:0.1.0"));
+    let command = container.command.clone().unwrap();
+    assert_eq!(command[..4], ["berth", "train", "--task", id.as_str()], "{command:?}");
+    let task = server.json(&format!("/api/v1/training/{id}"), &operator);
+    assert_eq!(task["status"], "running", "claimed while its Job runs: {task:#}");
+    // The pod's environment as a kubelet resolves it: the URI from the Secret, never inline.
+    let mut run = Command::new(BERTH);
+    run.args(&command[1..]).env_clear().env("PATH", std::env::var("PATH").unwrap());
+    for var in container.env.clone().unwrap() {
+        let value = match (var.value, var.value_from) {
+            (Some(value), _) => value,
+            (None, Some(from)) => {
+                let key = from.secret_key_ref.expect("only Secret references");
+                let secret =
+                    rt.block_on(Api::<Secret>::namespaced(client.clone(), ns).get(&key.name)).unwrap();
+                String::from_utf8(secret.data.unwrap()[&key.key].0.clone()).unwrap()
+            }
+            (None, None) => String::new(),
+        };
+        run.env(var.name, value);
+    }
+    let out = run.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let task = server.wait_task(&id, &operator, Duration::from_secs(30), |t| t["status"] != "running");
+    assert_eq!(task["status"], "completed", "{task:#}");
+    assert_eq!(task["progress"]["step"], 3000, "{task:#}");
+    let model = server.json(&format!("/api/v1/models/{}", task["model_id"].as_str().unwrap()), &operator);
+    assert_eq!(model["agent"], "qlearning", "{model:#}");
+    rt.block_on(eventually(
+        "the finished task's Job deleted",
+        Duration::from_secs(30),
+        async || jobs.get_opt(&format!("berth-train-{id}")).await.unwrap().is_none(),
+        |gone| *gone,
+    ));
+    // Run again, the command refuses: the task is no longer claimed.
+    let again = Command::new(BERTH)
+        .args(&command[1..])
+        .env("BERTH_MONGODB_URI", common::mongodb_uri())
+        .env("BERTH_DATABASE", &database)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("completed"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // A Job deleted before it finished fails its task, naming the Job.
+    let id = submit(3000);
+    job_of(&id);
+    rt.block_on(jobs.delete(&format!("berth-train-{id}"), &Default::default())).unwrap();
+    let task = server.wait_task(&id, &operator, Duration::from_secs(30), |t| t["status"] != "running");
+    assert_eq!(task["status"], "failed", "{task:#}");
+    assert!(task["error"].as_str().unwrap().contains(&format!("berth-train-{id}")), "{task:#}");
+
+    // A cancelled task's Job goes.
+    let id = submit(3000);
+    job_of(&id);
+    let response = server.post(&format!("/api/v1/training/{id}/cancel"), &operator, &json!({}));
+    assert_eq!(response.status(), StatusCode::OK);
+    let task = server.wait_task(&id, &operator, Duration::from_secs(30), |t| t["status"] != "running");
+    assert_eq!(task["status"], "cancelled", "{task:#}");
+    rt.block_on(eventually(
+        "the cancelled task's Job deleted",
+        Duration::from_secs(30),
+        async || jobs.get_opt(&format!("berth-train-{id}")).await.unwrap().is_none(),
+        |gone| *gone,
+    ));
 }

@@ -308,10 +308,10 @@ pub async fn record(cluster: Arc<ClusterSource>, store: Store, every: Duration) 
         match cluster.snapshot().await {
             Ok(snapshot) => {
                 if let Err(e) = store.insert_snapshot(&snapshot).await {
-                    eprintln!("berth serve: recording cluster metrics: {e}");
+                    tracing::warn!("recording cluster metrics: {e}");
                 }
             }
-            Err(e) => eprintln!("berth serve: reading the cluster: {e}"),
+            Err(e) => tracing::warn!("reading the cluster: {e}"),
         }
         tokio::time::sleep(every).await;
     }

@@ -93,6 +93,7 @@ pub async fn measured_latency(live: &LiveCluster, scenario: &Arc<Scenario>) -> R
 }
 
 /// Reads the cluster and plans the model's moves: a new deployment document, not stored.
+#[tracing::instrument(name = "deploy.plan", skip_all, fields(model = %model.id, namespace = %live.namespace, dry_run, trace_id = tracing::field::Empty))]
 pub async fn plan_deploy(
     live: &LiveCluster,
     scenario: Arc<Scenario>,
@@ -102,6 +103,7 @@ pub async fn plan_deploy(
     dry_run: bool,
     requested_by: &str,
 ) -> Result<DeploymentDoc, DeployError> {
+    crate::telemetry::record_trace_id(&tracing::Span::current());
     let snapshot = Snapshot::read(&live.client, &live.namespace).await?;
     let placement = snapshot.placement(&scenario)?;
     let start = StartState {
@@ -221,6 +223,7 @@ async fn finish(
 
 /// Applies a planned deployment (status `running`): one move at a time, each waited for; on
 /// the first failure the moves made so far go back, newest first.
+#[tracing::instrument(name = "deploy", skip_all, fields(deployment = %doc.id, model = %doc.model_id, moves = doc.plan.len(), trace_id = tracing::field::Empty))]
 pub async fn execute(
     live: LiveCluster,
     turn: Turn,
@@ -228,6 +231,7 @@ pub async fn execute(
     scenario: Arc<Scenario>,
     mut doc: DeploymentDoc,
 ) -> Result<(), DeployError> {
+    crate::telemetry::record_trace_id(&tracing::Span::current());
     let mover = live.mover();
     let plan = doc.plan.clone();
     for (i, m) in plan.iter().enumerate() {
@@ -251,6 +255,7 @@ pub async fn execute(
 }
 
 /// Undoes a succeeded deployment: every move back, newest first.
+#[tracing::instrument(name = "deploy.rollback", skip_all, fields(deployment = %doc.id, model = %doc.model_id, trace_id = tracing::field::Empty))]
 pub async fn rollback(
     live: LiveCluster,
     _turn: Turn,
@@ -258,6 +263,7 @@ pub async fn rollback(
     scenario: Arc<Scenario>,
     mut doc: DeploymentDoc,
 ) -> Result<(), DeployError> {
+    crate::telemetry::record_trace_id(&tracing::Span::current());
     let mover = live.mover();
     let plan = doc.plan.clone();
     let back = undo(&mover, &store, &mut doc, &plan).await?;
@@ -271,7 +277,9 @@ pub async fn rollback(
 /// replica takes the lock, moves back every replica the deployment may have moved (the
 /// recorded moves and the one that may have been in flight, newest first), and records it
 /// as `rolled_back`, or `failed` if a move back fails. Returns how many it took over.
+#[tracing::instrument(name = "deploy.recover", skip_all, fields(namespace = %live.namespace, trace_id = tracing::field::Empty))]
 pub async fn recover_interrupted(live: &LiveCluster, store: &Store) -> Result<usize, DeployError> {
+    crate::telemetry::record_trace_id(&tracing::Span::current());
     let mut recovered = 0;
     for mut doc in store.running_deployments().await? {
         if doc.namespace != live.namespace {
@@ -309,8 +317,8 @@ pub async fn watch_interrupted(live: LiveCluster, store: Store, every: Duration)
     loop {
         match recover_interrupted(&live, &store).await {
             Ok(0) => {}
-            Ok(n) => eprintln!("berth serve: took over and undid {n} interrupted deployment(s)"),
-            Err(e) => eprintln!("berth serve: recovering interrupted deployments: {e}"),
+            Ok(n) => tracing::warn!("took over and undid {n} interrupted deployment(s)"),
+            Err(e) => tracing::warn!("recovering interrupted deployments: {e}"),
         }
         tokio::time::sleep(every).await;
     }

@@ -169,7 +169,7 @@ impl JobLauncher {
         match self.jobs().delete(&name, &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => eprintln!("berth serve: deleting Job `{name}`: {e}"),
+            Err(e) => tracing::warn!("deleting Job `{name}`: {e}"),
         }
     }
 
@@ -230,7 +230,7 @@ impl JobLauncher {
                     }
                 }
                 // The API server is away for a moment: the Job goes on, so does following it.
-                Err(e) => eprintln!("berth serve: task {id}: {e}"),
+                Err(e) => tracing::warn!("task {id}: {e}"),
             }
         };
         self.delete(id).await;

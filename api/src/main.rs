@@ -20,6 +20,7 @@ mod runner;
 mod serve;
 mod store;
 mod table;
+mod telemetry;
 mod turn;
 
 use std::process::ExitCode;

@@ -17,6 +17,7 @@ use berth_env::shipped;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, doc};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use crate::prometheus::Metrics;
 use crate::store::{ModelDoc, ScenarioRef, Status, Store, StoreError, TaskDoc, TaskProgress};
@@ -123,19 +124,20 @@ impl Runner {
             match self.store.recover_expired().await {
                 Ok((0, 0)) => {}
                 Ok((requeued, interrupted)) => {
-                    eprintln!(
-                        "berth serve: {requeued} task(s) re-queued, {interrupted} interrupted after their runner stopped"
+                    tracing::warn!(
+                        "{requeued} task(s) re-queued, {interrupted} interrupted after their runner stopped"
                     )
                 }
-                Err(e) => eprintln!("berth serve: recovering tasks: {e}"),
+                Err(e) => tracing::warn!("recovering tasks: {e}"),
             }
             match self.store.claim_next(&self.owner, self.config.lease).await {
                 Ok(Some(task)) => {
-                    tokio::spawn(self.clone().run(task, permit));
+                    let span = crate::telemetry::training_span(&task);
+                    tokio::spawn(self.clone().run(task, permit).instrument(span));
                     continue;
                 }
                 Ok(None) => {}
-                Err(e) => eprintln!("berth serve: claiming a task: {e}"),
+                Err(e) => tracing::warn!("claiming a task: {e}"),
             }
             drop(permit);
             tokio::select! {
@@ -172,7 +174,7 @@ impl Runner {
         match ended {
             Ok(status) => self.metrics.record_training(agent.name(), status, started.elapsed().as_secs_f64()),
             // The lease runs out and the task is re-queued: not lost.
-            Err(e) => eprintln!("berth serve: task {id}: recording its end: {e}"),
+            Err(e) => tracing::warn!("task {id}: recording its end: {e}"),
         }
         self.running.lock().expect("runner lock").remove(&id);
         self.wake();
@@ -187,16 +189,27 @@ pub async fn train_here(
     owner: String,
     stop: Arc<AtomicBool>,
 ) -> Result<Outcome, TaskError> {
-    let (id, handle) = (task.id, tokio::runtime::Handle::current());
+    let (id, handle, span) = (task.id, tokio::runtime::Handle::current(), tracing::Span::current());
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let trained = tokio::task::spawn_blocking(move || {
+        // The blocking thread continues the task's span: its progress events land in it.
+        let _dispatch = tracing::dispatcher::set_default(&dispatch);
+        let _entered = span.enter();
         let mut last_write = Instant::now() - Duration::from_secs(1);
         execute(&task, &mut |p: Progress| {
             if last_write.elapsed() >= Duration::from_millis(500) || p.step == p.total {
                 last_write = Instant::now();
+                tracing::info!(
+                    step = p.step,
+                    total = p.total,
+                    sps = p.sps,
+                    recent_return = p.recent_return,
+                    "progress"
+                );
                 let progress =
                     TaskProgress { step: p.step, total: p.total, recent_return: p.recent_return, sps: p.sps };
                 if let Err(e) = handle.block_on(store.set_progress(id, &owner, &progress)) {
-                    eprintln!("berth: task {id}: writing progress: {e}");
+                    tracing::warn!("task {id}: writing progress: {e}");
                 }
             }
             if stop.load(Ordering::Relaxed) { Flow::Stop } else { Flow::Continue }
@@ -279,7 +292,7 @@ async fn renew_lease(store: Store, id: ObjectId, owner: String, lease: Duration,
                 stop.store(true, Ordering::Relaxed);
                 return;
             }
-            Err(e) => eprintln!("berth serve: task {id}: renewing its lease: {e}"),
+            Err(e) => tracing::warn!("task {id}: renewing its lease: {e}"),
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::rate_limit::RateLimiter;
 use crate::routes::{AppState, router};
 use crate::runner::{Executor, Runner, RunnerConfig, replica_id};
 use crate::store::Store;
+use crate::telemetry::{self, LogFormat};
 
 /// How tokens are signed: shared by `serve` and `token`.
 #[derive(Debug, Args)]
@@ -120,6 +121,10 @@ pub struct ServeArgs {
     move_timeout_s: f64,
     #[command(flatten)]
     executor: ExecutorArgs,
+    /// Log lines as `text` or `json` (with the trace id of the request, task or deploy).
+    /// Traces go over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    #[arg(long, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 /// `berth train --task <id> --owner <runner>` (a Job's command): trains the task into the store.
@@ -219,7 +224,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         Some(path) => Users::load(path)?,
         None => Users::default(),
     };
-    runtime()?.block_on(run(args, jwt, users, sim, scenario))
+    let telemetry = telemetry::init(args.log_format)?;
+    let served = runtime()?.block_on(run(args, jwt, users, sim, scenario));
+    telemetry.shutdown();
+    served
 }
 
 async fn run(
@@ -299,7 +307,7 @@ async fn run(
         .await
         .context("serving HTTP")?;
     runner.shutdown(Duration::from_secs(10)).await;
-    eprintln!("berth serve: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 

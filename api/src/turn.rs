@@ -49,11 +49,11 @@ impl Turn {
                         Ok(true) => {}
                         Ok(false) => {
                             lost.store(true, Ordering::SeqCst);
-                            eprintln!("berth serve: lost the deploy lock `{name}` (its lease lapsed)");
+                            tracing::warn!("lost the deploy lock `{name}` (its lease lapsed)");
                             return;
                         }
                         // A hiccup: the next renewal may still come before the lease lapses.
-                        Err(e) => eprintln!("berth serve: renewing the deploy lock `{name}`: {e}"),
+                        Err(e) => tracing::warn!("renewing the deploy lock `{name}`: {e}"),
                     }
                 }
             }
@@ -74,9 +74,7 @@ impl Drop for Turn {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(e) = store.release_lock(&name, &owner).await {
-                    eprintln!(
-                        "berth serve: letting go of the deploy lock `{name}` (it lapses by itself): {e}"
-                    );
+                    tracing::warn!("letting go of the deploy lock `{name}` (it lapses by itself): {e}");
                 }
             });
         }

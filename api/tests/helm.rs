@@ -207,6 +207,8 @@ fn the_berth_pod_is_locked_down_and_configured_from_the_values() {
     assert_eq!(env["BERTH_LIVE"], "true");
     assert_eq!(env["BERTH_NAMESPACE"], "serving");
     assert!(!env.contains_key("BERTH_USERS"));
+    assert_eq!(env["BERTH_LOG_FORMAT"], "json");
+    assert!(!env.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"), "no collector by default");
     let secret = &docs["Secret/w-berth"]["stringData"];
     assert_eq!(secret["mongodb-uri"], "mongodb://db:27017");
     assert!(!docs.contains_key("Role/w-berth-jobs"), "no Job rights for the local executor");
@@ -252,6 +254,7 @@ fn bad_berth_values_fail_at_install_naming_the_value() {
         (vec![jwt, uri, "live.namespace=Not_A_Namespace"], "namespace"),
         (vec![jwt, uri, "resources.requests.cpu=lots"], "cpu"),
         (vec![jwt, uri, "training.workers=0"], "workers"),
+        (vec![jwt, uri, "otlpEndpoint=collector:4318"], "otlpEndpoint"),
         (vec![jwt, uri, "replicas=3"], "replicas"),
         (vec!["existingSecret=ours", "auth.users=x"], "auth.users"),
     ] {

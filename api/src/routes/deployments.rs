@@ -148,7 +148,7 @@ pub async fn deploy(
 
 async fn finish_in_background(work: impl std::future::Future<Output = Result<(), DeployError>>) {
     if let Err(e) = work.await {
-        eprintln!("berth serve: deploy: {e}");
+        tracing::warn!("deploy: {e}");
     }
 }
 

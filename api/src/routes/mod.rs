@@ -76,6 +76,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn(move |request, next| time_limit(request, next, request_timeout)))
         .layer(middleware::from_fn_with_state(state.clone(), prometheus::track))
+        .layer(middleware::from_fn(crate::telemetry::trace_request))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

@@ -16,7 +16,7 @@ use mongodb::bson::oid::ObjectId;
 use serde_json::json;
 
 use crate::runner::{record_end, train_here};
-use crate::store::{Status, Store, StoreError, TaskDoc};
+use crate::store::{Status, Store, StoreError, TaskDevice, TaskDoc};
 
 /// Where training tasks run (`berth serve` flags).
 #[derive(Debug, clap::Args)]
@@ -34,6 +34,10 @@ pub struct ExecutorArgs {
     /// Secret in the Jobs' namespace whose `mongodb-uri` key is the MongoDB URI.
     #[arg(long, env = "BERTH_JOB_SECRET", default_value = "berth")]
     pub job_secret: String,
+    /// berth's `tch` image (LibTorch with CUDA), for tasks with `device: cuda`; their Jobs
+    /// also request one `nvidia.com/gpu`. Without it such tasks are refused.
+    #[arg(long, env = "BERTH_JOB_GPU_IMAGE")]
+    pub job_gpu_image: Option<String>,
 }
 
 /// Executors `--executor` knows.
@@ -69,6 +73,8 @@ pub struct JobLauncher {
     pub namespace: String,
     /// berth's image.
     pub image: String,
+    /// berth's `tch` image, for CUDA tasks.
+    pub gpu_image: Option<String>,
     /// A Secret in `namespace` whose `mongodb-uri` key the Job's `BERTH_MONGODB_URI` reads.
     pub secret: String,
     /// The database name.
@@ -108,6 +114,11 @@ impl JobLauncher {
     /// the task, as a local one does), the URI from the Secret, never inline.
     pub fn job(&self, task: &TaskDoc, owner: &str) -> Job {
         let id = task.id.to_hex();
+        // A CUDA task: the LibTorch build, and a GPU for its pod (limits alone: requests follow).
+        let (image, resources) = match (task.device, &self.gpu_image) {
+            (TaskDevice::Cuda, Some(gpu)) => (gpu.as_str(), json!({"limits": {"nvidia.com/gpu": "1"}})),
+            _ => (self.image.as_str(), json!({})),
+        };
         serde_json::from_value(json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -127,7 +138,8 @@ impl JobLauncher {
                         "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001},
                         "containers": [{
                             "name": "train",
-                            "image": self.image,
+                            "image": image,
+                            "resources": resources,
                             "command": ["berth", "train", "--task", id, "--owner", owner],
                             "env": [
                                 {"name": "BERTH_MONGODB_URI",

@@ -20,7 +20,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::prometheus::Metrics;
-use crate::store::{ModelDoc, ScenarioRef, Status, Store, StoreError, TaskDoc, TaskProgress};
+use crate::store::{ModelDoc, ScenarioRef, Status, Store, StoreError, TaskDevice, TaskDoc, TaskProgress};
+use berth_agents::nets::DeviceKind;
 
 /// Episodes of the evaluation stored with each model.
 const EVAL_EPISODES: usize = 3;
@@ -43,7 +44,7 @@ pub enum Executor {
     /// On this process's blocking threads.
     Local,
     /// In a Kubernetes Job per task, which writes its progress and outcome to the store itself.
-    Kubernetes(crate::job::JobLauncher),
+    Kubernetes(Box<crate::job::JobLauncher>),
 }
 
 /// The pool.
@@ -83,6 +84,24 @@ impl Runner {
             running: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
         })
+    }
+
+    /// Whether tasks for `device` can train here: `Err` says why not.
+    pub fn can_train_on(&self, device: TaskDevice) -> Result<(), String> {
+        match (&self.executor, device) {
+            (_, TaskDevice::Cpu) => Ok(()),
+            (Executor::Kubernetes(jobs), TaskDevice::Cuda) if jobs.gpu_image.is_some() => Ok(()),
+            (Executor::Kubernetes(_), TaskDevice::Cuda) => {
+                Err("cuda: this service's Jobs have no GPU image (--job-gpu-image, a `tch` build)".into())
+            }
+            (Executor::Local, TaskDevice::Cuda) => {
+                berth_agents::nets::Devices::select(DeviceKind::Cuda).map(drop).map_err(|_| {
+                    "cuda: this service trains in-process without LibTorch; build it with `--features tch`, \
+                     or run Jobs with --executor kubernetes and --job-gpu-image"
+                        .into()
+                })
+            }
+        }
     }
 
     /// Starts the claim loop.
@@ -334,7 +353,7 @@ fn execute(task: &TaskDoc, progress: &mut dyn FnMut(Progress) -> Flow) -> Result
         steps: task.steps,
         seed: task.seed,
         hyperparameters: task.hyperparameters.clone(),
-        device: Default::default(),
+        device: task.device.into(),
     };
     let trained = berth_agents::train(&request, progress)?;
     let mut contenders: Vec<Contender> =

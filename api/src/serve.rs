@@ -247,13 +247,14 @@ async fn run(
         None
     };
     let executor = match (job_image, &client) {
-        (Some(image), Some(client)) => Executor::Kubernetes(JobLauncher {
+        (Some(image), Some(client)) => Executor::Kubernetes(Box::new(JobLauncher {
             client: client.clone(),
             namespace: args.executor.job_namespace.clone().unwrap_or_else(|| args.namespace.clone()),
             image: image.to_string(),
+            gpu_image: args.executor.job_gpu_image.clone().filter(|i| !i.trim().is_empty()),
             secret: args.executor.job_secret.clone(),
             database: args.db.database.clone(),
-        }),
+        })),
         _ => Executor::Local,
     };
     let live = if let (true, Some(client)) = (args.live, client) {

@@ -149,6 +149,29 @@ pub struct TaskDoc {
     pub cancel_requested: bool,
     /// The training log (CSV) in GridFS, once completed.
     pub log_file: Option<ObjectId>,
+    /// Where it trains (tasks stored before devices existed: the CPU).
+    #[serde(default)]
+    pub device: TaskDevice,
+}
+
+/// Where a task trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskDevice {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// A CUDA GPU (LibTorch: a `tch` build).
+    Cuda,
+}
+
+impl From<TaskDevice> for berth_agents::nets::DeviceKind {
+    fn from(device: TaskDevice) -> Self {
+        match device {
+            TaskDevice::Cpu => Self::Cpu,
+            TaskDevice::Cuda => Self::Cuda,
+        }
+    }
 }
 
 /// A trained model as stored in `models`.

@@ -238,6 +238,7 @@ mod tests {
             attempts: 1,
             cancel_requested: false,
             log_file: None,
+            device: Default::default(),
         }
     }
 

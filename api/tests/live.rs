@@ -519,6 +519,7 @@ fn training_tasks_run_as_kubernetes_jobs() {
             ("BERTH_JOB_NAMESPACE", ns),
             ("BERTH_JOB_IMAGE", "registry.example/berth:0.1.0"),
             ("BERTH_JOB_SECRET", "berth-db"),
+            ("BERTH_JOB_GPU_IMAGE", "registry.example/berth-tch:0.1.0"),
         ],
     );
     let operator = token("operator");
@@ -602,6 +603,23 @@ fn training_tasks_run_as_kubernetes_jobs() {
     let task = server.wait_task(&id, &operator, Duration::from_secs(30), |t| t["status"] != "running");
     assert_eq!(task["status"], "failed", "{task:#}");
     assert!(task["error"].as_str().unwrap().contains(&format!("berth-train-{id}")), "{task:#}");
+
+    // A CUDA task's Job runs the LibTorch image with a GPU.
+    let body = json!({"agent": "dqn", "scenario": "tiny", "steps": 1000, "device": "cuda"});
+    let response = server.post("/api/v1/training", &operator, &body);
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let gpu_task = response.json::<Value>().unwrap();
+    assert_eq!(gpu_task["device"], "cuda");
+    let pod = job_of(gpu_task["id"].as_str().unwrap()).spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some("registry.example/berth-tch:0.1.0"));
+    let limits = pod.containers[0].resources.clone().unwrap().limits.unwrap();
+    assert_eq!(limits["nvidia.com/gpu"].0, "1");
+    let response = server.post(
+        &format!("/api/v1/training/{}/cancel", gpu_task["id"].as_str().unwrap()),
+        &operator,
+        &json!({}),
+    );
+    assert_eq!(response.status(), StatusCode::OK);
 
     // A cancelled task's Job goes.
     let id = submit(3000);

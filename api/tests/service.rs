@@ -250,6 +250,9 @@ fn bad_input_is_refused_naming_the_problem_and_nothing_is_written() {
             "hyperparameters.gamma",
         ),
         (json!({"agent": "dqn", "scenario": "tiny", "hyperparameters": {"warp": 9}}), "hyperparameters"),
+        (json!({"agent": "dqn", "scenario": "tiny", "device": "tpu"}), "device"),
+        // This build trains in-process without LibTorch: CUDA tasks are refused up front.
+        (json!({"agent": "dqn", "scenario": "tiny", "device": "cuda"}), "device"),
     ];
     for (body, field) in cases {
         let response = server.post("/api/v1/training", &operator, &body);

@@ -17,7 +17,7 @@ use super::{ApiQuery, AppState, Caller, Paging, bad_query, page_json, parse_id};
 use crate::auth::Role;
 use crate::http_error::ApiError;
 use crate::runner::resolve_scenario;
-use crate::store::{ScenarioRef, Status, TaskDoc, fingerprint};
+use crate::store::{ScenarioRef, Status, TaskDevice, TaskDoc, fingerprint};
 
 /// Largest step budget a task may ask for: about a day of PPO on two cores.
 const MAX_STEPS: u64 = 500_000_000;
@@ -33,6 +33,9 @@ pub struct CreateTask {
     seed: Option<u64>,
     #[serde(default)]
     hyperparameters: serde_json::Map<String, Value>,
+    /// `cpu` (default) or `cuda`.
+    #[serde(default)]
+    device: TaskDevice,
 }
 
 /// The scenario a request names, checked.
@@ -93,6 +96,7 @@ pub async fn create(
         }
         other => ApiError::invalid("hyperparameters", other),
     })?;
+    state.runner.can_train_on(body.device).map_err(|reason| ApiError::invalid("device", reason))?;
     let task = TaskDoc {
         id: ObjectId::new(),
         agent: body.agent,
@@ -114,6 +118,7 @@ pub async fn create(
         attempts: 0,
         cancel_requested: false,
         log_file: None,
+        device: body.device,
     };
     state.store.insert_task(&task).await?;
     state.runner.wake();
@@ -219,6 +224,7 @@ fn task_json(task: TaskDoc) -> Value {
         "steps": task.steps,
         "seed": task.seed,
         "hyperparameters": task.hyperparameters,
+        "device": task.device,
         "status": task.status,
         "created_by": task.created_by,
         "created_at": time_json(Some(task.created_at)),

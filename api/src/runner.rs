@@ -275,7 +275,7 @@ async fn complete(store: &Store, id: ObjectId, owner: &str, outcome: Outcome) ->
         id: ObjectId::new(),
         kind: header.agent,
         status: "ready".into(),
-        task_id: id,
+        task_id: Some(id),
         // With its spec, so a model of an inline scenario can still be deployed.
         scenario: task.scenario,
         trained_steps: header.trained_steps,
@@ -356,16 +356,24 @@ fn execute(task: &TaskDoc, progress: &mut dyn FnMut(Progress) -> Flow) -> Result
         device: task.device.into(),
     };
     let trained = berth_agents::train(&request, progress)?;
-    let mut contenders: Vec<Contender> =
-        POLICIES.iter().map(|p| Contender::named(p)).collect::<Result<_, _>>()?;
-    contenders.push(Contender::Policy(Box::new(AgentPolicy::new(trained.agent))));
-    let (rows, _) =
-        evaluate::compare(scenario.clone(), contenders, EVAL_EPISODES, scenario.seed, &mut || {})?;
     Ok(Outcome {
         model: trained.model,
         log_csv: trained.log.csv_bytes(),
-        evaluation: serde_json::to_value(rows).expect("rows serialise"),
+        evaluation: evaluate_agent(&scenario, trained.agent)?,
     })
+}
+
+/// The agent's evaluation beside the baselines and the oracle, as stored with a model.
+pub fn evaluate_agent(
+    scenario: &Arc<Scenario>,
+    agent: Box<dyn berth_agents::Agent>,
+) -> Result<serde_json::Value, berth_env::Error> {
+    let mut contenders: Vec<Contender> =
+        POLICIES.iter().map(|p| Contender::named(p)).collect::<Result<_, _>>()?;
+    contenders.push(Contender::Policy(Box::new(AgentPolicy::new(agent))));
+    let (rows, _) =
+        evaluate::compare(scenario.clone(), contenders, EVAL_EPISODES, scenario.seed, &mut || {})?;
+    Ok(serde_json::to_value(rows).expect("rows serialise"))
 }
 
 /// A name for this process in the store's claims and locks: the host (the pod's name in a

@@ -185,8 +185,9 @@ pub struct ModelDoc {
     pub kind: AgentKind,
     /// `ready`.
     pub status: String,
-    /// The task that trained it.
-    pub task_id: ObjectId,
+    /// The task that trained it; `None` for a model uploaded from a run of `berth train`.
+    #[serde(default)]
+    pub task_id: Option<ObjectId>,
     /// The scenario it was trained on.
     pub scenario: ScenarioRef,
     /// Environment steps it trained for.

@@ -304,7 +304,7 @@ mod tests {
                     id: ObjectId::new(),
                     kind: AgentKind::Qlearning,
                     status: "ready".into(),
-                    task_id: ObjectId::new(),
+                    task_id: None,
                     scenario: ScenarioRef { name: "tiny".into(), spec: None, fingerprint: String::new() },
                     trained_steps: 0,
                     seed: 1,

@@ -126,7 +126,7 @@ async fn serves_moves_and_fails_nodes(client: &kube::Client, scenario: &Scenario
 }
 
 /// `berth record` samples the emulated cluster into a trace; `berth train --replay` trains on it.
-fn records_and_trains_on_the_replay(ns: &str) {
+fn records_and_trains_on_the_replay(ns: &str) -> Vec<u8> {
     let dir = std::env::temp_dir().join(format!("berth-live-record-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let trace = dir.join("trace.csv");
@@ -169,8 +169,9 @@ fn records_and_trains_on_the_replay(ns: &str) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(run.join("model.bin").exists());
+    let model = std::fs::read(run.join("model.bin")).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+    model
 }
 
 /// Where each Deployment is pinned and where its Ready pod runs.
@@ -211,7 +212,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
         ],
     );
     let (operator, admin) = (token("operator"), token("admin"));
-    records_and_trains_on_the_replay(ns);
+    let replayed = records_and_trains_on_the_replay(ns);
     // A model whose plan moves two replicas or more (the refused-patch case below needs a
     // second Deployment to refuse): short DQN runs of a few seeds, the first that plans so.
     // The emulator's clock stands still, so the search ends at the same seed every run.
@@ -253,6 +254,34 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     let gpus: u64 =
         now["nodes"].as_array().unwrap().iter().map(|n| n["gpus_requested"].as_u64().unwrap()).sum();
     assert_eq!(gpus, 2, "{now:#}");
+
+    // The model trained on the recording, uploaded, planned (nothing moves) and deployed:
+    // every Deployment it moves ends pinned to and running on its last target; then undone.
+    let response =
+        server.http.post(server.url("/api/v1/models")).bearer_auth(&operator).body(replayed).send().unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let uploaded: Value = response.json().unwrap();
+    let deploy_replayed = format!("/api/v1/models/{}/deploy", uploaded["id"].as_str().unwrap());
+    let planned: Value =
+        server.post(&deploy_replayed, &admin, &json!({"dry_run": true, "max_moves": 3})).json().unwrap();
+    assert_eq!(planned["status"], "planned", "{planned:#}");
+    assert_eq!(positions(rt, client, ns), before);
+    let response = server.post(&deploy_replayed, &admin, &json!({"max_moves": 3}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let done = wait_deployment(&server, &id, &admin);
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["plan"], planned["plan"], "the same plan as the dry run");
+    let after = positions(rt, client, ns);
+    for (name, (pinned, node, ready)) in &after {
+        let last = done["plan"].as_array().unwrap().iter().rev().find(|m| m["deployment"] == name.as_str());
+        let expected = last.map_or(before[name].0.clone(), |m| m["to"].as_str().map(String::from));
+        assert_eq!((pinned, node, *ready), (&expected, &expected, true), "{name}: {done:#}");
+    }
+    let response = server.post(&format!("/api/v1/deployments/{id}/rollback"), &admin, &json!({}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(wait_deployment(&server, &id, &admin)["status"], "rolled_back");
+    assert_eq!(positions(rt, client, ns), before);
 
     // Operators train; only admins deploy. Bad input names the field.
     assert_eq!(server.post(&deploy, &operator, &json!({})).status(), StatusCode::FORBIDDEN);

@@ -78,6 +78,37 @@ fn a_task_trains_and_its_model_is_listed_downloaded_and_acts() {
         env.step(action).unwrap();
     }
 
+    // The file uploads back as a model of its own (no task), evaluated the same way.
+    let upload = |body: Vec<u8>| {
+        server.http.post(server.url("/api/v1/models")).bearer_auth(&operator).body(body).send().unwrap()
+    };
+    let response = upload(bytes.to_vec());
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let uploaded: Value = response.json().unwrap();
+    assert_ne!(uploaded["id"], model_id.as_str());
+    assert_eq!(uploaded["task_id"], Value::Null);
+    assert_eq!(
+        (uploaded["agent"].clone(), uploaded["scenario"].clone()),
+        (model["agent"].clone(), model["scenario"].clone())
+    );
+    assert_eq!(uploaded["evaluation"], model["evaluation"], "the same policy evaluates the same");
+    for (body, why) in [(Vec::new(), "empty"), (b"not a model".to_vec(), "not a berth model file")] {
+        let response = upload(body);
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let error: Value = response.json().unwrap();
+        assert_eq!(error["error"]["field"], "body");
+        assert!(error["error"]["message"].as_str().unwrap().contains(why), "{error}");
+    }
+    let viewer = token("viewer");
+    let refused = server
+        .http
+        .post(server.url("/api/v1/models"))
+        .bearer_auth(&viewer)
+        .body(bytes.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
     let log = server.get(&format!("/api/v1/training/{id}/log"), &operator).text().unwrap();
     assert!(log.starts_with("global_step,"), "{log}");
     assert!(log.lines().count() > 10);
@@ -372,7 +403,7 @@ fn every_operation_of_the_openapi_document_is_routed() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 20);
+    assert_eq!(operations, 21);
 }
 
 #[test]

@@ -7,11 +7,17 @@ use axum::response::IntoResponse;
 use berth_agents::AgentKind;
 use serde_json::{Value, json};
 
+use super::training::scenario_ref;
 use super::training::time_json;
 use super::{ApiQuery, AppState, Caller, Paging, bad_query, page_json, parse_id};
 use crate::auth::Role;
 use crate::http_error::ApiError;
+use crate::runner::{evaluate_agent, resolve_scenario};
 use crate::store::ModelDoc;
+use berth_agents::{SavedModel, load_agent};
+use berth_env::PlacementEnv;
+use mongodb::bson::DateTime;
+use mongodb::bson::oid::ObjectId;
 
 /// `GET /models?agent=&limit=&cursor=`.
 pub async fn list(
@@ -36,6 +42,61 @@ pub async fn list(
 async fn find(state: &AppState, id: &str) -> Result<ModelDoc, ApiError> {
     let oid = parse_id("model", id)?;
     state.store.model(oid).await?.ok_or_else(|| ApiError::not_found("model", id))
+}
+
+/// `POST /models` (operator): a model file from `berth train --out` (its `model.bin`, as the
+/// body), e.g. one trained on a live cluster's recording; checked against its scenario,
+/// evaluated like a trained task's model, and stored (201), ready to deploy.
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Operator)?;
+    if body.is_empty() {
+        return Err(ApiError::invalid(
+            "body",
+            "empty: send the bytes of a model.bin from `berth train --out`",
+        ));
+    }
+    let saved = SavedModel::from_bytes(&body)
+        .map_err(|e| ApiError::invalid("body", format!("not a berth model file: {e}")))?;
+    // Its scenario as a task naming it would store it (same fingerprint).
+    let (reference, _) = scenario_ref(&Value::String(saved.header.scenario.clone()))?;
+    let scenario = resolve_scenario(&reference).map_err(|e| ApiError::invalid("scenario", e))?;
+    let evaluation = tokio::task::spawn_blocking({
+        let (scenario, saved) = (scenario.clone(), saved.clone());
+        move || {
+            let env = PlacementEnv::new(scenario.clone()).map_err(|e| e.to_string())?;
+            let agent = load_agent(&saved, &env).map_err(|e| e.to_string())?;
+            evaluate_agent(&scenario, agent).map_err(|e| e.to_string())
+        }
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("evaluating the model: {e}"))
+    })?
+    .map_err(|reason| ApiError::invalid("body", reason))?;
+    let weights_file = state.store.put_file("uploaded/model.bin", &body).await?;
+    let header = &saved.header;
+    let model = ModelDoc {
+        id: ObjectId::new(),
+        kind: header.agent,
+        status: "ready".into(),
+        task_id: None,
+        scenario: reference,
+        trained_steps: header.trained_steps,
+        seed: header.seed,
+        hyperparameters: header.config.clone(),
+        observation_len: header.observation_len as u64,
+        action_count: header.action_count as u64,
+        evaluation,
+        weights_file,
+        weights_bytes: body.len() as u64,
+        created_at: DateTime::now(),
+    };
+    state.store.insert_model(&model).await?;
+    Ok((StatusCode::CREATED, Json(model_json(model))))
 }
 
 /// `GET /models/{id}`: the model with its evaluation against the baselines and the oracle.
@@ -88,7 +149,7 @@ fn model_json(model: ModelDoc) -> Value {
         "id": model.id.to_hex(),
         "agent": model.kind,
         "status": model.status,
-        "task_id": model.task_id.to_hex(),
+        "task_id": model.task_id.map(|t| t.to_hex()),
         "scenario": {"name": model.scenario.name, "fingerprint": model.scenario.fingerprint},
         "trained_steps": model.trained_steps,
         "seed": model.seed,

@@ -39,7 +39,7 @@ pub struct CreateTask {
 }
 
 /// The scenario a request names, checked.
-fn scenario_ref(value: &Value) -> Result<(ScenarioRef, u64), ApiError> {
+pub(super) fn scenario_ref(value: &Value) -> Result<(ScenarioRef, u64), ApiError> {
     let (spec, name_only) = match value {
         Value::String(name) => {
             let yaml =

@@ -42,7 +42,8 @@ impl LiveCluster {
         Turn::take(store, &self.namespace, &self.owner, deployment, self.lease).await
     }
 
-    fn mover(&self) -> Mover {
+    /// Moves replicas of this cluster, with its move timeout.
+    pub fn mover(&self) -> Mover {
         let mut mover = Mover::new(self.client.clone(), &self.namespace);
         mover.timeout = self.move_timeout;
         mover
@@ -153,6 +154,9 @@ pub async fn plan_deploy(
         requested_by: requested_by.into(),
         created_at: DateTime::now(),
         finished_at: None,
+        continuous: None,
+        stop_requested: false,
+        plan_first_step: 0,
     })
 }
 
@@ -207,7 +211,8 @@ async fn undo(
     Ok(all_back)
 }
 
-async fn finish(
+/// Ends a deployment with `status`, measuring the latency the cluster is left with.
+pub async fn finish(
     live: &LiveCluster,
     store: &Store,
     scenario: &Arc<Scenario>,
@@ -232,26 +237,50 @@ pub async fn execute(
     mut doc: DeploymentDoc,
 ) -> Result<(), DeployError> {
     crate::telemetry::record_trace_id(&tracing::Span::current());
-    let mover = live.mover();
+    let status = match apply_plan(&live.mover(), &turn, &store, &mut doc).await? {
+        Applied::All => "succeeded",
+        Applied::Undone => "rolled_back",
+        Applied::Stuck => "failed",
+    };
+    finish(&live, &store, &scenario, &mut doc, status).await
+}
+
+/// How applying a plan ended.
+pub enum Applied {
+    /// Every move made.
+    All,
+    /// A move failed; the ones made went back.
+    Undone,
+    /// A move failed, and a move back failed too: the cluster needs a look.
+    Stuck,
+}
+
+/// Makes the moves of `doc.plan` one at a time, each waited for; on the first failure the
+/// moves it made go back, newest first, and `doc.error` says what failed.
+pub async fn apply_plan(
+    mover: &Mover,
+    turn: &Turn,
+    store: &Store,
+    doc: &mut DeploymentDoc,
+) -> Result<Applied, DeployError> {
     let plan = doc.plan.clone();
     for (i, m) in plan.iter().enumerate() {
         if turn.lost() {
             // Another replica took over this deployment and undoes it; do not race it.
             return Err(DeployError::Lost(doc.id));
         }
-        if let Some(failed) = step(&mover, &store, &mut doc, "move", &m.deployment, &m.to).await? {
+        if let Some(failed) = step(mover, store, doc, "move", &m.deployment, &m.to).await? {
             doc.error = Some(format!("move {} of {} failed: {}", i + 1, plan.len(), failed.error));
             // A move patched but never Ready is undone too; a refused patch changed nothing.
             let made = if failed.patched { i + 1 } else { i };
-            let back = undo(&mover, &store, &mut doc, &plan[..made]).await?;
-            if !back {
-                doc.error = doc.error.map(|e| format!("{e}; and a move back failed: see the steps"));
+            if undo(mover, store, doc, &plan[..made]).await? {
+                return Ok(Applied::Undone);
             }
-            return finish(&live, &store, &scenario, &mut doc, if back { "rolled_back" } else { "failed" })
-                .await;
+            doc.error = doc.error.take().map(|e| format!("{e}; and a move back failed: see the steps"));
+            return Ok(Applied::Stuck);
         }
     }
-    finish(&live, &store, &scenario, &mut doc, "succeeded").await
+    Ok(Applied::All)
 }
 
 /// Undoes a succeeded deployment: every move back, newest first.
@@ -292,7 +321,8 @@ pub async fn recover_interrupted(live: &LiveCluster, store: &Store) -> Result<us
         let Some(_turn) = live.turn(store, doc.id).await? else {
             continue; // Another deploy holds the cluster; next round.
         };
-        let moved = doc.steps.iter().filter(|s| s.action == "move").count();
+        let this_plan = doc.steps.get(doc.plan_first_step as usize..).unwrap_or_default();
+        let moved = this_plan.iter().filter(|s| s.action == "move").count();
         let may_have_moved = (moved + 1).min(doc.plan.len());
         let plan = doc.plan.clone();
         let back = undo(&live.mover(), store, &mut doc, &plan[..may_have_moved]).await?;

@@ -7,6 +7,7 @@ mod backup;
 mod bench_api;
 mod cli;
 mod cluster;
+mod continuous;
 mod deploy;
 mod emulate;
 mod experiment;

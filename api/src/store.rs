@@ -245,7 +245,8 @@ pub struct DeployStepDoc {
 }
 
 /// Statuses a deployment can have (see [`DeploymentDoc::status`]).
-pub const DEPLOYMENT_STATUSES: [&str; 5] = ["planned", "running", "succeeded", "rolled_back", "failed"];
+pub const DEPLOYMENT_STATUSES: [&str; 6] =
+    ["planned", "running", "succeeded", "rolled_back", "failed", "stopped"];
 
 /// A deploy of a model: its plan, every step, the outcome, and latency before and after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,7 +261,8 @@ pub struct DeploymentDoc {
     /// Planned only: nothing was moved.
     pub dry_run: bool,
     /// `planned` (dry run), `running`, `succeeded`, `rolled_back`, `failed` (a rollback
-    /// itself failed: the cluster needs a look).
+    /// itself failed: the cluster needs a look), `stopped` (a continuous one, on request or
+    /// when a round could not be planned).
     pub status: String,
     /// The moves, in order.
     pub plan: Vec<PlannedMoveDoc>,
@@ -280,6 +282,24 @@ pub struct DeploymentDoc {
     pub created_at: DateTime,
     /// When it ended.
     pub finished_at: Option<DateTime>,
+    /// Continuous mode: re-planned and applied every `interval_s` until stopped.
+    #[serde(default)]
+    pub continuous: Option<ContinuousDoc>,
+    /// A user asked this continuous deployment to stop.
+    #[serde(default)]
+    pub stop_requested: bool,
+    /// Where in `steps` the current `plan`'s steps begin (in continuous mode, the last round's).
+    #[serde(default)]
+    pub plan_first_step: u32,
+}
+
+/// A continuous deployment's settings and how far it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContinuousDoc {
+    /// Seconds between the end of one round and the next plan.
+    pub interval_s: f64,
+    /// Rounds planned so far (the first included).
+    pub rounds: u32,
 }
 
 /// One page of a listing.
@@ -627,10 +647,26 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a deployment's new state over the old.
+    /// Writes a deployment's new state over the old, all but `stop_requested`, which only
+    /// [`Store::request_stop`] sets (a stop asked of another replica is not overwritten).
     pub async fn save_deployment(&self, deployment: &DeploymentDoc) -> StoreResult<()> {
-        self.deployments.replace_one(doc! {"_id": deployment.id}, deployment).await?;
+        let mut fields = bson::to_document(deployment)?;
+        fields.remove("_id");
+        fields.remove("stop_requested");
+        self.deployments.update_one(doc! {"_id": deployment.id}, doc! {"$set": fields}).await?;
         Ok(())
+    }
+
+    /// Asks a running continuous deployment to stop; the deployment as it is afterwards, or
+    /// `None` if there is none with that id.
+    pub async fn request_stop(&self, id: ObjectId) -> StoreResult<Option<DeploymentDoc>> {
+        self.deployments
+            .update_one(
+                doc! {"_id": id, "status": "running", "continuous": {"$ne": Bson::Null}},
+                doc! {"$set": {"stop_requested": true}},
+            )
+            .await?;
+        self.deployment(id).await
     }
 
     /// A deployment by id.

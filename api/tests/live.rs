@@ -399,6 +399,41 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
         "{error}"
     );
     assert_eq!(positions(rt, client, ns), before);
+
+    continuous_deploys_replan_until_stopped(&server, &deploy);
+}
+
+/// A continuous deploy re-plans and applies every second, holds the cluster meanwhile (other
+/// deploys get 409), and stops when asked; bad settings name the field.
+fn continuous_deploys_replan_until_stopped(server: &Server, deploy: &str) {
+    let admin = token("admin");
+    for (body, field) in [
+        (json!({"continuous": true, "dry_run": true}), "continuous"),
+        (json!({"interval_s": 5}), "interval_s"),
+        (json!({"continuous": true, "interval_s": 0.1}), "interval_s"),
+    ] {
+        let refused = server.post(deploy, &admin, &body);
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(refused.json::<Value>().unwrap()["error"]["field"], field, "{body}");
+    }
+    let response = server.post(deploy, &admin, &json!({"continuous": true, "interval_s": 1, "max_moves": 3}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/deployments/{id}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.json(&path, &admin)["continuous"]["rounds"].as_u64().unwrap() < 3 {
+        assert!(Instant::now() < deadline, "not three rounds: {:#}", server.json(&path, &admin));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(server.post(deploy, &admin, &json!({})).status(), StatusCode::CONFLICT);
+    assert_eq!(server.post(&format!("{path}/rollback"), &admin, &json!({})).status(), StatusCode::CONFLICT);
+    assert_eq!(server.post(&format!("{path}/stop"), &admin, &json!({})).status(), StatusCode::ACCEPTED);
+    let stopped = wait_deployment(server, &id, &admin);
+    assert_eq!(stopped["status"], "stopped", "{stopped:#}");
+    assert!(stopped["steps"].as_array().unwrap().iter().all(|s| s["ok"] == true), "{stopped:#}");
+    assert_eq!(server.post(&format!("{path}/stop"), &admin, &json!({})).status(), StatusCode::CONFLICT);
+    // The cluster is free again.
+    assert_eq!(server.post(deploy, &admin, &json!({"dry_run": true})).status(), StatusCode::CREATED);
 }
 
 /// Two replicas of the service on one database, with 1 s deploy locks: while one deploys

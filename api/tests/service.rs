@@ -403,7 +403,7 @@ fn every_operation_of_the_openapi_document_is_routed() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 21);
+    assert_eq!(operations, 22);
 }
 
 #[test]

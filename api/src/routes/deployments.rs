@@ -13,10 +13,11 @@ use serde_json::{Value, json};
 use super::training::time_json;
 use super::{ApiQuery, AppState, Caller, Paging, bad_query, page_json, parse_id};
 use crate::auth::Role;
+use crate::continuous::{self, Replan};
 use crate::deploy::{self, DeployError, LiveCluster};
 use crate::http_error::ApiError;
 use crate::runner::resolve_scenario;
-use crate::store::{DEPLOYMENT_STATUSES as STATUSES, DeploymentDoc};
+use crate::store::{ContinuousDoc, DEPLOYMENT_STATUSES as STATUSES, DeploymentDoc};
 /// Most moves one deploy may make.
 const MAX_MOVES: usize = 50;
 
@@ -31,6 +32,11 @@ pub struct DeployRequest {
     max_moves: Option<usize>,
     /// Ticks the policy is rolled forward to plan (1 to the scenario's day, default 12).
     horizon_ticks: Option<u32>,
+    /// Re-plan and apply every `interval_s` until stopped.
+    #[serde(default)]
+    continuous: bool,
+    /// Seconds between rounds of a continuous deployment (1 to 86,400, default 60).
+    interval_s: Option<f64>,
 }
 
 impl From<DeployError> for ApiError {
@@ -89,6 +95,8 @@ fn deployment_json(d: DeploymentDoc) -> Value {
         "requested_by": d.requested_by,
         "created_at": time_json(Some(d.created_at)),
         "finished_at": time_json(d.finished_at),
+        "continuous": d.continuous.map(|c| json!({"interval_s": c.interval_s, "rounds": c.rounds})),
+        "stop_requested": d.stop_requested,
     })
 }
 
@@ -125,6 +133,23 @@ pub async fn deploy(
             format!("must be 1 to {} (the scenario's day), got {horizon_ticks}", scenario.episode_ticks),
         ));
     }
+    let interval_s = match (request.continuous, request.interval_s) {
+        (true, _) if request.dry_run => {
+            return Err(ApiError::invalid("continuous", "not with dry_run: a dry run plans once"));
+        }
+        (false, Some(_)) => return Err(ApiError::invalid("interval_s", "only with continuous: true")),
+        (true, interval) => {
+            let interval = interval.unwrap_or(60.0);
+            if !(1.0..=86_400.0).contains(&interval) {
+                return Err(ApiError::invalid(
+                    "interval_s",
+                    format!("must be 1 to 86400 seconds, got {interval}"),
+                ));
+            }
+            Some(interval)
+        }
+        (false, None) => None,
+    };
     let live = live(&state)?;
     // Plan and move under one turn, so no other deploy changes the state planned from.
     // (Every replica of the service, through a lock in the store; dropping it lets go.)
@@ -134,15 +159,23 @@ pub async fn deploy(
     let weights = state.store.file(model.weights_file).await?;
     let limits = PlanLimits { horizon_ticks, max_moves };
     let (dry_run, by) = (request.dry_run, &caller.0.sub);
-    let mut doc = deploy::plan_deploy(&live, scenario.clone(), &model, weights, limits, dry_run, by).await?;
+    let mut doc =
+        deploy::plan_deploy(&live, scenario.clone(), &model, weights.clone(), limits, dry_run, by).await?;
     doc.id = id; // The id the lock names.
+    doc.continuous = interval_s.map(|interval_s| ContinuousDoc { interval_s, rounds: 1 });
     state.store.insert_deployment(&doc).await?;
     if request.dry_run {
         return Ok((StatusCode::CREATED, Json(deployment_json(doc))));
     }
     let view = deployment_json(doc.clone());
     let turn = turn.expect("taken above for a real deploy");
-    tokio::spawn(finish_in_background(deploy::execute(live, turn, state.store.clone(), scenario, doc)));
+    let store = state.store.clone();
+    if doc.continuous.is_some() {
+        let replan = Replan { model, weights, limits };
+        tokio::spawn(finish_in_background(continuous::run(live, turn, store, scenario, replan, doc)));
+    } else {
+        tokio::spawn(finish_in_background(deploy::execute(live, turn, store, scenario, doc)));
+    }
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
@@ -212,4 +245,25 @@ pub async fn rollback(
     let view = deployment_json(doc.clone());
     tokio::spawn(finish_in_background(deploy::rollback(live, turn, state.store.clone(), scenario, doc)));
     Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// `POST /deployments/{id}/stop` (admin): a running continuous deployment stops after its
+/// current round (202); 409 for any other.
+pub async fn stop(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Admin)?;
+    let doc = find(&state, &id).await?;
+    if doc.status != "running" || doc.continuous.is_none() {
+        return Err(ApiError::conflict(format!(
+            "only a running continuous deployment can be stopped; this one is {}{}",
+            if doc.continuous.is_some() { "continuous and " } else { "" },
+            doc.status
+        )));
+    }
+    let doc =
+        state.store.request_stop(doc.id).await?.ok_or_else(|| ApiError::not_found("deployment", &id))?;
+    Ok((StatusCode::ACCEPTED, Json(deployment_json(doc))))
 }

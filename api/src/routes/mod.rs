@@ -65,6 +65,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route("/deployments", get(deployments::list))
         .route("/deployments/{id}", get(deployments::get))
         .route("/deployments/{id}/rollback", post(deployments::rollback))
+        .route("/deployments/{id}/stop", post(deployments::stop))
         .route("/metrics", get(metrics::current))
         .route("/metrics/history", get(metrics::history))
         .route("/openapi.json", get(openapi));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use berth_env::live::LiveError;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use mongodb::bson::doc;
 use mongodb::bson::oid::ObjectId;
 use serde_json::json;
@@ -91,9 +91,10 @@ pub struct Follow<'a> {
     pub poll: Duration,
 }
 
-/// The name of a task's Job.
-pub fn job_name(task: ObjectId) -> String {
-    format!("berth-train-{}", task.to_hex())
+/// The name of a task's Job for one attempt: a task re-queued after its runner died gets a
+/// Job of its own, whatever became of the old one.
+pub fn job_name(task: &TaskDoc) -> String {
+    format!("berth-train-{}-{}", task.id.to_hex(), task.attempts)
 }
 
 /// Where a Job stands.
@@ -123,7 +124,7 @@ impl JobLauncher {
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {
-                "name": job_name(task.id),
+                "name": job_name(task),
                 "namespace": self.namespace,
                 "labels": {"app.kubernetes.io/name": "berth-train", "app.kubernetes.io/managed-by": "berth",
                            "berth.io/task": id},
@@ -156,10 +157,9 @@ impl JobLauncher {
         .expect("a valid Job")
     }
 
-    async fn state(&self, task: ObjectId) -> Result<JobState, LiveError> {
-        let name = job_name(task);
+    async fn state(&self, name: &str) -> Result<JobState, LiveError> {
         let job =
-            self.jobs().get_opt(&name).await.map_err(|e| LiveError::kube(format!("read Job `{name}`"), e))?;
+            self.jobs().get_opt(name).await.map_err(|e| LiveError::kube(format!("read Job `{name}`"), e))?;
         let Some(job) = job else { return Ok(JobState::Gone) };
         let conditions = job.status.and_then(|s| s.conditions).unwrap_or_default();
         let holds = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
@@ -173,12 +173,24 @@ impl JobLauncher {
         })
     }
 
-    async fn delete(&self, task: ObjectId) {
-        let name = job_name(task);
+    /// Deletes the Jobs of earlier attempts at `task` (their runner died before it could).
+    async fn delete_earlier(&self, task: &TaskDoc) {
+        let selector = format!("berth.io/task={}", task.id.to_hex());
+        match self.jobs().list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => {
+                for name in list.items.into_iter().filter_map(|j| j.metadata.name) {
+                    self.delete(&name).await;
+                }
+            }
+            Err(e) => tracing::warn!("listing the earlier Jobs of task {}: {e}", task.id),
+        }
+    }
+
+    async fn delete(&self, name: &str) {
         // Background propagation: the pod goes with it.
         let params =
             DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-        match self.jobs().delete(&name, &params).await {
+        match self.jobs().delete(name, &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => tracing::warn!("deleting Job `{name}`: {e}"),
@@ -195,7 +207,8 @@ impl JobLauncher {
         stop: &Arc<AtomicBool>,
         stopping: &AtomicBool,
     ) -> Result<Status, StoreError> {
-        let (id, name) = (task.id, job_name(task.id));
+        let (id, name) = (task.id, job_name(task));
+        self.delete_earlier(task).await;
         let fail = async |error: String| {
             follow
                 .store
@@ -209,7 +222,7 @@ impl JobLauncher {
         let ended = loop {
             tokio::time::sleep(follow.poll).await;
             if stop.load(Ordering::Relaxed) {
-                self.delete(id).await;
+                self.delete(&name).await;
                 break if stopping.load(Ordering::Relaxed) {
                     follow.store.release(id, follow.owner).await.map(|()| Status::Cancelled)
                 } else {
@@ -228,7 +241,7 @@ impl JobLauncher {
             {
                 break Ok(t.status);
             }
-            match self.state(id).await {
+            match self.state(&name).await {
                 Ok(JobState::Running) => {}
                 Ok(JobState::Failed(why)) => break fail(format!("its Job `{name}` failed: {why}")).await,
                 Ok(JobState::Gone) => {
@@ -245,7 +258,7 @@ impl JobLauncher {
                 Err(e) => tracing::warn!("task {id}: {e}"),
             }
         };
-        self.delete(id).await;
+        self.delete(&name).await;
         ended
     }
 }

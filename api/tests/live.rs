@@ -575,17 +575,15 @@ fn training_tasks_run_as_kubernetes_jobs() {
     });
     let config = kubeconfig();
     let database = unique_database("jobs");
-    let server = Server::start_with(
-        &database,
-        &[
-            ("BERTH_EXECUTOR", "kubernetes"),
-            ("BERTH_KUBECONFIG", config.to_str().unwrap()),
-            ("BERTH_JOB_NAMESPACE", ns),
-            ("BERTH_JOB_IMAGE", "registry.example/berth:0.1.0"),
-            ("BERTH_JOB_SECRET", "berth-db"),
-            ("BERTH_JOB_GPU_IMAGE", "registry.example/berth-tch:0.1.0"),
-        ],
-    );
+    let env = [
+        ("BERTH_EXECUTOR", "kubernetes"),
+        ("BERTH_KUBECONFIG", config.to_str().unwrap()),
+        ("BERTH_JOB_NAMESPACE", ns),
+        ("BERTH_JOB_IMAGE", "registry.example/berth:0.1.0"),
+        ("BERTH_JOB_SECRET", "berth-db"),
+        ("BERTH_JOB_GPU_IMAGE", "registry.example/berth-tch:0.1.0"),
+    ];
+    let mut server = Server::start_with(&database, &env);
     let operator = token("operator");
     let jobs = Api::<Job>::namespaced(client.clone(), ns);
     let submit = |steps: u64| -> String {
@@ -594,11 +592,12 @@ fn training_tasks_run_as_kubernetes_jobs() {
         assert_eq!(response.status(), StatusCode::CREATED);
         response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string()
     };
+    // Each attempt at a task gets a Job of its own: `berth-train-<task>-<attempt>`.
     let job_of = |id: &str| -> Job {
         rt.block_on(eventually(
             "the task's Job",
             Duration::from_secs(30),
-            async || jobs.get_opt(&format!("berth-train-{id}")).await.unwrap(),
+            async || jobs.get_opt(&format!("berth-train-{id}-1")).await.unwrap(),
             Option::is_some,
         ))
         .unwrap()
@@ -643,7 +642,7 @@ fn training_tasks_run_as_kubernetes_jobs() {
     rt.block_on(eventually(
         "the finished task's Job deleted",
         Duration::from_secs(30),
-        async || jobs.get_opt(&format!("berth-train-{id}")).await.unwrap().is_none(),
+        async || jobs.get_opt(&format!("berth-train-{id}-1")).await.unwrap().is_none(),
         |gone| *gone,
     ));
     // Run again, the command refuses: the task is no longer claimed.
@@ -663,10 +662,10 @@ fn training_tasks_run_as_kubernetes_jobs() {
     // A Job deleted before it finished fails its task, naming the Job.
     let id = submit(3000);
     job_of(&id);
-    rt.block_on(jobs.delete(&format!("berth-train-{id}"), &Default::default())).unwrap();
+    rt.block_on(jobs.delete(&format!("berth-train-{id}-1"), &Default::default())).unwrap();
     let task = server.wait_task(&id, &operator, Duration::from_secs(30), |t| t["status"] != "running");
     assert_eq!(task["status"], "failed", "{task:#}");
-    assert!(task["error"].as_str().unwrap().contains(&format!("berth-train-{id}")), "{task:#}");
+    assert!(task["error"].as_str().unwrap().contains(&format!("berth-train-{id}-1")), "{task:#}");
 
     // A CUDA task's Job runs the LibTorch image with a GPU.
     let body = json!({"agent": "dqn", "scenario": "tiny", "steps": 1000, "device": "cuda"});
@@ -695,7 +694,27 @@ fn training_tasks_run_as_kubernetes_jobs() {
     rt.block_on(eventually(
         "the cancelled task's Job deleted",
         Duration::from_secs(30),
-        async || jobs.get_opt(&format!("berth-train-{id}")).await.unwrap().is_none(),
+        async || jobs.get_opt(&format!("berth-train-{id}-1")).await.unwrap().is_none(),
         |gone| *gone,
     ));
+
+    // The service dies while a task's Job runs: started again, it re-queues the task once the
+    // lease lapses, runs it as a Job of a second attempt, and deletes the first attempt's.
+    let id = submit(3000);
+    job_of(&id);
+    server.kill();
+    let server = Server::start_with(&database, &env);
+    rt.block_on(eventually(
+        "the second attempt's Job, and the first one's gone",
+        Duration::from_secs(30),
+        async || {
+            let list = jobs.list(&Default::default()).await.unwrap();
+            let mut names: Vec<String> = list.items.into_iter().filter_map(|j| j.metadata.name).collect();
+            names.retain(|n| n.contains(&id));
+            names
+        },
+        |names| names == &[format!("berth-train-{id}-2")],
+    ));
+    let response = server.post(&format!("/api/v1/training/{id}/cancel"), &operator, &json!({}));
+    assert_eq!(response.status(), StatusCode::OK);
 }

@@ -59,6 +59,7 @@ fn emulated_gpu_small_serves_moves_fails_nodes_and_takes_deploys() {
     });
     let _emulator = Emulator::start("gpu-small", ns);
     rt.block_on(serves_moves_and_fails_nodes(&client, &scenario, ns));
+    steps_the_live_cluster_as_a_gym(&rt, &client, ns);
     takes_deploys(&rt, &client, ns);
 }
 
@@ -194,6 +195,49 @@ fn wait_deployment(server: &Server, id: &str, token: &str) -> Value {
         assert!(Instant::now() < deadline, "deployment still running: {d:#}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The gym on the live cluster: reset reads the placement; a move action moves the replica
+/// on the cluster (pinned there, its pod Ready) and the env's state follows; keep moves
+/// nothing; a masked action is refused; moving back restores the cluster.
+fn steps_the_live_cluster_as_a_gym(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) {
+    use berth_env::{Env, Move};
+    let scenario = shipped::load("gpu-small").unwrap();
+    let before = positions(rt, client, ns);
+    let noon = (12.0 * 3600.0 / scenario.tick_s) as u32;
+    let mut env = live::LiveEnv::connect(scenario.clone(), Some(&kubeconfig()), ns, noon).unwrap();
+    env.set_move_timeout(Duration::from_secs(30));
+    env.try_reset(1).unwrap();
+    let placed = env.model().placement().to_vec();
+    let name_of = |r: usize| {
+        let (s, i) = scenario.replica_keys()[r];
+        workload::deployment_name(&scenario.services[s].name, i)
+    };
+    for (r, &node) in placed.iter().enumerate() {
+        assert_eq!(
+            before[&name_of(r)].1.as_deref(),
+            Some(scenario.nodes[node].name.as_str()),
+            "{}",
+            name_of(r)
+        );
+    }
+    let action = (1..env.action_count()).find(|&a| env.action_mask()[a]).expect("a move is allowed");
+    let mv = env.model().decode(action).unwrap();
+    let reward = env.step(action).unwrap().reward;
+    assert!(reward.is_finite());
+    let to = scenario.nodes[mv.node].name.clone();
+    let after = positions(rt, client, ns);
+    assert_eq!(after[&name_of(mv.replica)], (Some(to.clone()), Some(to), true));
+    assert_eq!(env.model().placement()[mv.replica], mv.node);
+    env.step(0).unwrap();
+    assert_eq!(positions(rt, client, ns), after, "keep moves nothing");
+    if let Some(masked) = (1..env.action_count()).find(|&a| !env.action_mask()[a]) {
+        assert!(env.step(masked).is_err(), "a masked action is refused");
+        assert_eq!(positions(rt, client, ns), after);
+    }
+    env.step(env.model().encode(Move { replica: mv.replica, node: placed[mv.replica] })).unwrap();
+    assert_eq!(positions(rt, client, ns), before);
+    assert_eq!(env.model().placement(), placed.as_slice());
 }
 
 /// `berth serve --live` on the emulated cluster: a model trained through the API, planned

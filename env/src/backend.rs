@@ -2,8 +2,9 @@
 //!
 //! The gym asks its backend for a [`Trace`] at every reset and replays it through the cost
 //! model, so every policy evaluated with the same seed meets exactly the same traffic and
-//! failures. `sim` draws them from the scenario's synthetic models; `replay` (recorded from
-//! a live cluster) and `live` implement the same trait in later work.
+//! failures. `sim` draws them from the scenario's synthetic models; `replay` replays a
+//! recording of a live cluster. The live cluster itself is not a backend but an env of its
+//! own (`live::LiveEnv`): its moves act on the cluster, so it cannot replay an episode.
 
 use berth_core::{NodeEventKind, Rng, Scenario};
 

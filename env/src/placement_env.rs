@@ -243,6 +243,21 @@ impl PlacementEnv {
         1 + mv.replica * self.node_count() + mv.node
     }
 
+    /// Whether `action` may be taken now: an error saying why not (episode over, out of
+    /// range, masked), as `step` gives, without stepping.
+    pub fn check_action(&self, action: usize) -> Result<()> {
+        if self.tick >= self.scenario.episode_ticks {
+            return Err(Error::EpisodeOver);
+        }
+        if action >= self.mask.len() {
+            return Err(Error::ActionOutOfRange { action, actions: self.mask.len() });
+        }
+        if let Some(mv) = self.decode(action).filter(|_| !self.mask[action]) {
+            return Err(Error::MaskedAction { action, reason: self.masked_reason(mv) });
+        }
+        Ok(())
+    }
+
     /// The move an action asks for (`None` for keep).
     pub fn decode(&self, action: usize) -> Option<Move> {
         (action > 0).then(|| {
@@ -632,16 +647,8 @@ impl Env for PlacementEnv {
     }
 
     fn step(&mut self, action: usize) -> Result<Step<'_, TickInfo>> {
-        if self.tick >= self.scenario.episode_ticks {
-            return Err(Error::EpisodeOver);
-        }
-        if action >= self.mask.len() {
-            return Err(Error::ActionOutOfRange { action, actions: self.mask.len() });
-        }
+        self.check_action(action)?;
         let mv = self.decode(action);
-        if let Some(mv) = mv.filter(|_| !self.mask[action]) {
-            return Err(Error::MaskedAction { action, reason: self.masked_reason(mv) });
-        }
         self.tick += 1;
         let dt = self.scenario.tick_s;
         let (start_s, end_s) = ((self.tick - 1) as f64 * dt, self.tick as f64 * dt);

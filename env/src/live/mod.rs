@@ -11,6 +11,7 @@
 
 mod client;
 mod error;
+pub mod gym;
 pub mod labels;
 mod load;
 pub mod metrics;
@@ -20,6 +21,7 @@ pub mod workload;
 
 pub use client::connect;
 pub use error::{LiveError, LiveResult};
+pub use gym::LiveEnv;
 pub use load::{utilisation, views};
 pub use mover::{MoveDone, Mover};
 pub use snapshot::{LiveNode, LivePlacement, LiveReplica, PodUsage, Snapshot, pod_ready};

@@ -218,7 +218,9 @@ pub async fn train_here(
         execute(&task, &mut |p: Progress| {
             if last_write.elapsed() >= Duration::from_millis(500) || p.step == p.total {
                 last_write = Instant::now();
+                // For the trace (an event of the task's span), not the log: see telemetry.
                 tracing::info!(
+                    target: crate::telemetry::PROGRESS,
                     step = p.step,
                     total = p.total,
                     sps = p.sps,

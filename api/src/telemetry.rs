@@ -19,6 +19,10 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, Registry};
 
+/// The target of training progress events: exported as span events, kept out of the log
+/// (two lines a second per task would drown it).
+pub const PROGRESS: &str = "berth::progress";
+
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -83,7 +87,10 @@ pub fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let logs = Targets::new().with_default(LevelFilter::WARN).with_target("berth", LevelFilter::INFO);
+    let logs = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("berth", LevelFilter::INFO)
+        .with_target(PROGRESS, LevelFilter::WARN);
     let log_layer = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -340,6 +347,7 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(line["span"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{line}");
 
+        assert!(!text.contains("\"progress\""), "progress events stay out of the log: {text}");
         let training = named("training");
         assert_eq!(attribute(training, "agent"), Some(&Value::from("qlearning")));
         let progress = training.events.iter().filter(|e| e.name == "progress").count();

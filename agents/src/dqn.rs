@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{ActMode, Agent, AgentKind, masked_argmax, random_allowed};
 use crate::error::{Error, Result};
+use crate::n_step::{Folded, NStep};
 use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, seeded, values};
 use crate::run_log::{LogRow, REPORT_EVERY, RunLog, Window};
 use crate::schedule::Linear as LinearSchedule;
@@ -66,6 +67,10 @@ pub struct DqnConfig {
     /// policy that moves every tick is hardly ever shown what keeping earns, and random walks
     /// scramble the placement. Envs without a keep action (CartPole) explore uniformly.
     pub explore_keep: f64,
+    /// Steps folded into each stored transition (n-step returns; 1 is plain DQN). A move
+    /// costs at once and pays over the ticks after it: n steps carry that pay-off back to the
+    /// move in one target instead of through n rounds of bootstrapping.
+    pub n_step: usize,
 }
 
 impl Default for DqnConfig {
@@ -86,6 +91,7 @@ impl Default for DqnConfig {
             action_gap: 0.99,
             dueling: true,
             explore_keep: 0.9,
+            n_step: 1,
         }
     }
 }
@@ -127,6 +133,9 @@ impl DqnConfig {
         if !(0.0..=1.0).contains(&self.explore_keep) {
             return bad("explore_keep", "must be in [0, 1]");
         }
+        if self.n_step == 0 {
+            return bad("n_step", "must be at least 1");
+        }
         if !(0.0..1.0).contains(&self.action_gap) {
             return bad("action_gap", "must be in [0, 1)");
         }
@@ -134,19 +143,19 @@ impl DqnConfig {
     }
 }
 
-/// Double-DQN targets: `r + γ · Q_target(s', argmax_{a' allowed} Q_online(s', a'))`, with no
-/// bootstrap from a terminal state.
+/// Double-DQN targets: `r + d · Q_target(s', argmax_{a' allowed} Q_online(s', a'))`, with no
+/// bootstrap from a terminal state; `d` is each transition's discount (`γ^k` for `k` steps).
 ///
 /// # Shapes
 /// - `online_next`, `target_next`, `next_masks`: `[batch * actions]`, row-major
-/// - `rewards`, `terminated`, output: `[batch]`
+/// - `rewards`, `discounts`, `terminated`, output: `[batch]`
 pub fn double_dqn_targets(
     online_next: &[f32],
     target_next: &[f32],
     next_masks: &[bool],
     rewards: &[f32],
+    discounts: &[f32],
     terminated: &[bool],
-    gamma: f32,
 ) -> Vec<f32> {
     let actions = online_next.len() / rewards.len().max(1);
     (0..rewards.len())
@@ -156,7 +165,7 @@ pub fn double_dqn_targets(
             }
             let row = i * actions..(i + 1) * actions;
             let best = masked_argmax(&online_next[row.clone()], &next_masks[row]);
-            rewards[i] + gamma * target_next[i * actions + best]
+            rewards[i] + discounts[i] * target_next[i * actions + best]
         })
         .collect()
 }
@@ -227,6 +236,7 @@ struct Replay {
     next_masks: Vec<bool>,
     action: Vec<usize>,
     reward: Vec<f32>,
+    discount: Vec<f32>,
     terminated: Vec<bool>,
 }
 
@@ -244,29 +254,22 @@ impl Replay {
             next_masks: vec![false; capacity * actions],
             action: vec![0; capacity],
             reward: vec![0.0; capacity],
+            discount: vec![0.0; capacity],
             terminated: vec![false; capacity],
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        obs: &[f32],
-        mask: &[bool],
-        action: usize,
-        reward: f64,
-        next_obs: &[f32],
-        next_mask: &[bool],
-        terminated: bool,
-    ) {
+    /// Stores `t`, which ended in `next_obs` (with `next_mask`), `terminated` or not.
+    fn push(&mut self, t: &Folded, next_obs: &[f32], next_mask: &[bool], terminated: bool) {
         let i = self.next;
         let (o, a) = (self.obs_len, self.actions);
-        self.obs[i * o..(i + 1) * o].copy_from_slice(obs);
-        self.masks[i * a..(i + 1) * a].copy_from_slice(mask);
+        self.obs[i * o..(i + 1) * o].copy_from_slice(&t.obs);
+        self.masks[i * a..(i + 1) * a].copy_from_slice(&t.mask);
         self.next_obs[i * o..(i + 1) * o].copy_from_slice(next_obs);
         self.next_masks[i * a..(i + 1) * a].copy_from_slice(next_mask);
-        self.action[i] = action;
-        self.reward[i] = reward as f32;
+        self.action[i] = t.action;
+        self.reward[i] = t.reward as f32;
+        self.discount[i] = t.discount as f32;
         self.terminated[i] = terminated;
         self.next = (i + 1) % self.capacity;
         self.len = (self.len + 1).min(self.capacity);
@@ -365,6 +368,7 @@ pub fn train<E: Env>(
         rng: Rng::derive(seed, 0xd9),
     };
     let mut replay = Replay::new(config.buffer_size, obs_len, actions);
+    let mut n_step = NStep::new(config.n_step, config.gamma);
     let mut sample_rng = Rng::derive(seed, 0x5a);
     let mut episode_seeds = Rng::derive(seed, 0xe9);
     let mut obs = env.reset(episode_seeds.next_u64()).obs.to_vec();
@@ -379,7 +383,9 @@ pub fn train<E: Env>(
         let s = env.step(action)?;
         let (reward, terminated, truncated) = (s.reward, s.terminated, s.truncated);
         let next = s.obs.to_vec();
-        replay.push(&obs, &mask, action, reward, &next, env.action_mask(), terminated);
+        for folded in n_step.push(&obs, &mask, action, reward, terminated || truncated) {
+            replay.push(&folded, &next, env.action_mask(), terminated);
+        }
         window.step(reward, terminated || truncated);
         obs = next;
         if terminated || truncated {
@@ -398,15 +404,9 @@ pub fn train<E: Env>(
             };
             let masks = gather_masks(&replay.next_masks);
             let rewards: Vec<f32> = idx.iter().map(|&i| replay.reward[i]).collect();
+            let discounts: Vec<f32> = idx.iter().map(|&i| replay.discount[i]).collect();
             let terminal: Vec<bool> = idx.iter().map(|&i| replay.terminated[i]).collect();
-            let y = double_dqn_targets(
-                &online_next,
-                &target_next,
-                &masks,
-                &rewards,
-                &terminal,
-                config.gamma as f32,
-            );
+            let y = double_dqn_targets(&online_next, &target_next, &masks, &rewards, &discounts, &terminal);
             let batch_obs = gather(&replay.obs, obs_len);
             let taken: Vec<usize> = idx.iter().map(|&i| replay.action[i]).collect();
             let y = if config.action_gap > 0.0 {
@@ -452,10 +452,28 @@ mod tests {
         // Row 0: action 1 is best online and allowed -> target value 20.
         // Row 1: action 0 (online 9) is masked -> action 2 (online 3) -> target value 60.
         let masks = [true, true, true, false, true, true];
-        let y = double_dqn_targets(&online_next, &target_next, &masks, &[1.0, -1.0], &[false, false], 0.5);
+        let y = double_dqn_targets(
+            &online_next,
+            &target_next,
+            &masks,
+            &[1.0, -1.0],
+            &[0.5, 0.5],
+            &[false, false],
+        );
         assert_eq!(y, vec![1.0 + 0.5 * 20.0, -1.0 + 0.5 * 60.0]);
+        // Each transition's own discount (an n-step one: γ^k).
+        let y = double_dqn_targets(
+            &online_next,
+            &target_next,
+            &masks,
+            &[1.0, -1.0],
+            &[0.5, 0.25],
+            &[false, false],
+        );
+        assert_eq!(y, vec![1.0 + 0.5 * 20.0, -1.0 + 0.25 * 60.0]);
         // A terminal transition does not bootstrap; a truncated one is stored as not terminal.
-        let y = double_dqn_targets(&online_next, &target_next, &masks, &[1.0, -1.0], &[true, false], 0.5);
+        let y =
+            double_dqn_targets(&online_next, &target_next, &masks, &[1.0, -1.0], &[0.5, 0.5], &[true, false]);
         assert_eq!(y[0], 1.0);
     }
 

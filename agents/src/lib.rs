@@ -12,6 +12,7 @@ pub mod agent;
 pub mod dqn;
 mod error;
 pub mod model_file;
+pub mod n_step;
 pub mod nets;
 pub mod normalize;
 pub mod plot;

@@ -217,6 +217,19 @@ impl Mlp {
         }
     }
 
+    /// The same network with output `index`'s bias set to `value`.
+    pub fn with_out_bias(mut self, index: usize, value: f32) -> Self {
+        if let Some(bias) = self.out.bias.take() {
+            let bias = bias.val();
+            let device = bias.device();
+            let mut b = values(bias);
+            b[index] = value;
+            let len = b.len();
+            self.out.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [len]), &device)));
+        }
+        self
+    }
+
     /// Moves every parameter a fraction `tau` of the way to `online`'s (Polyak averaging;
     /// `tau = 1` copies).
     pub fn soft_update(self, online: &Mlp, tau: f64) -> Self {

@@ -66,6 +66,10 @@ pub struct PpoConfig {
     pub target_kl: Option<f64>,
     /// Width of the hidden layers of the actor and the critic.
     pub hidden: usize,
+    /// The untrained policy's probability of the keep action, in an env with one (0: the
+    /// usual near-uniform start). A uniform start moves a replica nearly every tick, a random
+    /// walk away from the start placement; a start that mostly keeps tries single moves from it.
+    pub keep_prior: f64,
 }
 
 impl Default for PpoConfig {
@@ -88,6 +92,7 @@ impl Default for PpoConfig {
             max_grad_norm: 0.5,
             target_kl: None,
             hidden: 64,
+            keep_prior: 0.0,
         }
     }
 }
@@ -130,6 +135,9 @@ impl PpoConfig {
         }
         if self.hidden == 0 {
             return bad("hidden", "must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.keep_prior) {
+            return bad("keep_prior", "must be in [0, 1)");
         }
         Ok(())
     }
@@ -443,6 +451,10 @@ pub fn train<E: Env + Clone>(
     let mut vec_env = VecEnv::new(vec![env.clone(); n], seed)?;
     let mut net =
         seeded(&devices, seed, || ActorCritic::new(obs_len, config.hidden, actions, &devices.train));
+    if let (Some(keep), true) = (env.keep_action(), config.keep_prior > 0.0) {
+        let allowed = env.action_mask().iter().filter(|&&ok| ok).count();
+        net.actor = net.actor.with_out_bias(keep, keep_logit(config.keep_prior, allowed));
+    }
     let mut optimizer = AdamConfig::new()
         .with_epsilon(1e-5)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm as f32)))
@@ -545,6 +557,13 @@ pub fn train<E: Env + Clone>(
     Ok(agent)
 }
 
+/// The keep action's logit that gives it probability `prior` when the other `allowed - 1`
+/// actions have logit 0: `p = e^l / (e^l + others)`.
+fn keep_logit(prior: f64, allowed: usize) -> f32 {
+    let others = allowed.saturating_sub(1).max(1) as f64;
+    (prior / (1.0 - prior) * others).ln() as f32
+}
+
 /// Fisher–Yates with our own generator, so runs reproduce.
 fn shuffle(v: &mut [usize], rng: &mut Rng) {
     for i in (1..v.len()).rev() {
@@ -615,6 +634,33 @@ mod tests {
         assert!((total - 1.0).abs() < 1e-6);
         let (_, sampled_lp) = sample_masked(&logits, &[false, false, true, false], &mut rng);
         assert_eq!(sampled_lp, 0.0, "a single allowed action is certain");
+    }
+
+    #[test]
+    fn an_untrained_policy_keeps_with_the_keep_prior() {
+        let scenario = berth_env::shipped::shipped("gpu-small").unwrap();
+        let env = berth_env::PlacementEnv::new(scenario).unwrap();
+        let config = PpoConfig { keep_prior: 0.9, ..PpoConfig::default() };
+        let devices = Devices::cpu();
+        let mut log = RunLog::new();
+        // One update's worth of steps at a learning rate too small to move the policy.
+        let config =
+            PpoConfig { learning_rate: 1e-12, num_envs: 1, num_steps: 8, num_minibatches: 1, ..config };
+        let agent = train(&env, &config, 8, 3, &devices, &mut log, &mut |_| Flow::Continue).unwrap();
+        let mask = env.action_mask();
+        let logits = agent.logits(env.observation(), 1);
+        let lp = values(masked_log_probs(
+            matrix(&logits, 1, logits.len(), &devices.plain),
+            matrix(
+                &mask.iter().map(|&ok| if ok { 0.0 } else { MASKED_LOGIT }).collect::<Vec<_>>(),
+                1,
+                mask.len(),
+                &devices.plain,
+            ),
+        ));
+        let keep = lp[0].exp();
+        assert!((keep - 0.9).abs() < 0.02, "P(keep) = {keep}");
+        assert!(PpoConfig { keep_prior: 1.0, ..PpoConfig::default() }.validate().is_err());
     }
 
     #[test]

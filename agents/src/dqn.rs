@@ -69,7 +69,8 @@ pub struct DqnConfig {
     pub explore_keep: f64,
     /// Steps folded into each stored transition (n-step returns; 1 is plain DQN). A move
     /// costs at once and pays over the ticks after it: n steps carry that pay-off back to the
-    /// move in one target instead of through n rounds of bootstrapping.
+    /// move in one target instead of through n rounds of bootstrapping. 3 measured better
+    /// than 1 on every seed on `gpu-small` (and 10 worse than 3).
     pub n_step: usize,
 }
 
@@ -91,16 +92,16 @@ impl Default for DqnConfig {
             action_gap: 0.99,
             dueling: true,
             explore_keep: 0.9,
-            n_step: 1,
+            n_step: 3,
         }
     }
 }
 
 impl DqnConfig {
-    /// CleanRL's dqn.py (a plain network, no advantage learning): the defaults on CartPole,
-    /// where berth checks the algorithm against published results.
+    /// CleanRL's dqn.py (a plain network, no advantage learning, one-step targets): the
+    /// defaults on CartPole, where berth checks the algorithm against published results.
     pub fn cleanrl() -> Self {
-        Self { action_gap: 0.0, dueling: false, ..Self::default() }
+        Self { action_gap: 0.0, dueling: false, n_step: 1, ..Self::default() }
     }
 
     /// Checks every field's range.

@@ -640,12 +640,17 @@ mod tests {
     fn an_untrained_policy_keeps_with_the_keep_prior() {
         let scenario = berth_env::shipped::shipped("gpu-small").unwrap();
         let env = berth_env::PlacementEnv::new(scenario).unwrap();
-        let config = PpoConfig { keep_prior: 0.9, ..PpoConfig::default() };
         let devices = Devices::cpu();
         let mut log = RunLog::new();
         // One update's worth of steps at a learning rate too small to move the policy.
-        let config =
-            PpoConfig { learning_rate: 1e-12, num_envs: 1, num_steps: 8, num_minibatches: 1, ..config };
+        let config = PpoConfig {
+            keep_prior: 0.9,
+            learning_rate: 1e-12,
+            num_envs: 1,
+            num_steps: 8,
+            num_minibatches: 1,
+            ..PpoConfig::default()
+        };
         let agent = train(&env, &config, 8, 3, &devices, &mut log, &mut |_| Flow::Continue).unwrap();
         let mask = env.action_mask();
         let logits = agent.logits(env.observation(), 1);

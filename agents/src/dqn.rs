@@ -384,7 +384,8 @@ pub fn train<E: Env>(
         let s = env.step(action)?;
         let (reward, terminated, truncated) = (s.reward, s.terminated, s.truncated);
         let next = s.obs.to_vec();
-        for folded in n_step.push(&obs, &mask, action, reward, terminated || truncated) {
+        // The step's observation and mask move into the n-step queue: `obs` is replaced below.
+        for folded in n_step.push(std::mem::take(&mut obs), mask, action, reward, terminated || truncated) {
             replay.push(&folded, &next, env.action_mask(), terminated);
         }
         window.step(reward, terminated || truncated);
@@ -453,28 +454,16 @@ mod tests {
         // Row 0: action 1 is best online and allowed -> target value 20.
         // Row 1: action 0 (online 9) is masked -> action 2 (online 3) -> target value 60.
         let masks = [true, true, true, false, true, true];
-        let y = double_dqn_targets(
-            &online_next,
-            &target_next,
-            &masks,
-            &[1.0, -1.0],
-            &[0.5, 0.5],
-            &[false, false],
-        );
+        let targets = |discounts: &[f32], terminated: &[bool]| {
+            double_dqn_targets(&online_next, &target_next, &masks, &[1.0, -1.0], discounts, terminated)
+        };
+        let y = targets(&[0.5, 0.5], &[false, false]);
         assert_eq!(y, vec![1.0 + 0.5 * 20.0, -1.0 + 0.5 * 60.0]);
         // Each transition's own discount (an n-step one: γ^k).
-        let y = double_dqn_targets(
-            &online_next,
-            &target_next,
-            &masks,
-            &[1.0, -1.0],
-            &[0.5, 0.25],
-            &[false, false],
-        );
+        let y = targets(&[0.5, 0.25], &[false, false]);
         assert_eq!(y, vec![1.0 + 0.5 * 20.0, -1.0 + 0.25 * 60.0]);
         // A terminal transition does not bootstrap; a truncated one is stored as not terminal.
-        let y =
-            double_dqn_targets(&online_next, &target_next, &masks, &[1.0, -1.0], &[0.5, 0.5], &[true, false]);
+        let y = targets(&[0.5, 0.5], &[true, false]);
         assert_eq!(y[0], 1.0);
     }
 

@@ -47,13 +47,13 @@ impl NStep {
     /// or all of them when the episode ended (terminated or truncated) at this step.
     pub fn push(
         &mut self,
-        obs: &[f32],
-        mask: &[bool],
+        obs: Vec<f32>,
+        mask: Vec<bool>,
         action: usize,
         reward: f64,
         episode_ended: bool,
     ) -> Vec<Folded> {
-        self.pending.push_back(Pending { obs: obs.to_vec(), mask: mask.to_vec(), action, reward });
+        self.pending.push_back(Pending { obs, mask, action, reward });
         let mut done = Vec::new();
         if episode_ended {
             while !self.pending.is_empty() {
@@ -82,7 +82,7 @@ mod tests {
     use super::*;
 
     fn step(acc: &mut NStep, t: usize, reward: f64, ended: bool) -> Vec<(usize, f64, f64)> {
-        acc.push(&[t as f32], &[true], t, reward, ended)
+        acc.push(vec![t as f32], vec![true], t, reward, ended)
             .into_iter()
             .map(|f| (f.action, f.reward, f.discount))
             .collect()

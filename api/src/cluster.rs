@@ -126,7 +126,10 @@ struct SimState {
 impl SimCluster {
     /// The scenario's cluster, one tick per `tick_every`.
     pub fn new(scenario: Arc<Scenario>, tick_every: Duration) -> Result<Self, EnvError> {
-        let mut env = PlacementEnv::new(scenario.clone())?;
+        // A cluster left to itself: its replicas stay where they are, failed nodes or not.
+        let mut held = (*scenario).clone();
+        held.failures.evacuate = false;
+        let mut env = PlacementEnv::new(Arc::new(held))?;
         env.reset(scenario.seed);
         let state = SimState { env, started: Instant::now(), ticks_done: 0, episode: 0 };
         Ok(Self { scenario, state: Mutex::new(state), tick_every })

@@ -65,6 +65,11 @@ pub struct FailureModel {
     pub mttr_s: f64,
     /// Scripted events, sorted by time.
     pub events: Vec<NodeEvent>,
+    /// While a replica stands on a NotReady node and can be moved, the only allowed actions
+    /// are moves of such replicas. Kubernetes evicts pods from a NotReady node after 300 s
+    /// anyway; a pinned replica left there is down until the node comes back, which no
+    /// operator wants. The policy still chooses where each one goes.
+    pub evacuate: bool,
 }
 
 /// Reward weights: `reward = -(mean latency / SLO) - violation * miss fraction - move * moves`.
@@ -629,5 +634,5 @@ fn validate_failures(spec: &ScenarioSpec, nodes: &HashMap<&str, usize>, tick_s: 
         events.push(NodeEvent { at_s, node, kind: e.kind });
     }
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
-    Ok(FailureModel { mtbf_s, mttr_s, events })
+    Ok(FailureModel { mtbf_s, mttr_s, events, evacuate: f.evacuate.unwrap_or(true) })
 }

@@ -131,6 +131,9 @@ pub(crate) struct FailureSpec {
     pub mttr_minutes: Option<f64>,
     #[serde(default)]
     pub events: Vec<NodeEventSpec>,
+    /// Whether replicas on a NotReady node must be moved before anything else (default yes).
+    #[serde(default)]
+    pub evacuate: Option<bool>,
 }
 
 /// A scripted failure or recovery.

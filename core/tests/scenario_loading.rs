@@ -125,6 +125,15 @@ fn failure_event_for_unknown_node_is_refused() {
 }
 
 #[test]
+fn evacuation_is_on_unless_switched_off() {
+    assert!(Scenario::from_yaml(GPU_SMALL).unwrap().failures.evacuate);
+    let off = format!("{TINY}failures:\n  evacuate: false\n");
+    assert!(!Scenario::from_yaml(&off).unwrap().failures.evacuate);
+    let (path, _) = path_of(Scenario::from_yaml(&format!("{TINY}failures:\n  evacuate: maybe\n")));
+    assert!(path.starts_with("failures"), "{path}");
+}
+
+#[test]
 fn gpu_service_time_on_cpu_is_refused() {
     let text = TINY.replace("h100: 9.0", "cpu: 9.0");
     assert_eq!(path_of(Scenario::from_yaml(&text)).0, "services[0].service_time_ms.cpu");

@@ -80,7 +80,9 @@ impl Policy for SpreadPolicy {
                 }
             }
         }
-        0
+        // Keep, or where replicas must be evacuated and the scheduler's pick is not allowed,
+        // the first move that is.
+        env.action_mask().iter().position(|&ok| ok).unwrap_or(0)
     }
 }
 
@@ -96,9 +98,12 @@ impl Policy for GreedyPolicy {
 
     fn act(&mut self, env: &PlacementEnv) -> usize {
         let scenario = env.scenario();
-        let keep = env.steady_cost(None).cost;
-        let mut best = (0, keep - scenario.reward.move_cost);
         let mask = env.action_mask();
+        // Keeping wins unless a move saves more than it costs; when keeping is not allowed
+        // (replicas to evacuate), the best allowed move wins.
+        let keep =
+            if mask[0] { env.steady_cost(None).cost - scenario.reward.move_cost } else { f64::INFINITY };
+        let mut best = (0, keep);
         let mut tried = HashSet::new();
         for r in 0..env.placement().len() {
             let s = env.replica_service()[r];

@@ -28,14 +28,21 @@ pub struct BenchRow {
     pub copies: usize,
 }
 
-/// The benchmark's action: keep, or now and then a random action if it is allowed.
+/// The benchmark's action: keep, or now and then a random action if it is allowed; an
+/// allowed move whenever keeping is not (replicas to evacuate).
 #[inline]
 pub fn driver_action(mask: &[bool], rng: &mut Rng) -> usize {
-    if rng.below(10) != 0 {
+    let keep_allowed = mask[0];
+    if keep_allowed && rng.below(10) != 0 {
         return 0;
     }
     let a = rng.below(mask.len());
-    if mask[a] { a } else { 0 }
+    match (mask[a], keep_allowed) {
+        (true, _) => a,
+        (false, true) => 0,
+        // Replicas to evacuate: the first move that is allowed.
+        (false, false) => mask.iter().position(|&ok| ok).unwrap_or(0),
+    }
 }
 
 /// Steps one env for at least `budget`; returns steps per second.
@@ -81,4 +88,19 @@ pub fn vectorized(scenario: Arc<Scenario>, copies: usize, budget: Duration) -> R
         }
     }
     Ok(steps as f64 / start.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_driver_only_takes_allowed_actions() {
+        let mut rng = Rng::new(3);
+        for mask in [[true, false, true, false], [false, false, true, true], [false, true, false, false]] {
+            for _ in 0..200 {
+                assert!(mask[driver_action(&mask, &mut rng)], "{mask:?}");
+            }
+        }
+    }
 }

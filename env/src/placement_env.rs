@@ -107,6 +107,10 @@ pub struct PlacementEnv {
     not_ready: u32,
     scratch: Scratch,
     mask: Vec<bool>,
+    /// The mask while replicas must be evacuated ([`berth_core::FailureModel::evacuate`]):
+    /// only the rows of the replicas on NotReady nodes, those listed in `evacuating`.
+    evacuation_mask: Vec<bool>,
+    evacuating: Vec<usize>,
     obs: Vec<f32>,
     node_load: Vec<f64>,
     loaded_nodes: Vec<usize>,
@@ -168,6 +172,8 @@ impl PlacementEnv {
             not_ready: 0,
             scratch: Scratch::default(),
             mask: vec![false; 1 + replicas * nodes],
+            evacuation_mask: Vec::new(),
+            evacuating: Vec::new(),
             obs: vec![0.0; obs_len],
             node_load: vec![0.0; nodes],
             loaded_nodes: Vec::new(),
@@ -255,6 +261,14 @@ impl PlacementEnv {
         if let Some(mv) = self.decode(action).filter(|_| !self.mask[action]) {
             return Err(Error::MaskedAction { action, reason: self.masked_reason(mv) });
         }
+        if let Some(&r) = self.evacuating.first().filter(|_| !self.evacuation_mask[action]) {
+            let (service, node) = (self.replica_service[r], self.placement[r]);
+            let reason = format!(
+                "replica {r} of `{}` is on NotReady node `{}`: move it first",
+                self.scenario.services[service].name, self.scenario.nodes[node].name
+            );
+            return Err(Error::MaskedAction { action, reason });
+        }
         Ok(())
     }
 
@@ -300,6 +314,28 @@ impl PlacementEnv {
         let nodes = self.node_count();
         for r in 0..self.placement.len() {
             self.mask[1 + r * nodes + n] = self.move_allowed(r, n);
+        }
+    }
+
+    /// Opens, in the evacuation mask, the rows of the replicas on NotReady nodes that can
+    /// move; none open (nothing to evacuate, or nowhere to go) leaves the usual mask in force.
+    fn refresh_evacuation(&mut self) {
+        if !self.scenario.failures.evacuate || (self.evacuating.is_empty() && self.not_ready == 0) {
+            return;
+        }
+        let nodes = self.node_count();
+        if self.evacuation_mask.is_empty() {
+            self.evacuation_mask = vec![false; self.mask.len()];
+        }
+        for r in self.evacuating.drain(..) {
+            self.evacuation_mask[1 + r * nodes..1 + (r + 1) * nodes].fill(false);
+        }
+        for r in 0..self.placement.len() {
+            let row = 1 + r * nodes..1 + (r + 1) * nodes;
+            if !self.node_ready[self.placement[r]] && self.mask[row.clone()].contains(&true) {
+                self.evacuation_mask[row.clone()].copy_from_slice(&self.mask[row]);
+                self.evacuating.push(r);
+            }
         }
     }
 
@@ -527,6 +563,7 @@ impl PlacementEnv {
                 self.start_mask.clone_from(&self.mask);
             }
         }
+        self.refresh_evacuation();
         self.node_load.fill(0.0);
         self.loaded_nodes.clear();
         let (metrics, unavailable) = self.score_tick(-self.scenario.tick_s, 0.0);
@@ -595,6 +632,7 @@ impl PlacementEnv {
             self.refresh_mask_column(n);
             self.refresh_node_obs(n);
         }
+        self.refresh_evacuation();
         self.routing_dirty = true;
         let dt = self.scenario.tick_s;
         let end_s = from.tick as f64 * dt;
@@ -656,6 +694,7 @@ impl Env for PlacementEnv {
         if let Some(mv) = mv {
             self.apply_move(mv, start_s);
         }
+        self.refresh_evacuation();
         let (metrics, unavailable) = self.score_tick(start_s, end_s);
         self.refresh_dynamic_obs();
         let moves = u32::from(mv.is_some());
@@ -677,7 +716,7 @@ impl Env for PlacementEnv {
     }
 
     fn action_mask(&self) -> &[bool] {
-        &self.mask
+        if self.evacuating.is_empty() { &self.mask } else { &self.evacuation_mask }
     }
 
     fn observation(&self) -> &[f32] {

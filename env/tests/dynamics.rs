@@ -81,7 +81,7 @@ fn a_replica_still_cold_starting_when_the_tick_ends_is_flagged_until_it_is_ready
 #[test]
 fn a_failed_node_stops_its_replicas_and_is_masked_until_it_recovers() {
     let scenario = two_node_scenario(
-        "failures:\n  events:\n    - {at_s: 150, node: n1, kind: fail}\n    - {at_s: 320, node: n1, kind: recover}\n",
+        "failures:\n  evacuate: false\n  events:\n    - {at_s: 150, node: n1, kind: fail}\n    - {at_s: 320, node: n1, kind: recover}\n",
     );
     let model = CostModel::new(&scenario);
     let alone = model.score(&views([true, false]), &[60.0]);
@@ -109,6 +109,36 @@ fn a_failed_node_stops_its_replicas_and_is_masked_until_it_recovers() {
     assert!((step.info.metrics.cost - expected).abs() < 1e-9, "{:?} vs {expected}", step.info.metrics);
     assert_eq!(env.observation()[ready_field], 1.0);
     assert_eq!(env.observation()[3 * 6 + 4 * on_n1 + 3], 0.0);
+}
+
+#[test]
+fn replicas_on_a_failed_node_must_be_moved_first() {
+    let scenario = two_node_scenario(
+        "failures:\n  events:\n    - {at_s: 150, node: n1, kind: fail}\n    - {at_s: 320, node: n1, kind: recover}\n",
+    );
+    let mut env = PlacementEnv::new(scenario).unwrap();
+    env.reset(0);
+    let on_n1 = env.placement().iter().position(|&n| n == 0).expect("spread uses n1");
+    let other = 1 - on_n1;
+    let free = (0..3).find(|n| !env.placement().contains(n)).unwrap();
+    env.step(0).unwrap();
+    assert!(env.action_mask()[0] && env.action_mask()[env.encode(Move { replica: other, node: free })]);
+    env.step(0).unwrap(); // n1 fails at 150
+    let allowed: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
+    let evacuations: Vec<usize> = (1..3).map(|node| env.encode(Move { replica: on_n1, node })).collect();
+    assert_eq!(allowed, evacuations, "only moves of the replica on n1, to either Ready node");
+    let obs = env.observation().to_vec();
+    match env.step(0) {
+        Err(berth_env::Error::MaskedAction { reason, .. }) => {
+            assert!(reason.contains("NotReady node `n1`"), "{reason}")
+        }
+        other => panic!("expected MaskedAction, got {other:?}"),
+    }
+    assert_eq!((env.tick(), env.observation()), (2, obs.as_slice()), "a refused keep changes nothing");
+    let step = env.step(allowed[0]).unwrap();
+    assert_eq!(step.info.moves, 1);
+    assert!(env.action_mask()[0], "nothing left to evacuate: keeping is allowed again");
+    assert!(!env.action_mask()[env.encode(Move { replica: other, node: 0 })], "n1 is still down");
 }
 
 #[test]

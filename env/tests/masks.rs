@@ -1,5 +1,6 @@
 //! Property test: over random scenarios and random allowed actions, the mask allows exactly
-//! the moves that keep the placement feasible on Ready nodes, so no action ever leads to an
+//! the moves that keep the placement feasible on Ready nodes (only those of replicas stranded
+//! on NotReady nodes while there are any that can move), so no action ever leads to an
 //! infeasible placement.
 
 mod common;
@@ -20,7 +21,7 @@ fn feasible_by_brute_force(env: &PlacementEnv, mv: Move) -> bool {
 #[test]
 fn masks_never_allow_an_infeasible_placement() {
     let shape = common::Shape { nodes: 5, services: 3, max_replicas: 3, failures: true };
-    let mut scenarios = 0;
+    let (mut scenarios, mut evacuations) = (0, 0);
     for seed in 0..80 {
         let Some(scenario) = common::random_scenario(1000 + seed, &shape) else { continue };
         let Ok(mut env) = PlacementEnv::new(scenario.clone()) else { continue };
@@ -29,14 +30,20 @@ fn masks_never_allow_an_infeasible_placement() {
         env.reset(seed);
         loop {
             let mask = env.action_mask().to_vec();
-            for (a, &allowed) in mask.iter().enumerate().skip(1) {
-                let mv = env.decode(a).unwrap();
-                assert_eq!(
-                    allowed,
-                    feasible_by_brute_force(&env, mv),
-                    "scenario {seed}, tick {}, {mv:?}",
-                    env.tick()
-                );
+            let moves = || (1..mask.len()).map(|a| env.decode(a).unwrap());
+            // Replicas on NotReady nodes that can go somewhere must go first.
+            let stranded: Vec<usize> = moves()
+                .filter(|mv| {
+                    !env.node_ready()[env.placement()[mv.replica]] && feasible_by_brute_force(&env, *mv)
+                })
+                .map(|mv| mv.replica)
+                .collect();
+            assert_eq!(mask[0], stranded.is_empty(), "scenario {seed}, tick {}: keep", env.tick());
+            evacuations += usize::from(!stranded.is_empty());
+            for (a, mv) in moves().enumerate().map(|(i, mv)| (i + 1, mv)) {
+                let expected = feasible_by_brute_force(&env, mv)
+                    && (stranded.is_empty() || stranded.contains(&mv.replica));
+                assert_eq!(mask[a], expected, "scenario {seed}, tick {}, {mv:?}", env.tick());
             }
             Placement::new(env.placement().to_vec()).check(&scenario).expect("placement stays feasible");
             // Mostly moves, so the placement wanders.
@@ -48,6 +55,7 @@ fn masks_never_allow_an_infeasible_placement() {
         }
     }
     assert!(scenarios >= 20, "only {scenarios} scenarios were placeable");
+    assert!(evacuations > 0, "no replica was ever stranded: the evacuation rule went untested");
 }
 
 #[test]

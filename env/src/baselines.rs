@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use berth_core::Rng;
 
 use crate::PlacementEnv;
-use crate::gym::{Env, random_allowed};
+use crate::gym::{Env, first_allowed, random_allowed};
 use crate::placement_env::Move;
 use crate::scheduler::best_node;
 
@@ -82,7 +82,7 @@ impl Policy for SpreadPolicy {
         }
         // Keep, or where replicas must be evacuated and the scheduler's pick is not allowed,
         // the first move that is.
-        env.action_mask().iter().position(|&ok| ok).unwrap_or(0)
+        first_allowed(env.action_mask())
     }
 }
 

@@ -12,7 +12,7 @@ use berth_core::{Rng, Scenario};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::gym::Env;
+use crate::gym::{Env, first_allowed};
 use crate::{PlacementEnv, VecEnv};
 
 /// One line of `berth bench env`.
@@ -32,17 +32,11 @@ pub struct BenchRow {
 /// allowed move whenever keeping is not (replicas to evacuate).
 #[inline]
 pub fn driver_action(mask: &[bool], rng: &mut Rng) -> usize {
-    let keep_allowed = mask[0];
-    if keep_allowed && rng.below(10) != 0 {
+    if mask[0] && rng.below(10) != 0 {
         return 0;
     }
     let a = rng.below(mask.len());
-    match (mask[a], keep_allowed) {
-        (true, _) => a,
-        (false, true) => 0,
-        // Replicas to evacuate: the first move that is allowed.
-        (false, false) => mask.iter().position(|&ok| ok).unwrap_or(0),
-    }
+    if mask[a] { a } else { first_allowed(mask) }
 }
 
 /// Steps one env for at least `budget`; returns steps per second.

@@ -90,6 +90,12 @@ pub trait Env {
     }
 }
 
+/// The lowest allowed action: keep (0) where it is allowed, else the first allowed move
+/// (replicas to evacuate); 0 when the mask allows none.
+pub fn first_allowed(mask: &[bool]) -> usize {
+    mask.iter().position(|&ok| ok).unwrap_or(0)
+}
+
 /// A uniformly random allowed action; 0 (keep) when the mask allows none.
 pub fn random_allowed(mask: &[bool], rng: &mut Rng) -> usize {
     let allowed = mask.iter().filter(|&&m| m).count();

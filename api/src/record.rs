@@ -69,7 +69,12 @@ pub async fn time_of_day(client: &kube::Client) -> f64 {
             .iter()
             .filter_map(|n| n.metadata.annotations.as_ref()?.get(TIME_OF_DAY)?.parse::<f64>().ok())
             .reduce(f64::max),
-        Err(_) => None,
+        Err(e) => {
+            // A 403 here (an account without metrics.k8s.io nodes) silently moves every plan
+            // to UTC's time of day; say so.
+            tracing::warn!(error = %e, "node metrics unreadable: the time of day is UTC's");
+            None
+        }
     };
     let utc = (mongodb::bson::DateTime::now().timestamp_millis() / 1000).rem_euclid(86_400) as f64;
     emulated.unwrap_or(utc).rem_euclid(86_400.0)

@@ -418,7 +418,12 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["get", "list"]},
     ]);
-    let nodes_only = json!([{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]);
+    // Node metrics too, as the chart grants: they carry the emulator's clock, without which
+    // plans follow UTC's time of day and the plan below would not be the one checked.
+    let nodes_only = json!([
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["metrics.k8s.io"], "resources": ["nodes"], "verbs": ["get", "list"]},
+    ]);
     let limited = rt.block_on(service_account(client, ns, "deployer", rules, nodes_only));
     let limited_server = Server::start_with(
         &database,
@@ -428,6 +433,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
     let refused = wait_deployment(&limited_server, &id, &admin);
+    assert_eq!(refused["plan"], planned["plan"], "the limited account plans as the dry run did");
     assert_eq!(refused["status"], "rolled_back", "{refused:#}");
     let steps: Vec<(String, bool)> = refused["steps"]
         .as_array()

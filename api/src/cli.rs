@@ -10,7 +10,7 @@ use berth_agents::plot::{Reference, learning_curve};
 use berth_agents::run_log::RunLog;
 use berth_agents::{AgentKind, AgentPolicy, Flow, Progress, SavedModel, Target, TrainRequest, load_agent};
 use berth_core::Scenario;
-use berth_env::evaluate::{self, Contender, EvalRow, POLICIES};
+use berth_env::evaluate::{self, Contender, EvalRow, NAMED, POLICIES};
 use berth_env::{PlacementEnv, bench, shipped};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -145,8 +145,8 @@ struct EvalArgs {
     /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-medium, gpu-large).
     #[arg(long)]
     scenario: String,
-    /// Policies to compare, comma-separated: random, spread, greedy, oracle, or a saved
-    /// model file (runs/<name>/model.bin).
+    /// Policies to compare, comma-separated: random, spread, greedy, fixed (the best fixed
+    /// placement, searched for first), oracle, or a saved model file (runs/<name>/model.bin).
     #[arg(long, value_delimiter = ',', default_values_t = POLICIES.map(String::from))]
     policy: Vec<String>,
     /// Episodes per policy (seeds `seed`, `seed + 1`, ...).
@@ -236,12 +236,12 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 
 /// A baseline or the oracle by name, or a saved model by path.
 fn contender(spec: &str, scenario: &Arc<Scenario>) -> Result<Contender> {
-    if POLICIES.contains(&spec) {
+    if NAMED.contains(&spec) {
         return Ok(Contender::named(spec)?);
     }
     let path = Path::new(spec);
     if !path.exists() {
-        bail!("--policy: unknown policy `{spec}` (expected one of {}, or a model file)", POLICIES.join(", "));
+        bail!("--policy: unknown policy `{spec}` (expected one of {}, or a model file)", NAMED.join(", "));
     }
     let bytes = std::fs::read(path).with_context(|| format!("--policy: cannot read `{spec}`"))?;
     let model = SavedModel::from_bytes(&bytes).with_context(|| format!("--policy: `{spec}`"))?;
@@ -278,7 +278,7 @@ fn compare_and_print(
         print!("{}", table::eval_table(&rows));
     }
     if let Some(note) = note {
-        eprintln!("note: no oracle row: {note}");
+        eprintln!("note: {note}");
     }
     Ok(rows)
 }

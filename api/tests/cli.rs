@@ -33,7 +33,7 @@ fn eval_without_an_oracle_gives_null_gaps_and_says_why() {
         "--scenario",
         "gpu-medium",
         "--policy",
-        "spread,oracle",
+        "spread,fixed,oracle",
         "--episodes",
         "1",
         "--json",
@@ -42,11 +42,19 @@ fn eval_without_an_oracle_gives_null_gaps_and_says_why() {
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert!(rows[0]["gap_to_oracle"].is_null());
-    assert!(
-        stderr(&out).contains("oracle refused") || stderr(&out).contains("no oracle row"),
-        "{}",
-        stderr(&out)
-    );
+    let why = stderr(&out);
+    assert!(why.contains("no oracle row: `gpu-medium` has"), "{why}");
+    assert!(why.contains("no fixed row: `gpu-medium` has"), "{why}");
+}
+
+#[test]
+fn eval_of_the_fixed_baseline_sits_between_the_oracle_and_spread() {
+    let out = berth(&["eval", "--scenario", "tiny", "--policy", "spread,fixed,oracle", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reward = |i: usize| rows[i]["reward"].as_f64().unwrap();
+    assert_eq!(rows[1]["policy"], "fixed");
+    assert!(reward(2) >= reward(1) && reward(1) > reward(0), "{rows:#}");
 }
 
 #[test]

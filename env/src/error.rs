@@ -36,6 +36,9 @@ pub enum Error {
     /// The oracle will not search a space this large.
     #[error("oracle refused: {0}")]
     OracleRefused(String),
+    /// The `fixed` baseline will not search a space this large.
+    #[error("fixed placement search refused: {0}")]
+    FixedRefused(String),
     /// Arguments that do not fit together (e.g. a vector env of zero copies).
     #[error("invalid argument `{name}`: {reason}")]
     InvalidArgument {

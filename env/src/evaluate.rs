@@ -10,11 +10,15 @@ use crate::PlacementEnv;
 use crate::baselines::{Policy, baseline};
 use crate::cost::TickMetrics;
 use crate::error::{Error, Result};
+use crate::fixed::FixedPolicy;
 use crate::gym::Env;
 use crate::oracle::Oracle;
 
-/// The names `--policy` accepts besides saved models.
+/// The contenders of a comparison unless told otherwise.
 pub const POLICIES: [&str; 4] = ["random", "spread", "greedy", "oracle"];
+/// The names `--policy` accepts besides saved models: the defaults and `fixed` (its search
+/// takes a few seconds, so it is asked for by name).
+pub const NAMED: [&str; 5] = ["random", "spread", "greedy", "fixed", "oracle"];
 
 /// One row of the comparison: a policy's figures over all evaluated episodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,23 +146,28 @@ pub enum Contender {
     Policy(Box<dyn Policy>),
     /// The per-tick exhaustive oracle.
     Oracle,
+    /// The best fixed placement, searched for before the episodes ([`FixedPolicy::search`]).
+    Fixed,
 }
 
 impl Contender {
-    /// A baseline or the oracle by name (`random`, `spread`, `greedy`, `oracle`).
+    /// A baseline or the oracle by name (one of [`NAMED`]).
     pub fn named(name: &str) -> Result<Self> {
-        if name == "oracle" {
-            return Ok(Self::Oracle);
+        match name {
+            "oracle" => return Ok(Self::Oracle),
+            "fixed" => return Ok(Self::Fixed),
+            _ => {}
         }
         baseline(name).map(Self::Policy).ok_or_else(|| Error::InvalidArgument {
             name: "policy",
-            reason: format!("unknown policy `{name}` (expected one of {})", POLICIES.join(", ")),
+            reason: format!("unknown policy `{name}` (expected one of {})", NAMED.join(", ")),
         })
     }
 }
 
 /// Evaluates every contender on `episodes` episodes from `seed` (the same traces for all).
-/// The oracle row is left out, with the reason in the second value, where it refuses.
+/// The oracle's and `fixed`'s rows are left out where their searches refuse the scenario,
+/// with the reasons in the second value.
 pub fn compare(
     scenario: Arc<Scenario>,
     contenders: Vec<Contender>,
@@ -172,13 +181,18 @@ pub fn compare(
     let mut env = PlacementEnv::new(scenario)?;
     let seeds = episode_seeds(seed, episodes);
     let mut rows = Vec::new();
-    let mut note = None;
+    let mut notes = Vec::new();
     let mut on_tick = |_: usize, _: &TickMetrics| progress();
     for contender in contenders {
         match contender {
             Contender::Oracle => match run_oracle(&mut env, &seeds, &mut on_tick) {
                 Ok(row) => rows.push(row),
-                Err(Error::OracleRefused(why)) => note = Some(why),
+                Err(Error::OracleRefused(why)) => notes.push(format!("no oracle row: {why}")),
+                Err(e) => return Err(e),
+            },
+            Contender::Fixed => match FixedPolicy::search(env.scenario().clone()) {
+                Ok(mut fixed) => rows.push(run_policy(&mut env, &mut fixed, &seeds, &mut on_tick)?),
+                Err(Error::FixedRefused(why)) => notes.push(format!("no fixed row: {why}")),
                 Err(e) => return Err(e),
             },
             Contender::Policy(mut policy) => {
@@ -187,5 +201,5 @@ pub fn compare(
         }
     }
     fill_gaps(&mut rows);
-    Ok((rows, note))
+    Ok((rows, (!notes.is_empty()).then(|| notes.join("; "))))
 }

@@ -18,6 +18,7 @@ pub mod checker;
 pub mod cost;
 mod error;
 pub mod evaluate;
+pub mod fixed;
 pub mod gym;
 #[cfg(feature = "live")]
 pub mod live;

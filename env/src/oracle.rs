@@ -58,12 +58,12 @@ pub struct Oracle {
 }
 
 /// Number of multisets of size `k` from `m` kinds: C(m + k - 1, k).
-fn multiset_count(m: usize, k: usize) -> u128 {
+pub(crate) fn multiset_count(m: usize, k: usize) -> u128 {
     (1..=k as u128).fold(1u128, |acc, i| acc * (m as u128 + i - 1) / i)
 }
 
 /// All non-decreasing sequences of length `k` over `0..m`.
-fn multisets(m: usize, k: usize) -> Vec<Vec<usize>> {
+pub(crate) fn multisets(m: usize, k: usize) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
     let mut cur = vec![0usize; k];
     loop {

@@ -69,9 +69,11 @@ pub async fn time_of_day(client: &kube::Client) -> f64 {
             .iter()
             .filter_map(|n| n.metadata.annotations.as_ref()?.get(TIME_OF_DAY)?.parse::<f64>().ok())
             .reduce(f64::max),
+        // No metrics.k8s.io (metrics-server not installed): a real cluster, on UTC.
+        Err(kube::Error::Api(status)) if status.code == 404 => None,
         Err(e) => {
-            // A 403 here (an account without metrics.k8s.io nodes) silently moves every plan
-            // to UTC's time of day; say so.
+            // A 403 here (an account without metrics.k8s.io nodes) would move every plan to
+            // UTC's time of day unseen; say so.
             tracing::warn!(error = %e, "node metrics unreadable: the time of day is UTC's");
             None
         }

@@ -17,8 +17,9 @@ use berth_core::{NodeUsage, Scenario};
 use crate::PlacementEnv;
 use crate::baselines::Policy;
 use crate::error::{Error, Result};
+use crate::evaluate::run_policy;
 use crate::gym::{Env, first_allowed};
-use crate::oracle::{multiset_count, multisets};
+use crate::oracle::{multisets, search_space};
 use crate::placement_env::Move;
 use crate::scheduler::spread_placement;
 
@@ -50,12 +51,7 @@ impl FixedPolicy {
         let mut env = PlacementEnv::new(scenario)?;
         let seeds: Vec<u64> = SAMPLE_SEEDS.collect();
         let score = |env: &mut PlacementEnv, target: &[usize], seeds: &[u64]| -> Result<f64> {
-            let mut policy = Self::new(target.to_vec());
-            let mut total = 0.0;
-            for &seed in seeds {
-                total += day_return(env, &mut policy, seed)?;
-            }
-            Ok(total / seeds.len() as f64)
+            Ok(run_policy(env, &mut Self::new(target.to_vec()), seeds, &mut |_, _| {})?.reward)
         };
         let mut scored = Vec::with_capacity(candidates.len());
         for target in candidates {
@@ -96,31 +92,13 @@ impl Policy for FixedPolicy {
     }
 }
 
-fn day_return(env: &mut PlacementEnv, policy: &mut FixedPolicy, seed: u64) -> Result<f64> {
-    env.reset(seed);
-    let mut total = 0.0;
-    loop {
-        let action = policy.act(env);
-        let step = env.step(action)?;
-        total += step.reward;
-        if step.terminated || step.truncated {
-            return Ok(total);
-        }
-    }
-}
-
 /// Every packable placement, up to interchanging replicas of a service, with each
 /// service's replicas matched to its targets so that those already there stay.
 fn candidates(scenario: &Scenario) -> Result<Vec<Vec<usize>>> {
     let hosts: Vec<Vec<usize>> = (0..scenario.services.len())
         .map(|s| (0..scenario.nodes.len()).filter(|&n| scenario.service_time_ms(s, n).is_some()).collect())
         .collect();
-    let total = scenario
-        .services
-        .iter()
-        .zip(&hosts)
-        .map(|(svc, h)| multiset_count(h.len(), svc.replicas as usize))
-        .fold(1u128, |a, b| a.saturating_mul(b));
+    let total = search_space(scenario, hosts.iter().map(Vec::len));
     if total > MAX_CANDIDATES {
         return Err(Error::FixedRefused(format!(
             "`{}` has {total} fixed placements to try (limit {MAX_CANDIDATES}); \
@@ -233,9 +211,11 @@ mod tests {
         assert!(all.len() > 1 && all.len() <= FINALISTS);
         let best = FixedPolicy::search(scenario.clone()).unwrap();
         let mut env = PlacementEnv::new(scenario).unwrap();
+        let seeds: Vec<u64> = SAMPLE_SEEDS.collect();
         let mut mean = |target: &[usize]| {
-            let mut policy = FixedPolicy::new(target.to_vec());
-            SAMPLE_SEEDS.map(|seed| day_return(&mut env, &mut policy, seed).unwrap()).sum::<f64>()
+            run_policy(&mut env, &mut FixedPolicy::new(target.to_vec()), &seeds, &mut |_, _| {})
+                .unwrap()
+                .reward
         };
         let found = mean(best.target());
         let scores: Vec<f64> = all.iter().map(|t| mean(t)).collect();

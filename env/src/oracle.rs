@@ -58,8 +58,19 @@ pub struct Oracle {
 }
 
 /// Number of multisets of size `k` from `m` kinds: C(m + k - 1, k).
-pub(crate) fn multiset_count(m: usize, k: usize) -> u128 {
+fn multiset_count(m: usize, k: usize) -> u128 {
     (1..=k as u128).fold(1u128, |acc, i| acc * (m as u128 + i - 1) / i)
+}
+
+/// How many placements an exhaustive search over `scenario` tries when each service's
+/// replicas choose, as a multiset, among `choices[s]` places (saturating).
+pub(crate) fn search_space(scenario: &Scenario, choices: impl IntoIterator<Item = usize>) -> u128 {
+    scenario
+        .services
+        .iter()
+        .zip(choices)
+        .map(|(svc, m)| multiset_count(m, svc.replicas as usize))
+        .fold(1u128, |a, b| a.saturating_mul(b))
 }
 
 /// All non-decreasing sequences of length `k` over `0..m`.
@@ -97,12 +108,7 @@ impl Oracle {
             }
             slots.push(here);
         }
-        let total = scenario
-            .services
-            .iter()
-            .zip(&slots)
-            .map(|(svc, sl)| multiset_count(sl.len(), svc.replicas as usize))
-            .fold(1u128, |a, b| a.saturating_mul(b));
+        let total = search_space(&scenario, slots.iter().map(Vec::len));
         if total > MAX_CONFIGURATIONS {
             return Err(Error::OracleRefused(format!(
                 "`{}` has {total} placement classes to search per tick (limit {MAX_CONFIGURATIONS}); \

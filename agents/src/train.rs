@@ -237,6 +237,18 @@ fn network_shape(header: &ModelHeader, hidden: usize) -> NetworkShape {
     NetworkShape { inputs: header.observation_len, hidden, outputs: header.action_count, seed: header.seed }
 }
 
+/// The DQN config a model was saved with. Fields added since keep older models acting as
+/// they were trained: no `dueling` field means a plain network, no `keep_margin` the plain
+/// argmax.
+fn saved_dqn_config(saved: &serde_json::Value) -> Result<DqnConfig> {
+    let mut dqn = config::<DqnConfig>(saved)?;
+    dqn.dueling &= saved.get("dueling").is_some();
+    if saved.get("keep_margin").is_none() {
+        dqn.keep_margin = 0.0;
+    }
+    Ok(dqn)
+}
+
 /// The acting agent of a saved model, checked against the env it will act in.
 pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agent>> {
     model.check_fits(&env.scenario().name, env.observation_space().len(), env.action_count())?;
@@ -245,14 +257,10 @@ pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agen
             Ok(Box::new(QLearningAgent::from_weights(&model.weights, model.header.seed)?))
         }
         AgentKind::Dqn => {
-            let mut dqn = config::<DqnConfig>(&model.header.config)?;
-            // Models saved before the dueling head have no `dueling` field: plain networks.
-            dqn.dueling &= model.header.config.get("dueling").is_some();
-            Ok(Box::new(DqnAgent::from_weights(
-                &model.weights,
-                network_shape(&model.header, dqn.hidden),
-                &dqn,
-            )?))
+            let dqn = saved_dqn_config(&model.header.config)?;
+            let agent =
+                DqnAgent::from_weights(&model.weights, network_shape(&model.header, dqn.hidden), &dqn)?;
+            Ok(Box::new(agent.with_keep_margin(env.keep_action(), dqn.keep_margin)))
         }
         AgentKind::Ppo => {
             let hidden = config::<PpoConfig>(&model.header.config)?.hidden;
@@ -292,5 +300,15 @@ mod tests {
         let mut agent = load_agent(&model, &env).unwrap();
         let action = agent.act(env.observation(), env.action_mask(), crate::ActMode::Greedy);
         assert!(env.action_mask()[action]);
+    }
+
+    #[test]
+    fn a_dqn_model_saved_before_the_keep_margin_acts_on_the_plain_argmax() {
+        let mut saved = serde_json::to_value(DqnConfig { keep_margin: 3.0, ..DqnConfig::default() }).unwrap();
+        assert_eq!(saved_dqn_config(&saved).unwrap().keep_margin, 3.0);
+        assert!(saved_dqn_config(&saved).unwrap().dueling);
+        saved.as_object_mut().unwrap().remove("keep_margin");
+        assert_eq!(saved_dqn_config(&saved).unwrap().keep_margin, 0.0);
+        assert_eq!(DqnConfig::default().keep_margin, 1.0, "new models get the default");
     }
 }

@@ -154,14 +154,13 @@ impl Contender {
     /// A baseline or the oracle by name (one of [`NAMED`]).
     pub fn named(name: &str) -> Result<Self> {
         match name {
-            "oracle" => return Ok(Self::Oracle),
-            "fixed" => return Ok(Self::Fixed),
-            _ => {}
+            "oracle" => Ok(Self::Oracle),
+            "fixed" => Ok(Self::Fixed),
+            _ => baseline(name).map(Self::Policy).ok_or_else(|| Error::InvalidArgument {
+                name: "policy",
+                reason: format!("unknown policy `{name}` (expected one of {})", NAMED.join(", ")),
+            }),
         }
-        baseline(name).map(Self::Policy).ok_or_else(|| Error::InvalidArgument {
-            name: "policy",
-            reason: format!("unknown policy `{name}` (expected one of {})", NAMED.join(", ")),
-        })
     }
 }
 

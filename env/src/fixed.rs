@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use berth_core::{NodeUsage, Scenario};
+use berth_core::{Placement, Scenario};
 
 use crate::PlacementEnv;
 use crate::baselines::Policy;
@@ -127,8 +127,9 @@ fn candidates(scenario: &Scenario) -> Result<Vec<Vec<usize>>> {
             let replicas: Vec<usize> = (0..target.len()).filter(|&r| replica_service[r] == s).collect();
             assign(&mut target, &replicas, &per_service[s][c]);
         }
-        if packs(scenario, &target, &replica_service) {
-            out.push(target);
+        let target = Placement::new(target);
+        if target.is_feasible(scenario) {
+            out.push(target.nodes);
         }
         // The next combination, odometer-wise.
         let Some(s) = (0..choice.len()).rev().find(|&s| choice[s] + 1 < per_service[s].len()) else {
@@ -154,17 +155,6 @@ fn assign(target: &mut [usize], replicas: &[usize], nodes: &[usize]) {
     for (r, n) in unplaced.into_iter().zip(left) {
         target[r] = n;
     }
-}
-
-fn packs(scenario: &Scenario, target: &[usize], replica_service: &[usize]) -> bool {
-    let mut usage = vec![NodeUsage::default(); scenario.nodes.len()];
-    target.iter().zip(replica_service).all(|(&n, &s)| {
-        let node = &scenario.nodes[n];
-        let request = &scenario.services[s].requests;
-        let fits = usage[n].fits(&node.allocatable, node.gpu.as_ref(), request);
-        usage[n].add(request);
-        fits
-    })
 }
 
 #[cfg(test)]
@@ -238,7 +228,7 @@ mod tests {
         let start = spread_placement(&scenario).unwrap().nodes;
         assert!(all.contains(&start));
         let services = scenario.replica_services();
-        assert!(all.iter().all(|t| packs(&scenario, t, &services)));
+        assert!(all.iter().all(|t| Placement::new(t.clone()).is_feasible(&scenario)));
         // Two replicas on a one-GPU L4 node do not pack: both embedding replicas there.
         let l4 = scenario.node_index("l4-b-1").unwrap();
         assert!(!all.iter().any(|t| t[2] == l4 && t[3] == l4));

@@ -227,12 +227,12 @@ mod tests {
         let all = candidates(&scenario).unwrap();
         let start = spread_placement(&scenario).unwrap().nodes;
         assert!(all.contains(&start));
-        let services = scenario.replica_services();
         assert!(all.iter().all(|t| Placement::new(t.clone()).is_feasible(&scenario)));
         // Two replicas on a one-GPU L4 node do not pack: both embedding replicas there.
         let l4 = scenario.node_index("l4-b-1").unwrap();
         assert!(!all.iter().any(|t| t[2] == l4 && t[3] == l4));
         // Up to interchanging replicas: no two candidates are the same multisets.
+        let services = scenario.replica_services();
         let mut keys: Vec<Vec<Vec<usize>>> = all
             .iter()
             .map(|t| {

@@ -259,7 +259,7 @@ fn compare_and_print(
     json: bool,
 ) -> Result<Vec<EvalRow>> {
     let bar = progress_bar(
-        evaluate::total_steps(scenario, contenders.len(), episodes),
+        evaluate::total_steps(scenario, &contenders, episodes),
         &format!("eval {}", scenario.name),
     );
     let (rows, note) = evaluate::compare(scenario.clone(), contenders, episodes, seed, &mut || bar.inc(1))?;

@@ -10,7 +10,7 @@ use crate::PlacementEnv;
 use crate::baselines::{Policy, baseline};
 use crate::cost::TickMetrics;
 use crate::error::{Error, Result};
-use crate::fixed::FixedPolicy;
+use crate::fixed::{FixedPolicy, search_steps};
 use crate::gym::Env;
 use crate::oracle::Oracle;
 
@@ -135,9 +135,12 @@ pub fn fill_gaps(rows: &mut [EvalRow]) {
     }
 }
 
-/// Steps one evaluation takes, for progress bars.
-pub fn total_steps(scenario: &Scenario, policies: usize, episodes: usize) -> u64 {
-    scenario.episode_ticks as u64 * policies as u64 * episodes as u64
+/// Steps one evaluation takes, for progress bars: every contender's episodes, and the
+/// `fixed` search's ticks before its own.
+pub fn total_steps(scenario: &Scenario, contenders: &[Contender], episodes: usize) -> u64 {
+    let searches: u64 =
+        contenders.iter().filter(|c| matches!(c, Contender::Fixed)).map(|_| search_steps(scenario)).sum();
+    scenario.episode_ticks as u64 * contenders.len() as u64 * episodes as u64 + searches
 }
 
 /// One contender in a comparison.
@@ -181,19 +184,24 @@ pub fn compare(
     let seeds = episode_seeds(seed, episodes);
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    let mut on_tick = |_: usize, _: &TickMetrics| progress();
     for contender in contenders {
+        let mut on_tick = |_: usize, _: &TickMetrics| progress();
         match contender {
             Contender::Oracle => match run_oracle(&mut env, &seeds, &mut on_tick) {
                 Ok(row) => rows.push(row),
                 Err(Error::OracleRefused(why)) => notes.push(format!("no oracle row: {why}")),
                 Err(e) => return Err(e),
             },
-            Contender::Fixed => match FixedPolicy::search(env.scenario().clone()) {
-                Ok(mut fixed) => rows.push(run_policy(&mut env, &mut fixed, &seeds, &mut on_tick)?),
-                Err(Error::FixedRefused(why)) => notes.push(format!("no fixed row: {why}")),
-                Err(e) => return Err(e),
-            },
+            Contender::Fixed => {
+                // The search's ticks count on the same bar as the episodes'.
+                let found =
+                    FixedPolicy::search(env.scenario().clone(), &mut || on_tick(0, &TickMetrics::default()));
+                match found {
+                    Ok(mut fixed) => rows.push(run_policy(&mut env, &mut fixed, &seeds, &mut on_tick)?),
+                    Err(Error::FixedRefused(why)) => notes.push(format!("no fixed row: {why}")),
+                    Err(e) => return Err(e),
+                }
+            }
             Contender::Policy(mut policy) => {
                 rows.push(run_policy(&mut env, policy.as_mut(), &seeds, &mut on_tick)?)
             }
@@ -201,4 +209,23 @@ pub fn compare(
     }
     fill_gaps(&mut rows);
     Ok((rows, (!notes.is_empty()).then(|| notes.join("; "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shipped;
+
+    #[test]
+    fn progress_counts_every_tick_the_comparison_simulates_the_fixed_search_included() {
+        let scenario = shipped::load("tiny").unwrap();
+        let contenders = || ["spread", "fixed", "oracle"].map(|n| Contender::named(n).unwrap());
+        let total = total_steps(&scenario, &contenders(), 2);
+        let episodes_only = 3 * 2 * u64::from(scenario.episode_ticks);
+        assert!(total > episodes_only, "the search's ticks are counted: {total}");
+        let mut calls = 0;
+        let (rows, _) = compare(scenario, contenders().into(), 2, 1, &mut || calls += 1).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(calls, total);
+    }
 }

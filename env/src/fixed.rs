@@ -45,23 +45,24 @@ impl FixedPolicy {
     }
 
     /// The best fixed placement for `scenario` on [`SAMPLE_SEEDS`], or
-    /// [`Error::FixedRefused`] where there are more than [`MAX_CANDIDATES`].
-    pub fn search(scenario: Arc<Scenario>) -> Result<Self> {
+    /// [`Error::FixedRefused`] where there are more than [`MAX_CANDIDATES`]. `progress` is
+    /// called once per simulated tick, [`search_steps`] times in all.
+    pub fn search(scenario: Arc<Scenario>, progress: &mut dyn FnMut()) -> Result<Self> {
         let candidates = candidates(&scenario)?;
         let mut env = PlacementEnv::new(scenario)?;
         let seeds: Vec<u64> = SAMPLE_SEEDS.collect();
-        let score = |env: &mut PlacementEnv, target: &[usize], seeds: &[u64]| -> Result<f64> {
-            Ok(run_policy(env, &mut Self::new(target.to_vec()), seeds, &mut |_, _| {})?.reward)
+        let mut score = |target: &[usize], seeds: &[u64]| -> Result<f64> {
+            Ok(run_policy(&mut env, &mut Self::new(target.to_vec()), seeds, &mut |_, _| progress())?.reward)
         };
         let mut scored = Vec::with_capacity(candidates.len());
         for target in candidates {
-            scored.push((score(&mut env, &target, &seeds[..SCREEN_DAYS])?, target));
+            scored.push((score(&target, &seeds[..SCREEN_DAYS])?, target));
         }
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         scored.truncate(FINALISTS);
         let mut best: Option<(f64, Vec<usize>)> = None;
         for (_, target) in scored {
-            let mean = score(&mut env, &target, &seeds)?;
+            let mean = score(&target, &seeds)?;
             if best.as_ref().is_none_or(|(b, _)| mean > *b) {
                 best = Some((mean, target));
             }
@@ -90,6 +91,18 @@ impl Policy for FixedPolicy {
             .find(|&a| mask[a])
             .unwrap_or_else(|| first_allowed(mask))
     }
+}
+
+/// Ticks [`FixedPolicy::search`] simulates on `scenario`, for progress bars: every candidate
+/// on the screening days, the finalists on every sample day. 0 where the search is refused.
+pub fn search_steps(scenario: &Scenario) -> u64 {
+    let Ok(candidates) = candidates(scenario) else {
+        return 0;
+    };
+    let sample_days = SAMPLE_SEEDS.end - SAMPLE_SEEDS.start;
+    let days =
+        candidates.len() as u64 * SCREEN_DAYS as u64 + candidates.len().min(FINALISTS) as u64 * sample_days;
+    days * u64::from(scenario.episode_ticks)
 }
 
 /// Every packable placement, up to interchanging replicas of a service, with each
@@ -199,7 +212,9 @@ mod tests {
         let scenario = shipped::load("tiny").unwrap();
         let all = candidates(&scenario).unwrap();
         assert!(all.len() > 1 && all.len() <= FINALISTS);
-        let best = FixedPolicy::search(scenario.clone()).unwrap();
+        let mut ticks = 0;
+        let best = FixedPolicy::search(scenario.clone(), &mut || ticks += 1).unwrap();
+        assert_eq!(ticks, search_steps(&scenario), "progress counts every simulated tick");
         let mut env = PlacementEnv::new(scenario).unwrap();
         let seeds: Vec<u64> = SAMPLE_SEEDS.collect();
         let mut mean = |target: &[usize]| {

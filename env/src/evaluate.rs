@@ -185,25 +185,20 @@ pub fn compare(
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     for contender in contenders {
-        let mut on_tick = |_: usize, _: &TickMetrics| progress();
         match contender {
-            Contender::Oracle => match run_oracle(&mut env, &seeds, &mut on_tick) {
+            Contender::Oracle => match run_oracle(&mut env, &seeds, &mut |_, _| progress()) {
                 Ok(row) => rows.push(row),
                 Err(Error::OracleRefused(why)) => notes.push(format!("no oracle row: {why}")),
                 Err(e) => return Err(e),
             },
-            Contender::Fixed => {
-                // The search's ticks count on the same bar as the episodes'.
-                let found =
-                    FixedPolicy::search(env.scenario().clone(), &mut || on_tick(0, &TickMetrics::default()));
-                match found {
-                    Ok(mut fixed) => rows.push(run_policy(&mut env, &mut fixed, &seeds, &mut on_tick)?),
-                    Err(Error::FixedRefused(why)) => notes.push(format!("no fixed row: {why}")),
-                    Err(e) => return Err(e),
-                }
-            }
+            // The search's ticks count on the same bar as the episodes'.
+            Contender::Fixed => match FixedPolicy::search(env.scenario().clone(), &mut *progress) {
+                Ok(mut fixed) => rows.push(run_policy(&mut env, &mut fixed, &seeds, &mut |_, _| progress())?),
+                Err(Error::FixedRefused(why)) => notes.push(format!("no fixed row: {why}")),
+                Err(e) => return Err(e),
+            },
             Contender::Policy(mut policy) => {
-                rows.push(run_policy(&mut env, policy.as_mut(), &seeds, &mut on_tick)?)
+                rows.push(run_policy(&mut env, policy.as_mut(), &seeds, &mut |_, _| progress())?)
             }
         }
     }

@@ -81,6 +81,13 @@ pub struct DqnConfig {
     /// margin of 1 holds back only moves the network cannot tell from keeping. 0 is the plain
     /// argmax.
     pub keep_margin: f64,
+    /// Share of the exploratory (ε) actions that follow the env's teacher
+    /// ([`Env::teacher_action`]), in an env with one; the rest explore as `explore_keep` says.
+    /// Uniform exploration seldom strings together the moves that lead to the best
+    /// placements, so their values are learnt from a handful of visits; the teacher's
+    /// trajectories put them in the replay buffer (off-policy, so the greedy policy is still
+    /// learnt from the rewards, not copied).
+    pub explore_teacher: f64,
 }
 
 impl Default for DqnConfig {
@@ -103,15 +110,24 @@ impl Default for DqnConfig {
             explore_keep: 0.9,
             n_step: 3,
             keep_margin: 1.0,
+            explore_teacher: 0.5,
         }
     }
 }
 
 impl DqnConfig {
-    /// CleanRL's dqn.py (a plain network, no advantage learning, one-step targets): the
-    /// defaults on CartPole, where berth checks the algorithm against published results.
+    /// CleanRL's dqn.py (a plain network, no advantage learning, one-step targets, no
+    /// teacher): the defaults on CartPole, where berth checks the algorithm against published
+    /// results.
     pub fn cleanrl() -> Self {
-        Self { action_gap: 0.0, dueling: false, n_step: 1, keep_margin: 0.0, ..Self::default() }
+        Self {
+            action_gap: 0.0,
+            dueling: false,
+            n_step: 1,
+            keep_margin: 0.0,
+            explore_teacher: 0.0,
+            ..Self::default()
+        }
     }
 
     /// Checks every field's range.
@@ -149,6 +165,9 @@ impl DqnConfig {
         }
         if self.n_step == 0 {
             return bad("n_step", "must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.explore_teacher) {
+            return bad("explore_teacher", "must be in [0, 1]");
         }
         if !(0.0..1.0).contains(&self.action_gap) {
             return bad("action_gap", "must be in [0, 1)");
@@ -298,6 +317,8 @@ pub struct DqnAgent {
     epsilon: f64,
     /// The env's keep action and the share of exploratory actions that take it.
     explore_keep: Option<(usize, f64)>,
+    /// [`DqnConfig::explore_teacher`] while training; 0 once trained.
+    explore_teacher: f64,
     /// The env's keep action and [`DqnConfig::keep_margin`].
     keep_margin: Option<(usize, f32)>,
     rng: Rng,
@@ -320,6 +341,7 @@ impl DqnAgent {
             obs_len: shape.inputs,
             epsilon: 0.0,
             explore_keep: None,
+            explore_teacher: 0.0,
             keep_margin: None,
             rng: Rng::derive(shape.seed, 0xd9),
         })
@@ -331,6 +353,27 @@ impl DqnAgent {
     pub fn with_keep_margin(mut self, keep: Option<usize>, margin: f64) -> Self {
         self.keep_margin = keep.filter(|_| margin > 0.0).map(|k| (k, margin as f32));
         self
+    }
+
+    /// The action to take while training: with probability ε an exploratory one (the
+    /// `teacher`'s, keep, or uniform over the allowed ones), else the greedy one.
+    fn explore(&mut self, obs: &[f32], mask: &[bool], teacher: impl FnOnce() -> Option<usize>) -> usize {
+        if self.rng.next_f64() < self.epsilon {
+            if self.explore_teacher > 0.0
+                && self.rng.next_f64() < self.explore_teacher
+                && let Some(action) = teacher()
+            {
+                return action;
+            }
+            if let Some((keep, share)) = self.explore_keep
+                && mask[keep]
+                && self.rng.next_f64() < share
+            {
+                return keep;
+            }
+            return random_allowed(mask, &mut self.rng);
+        }
+        greedy_with_keep_margin(&self.q_values(obs), mask, self.keep_margin)
     }
 }
 
@@ -350,16 +393,10 @@ impl Agent for DqnAgent {
     }
 
     fn act(&mut self, obs: &[f32], mask: &[bool], mode: ActMode) -> usize {
-        if mode == ActMode::Explore && self.rng.next_f64() < self.epsilon {
-            if let Some((keep, share)) = self.explore_keep
-                && mask[keep]
-                && self.rng.next_f64() < share
-            {
-                return keep;
-            }
-            return random_allowed(mask, &mut self.rng);
+        match mode {
+            ActMode::Explore => self.explore(obs, mask, || None),
+            ActMode::Greedy => greedy_with_keep_margin(&self.q_values(obs), mask, self.keep_margin),
         }
-        greedy_with_keep_margin(&self.q_values(obs), mask, self.keep_margin)
     }
 
     fn weights(&self) -> Vec<u8> {
@@ -400,6 +437,7 @@ pub fn train<E: Env>(
         obs_len,
         epsilon: 1.0,
         explore_keep: env.keep_action().map(|keep| (keep, config.explore_keep)),
+        explore_teacher: config.explore_teacher,
         keep_margin: None,
         rng: Rng::derive(seed, 0xd9),
     }
@@ -416,7 +454,7 @@ pub fn train<E: Env>(
     for step in 1..=steps {
         agent.epsilon = config.epsilon.at(step, steps);
         let mask = env.action_mask().to_vec();
-        let action = agent.act(&obs, &mask, ActMode::Explore);
+        let action = agent.explore(&obs, &mask, || env.teacher_action());
         let s = env.step(action)?;
         let (reward, terminated, truncated) = (s.reward, s.terminated, s.truncated);
         let next = s.obs.to_vec();
@@ -474,7 +512,7 @@ pub fn train<E: Env>(
             window.report((step, steps), start, progress)?;
         }
     }
-    agent.epsilon = 0.0;
+    (agent.epsilon, agent.explore_teacher) = (0.0, 0.0);
     Ok(agent)
 }
 
@@ -569,6 +607,30 @@ mod tests {
     }
 
     #[test]
+    fn exploration_follows_the_teacher_for_its_share() {
+        let devices = Devices::cpu();
+        let mut agent = DqnAgent {
+            net: Mlp::dueling(3, 8, 4, &devices.plain),
+            devices,
+            obs_len: 3,
+            epsilon: 1.0,
+            explore_keep: Some((0, 0.0)),
+            explore_teacher: 0.5,
+            keep_margin: None,
+            rng: Rng::new(1),
+        };
+        let (obs, mask) = ([0.1, 0.2, 0.3], [true; 4]);
+        let taught = (0..4000).filter(|_| agent.explore(&obs, &mask, || Some(3)) == 3).count();
+        // Half follow the teacher, and a quarter of the uniform half also draws action 3.
+        assert!((2300..2700).contains(&taught), "{taught} of 4000");
+        let without = (0..4000).filter(|_| agent.explore(&obs, &mask, || None) == 3).count();
+        assert!((850..1150).contains(&without), "no teacher: uniform, {without} of 4000");
+        agent.epsilon = 0.0;
+        let greedy = agent.act(&obs, &mask, ActMode::Greedy);
+        assert!((0..100).all(|_| agent.explore(&obs, &mask, || Some(3)) == greedy), "ε = 0 never explores");
+    }
+
+    #[test]
     fn weights_round_trip_gives_identical_actions() {
         let devices = Devices::cpu();
         let mut agent = DqnAgent {
@@ -577,6 +639,7 @@ mod tests {
             obs_len: 3,
             epsilon: 0.0,
             explore_keep: None,
+            explore_teacher: 0.0,
             keep_margin: Some((0, 0.05)),
             rng: Rng::new(1),
         };

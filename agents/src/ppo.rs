@@ -70,6 +70,13 @@ pub struct PpoConfig {
     /// usual near-uniform start). A uniform start moves a replica nearly every tick, a random
     /// walk away from the start placement; a start that mostly keeps tries single moves from it.
     pub keep_prior: f64,
+    /// Weight, at the start of the run, of the kickstarting loss (Schmitt et al., 2018):
+    /// minus the log-probability of the env's teacher action ([`Env::teacher_action`]), in
+    /// envs with a teacher. It falls linearly to zero over `teacher_fraction` of the run,
+    /// after which PPO learns on its own. 0 turns it off.
+    pub teacher_coef: f64,
+    /// Share of the run over which `teacher_coef` falls to zero.
+    pub teacher_fraction: f64,
 }
 
 impl Default for PpoConfig {
@@ -93,6 +100,8 @@ impl Default for PpoConfig {
             target_kl: None,
             hidden: 64,
             keep_prior: 0.0,
+            teacher_coef: 0.3,
+            teacher_fraction: 0.5,
         }
     }
 }
@@ -138,6 +147,12 @@ impl PpoConfig {
         }
         if !(0.0..1.0).contains(&self.keep_prior) {
             return bad("keep_prior", "must be in [0, 1)");
+        }
+        if !(self.teacher_coef >= 0.0 && self.teacher_coef.is_finite()) {
+            return bad("teacher_coef", "must be zero or more");
+        }
+        if !(0.0..=1.0).contains(&self.teacher_fraction) {
+            return bad("teacher_fraction", "must be in [0, 1]");
         }
         Ok(())
     }
@@ -322,6 +337,9 @@ struct Rollout {
     rewards: Vec<f32>,
     dones: Vec<bool>,
     values: Vec<f32>,
+    /// The teacher's action per row (0 where it had none), and 1 where it had one.
+    teacher: Vec<usize>,
+    teacher_weight: Vec<f32>,
 }
 
 /// What one minibatch step measured.
@@ -343,6 +361,8 @@ struct Minibatch {
     advantages: Tensor<1>,
     returns: Tensor<1>,
     old_values: Tensor<1>,
+    teacher: Tensor<2, Int>,
+    teacher_weight: Tensor<1>,
 }
 
 impl Minibatch {
@@ -370,6 +390,7 @@ impl Minibatch {
         }
         let vector = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [b]), d);
         let taken: Vec<i64> = idx.iter().map(|&i| r.actions[i] as i64).collect();
+        let teacher: Vec<i64> = idx.iter().map(|&i| r.teacher[i] as i64).collect();
         Self {
             obs: matrix(&rows(&r.obs, obs_len), b, obs_len, d),
             mask_logits: matrix(&rows(&r.mask_logits, actions), b, actions, d),
@@ -378,6 +399,8 @@ impl Minibatch {
             advantages: vector(adv),
             returns: vector(pick(returns)),
             old_values: vector(pick(&r.values)),
+            teacher: Tensor::<2, Int>::from_data(TensorData::new(teacher, [b, 1]), d),
+            teacher_weight: vector(pick(&r.teacher_weight)),
         }
     }
 }
@@ -388,11 +411,16 @@ fn learn(
     optimizer: &mut burn::optim::ModuleOptimizer,
     config: &PpoConfig,
     learning_rate: f64,
+    teacher_coef: f64,
     mb: Minibatch,
 ) -> (ActorCritic, UpdateStats) {
     let b = mb.actions.dims()[0];
     let log_probs = masked_log_probs(net.actor.forward(mb.obs.clone()), mb.mask_logits);
     let new_log_prob = log_probs.clone().gather(1, mb.actions).reshape([b]);
+    // Kickstarting: minus the mean log-probability of the teacher's actions, where it had one.
+    let kickstart = (teacher_coef > 0.0).then(|| {
+        (log_probs.clone().gather(1, mb.teacher).reshape([b]) * mb.teacher_weight).mean().neg() * teacher_coef
+    });
     let entropy = (log_probs.clone().exp() * log_probs).sum_dim(1).neg().mean();
     let log_ratio = new_log_prob - mb.old_log_probs;
     let ratio = log_ratio.clone().exp();
@@ -407,7 +435,10 @@ fn learn(
     let new_values = net.value(mb.obs);
     let v_loss =
         value_loss(new_values, mb.old_values, mb.returns, config.clip_vloss.then_some(config.clip_coef));
-    let loss = pg_loss.clone() - entropy.clone() * config.ent_coef + v_loss.clone() * config.vf_coef;
+    let mut loss = pg_loss.clone() - entropy.clone() * config.ent_coef + v_loss.clone() * config.vf_coef;
+    if let Some(kickstart) = kickstart {
+        loss = loss + kickstart;
+    }
     let stats = UpdateStats {
         policy_loss: pg_loss.into_scalar::<f32>() as f64,
         value_loss: v_loss.into_scalar::<f32>() as f64,
@@ -470,6 +501,8 @@ pub fn train<E: Env + Clone>(
         rewards: vec![0.0; batch],
         dones: vec![false; batch],
         values: vec![0.0; batch],
+        teacher: vec![0; batch],
+        teacher_weight: vec![0.0; batch],
     };
     let mut scaler = RewardScaler::new(n, config.gamma);
     let mut window = Window::default();
@@ -483,6 +516,8 @@ pub fn train<E: Env + Clone>(
         } else {
             config.learning_rate
         };
+        let teacher_coef = teacher_weight_at(config, update, updates);
+        let (mut taught, mut agreed) = (0u64, 0u64);
         for t in 0..t_max {
             let rows = t * n..(t + 1) * n;
             roll.obs[rows.start * obs_len..rows.end * obs_len].copy_from_slice(vec_env.observations());
@@ -496,6 +531,10 @@ pub fn train<E: Env + Clone>(
                     *m = if ok { 0.0 } else { MASKED_LOGIT };
                 }
                 (roll.actions[k], roll.log_probs[k], step_actions[i]) = (a, lp, a);
+                let teacher = if teacher_coef > 0.0 { vec_env.envs()[i].teacher_action() } else { None };
+                (roll.teacher[k], roll.teacher_weight[k]) = teacher.map_or((0, 0.0), |choice| (choice, 1.0));
+                taught += u64::from(teacher.is_some());
+                agreed += u64::from(teacher == Some(a));
             }
             vec_env.step(&step_actions)?;
             global_step += n as u64;
@@ -525,6 +564,8 @@ pub fn train<E: Env + Clone>(
             config.gamma as f32,
             config.gae_lambda as f32,
         );
+        // Where no copy had a teacher (CartPole), the loss has no kickstarting term at all.
+        let teacher_coef = if taught > 0 { teacher_coef } else { 0.0 };
         let mut order: Vec<usize> = (0..batch).collect();
         let minibatch = batch / config.num_minibatches;
         let mut stats = Vec::new();
@@ -533,7 +574,7 @@ pub fn train<E: Env + Clone>(
             for idx in order.chunks(minibatch) {
                 let mb =
                     Minibatch::gather(&roll, &advantages, &returns, idx, config.norm_adv, &devices.train);
-                let (next, s) = learn(net, &mut optimizer, config, learning_rate, mb);
+                let (next, s) = learn(net, &mut optimizer, config, learning_rate, teacher_coef, mb);
                 net = next;
                 stats.push(s);
             }
@@ -551,10 +592,22 @@ pub fn train<E: Env + Clone>(
             clipfrac: mean(|s| s.clipfrac),
             explained_variance: explained_variance(&roll.values, &returns),
             learning_rate: Some(learning_rate),
+            teacher_coef: (taught > 0).then_some(teacher_coef),
+            teacher_agreement: (taught > 0).then(|| agreed as f64 / taught as f64),
             ..row
         })?;
     }
     Ok(agent)
+}
+
+/// The kickstarting loss's weight in update `update` of `updates` (1-based): `teacher_coef`
+/// falling linearly to zero over `teacher_fraction` of the run.
+fn teacher_weight_at(config: &PpoConfig, update: u64, updates: u64) -> f64 {
+    let progress = (update - 1) as f64 / updates as f64;
+    if config.teacher_fraction <= 0.0 || progress >= config.teacher_fraction {
+        return 0.0;
+    }
+    config.teacher_coef * (1.0 - progress / config.teacher_fraction)
 }
 
 /// The keep action's logit that gives it probability `prior` when the other `allowed - 1`
@@ -666,6 +719,49 @@ mod tests {
         let keep = lp[0].exp();
         assert!((keep - 0.9).abs() < 0.02, "P(keep) = {keep}");
         assert!(PpoConfig { keep_prior: 1.0, ..PpoConfig::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn the_teacher_weight_falls_linearly_to_zero_over_its_fraction() {
+        let config = PpoConfig { teacher_coef: 2.0, teacher_fraction: 0.5, ..PpoConfig::default() };
+        let at = |update| teacher_weight_at(&config, update, 10);
+        assert_eq!(at(1), 2.0);
+        assert!((at(3) - 2.0 * (1.0 - 0.2 / 0.5)).abs() < 1e-12);
+        assert_eq!(at(6), 0.0, "half the run is over");
+        assert_eq!(at(10), 0.0);
+        assert_eq!(teacher_weight_at(&PpoConfig { teacher_fraction: 0.0, ..config.clone() }, 1, 10), 0.0);
+        assert!(PpoConfig { teacher_fraction: 1.5, ..config.clone() }.validate().is_err());
+        assert!(PpoConfig { teacher_coef: -1.0, ..config }.validate().is_err());
+    }
+
+    #[test]
+    fn kickstarting_pulls_the_policy_to_the_teacher() {
+        let scenario = berth_env::shipped::shipped("gpu-small").unwrap();
+        let env = berth_env::PlacementEnv::new(scenario).unwrap();
+        let devices = Devices::cpu();
+        let config = PpoConfig {
+            num_envs: 2,
+            num_steps: 64,
+            num_minibatches: 2,
+            hidden: 16,
+            learning_rate: 3e-3,
+            anneal_lr: false,
+            ent_coef: 0.0,
+            teacher_coef: 5.0,
+            teacher_fraction: 1.0,
+            ..PpoConfig::default()
+        };
+        let agreement = |config: &PpoConfig| {
+            let mut log = RunLog::new();
+            train(&env, config, 128 * 24, 4, &devices, &mut log, &mut |_| Flow::Continue).unwrap();
+            log.rows().iter().map(|r| r.teacher_agreement).collect::<Vec<_>>()
+        };
+        let taught = agreement(&config);
+        let (first, last) = (taught[0].unwrap(), taught.last().unwrap().unwrap());
+        // The untrained policy is near uniform over the allowed actions.
+        assert!(first < 0.2 && last > 0.8, "agreement {taught:?}");
+        let alone = agreement(&PpoConfig { teacher_coef: 0.0, ..config });
+        assert!(alone.iter().all(Option::is_none), "no teacher, no agreement logged: {alone:?}");
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct LogRow {
     pub learning_rate: Option<f64>,
     /// Exploration rate (Q-learning, DQN).
     pub epsilon: Option<f64>,
+    /// Weight of the kickstarting loss (PPO, in an env with a teacher).
+    pub teacher_coef: Option<f64>,
+    /// Share of the rollout's actions that were the teacher's (PPO, while it teaches).
+    pub teacher_agreement: Option<f64>,
     /// Environment steps per second since the start of the run.
     pub sps: f64,
 }
@@ -166,7 +170,7 @@ impl RunLog {
 
     /// The log as a data frame; columns no row fills are left out.
     pub fn to_frame(&self) -> DataFrame {
-        let optional: [(&str, Field); 12] = [
+        let optional: [(&str, Field); 14] = [
             ("episodic_return", |r| r.episodic_return),
             ("episodic_length", |r| r.episodic_length),
             ("td_loss", |r| r.td_loss),
@@ -179,6 +183,8 @@ impl RunLog {
             ("explained_variance", |r| r.explained_variance),
             ("learning_rate", |r| r.learning_rate),
             ("epsilon", |r| r.epsilon),
+            ("teacher_coef", |r| r.teacher_coef),
+            ("teacher_agreement", |r| r.teacher_agreement),
         ];
         let mut columns = vec![Column::new(
             "global_step".into(),

@@ -88,6 +88,12 @@ pub trait Env {
     fn keep_action(&self) -> Option<usize> {
         None
     }
+    /// What a hand-written heuristic would do now, where the env has one (the placement gym's
+    /// `greedy`); always an allowed action. Agents learn from it early on (kickstarting):
+    /// it takes them to states their own exploration seldom reaches.
+    fn teacher_action(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The lowest allowed action: keep (0) where it is allowed, else the first allowed move

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use berth_core::{InitialPlacement, NodeEventKind, NodeUsage, Placement, Resources, Rng, Scenario};
 
 use crate::backend::{Backend, BoxedBackend, SimBackend, Trace, streams};
+use crate::baselines::{GreedyPolicy, Policy};
 use crate::cost::{CostModel, ReplicaView, RoutingTable, Scratch, TickMetrics};
 use crate::error::{Error, Result};
 use crate::gym::{BoxSpace, Env, Reset, Step};
@@ -725,5 +726,10 @@ impl Env for PlacementEnv {
 
     fn keep_action(&self) -> Option<usize> {
         Some(0)
+    }
+
+    fn teacher_action(&self) -> Option<usize> {
+        let action = GreedyPolicy.act(self);
+        self.action_mask()[action].then_some(action)
     }
 }

@@ -76,3 +76,37 @@ fn a_masked_action_is_rejected_with_the_reason() {
     let actions = env.action_count();
     assert!(matches!(env.step(actions), Err(Error::ActionOutOfRange { .. })));
 }
+
+#[test]
+fn the_teacher_is_greedy_and_only_ever_allowed() {
+    use berth_env::baselines::{GreedyPolicy, Policy};
+    let shape = common::Shape { nodes: 5, services: 3, max_replicas: 3, failures: true };
+    let (mut taught, mut refused) = (0, 0);
+    for seed in 0..40 {
+        let Some(scenario) = common::random_scenario(3000 + seed, &shape) else { continue };
+        let Ok(mut env) = PlacementEnv::new(scenario) else { continue };
+        let mut rng = Rng::new(seed);
+        env.reset(seed);
+        for _ in 0..300 {
+            let greedy = GreedyPolicy.act(&env);
+            match env.teacher_action() {
+                Some(a) => {
+                    assert_eq!(a, greedy);
+                    assert!(env.action_mask()[a]);
+                    taught += 1;
+                }
+                None => {
+                    assert!(!env.action_mask()[greedy]);
+                    refused += 1;
+                }
+            }
+            // Wander, so the teacher is asked in placements greedy itself would not reach.
+            let step = env.step(berth_env::gym::random_allowed(env.action_mask(), &mut rng)).unwrap();
+            if step.terminated || step.truncated {
+                env.reset(seed + 1000);
+            }
+        }
+    }
+    assert!(taught > 1000, "taught {taught}, refused {refused}");
+    assert_eq!(berth_env::CartPole::new().teacher_action(), None);
+}

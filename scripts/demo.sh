@@ -10,7 +10,7 @@ echo
 echo "== tiny: train tabular Q-learning (runs/demo-qlearning-tiny) and compare it"
 "$berth" train --agent qlearning --scenario tiny --out runs/demo-qlearning-tiny
 echo
-echo "== gpu-small: train PPO (runs/demo-ppo-gpu-small, about 2 minutes) and compare it with the"
+echo "== gpu-small: train PPO (runs/demo-ppo-gpu-small, about a minute) and compare it with the"
 echo "   baselines and the oracle (lower cost is better; gap = extra cost over the oracle)"
 "$berth" train --agent ppo --scenario gpu-small --out runs/demo-ppo-gpu-small
 echo

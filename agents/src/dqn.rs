@@ -606,18 +606,28 @@ mod tests {
         assert!(yh != ya && yh != yb, "a half step lands in between");
     }
 
+    /// A greedy agent with a dueling network of 3 inputs, 8 hidden units and 4 actions.
+    fn small_agent(devices: Devices) -> DqnAgent {
+        DqnAgent {
+            net: Mlp::dueling(3, 8, 4, &devices.plain),
+            devices,
+            obs_len: 3,
+            epsilon: 0.0,
+            explore_keep: None,
+            explore_teacher: 0.0,
+            keep_margin: None,
+            rng: Rng::new(1),
+        }
+    }
+
     #[test]
     fn exploration_follows_the_teacher_for_its_share() {
         let devices = Devices::cpu();
         let mut agent = DqnAgent {
-            net: Mlp::dueling(3, 8, 4, &devices.plain),
-            devices,
-            obs_len: 3,
             epsilon: 1.0,
             explore_keep: Some((0, 0.0)),
             explore_teacher: 0.5,
-            keep_margin: None,
-            rng: Rng::new(1),
+            ..small_agent(devices)
         };
         let (obs, mask) = ([0.1, 0.2, 0.3], [true; 4]);
         let taught = (0..4000).filter(|_| agent.explore(&obs, &mask, || Some(3)) == 3).count();
@@ -633,16 +643,7 @@ mod tests {
     #[test]
     fn weights_round_trip_gives_identical_actions() {
         let devices = Devices::cpu();
-        let mut agent = DqnAgent {
-            net: Mlp::dueling(3, 8, 4, &devices.plain),
-            devices,
-            obs_len: 3,
-            epsilon: 0.0,
-            explore_keep: None,
-            explore_teacher: 0.0,
-            keep_margin: Some((0, 0.05)),
-            rng: Rng::new(1),
-        };
+        let mut agent = DqnAgent { keep_margin: Some((0, 0.05)), ..small_agent(devices) };
         let config = DqnConfig { hidden: 8, ..Default::default() };
         let mut loaded = DqnAgent::from_weights(
             &agent.weights(),

@@ -337,8 +337,9 @@ struct Rollout {
     rewards: Vec<f32>,
     dones: Vec<bool>,
     values: Vec<f32>,
-    /// The teacher's action per row (0 where it had none), and 1 where it had one.
+    /// The teacher's action per row (0 where it had none).
     teacher: Vec<usize>,
+    /// 1 where the teacher had an action, 0 where not: rows without one add no loss.
     teacher_weight: Vec<f32>,
 }
 

@@ -89,8 +89,8 @@ pub trait Env {
         None
     }
     /// What a hand-written heuristic would do now, where the env has one (the placement gym's
-    /// `greedy`); always an allowed action. Agents learn from it early on (kickstarting):
-    /// it takes them to states their own exploration seldom reaches.
+    /// `greedy`); always an allowed action. Agents learn from it early on (PPO's kickstarting
+    /// loss, DQN's exploration): it takes them to states their own exploration seldom reaches.
     fn teacher_action(&self) -> Option<usize> {
         None
     }

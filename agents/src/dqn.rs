@@ -373,6 +373,11 @@ impl DqnAgent {
             }
             return random_allowed(mask, &mut self.rng);
         }
+        self.greedy(obs, mask)
+    }
+
+    /// The greedy action, holding back moves within the keep margin.
+    fn greedy(&self, obs: &[f32], mask: &[bool]) -> usize {
         greedy_with_keep_margin(&self.q_values(obs), mask, self.keep_margin)
     }
 }
@@ -395,7 +400,7 @@ impl Agent for DqnAgent {
     fn act(&mut self, obs: &[f32], mask: &[bool], mode: ActMode) -> usize {
         match mode {
             ActMode::Explore => self.explore(obs, mask, || None),
-            ActMode::Greedy => greedy_with_keep_margin(&self.q_values(obs), mask, self.keep_margin),
+            ActMode::Greedy => self.greedy(obs, mask),
         }
     }
 

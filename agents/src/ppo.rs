@@ -337,10 +337,8 @@ struct Rollout {
     rewards: Vec<f32>,
     dones: Vec<bool>,
     values: Vec<f32>,
-    /// The teacher's action per row (0 where it had none).
-    teacher: Vec<usize>,
-    /// 1 where the teacher had an action, 0 where not: rows without one add no loss.
-    teacher_weight: Vec<f32>,
+    /// The teacher's action per row, where it had one.
+    teacher: Vec<Option<usize>>,
 }
 
 /// What one minibatch step measured.
@@ -362,7 +360,9 @@ struct Minibatch {
     advantages: Tensor<1>,
     returns: Tensor<1>,
     old_values: Tensor<1>,
+    /// The teacher's action per row (0 where it had none).
     teacher: Tensor<2, Int>,
+    /// 1 where the teacher had an action, 0 where not: rows without one add no loss.
     teacher_weight: Tensor<1>,
 }
 
@@ -391,7 +391,8 @@ impl Minibatch {
         }
         let vector = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [b]), d);
         let taken: Vec<i64> = idx.iter().map(|&i| r.actions[i] as i64).collect();
-        let teacher: Vec<i64> = idx.iter().map(|&i| r.teacher[i] as i64).collect();
+        let teacher: Vec<i64> = idx.iter().map(|&i| r.teacher[i].unwrap_or(0) as i64).collect();
+        let teacher_weight = idx.iter().map(|&i| if r.teacher[i].is_some() { 1.0 } else { 0.0 }).collect();
         Self {
             obs: matrix(&rows(&r.obs, obs_len), b, obs_len, d),
             mask_logits: matrix(&rows(&r.mask_logits, actions), b, actions, d),
@@ -401,7 +402,7 @@ impl Minibatch {
             returns: vector(pick(returns)),
             old_values: vector(pick(&r.values)),
             teacher: Tensor::<2, Int>::from_data(TensorData::new(teacher, [b, 1]), d),
-            teacher_weight: vector(pick(&r.teacher_weight)),
+            teacher_weight: vector(teacher_weight),
         }
     }
 }
@@ -502,8 +503,7 @@ pub fn train<E: Env + Clone>(
         rewards: vec![0.0; batch],
         dones: vec![false; batch],
         values: vec![0.0; batch],
-        teacher: vec![0; batch],
-        teacher_weight: vec![0.0; batch],
+        teacher: vec![None; batch],
     };
     let mut scaler = RewardScaler::new(n, config.gamma);
     let mut window = Window::default();
@@ -533,7 +533,7 @@ pub fn train<E: Env + Clone>(
                 }
                 (roll.actions[k], roll.log_probs[k], step_actions[i]) = (a, lp, a);
                 let teacher = if teacher_coef > 0.0 { vec_env.envs()[i].teacher_action() } else { None };
-                (roll.teacher[k], roll.teacher_weight[k]) = teacher.map_or((0, 0.0), |choice| (choice, 1.0));
+                roll.teacher[k] = teacher;
                 taught += u64::from(teacher.is_some());
                 agreed += u64::from(teacher == Some(a));
             }

@@ -21,6 +21,7 @@ use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, seeded,
 use crate::run_log::{LogRow, REPORT_EVERY, RunLog, Window};
 use crate::schedule::Linear as LinearSchedule;
 use crate::train::{Flow, Progress};
+use crate::validation::Validation;
 
 /// Hyperparameters of DQN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +89,12 @@ pub struct DqnConfig {
     /// trajectories put them in the replay buffer (off-policy, so the greedy policy is still
     /// learnt from the rewards, not copied).
     pub explore_teacher: f64,
+    /// Episodes each greedy policy is scored on to keep the run's best ([`Validation`]); 0
+    /// keeps the last. On `gpu-medium` the last policy of one seed in three flipped a replica
+    /// every tick and fell behind `greedy`, though the run had passed through better ones.
+    pub validation_episodes: usize,
+    /// Steps between validations, from `learning_starts` on; the last step is always scored.
+    pub validation_every: u64,
 }
 
 impl Default for DqnConfig {
@@ -111,14 +118,16 @@ impl Default for DqnConfig {
             n_step: 3,
             keep_margin: 1.0,
             explore_teacher: 0.5,
+            validation_episodes: 3,
+            validation_every: 20_000,
         }
     }
 }
 
 impl DqnConfig {
     /// CleanRL's dqn.py (a plain network, no advantage learning, one-step targets, no
-    /// teacher): the defaults on CartPole, where berth checks the algorithm against published
-    /// results.
+    /// teacher, the last policy kept): the defaults on CartPole, where berth checks the
+    /// algorithm against published results.
     pub fn cleanrl() -> Self {
         Self {
             action_gap: 0.0,
@@ -126,6 +135,7 @@ impl DqnConfig {
             n_step: 1,
             keep_margin: 0.0,
             explore_teacher: 0.0,
+            validation_episodes: 0,
             ..Self::default()
         }
     }
@@ -168,6 +178,9 @@ impl DqnConfig {
         }
         if !(0.0..=1.0).contains(&self.explore_teacher) {
             return bad("explore_teacher", "must be in [0, 1]");
+        }
+        if self.validation_every == 0 {
+            return bad("validation_every", "must be at least 1");
         }
         if !(0.0..1.0).contains(&self.action_gap) {
             return bad("action_gap", "must be in [0, 1)");
@@ -419,7 +432,7 @@ fn q_network(inputs: usize, config: &DqnConfig, actions: usize, device: &Device)
 }
 
 /// Trains DQN on `env` for `steps` steps.
-pub fn train<E: Env>(
+pub fn train<E: Env + Clone>(
     env: &mut E,
     config: &DqnConfig,
     steps: u64,
@@ -453,6 +466,10 @@ pub fn train<E: Env>(
     let mut episode_seeds = Rng::derive(seed, 0xe9);
     let mut obs = env.reset(episode_seeds.next_u64()).obs.to_vec();
     let mut window = Window::default();
+    let mut validation = (config.validation_episodes > 0)
+        .then(|| Validation::new(env.clone(), config.validation_episodes, seed));
+    // The last validation's score, until the next log row carries it.
+    let mut validated = None;
     let log_every = (steps / 200).max(config.train_frequency);
     let start = Instant::now();
     let b = config.batch_size;
@@ -506,11 +523,18 @@ pub fn train<E: Env>(
         if step % config.target_network_frequency == 0 {
             target = target.soft_update(&agent.net, config.tau);
         }
+        if let Some(v) = validation.as_mut()
+            && step > config.learning_starts
+            && (step % config.validation_every == 0 || step == steps)
+        {
+            validated = Some(v.offer(step, |obs, mask| agent.greedy(obs, mask), || agent.net.clone())?);
+        }
         if step % log_every == 0 || step == steps {
-            let epsilon = agent.epsilon;
+            let (epsilon, validation_return) = (agent.epsilon, validated.take());
             window.close((step, steps), start, log, progress, |row| LogRow {
                 learning_rate: Some(config.learning_rate),
                 epsilon: Some(epsilon),
+                validation_return,
                 ..row
             })?;
         } else if step % REPORT_EVERY == 0 {
@@ -518,11 +542,16 @@ pub fn train<E: Env>(
         }
     }
     (agent.epsilon, agent.explore_teacher) = (0.0, 0.0);
+    if let Some(best) = validation.and_then(Validation::into_best) {
+        agent.net = best.policy;
+    }
     Ok(agent)
 }
 
 #[cfg(test)]
 mod tests {
+    use berth_env::CartPole;
+
     use super::*;
 
     #[test]
@@ -643,6 +672,32 @@ mod tests {
         agent.epsilon = 0.0;
         let greedy = agent.act(&obs, &mask, ActMode::Greedy);
         assert!((0..100).all(|_| agent.explore(&obs, &mask, || Some(3)) == greedy), "ε = 0 never explores");
+    }
+
+    #[test]
+    fn the_run_ends_with_its_best_validated_policy() {
+        let config = DqnConfig {
+            learning_starts: 500,
+            validation_episodes: 2,
+            validation_every: 500,
+            ..DqnConfig::cleanrl()
+        };
+        let (steps, seed) = (5_000, 3);
+        let mut log = RunLog::new();
+        let mut agent =
+            train(&mut CartPole::new(), &config, steps, seed, &Devices::cpu(), &mut log, &mut |_| {
+                Flow::Continue
+            })
+            .unwrap();
+        let scores: Vec<f64> = log.rows().iter().filter_map(|r| r.validation_return).collect();
+        assert_eq!(scores.len(), 9, "every 500 steps after the first 500 (the last among them)");
+        let best = scores.iter().copied().fold(f64::MIN, f64::max);
+        assert!(best > scores[scores.len() - 1], "this seed's last policy is not its best: {scores:?}");
+        // The same seed gives the same validation episodes: the returned policy scores the best.
+        let mut rescore = Validation::new(CartPole::new(), 2, seed);
+        let returned = rescore.offer(0, |obs, mask| agent.act(obs, mask, ActMode::Greedy), || ()).unwrap();
+        assert_eq!(returned, best, "{scores:?}");
+        assert!(DqnConfig { validation_every: 0, ..Default::default() }.validate().is_err());
     }
 
     #[test]

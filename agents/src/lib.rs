@@ -6,7 +6,8 @@
 //!   burn; [`nets`]: the networks.
 //! - [`train`]: one entry point for every algorithm, default budgets, and model loading.
 //! - [`model_file`]: the saved model (header + weights as bytes); [`run_log`]: the CSV log;
-//!   [`plot`]: the learning curve as a PNG; [`normalize`]: reward scaling.
+//!   [`plot`]: the learning curve as a PNG; [`normalize`]: reward scaling; [`validation`]:
+//!   keeping a run's best greedy policy.
 
 pub mod agent;
 pub mod dqn;
@@ -21,6 +22,7 @@ pub mod qlearning;
 pub mod run_log;
 pub mod schedule;
 pub mod train;
+pub mod validation;
 
 pub use agent::{ActMode, Agent, AgentKind, AgentPolicy};
 pub use error::{Error, Result};

@@ -41,6 +41,9 @@ pub struct LogRow {
     pub teacher_coef: Option<f64>,
     /// Share of the rollout's actions that were the teacher's (PPO, while it teaches).
     pub teacher_agreement: Option<f64>,
+    /// Mean return of the greedy policy on the validation episodes, on the rows where it
+    /// was scored (DQN).
+    pub validation_return: Option<f64>,
     /// Environment steps per second since the start of the run.
     pub sps: f64,
 }
@@ -170,7 +173,7 @@ impl RunLog {
 
     /// The log as a data frame; columns no row fills are left out.
     pub fn to_frame(&self) -> DataFrame {
-        let optional: [(&str, Field); 14] = [
+        let optional: [(&str, Field); 15] = [
             ("episodic_return", |r| r.episodic_return),
             ("episodic_length", |r| r.episodic_length),
             ("td_loss", |r| r.td_loss),
@@ -185,6 +188,7 @@ impl RunLog {
             ("epsilon", |r| r.epsilon),
             ("teacher_coef", |r| r.teacher_coef),
             ("teacher_agreement", |r| r.teacher_agreement),
+            ("validation_return", |r| r.validation_return),
         ];
         let mut columns = vec![Column::new(
             "global_step".into(),

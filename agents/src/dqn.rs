@@ -126,8 +126,8 @@ impl Default for DqnConfig {
 
 impl DqnConfig {
     /// CleanRL's dqn.py (a plain network, no advantage learning, one-step targets, no
-    /// teacher, the last policy kept): the defaults on CartPole, where berth checks the
-    /// algorithm against published results.
+    /// teacher, the last policy kept), against whose published results berth checks the
+    /// algorithm.
     pub fn cleanrl() -> Self {
         Self {
             action_gap: 0.0,
@@ -138,6 +138,13 @@ impl DqnConfig {
             validation_episodes: 0,
             ..Self::default()
         }
+    }
+
+    /// The defaults on CartPole: CleanRL's with three-step returns. With one-step targets 5
+    /// seeds of 8 solved it in 200k steps (a mean of 475 over 100 greedy episodes; the others
+    /// 321-466), and 5 of 8 in 350k; with three-step returns 16 of 16 in 200k.
+    pub fn cartpole() -> Self {
+        Self { n_step: 3, ..Self::cleanrl() }
     }
 
     /// Checks every field's range.

@@ -18,16 +18,22 @@ fn feasible_by_brute_force(env: &PlacementEnv, mv: Move) -> bool {
     Placement::new(nodes).is_feasible(env.scenario())
 }
 
+/// Envs of the placeable random scenarios drawn from seeds `first..first + count` (with node
+/// failures), each reset with its index `seed`, beside an action generator seeded alike.
+fn random_envs(first: u64, count: u64) -> impl Iterator<Item = (u64, PlacementEnv, Rng)> {
+    let shape = common::Shape { nodes: 5, services: 3, max_replicas: 3, failures: true };
+    (0..count).filter_map(move |seed| {
+        let mut env = PlacementEnv::new(common::random_scenario(first + seed, &shape)?).ok()?;
+        env.reset(seed);
+        Some((seed, env, Rng::new(seed)))
+    })
+}
+
 #[test]
 fn masks_never_allow_an_infeasible_placement() {
-    let shape = common::Shape { nodes: 5, services: 3, max_replicas: 3, failures: true };
     let (mut scenarios, mut evacuations) = (0, 0);
-    for seed in 0..80 {
-        let Some(scenario) = common::random_scenario(1000 + seed, &shape) else { continue };
-        let Ok(mut env) = PlacementEnv::new(scenario.clone()) else { continue };
+    for (seed, mut env, mut rng) in random_envs(1000, 80) {
         scenarios += 1;
-        let mut rng = Rng::new(seed);
-        env.reset(seed);
         loop {
             let mask = env.action_mask().to_vec();
             let moves = || (1..mask.len()).map(|a| env.decode(a).unwrap());
@@ -45,7 +51,7 @@ fn masks_never_allow_an_infeasible_placement() {
                     && (stranded.is_empty() || stranded.contains(&mv.replica));
                 assert_eq!(mask[a], expected, "scenario {seed}, tick {}, {mv:?}", env.tick());
             }
-            Placement::new(env.placement().to_vec()).check(&scenario).expect("placement stays feasible");
+            Placement::new(env.placement().to_vec()).check(env.scenario()).expect("placement stays feasible");
             // Mostly moves, so the placement wanders.
             let allowed: Vec<usize> = (0..mask.len()).filter(|&a| mask[a]).collect();
             let action = allowed[rng.below(allowed.len())];
@@ -80,13 +86,8 @@ fn a_masked_action_is_rejected_with_the_reason() {
 #[test]
 fn the_teacher_is_greedy_and_only_ever_allowed() {
     use berth_env::baselines::{GreedyPolicy, Policy};
-    let shape = common::Shape { nodes: 5, services: 3, max_replicas: 3, failures: true };
     let (mut taught, mut refused) = (0, 0);
-    for seed in 0..40 {
-        let Some(scenario) = common::random_scenario(3000 + seed, &shape) else { continue };
-        let Ok(mut env) = PlacementEnv::new(scenario) else { continue };
-        let mut rng = Rng::new(seed);
-        env.reset(seed);
+    for (seed, mut env, mut rng) in random_envs(3000, 40) {
         for _ in 0..300 {
             let greedy = GreedyPolicy.act(&env);
             match env.teacher_action() {

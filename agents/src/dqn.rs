@@ -23,6 +23,15 @@ use crate::schedule::Linear as LinearSchedule;
 use crate::train::{Flow, Progress};
 use crate::validation::Validation;
 
+/// Largest replay buffer, transitions.
+pub const MAX_BUFFER_SIZE: usize = 10_000_000;
+/// Largest minibatch, transitions.
+pub const MAX_BATCH_SIZE: usize = 65_536;
+/// Longest n-step return.
+pub const MAX_N_STEP: usize = 1_000;
+/// Most validation episodes per scoring.
+pub const MAX_VALIDATION_EPISODES: usize = 1_000;
+
 /// Hyperparameters of DQN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -162,6 +171,11 @@ impl DqnConfig {
         if self.batch_size == 0 || self.buffer_size < self.batch_size {
             return bad("buffer_size", "must be at least batch_size, and batch_size at least 1");
         }
+        Error::at_most("buffer_size", self.buffer_size, MAX_BUFFER_SIZE)?;
+        Error::at_most("batch_size", self.batch_size, MAX_BATCH_SIZE)?;
+        Error::at_most("hidden", self.hidden, crate::nets::MAX_HIDDEN)?;
+        Error::at_most("n_step", self.n_step, MAX_N_STEP)?;
+        Error::at_most("validation_episodes", self.validation_episodes, MAX_VALIDATION_EPISODES)?;
         if self.target_network_frequency == 0 || self.train_frequency == 0 {
             return bad("train_frequency", "train_frequency and target_network_frequency must be at least 1");
         }

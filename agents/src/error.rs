@@ -50,5 +50,15 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Refuses hyperparameter `name` when `value` is over `max`, naming both.
+    pub(crate) fn at_most(name: &str, value: usize, max: usize) -> Result<()> {
+        if value <= max {
+            return Ok(());
+        }
+        Err(Self::Config { name: name.into(), reason: format!("{value} is over the limit of {max}") })
+    }
+}
+
 /// Results of the agents crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

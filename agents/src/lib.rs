@@ -7,11 +7,12 @@
 //! - [`train`]: one entry point for every algorithm, default budgets, and model loading.
 //! - [`model_file`]: the saved model (header + weights as bytes); [`run_log`]: the CSV log;
 //!   [`plot`]: the learning curve as a PNG; [`normalize`]: reward scaling; [`validation`]:
-//!   keeping a run's best greedy policy.
+//!   keeping a run's best greedy policy; [`footprint`]: a run's memory, estimated before it starts.
 
 pub mod agent;
 pub mod dqn;
 mod error;
+pub mod footprint;
 pub mod model_file;
 pub mod n_step;
 pub mod nets;

@@ -86,6 +86,10 @@ pub fn seeded<M: Module>(devices: &Devices, seed: u64, build: impl FnOnce() -> M
     module
 }
 
+/// Widest hidden layer a config may ask for: a network is built at this width before its
+/// weights are read, so a saved model's header must not name more.
+pub const MAX_HIDDEN: usize = 4_096;
+
 /// What a saved network needs to be rebuilt before its weights are loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetworkShape {
@@ -97,6 +101,18 @@ pub struct NetworkShape {
     pub outputs: usize,
     /// Seed of the acting agent's own random choices.
     pub seed: u64,
+}
+
+impl NetworkShape {
+    /// Weights and biases of an [`Mlp`] of this shape, with or without a dueling value head.
+    pub fn parameters(&self, dueling: bool) -> u64 {
+        let layer = |inputs: usize, outputs: usize| (inputs as u64 + 1).saturating_mul(outputs as u64);
+        let value_head = if dueling { layer(self.hidden, 1) } else { 0 };
+        layer(self.inputs, self.hidden)
+            .saturating_add(layer(self.hidden, self.hidden))
+            .saturating_add(layer(self.hidden, self.outputs))
+            .saturating_add(value_head)
+    }
 }
 
 /// A burn record from the bytes `into_record().into_bytes()` wrote.

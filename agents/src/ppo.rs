@@ -28,6 +28,15 @@ use crate::train::{Flow, Progress};
 /// Logit given to masked actions: `exp` of it underflows to exactly zero.
 pub const MASKED_LOGIT: f32 = -1e9;
 
+/// Most env copies stepped together.
+pub const MAX_NUM_ENVS: usize = 1_024;
+/// Most steps per copy in one rollout.
+pub const MAX_NUM_STEPS: usize = 100_000;
+/// Most rows (`num_envs * num_steps`) of one rollout.
+pub const MAX_ROLLOUT: usize = 1_000_000;
+/// Most passes over one rollout.
+pub const MAX_UPDATE_EPOCHS: usize = 1_000;
+
 /// Hyperparameters of PPO (CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,12 +126,26 @@ impl PpoConfig {
         if self.num_envs == 0 || self.num_steps == 0 {
             return bad("num_envs", "num_envs and num_steps must be at least 1");
         }
-        if self.num_minibatches == 0 || self.num_minibatches > self.num_envs * self.num_steps {
+        Error::at_most("num_envs", self.num_envs, MAX_NUM_ENVS)?;
+        Error::at_most("num_steps", self.num_steps, MAX_NUM_STEPS)?;
+        // Both are bounded, so the product cannot overflow.
+        let batch = self.num_envs * self.num_steps;
+        if batch > MAX_ROLLOUT {
+            return Err(Error::Config {
+                name: "num_steps".into(),
+                reason: format!(
+                    "num_envs * num_steps is {batch}, over the limit of {MAX_ROLLOUT} rows per rollout"
+                ),
+            });
+        }
+        if self.num_minibatches == 0 || self.num_minibatches > batch {
             return bad("num_minibatches", "must be between 1 and num_envs * num_steps");
         }
         if self.update_epochs == 0 {
             return bad("update_epochs", "must be at least 1");
         }
+        Error::at_most("update_epochs", self.update_epochs, MAX_UPDATE_EPOCHS)?;
+        Error::at_most("hidden", self.hidden, crate::nets::MAX_HIDDEN)?;
         for (name, v) in [("gamma", self.gamma), ("gae_lambda", self.gae_lambda)] {
             if !(0.0..=1.0).contains(&v) {
                 return bad(name, "must be in [0, 1]");

@@ -105,6 +105,11 @@ impl QLearningAgent {
         self.table.entry(key).or_insert_with(|| vec![f32::NAN; actions])
     }
 
+    /// Actions each state's values cover.
+    pub fn action_count(&self) -> usize {
+        self.actions
+    }
+
     /// States seen so far.
     pub fn states(&self) -> usize {
         self.table.len()

@@ -149,10 +149,25 @@ impl Window {
 /// Reads one optional column of a row.
 type Field = fn(&LogRow) -> Option<f64>;
 
-/// Rows of one run.
-#[derive(Debug, Default)]
+/// Most rows a log keeps; see [`RunLog::push`].
+pub const MAX_ROWS: usize = 10_000;
+
+/// Rows of one run, bounded.
+#[derive(Debug)]
 pub struct RunLog {
     rows: Vec<LogRow>,
+    /// Rows pushed so far.
+    pushed: u64,
+    /// Of the pushed rows, those whose index is a multiple of this are kept.
+    stride: u64,
+    /// The last of `rows` is the newest row, kept beside the strided ones until the next.
+    newest_is_extra: bool,
+}
+
+impl Default for RunLog {
+    fn default() -> Self {
+        Self { rows: Vec::new(), pushed: 0, stride: 1, newest_is_extra: false }
+    }
 }
 
 impl RunLog {
@@ -161,9 +176,26 @@ impl RunLog {
         Self::default()
     }
 
-    /// Appends a row.
+    /// Appends a row. Rows are kept at a stride of updates that doubles whenever
+    /// [`MAX_ROWS`] would be kept (every other kept row then goes), so a run of any length
+    /// keeps between half and all of `MAX_ROWS` rows, evenly spread over the whole run, the
+    /// newest always among them (TensorBoard likewise keeps 10,000 points a scalar).
     pub fn push(&mut self, row: LogRow) {
+        if self.newest_is_extra {
+            self.rows.pop();
+        }
+        let index = self.pushed;
+        self.pushed += 1;
         self.rows.push(row);
+        self.newest_is_extra = !index.is_multiple_of(self.stride);
+        if !self.newest_is_extra && self.rows.len() >= MAX_ROWS {
+            let mut position = 0;
+            self.rows.retain(|_| {
+                position += 1;
+                position % 2 == 1
+            });
+            self.stride *= 2;
+        }
     }
 
     /// The rows so far.
@@ -224,6 +256,24 @@ impl RunLog {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_long_run_keeps_a_bounded_spread_of_rows_and_its_last() {
+        let mut log = RunLog::new();
+        for step in 1..=100_000u64 {
+            log.push(LogRow { global_step: step, ..LogRow::default() });
+            assert!(log.rows().len() <= MAX_ROWS);
+        }
+        let steps: Vec<u64> = log.rows().iter().map(|r| r.global_step).collect();
+        assert!(steps.len() >= MAX_ROWS / 2, "{}", steps.len());
+        assert_eq!(steps[0], 1);
+        assert_eq!(*steps.last().unwrap(), 100_000);
+        assert!(steps.windows(2).all(|w| w[0] < w[1]));
+        // Evenly spread over the run: one stride between kept rows, but before the newest.
+        let gaps: Vec<u64> = steps[..steps.len() - 1].windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g == gaps[0]), "{:?}", &gaps[..10]);
+        assert!(gaps[0] <= 2 * 100_000 / MAX_ROWS as u64, "{}", gaps[0]);
+    }
+
     use super::*;
 
     #[test]

@@ -121,12 +121,15 @@ pub fn default_steps(agent: AgentKind, target: &Target) -> u64 {
 }
 
 /// Reads an algorithm's config from the overrides; errors name the field.
-fn config<C: DeserializeOwned + Default + Serialize>(overrides: &serde_json::Value) -> Result<C> {
+pub(crate) fn config<C: DeserializeOwned + Default + Serialize>(overrides: &serde_json::Value) -> Result<C> {
     config_over(C::default(), overrides)
 }
 
 /// Reads the overrides over `base`: fields they do not name keep `base`'s values.
-fn config_over<C: DeserializeOwned + Serialize>(base: C, overrides: &serde_json::Value) -> Result<C> {
+pub(crate) fn config_over<C: DeserializeOwned + Serialize>(
+    base: C,
+    overrides: &serde_json::Value,
+) -> Result<C> {
     let overrides = match overrides {
         serde_json::Value::Null => return Ok(base),
         serde_json::Value::Object(o) if o.is_empty() => return Ok(base),
@@ -142,6 +145,15 @@ fn config_over<C: DeserializeOwned + Serialize>(base: C, overrides: &serde_json:
     merged.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
     serde_path_to_error::deserialize(serde_json::Value::Object(merged))
         .map_err(|e| Error::Config { name: e.path().to_string(), reason: e.into_inner().to_string() })
+}
+
+/// DQN's config on `target`: its defaults there, with `overrides` over them.
+pub(crate) fn dqn_config(target: &Target, overrides: &serde_json::Value) -> Result<DqnConfig> {
+    let base = match target {
+        Target::CartPole => DqnConfig::cartpole(),
+        _ => DqnConfig::default(),
+    };
+    config_over(base, overrides)
 }
 
 /// Checks overrides of an agent's hyperparameters before a run is queued: known fields,
@@ -183,11 +195,7 @@ fn train_on<E: Env + Clone>(
             (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
         }
         AgentKind::Dqn => {
-            let base = match request.target {
-                Target::CartPole => DqnConfig::cartpole(),
-                _ => DqnConfig::default(),
-            };
-            let config: DqnConfig = config_over(base, &request.hyperparameters)?;
+            let config = dqn_config(&request.target, &request.hyperparameters)?;
             let devices = Devices::select(request.device)?;
             let agent = dqn::train(env, &config, steps, request.seed, &devices, &mut log, progress)?;
             (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
@@ -250,24 +258,64 @@ fn saved_dqn_config(saved: &serde_json::Value) -> Result<DqnConfig> {
     Ok(dqn)
 }
 
-/// The acting agent of a saved model, checked against the env it will act in.
+/// The acting agent of a saved model, checked against the env it will act in. The header
+/// is checked before any network is built: its config must pass the algorithm's checks (a
+/// `hidden` of a billion would be allocated), and the weights must be large enough to fill
+/// a network of the sizes it names, so what is built is never larger than what was sent.
 pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agent>> {
     model.check_fits(&env.scenario().name, env.observation_space().len(), env.action_count())?;
-    match model.header.agent {
+    let header = &model.header;
+    let rebuilt = |build: &dyn Fn() -> Result<Box<dyn Agent>>| {
+        // A record whose tensors do not match the network's is refused, not a crash.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).unwrap_or_else(|_| {
+            Err(Error::BadModel("the weights do not match the network the header describes".into()))
+        })
+    };
+    match header.agent {
         AgentKind::Qlearning => {
-            Ok(Box::new(QLearningAgent::from_weights(&model.weights, model.header.seed)?))
+            let agent = QLearningAgent::from_weights(&model.weights, header.seed)?;
+            if agent.action_count() != header.action_count {
+                return Err(Error::BadModel(format!(
+                    "the Q-table has values for {} actions, the header says {}",
+                    agent.action_count(),
+                    header.action_count
+                )));
+            }
+            Ok(Box::new(agent))
         }
         AgentKind::Dqn => {
-            let dqn = saved_dqn_config(&model.header.config)?;
-            let agent =
-                DqnAgent::from_weights(&model.weights, network_shape(&model.header, dqn.hidden), &dqn)?;
-            Ok(Box::new(agent.with_keep_margin(env.keep_action(), dqn.keep_margin)))
+            let dqn = saved_dqn_config(&header.config)?;
+            dqn.validate()?;
+            let shape = network_shape(header, dqn.hidden);
+            check_weight_bytes(&model.weights, shape.parameters(dqn.dueling))?;
+            rebuilt(&|| {
+                let agent = DqnAgent::from_weights(&model.weights, shape, &dqn)?;
+                Ok(Box::new(agent.with_keep_margin(env.keep_action(), dqn.keep_margin)))
+            })
         }
         AgentKind::Ppo => {
-            let hidden = config::<PpoConfig>(&model.header.config)?.hidden;
-            Ok(Box::new(PpoAgent::from_weights(&model.weights, network_shape(&model.header, hidden))?))
+            let ppo = config::<PpoConfig>(&header.config)?;
+            ppo.validate()?;
+            let shape = network_shape(header, ppo.hidden);
+            // The actor, and the critic with one output.
+            let critic = NetworkShape { outputs: 1, ..shape };
+            check_weight_bytes(&model.weights, shape.parameters(false) + critic.parameters(false))?;
+            rebuilt(&|| Ok(Box::new(PpoAgent::from_weights(&model.weights, shape)?)))
         }
     }
+}
+
+/// Refuses weights too short to hold `parameters` 32-bit floats.
+fn check_weight_bytes(weights: &[u8], parameters: u64) -> Result<()> {
+    let needed = parameters.saturating_mul(4);
+    if (weights.len() as u64) < needed {
+        return Err(Error::BadModel(format!(
+            "the header describes a network of {parameters} parameters ({needed} bytes), \
+             but the weights hold {} bytes",
+            weights.len()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

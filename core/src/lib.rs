@@ -7,6 +7,7 @@
 //! A [`Placement`] maps replicas to nodes and knows whether it is feasible.
 
 mod error;
+pub mod limits;
 mod placement;
 mod resources;
 pub mod rng;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::resources::Resources;
 use crate::spec::{NodeSpec, ScenarioSpec, ServiceSpec, UserGroupSpec};
 
@@ -251,6 +252,7 @@ impl Scenario {
         if spec.episode_ticks == 0 {
             return Err(Error::invalid("episode_ticks", "must be at least 1"));
         }
+        check_sizes(&spec)?;
         let slo_ms = finite_at_least("slo_ms", spec.slo_ms, 0.0, true)?;
         let timeout_ms = finite_at_least("timeout_ms", spec.timeout_ms, slo_ms, false).map_err(|_| {
             Error::invalid(
@@ -399,6 +401,87 @@ impl Scenario {
     pub fn node_index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
     }
+}
+
+/// Refuses a scenario larger than [`limits`] allows, from the document's counts alone:
+/// nothing of the scenario's size has been allocated yet.
+fn check_sizes(spec: &ScenarioSpec) -> Result<()> {
+    let over = |path: String, what: &str, value: u64, limit: u64| {
+        Error::invalid(path, format!("{value} {what}; a scenario has at most {limit}"))
+    };
+    if spec.episode_ticks > limits::MAX_EPISODE_TICKS {
+        let ticks = u64::from(spec.episode_ticks);
+        return Err(over("episode_ticks".into(), "ticks", ticks, limits::MAX_EPISODE_TICKS.into()));
+    }
+    let counted = [
+        ("zones", spec.zones.len(), limits::MAX_ZONES),
+        ("services", spec.services.len(), limits::MAX_SERVICES),
+        ("user_groups", spec.user_groups.len(), limits::MAX_USER_GROUPS),
+        ("failures.events", spec.failures.events.len(), limits::MAX_EVENTS),
+    ];
+    for (path, count, limit) in counted {
+        if count > limit {
+            return Err(over(path.into(), "entries", count as u64, limit as u64));
+        }
+    }
+    for (i, group) in spec.user_groups.iter().enumerate() {
+        if group.chain.len() > limits::MAX_CHAIN {
+            let (count, limit) = (group.chain.len() as u64, limits::MAX_CHAIN as u64);
+            return Err(over(format!("user_groups[{i}].chain"), "services in the chain", count, limit));
+        }
+    }
+    let mut nodes: u64 = 0;
+    for (i, node) in spec.nodes.iter().enumerate() {
+        if let Some(gpu) = &node.gpu
+            && gpu.count > limits::MAX_GPUS_PER_NODE
+        {
+            let (count, limit) = (gpu.count.into(), limits::MAX_GPUS_PER_NODE.into());
+            return Err(over(format!("nodes[{i}].gpu.count"), "GPUs on one node", count, limit));
+        }
+        nodes += u64::from(node.count.unwrap_or(1));
+        if nodes > limits::MAX_NODES {
+            let path = if node.count.is_some() { format!("nodes[{i}].count") } else { format!("nodes[{i}]") };
+            return Err(over(path, "nodes up to here", nodes, limits::MAX_NODES));
+        }
+    }
+    let mut replicas: u64 = 0;
+    for (i, service) in spec.services.iter().enumerate() {
+        replicas += u64::from(service.replicas);
+        if replicas > limits::MAX_REPLICAS {
+            return Err(over(
+                format!("services[{i}].replicas"),
+                "replicas up to here",
+                replicas,
+                limits::MAX_REPLICAS,
+            ));
+        }
+    }
+    // Both factors are bounded above, so the products cannot overflow.
+    let pairs = [
+        (
+            "services",
+            "replica-node pairs (replicas x nodes)",
+            replicas * nodes,
+            limits::MAX_REPLICA_NODE_PAIRS,
+        ),
+        (
+            "services",
+            "service-node pairs (services x nodes)",
+            spec.services.len() as u64 * nodes,
+            limits::MAX_SERVICE_NODE_PAIRS,
+        ),
+    ];
+    let cells = spec.user_groups.len() as u64 * spec.services.len() as u64 * spec.zones.len() as u64;
+    if cells > limits::MAX_ROUTING_CELLS {
+        let what = "routing cells (user groups x services x zones)";
+        return Err(over("user_groups".into(), what, cells, limits::MAX_ROUTING_CELLS));
+    }
+    for (path, what, value, limit) in pairs {
+        if value > limit {
+            return Err(over(path.into(), what, value, limit));
+        }
+    }
+    Ok(())
 }
 
 fn validate_rtt(rtt: &[Vec<f64>], zones: usize) -> Result<Vec<Vec<f64>>> {

@@ -145,3 +145,41 @@ fn node_templates_expand_with_numbered_names() {
     assert!(s.node_index("l4-eu-a-1").is_some() && s.node_index("l4-eu-a-2").is_some());
     assert!(s.node_index("l4-eu-a-3").is_none());
 }
+
+#[test]
+fn sizes_past_the_limits_are_refused_before_anything_is_expanded() {
+    use berth_core::limits;
+    let huge_template = GPU_LARGE.replacen("count: 20,", "count: 4294967295,", 1);
+    let (path, reason) = path_of(Scenario::from_yaml(&huge_template));
+    assert_eq!(path, "nodes[0].count");
+    assert!(reason.contains("4294967295") && reason.contains(&limits::MAX_NODES.to_string()), "{reason}");
+
+    let many_replicas = TINY.replace("replicas: 2", "replicas: 4294967295");
+    let (path, reason) = path_of(Scenario::from_yaml(&many_replicas));
+    assert_eq!(path, "services[0].replicas");
+    assert!(reason.contains(&limits::MAX_REPLICAS.to_string()), "{reason}");
+
+    let long_day = TINY.replace("episode_ticks: 96", "episode_ticks: 4294967295");
+    assert!(Scenario::from_yaml(&long_day).is_err(), "u32 overflow is a parse error");
+    let long_day = TINY.replace("episode_ticks: 96", "episode_ticks: 100001");
+    let (path, reason) = path_of(Scenario::from_yaml(&long_day));
+    assert_eq!(path, "episode_ticks");
+    assert!(reason.contains("100001") && reason.contains("100000"), "{reason}");
+
+    let many_gpus = TINY.replacen("gpu: {count: 1,", "gpu: {count: 65,", 1);
+    assert_eq!(path_of(Scenario::from_yaml(&many_gpus)).0, "nodes[0].gpu.count");
+
+    // 8,000 nodes pass alone, but not with 4,000 replicas' worth of pairs.
+    let big =
+        GPU_LARGE.replacen("count: 20,", "count: 7000,", 1).replacen("replicas: ", "replicas: 3000 #", 1);
+    let (path, reason) = path_of(Scenario::from_yaml(&big));
+    assert_eq!(path, "services");
+    assert!(reason.contains("replica-node pairs"), "{reason}");
+}
+
+#[test]
+fn a_scenario_at_the_openb_size_is_accepted() {
+    // 1,523 nodes as in the production trace of the agents issue.
+    let text = GPU_LARGE.replacen("count: 20,", "count: 543,", 1);
+    assert_eq!(Scenario::from_yaml(&text).unwrap().nodes.len(), 1523);
+}

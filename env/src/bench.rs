@@ -84,6 +84,16 @@ pub fn vectorized(scenario: Arc<Scenario>, copies: usize, budget: Duration) -> R
     Ok(steps as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Peak resident memory (VmHWM) of process `pid`, or of this process when `None`, in MiB,
+/// from /proc (Linux only): what `berth bench env` prints and the hardening tests bound.
+pub fn peak_memory_mib(pid: Option<u32>) -> Option<f64> {
+    let path = pid.map_or_else(|| "/proc/self/status".to_string(), |p| format!("/proc/{p}/status"));
+    let status = std::fs::read_to_string(path).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,5 +34,5 @@ pub use backend::{Backend, SimBackend, Trace};
 pub use cartpole::CartPole;
 pub use error::{Error, Result};
 pub use gym::{BoxSpace, Env, Reset, Step};
-pub use placement_env::{Move, PlacementEnv, StartState, TickInfo};
+pub use placement_env::{EnvSizes, Move, PlacementEnv, StartState, TickInfo};
 pub use vec_env::VecEnv;

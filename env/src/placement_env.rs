@@ -118,6 +118,15 @@ pub struct PlacementEnv {
     info: TickInfo,
 }
 
+/// The shapes an env of a scenario has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvSizes {
+    /// Length of the flat observation.
+    pub observation_len: usize,
+    /// Number of actions: keep, or move one replica to one node.
+    pub action_count: usize,
+}
+
 impl PlacementEnv {
     /// The simulator env of a scenario.
     pub fn new(scenario: Arc<Scenario>) -> Result<Self> {
@@ -137,7 +146,7 @@ impl PlacementEnv {
         let replicas = replica_service.len();
         let replica_stride = scenario.zones.len() + scenario.classes.len() + 2;
         let replica_base = nodes * (NODE_FIELDS + services);
-        let obs_len = replica_base + replicas * replica_stride + scenario.user_groups.len() + 2;
+        let EnvSizes { observation_len: obs_len, .. } = Self::sizes(&scenario);
         let mut env = Self {
             model: CostModel::new(&scenario),
             replica_obs: (replica_base, replica_stride),
@@ -183,6 +192,42 @@ impl PlacementEnv {
         };
         env.reset(env.scenario.seed);
         Ok(env)
+    }
+
+    /// The observation length and action count of `scenario`'s env, without building it.
+    pub fn sizes(scenario: &Scenario) -> EnvSizes {
+        let (nodes, services, replicas) =
+            (scenario.nodes.len(), scenario.services.len(), scenario.replica_count());
+        let replica_stride = scenario.zones.len() + scenario.classes.len() + 2;
+        EnvSizes {
+            observation_len: nodes * (NODE_FIELDS + services)
+                + replicas * replica_stride
+                + scenario.user_groups.len()
+                + 2,
+            action_count: 1 + replicas * nodes,
+        }
+    }
+
+    /// About how many bytes one env of `scenario` holds, without building it: its action
+    /// masks, observation, per-node and per-replica state, the day's clock, and the routing
+    /// tables of the cost model. Used to refuse work that would not fit a memory budget.
+    pub fn footprint_bytes(scenario: &Scenario) -> u64 {
+        let sizes = Self::sizes(scenario);
+        let (nodes, services, replicas) =
+            (scenario.nodes.len() as u64, scenario.services.len() as u64, scenario.replica_count() as u64);
+        let (zones, groups) = (scenario.zones.len() as u64, scenario.user_groups.len() as u64);
+        // Three masks of one byte an action (the action mask, the start's, evacuation's).
+        let masks = 3 * sizes.action_count as u64;
+        // The observation and its space's bounds, f32 each.
+        let observation = 12 * sizes.observation_len as u64;
+        // Service times and per-node service counts.
+        let service_node = 24 * services * nodes;
+        // Node usage and readiness; replica views, timers and routing weights, twice over.
+        let per_entity = 96 * nodes + 2 * 160 * replicas;
+        // The routing table's visits per (group, service, zone), and the zone matrix.
+        let routing = 8 * (groups * services * zones + zones * zones + 4 * groups);
+        let clock = 8 * (scenario.episode_ticks as u64 + 1);
+        masks + observation + service_node + per_entity + routing + clock + 64 * 1024
     }
 
     /// The scenario.

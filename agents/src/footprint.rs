@@ -1,0 +1,159 @@
+//! How much memory a training run will take, estimated before it starts from the scenario's
+//! shape and the hyperparameters alone, so that a service can refuse a task that would not
+//! fit its budget instead of dying while it allocates.
+//!
+//! The figures are upper estimates of the large buffers (envs, the replay buffer or the
+//! rollout, the networks with their optimiser state, one batch's activations), not a
+//! measurement; allocator overhead and the evaluation afterwards come on top.
+
+use berth_env::PlacementEnv;
+use serde_json::Value;
+
+use crate::agent::AgentKind;
+use crate::error::Result;
+use crate::nets::NetworkShape;
+use crate::ppo::PpoConfig;
+use crate::qlearning::QLearningConfig;
+use crate::train::{Target, config, default_steps, dqn_config};
+
+/// Q-table states counted in the estimate: tables stop growing long before this on the
+/// scenarios Q-learning suits (`tiny`: a few thousand).
+const QTABLE_STATES: u64 = 100_000;
+
+/// Copies of a network's parameters kept while training: the weights, their gradients and
+/// Adam's two moments (DQN's target network adds one more).
+const TRAINING_COPIES: u64 = 4;
+
+/// One part of the estimate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// What it is, for messages.
+    pub what: &'static str,
+    /// The hyperparameter that sizes it most (`scenario` when the scenario does).
+    pub field: &'static str,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// A run's estimated memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Footprint {
+    /// The parts, largest first.
+    pub parts: Vec<Part>,
+}
+
+impl Footprint {
+    /// All parts together, bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.parts.iter().fold(0, |sum, p| sum.saturating_add(p.bytes))
+    }
+
+    /// The largest part.
+    pub fn largest(&self) -> &Part {
+        &self.parts[0]
+    }
+}
+
+/// Estimates the memory of training `agent` on `target` with `overrides` (already checked
+/// by [`crate::train::check_hyperparameters`]) for `steps` (`None`: the default budget).
+pub fn estimate(
+    agent: AgentKind,
+    target: &Target,
+    steps: Option<u64>,
+    overrides: &Value,
+) -> Result<Footprint> {
+    let Some(scenario) = target.scenario() else {
+        // CartPole: a few kilobytes of env, the networks and buffers of its small configs.
+        return Ok(Footprint {
+            parts: vec![Part { what: "CartPole run", field: "scenario", bytes: 64 << 20 }],
+        });
+    };
+    let sizes = PlacementEnv::sizes(scenario);
+    let (obs, actions) = (sizes.observation_len as u64, sizes.action_count as u64);
+    let env = PlacementEnv::footprint_bytes(scenario);
+    let times = |a: u64, b: u64| a.saturating_mul(b);
+    let mut parts = match agent {
+        AgentKind::Qlearning => {
+            let _: QLearningConfig = config(overrides)?;
+            let steps = steps.unwrap_or_else(|| default_steps(agent, target));
+            let states = steps.min(QTABLE_STATES);
+            vec![
+                Part { what: "env", field: "scenario", bytes: env },
+                Part { what: "Q-table", field: "scenario", bytes: times(states, times(actions, 4) + 64) },
+            ]
+        }
+        AgentKind::Dqn => {
+            let dqn = dqn_config(target, overrides)?;
+            let shape =
+                NetworkShape { inputs: obs as usize, hidden: dqn.hidden, outputs: actions as usize, seed: 0 };
+            let params = shape.parameters(dqn.dueling);
+            // Two observations and two masks a transition, and its scalars.
+            let transition = 8 * obs + 2 * actions + 24;
+            // Online and target forward passes, and the backward pass, of one batch.
+            let activations = times(dqn.batch_size as u64, 3 * 4 * (obs + 2 * dqn.hidden as u64 + actions));
+            vec![
+                // The training env and the validation env.
+                Part { what: "envs", field: "scenario", bytes: times(env, 2) },
+                Part {
+                    what: "replay buffer",
+                    field: "buffer_size",
+                    bytes: times(dqn.buffer_size as u64, transition),
+                },
+                Part { what: "networks", field: "hidden", bytes: times(params, 4 * (TRAINING_COPIES + 1)) },
+                Part { what: "batch", field: "batch_size", bytes: activations },
+            ]
+        }
+        AgentKind::Ppo => {
+            let ppo: PpoConfig = config(overrides)?;
+            let actor =
+                NetworkShape { inputs: obs as usize, hidden: ppo.hidden, outputs: actions as usize, seed: 0 };
+            let critic = NetworkShape { outputs: 1, ..actor };
+            let params = actor.parameters(false) + critic.parameters(false);
+            let rows = (ppo.num_envs * ppo.num_steps) as u64;
+            // An observation, the mask as logits, and the row's scalars.
+            let row = 4 * obs + 4 * actions + 48;
+            let minibatch = rows.div_ceil(ppo.num_minibatches as u64);
+            let activations = times(minibatch, 3 * 4 * (obs + 2 * ppo.hidden as u64 + 2 * actions));
+            vec![
+                Part { what: "envs", field: "num_envs", bytes: times(env, ppo.num_envs as u64 + 1) },
+                Part { what: "rollout", field: "num_steps", bytes: times(rows, row) },
+                Part { what: "networks", field: "hidden", bytes: times(params, 4 * TRAINING_COPIES) },
+                Part { what: "minibatch", field: "num_minibatches", bytes: activations },
+            ]
+        }
+    };
+    parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
+    Ok(Footprint { parts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placement(name: &str) -> Target {
+        Target::Placement(berth_env::shipped::shipped(name).unwrap())
+    }
+
+    #[test]
+    fn the_replay_buffer_sizes_dqn_on_a_large_cluster() {
+        let large = estimate(AgentKind::Dqn, &placement("gpu-large"), None, &Value::Null).unwrap();
+        assert_eq!(large.largest().field, "buffer_size");
+        // 10,000 transitions of two 200,001-action masks alone are 4 GB.
+        assert!(large.total_bytes() > 4_000_000_000, "{large:?}");
+        let small = estimate(AgentKind::Dqn, &placement("gpu-small"), None, &Value::Null).unwrap();
+        assert!(small.total_bytes() < 200 << 20, "{small:?}");
+        let smaller = serde_json::json!({"buffer_size": 1000});
+        let less = estimate(AgentKind::Dqn, &placement("gpu-large"), None, &smaller).unwrap();
+        assert!(less.total_bytes() < large.total_bytes() / 5, "{less:?}");
+    }
+
+    #[test]
+    fn ppo_grows_with_its_rollout() {
+        let base = estimate(AgentKind::Ppo, &placement("gpu-medium"), None, &Value::Null).unwrap();
+        let wide = serde_json::json!({"num_envs": 64, "num_steps": 2048});
+        let big = estimate(AgentKind::Ppo, &placement("gpu-medium"), None, &wide).unwrap();
+        assert!(big.total_bytes() > 50 * base.total_bytes(), "{base:?} {big:?}");
+        // The rollout and its minibatches, both sized by the rollout's rows.
+        assert!(["num_steps", "num_minibatches"].contains(&big.largest().field), "{big:?}");
+    }
+}

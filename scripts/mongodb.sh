@@ -2,7 +2,8 @@
 # A real MongoDB-wire server for berth on 127.0.0.1: SecantusDB (WiredTiger) from PyPI, in a
 # virtual environment under the cache folder, installed on first use.
 #
-#   scripts/mongodb.sh start   starts it (or finds it running); the last line is its URI
+#   scripts/mongodb.sh start   starts it (or finds it running; a stopped one restarts on its
+#                              port, with its data); the last line is its URI
 #   scripts/mongodb.sh stop    stops the one this folder started
 #   scripts/mongodb.sh uri     prints the URI of the running one
 #
@@ -20,7 +21,11 @@ portfile="$dir/port"
 
 uri() { echo "mongodb://127.0.0.1:$(cat "$portfile")/?directConnection=true"; }
 
-running() { [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+# Whether a process is alive: a killed server whose parent never reaps it stays a zombie,
+# which `kill -0` still finds.
+alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+running() { [[ -f "$pidfile" ]] && alive "$(cat "$pidfile")"; }
 
 install() {
   if [[ -x "$venv/bin/secantusd-py" ]]; then return; fi
@@ -32,6 +37,13 @@ install() {
 
 free_port() {
   "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+port_free() {
+  # With SO_REUSEADDR, as the server binds: a killed server's connections in TIME_WAIT do
+  # not keep its successor off the port.
+  "$venv/bin/python" -c 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 wait_ready() {
@@ -55,7 +67,9 @@ start() {
   if running; then uri; return; fi
   install
   mkdir -p "$dir/data"
-  free_port >"$portfile"
+  # A restart of this folder's server keeps its port (its clients' URIs stay right) unless
+  # another process took the port meanwhile.
+  if [[ ! -s "$portfile" ]] || ! port_free "$(cat "$portfile")"; then free_port >"$portfile"; fi
   nohup "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$(cat "$portfile")" \
     --storage-path "$dir/data" --log-level WARNING >"$dir/secantusd.log" 2>&1 &
   echo $! >"$pidfile"
@@ -74,8 +88,8 @@ stop() {
   local pid
   pid="$(cat "$pidfile")"
   kill "$pid"
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+  for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+  if alive "$pid"; then kill -9 "$pid"; fi
   rm -f "$pidfile"
   echo "mongodb: stopped" >&2
 }

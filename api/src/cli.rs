@@ -426,14 +426,6 @@ fn experiment_run(args: ExperimentRunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Peak resident memory of this process, from /proc (Linux only).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 fn bench_env(args: BenchEnvArgs) -> Result<()> {
     if !args.seconds.is_finite() || args.seconds <= 0.0 {
         bail!("--seconds: must be positive");
@@ -471,7 +463,7 @@ fn bench_env(args: BenchEnvArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print!("{}", table::bench_table(&rows));
-        if let Some(mib) = peak_rss_mib() {
+        if let Some(mib) = berth_env::bench::peak_memory_mib(None) {
             println!("peak memory (VmHWM): {mib:.1} MiB");
         }
     }

@@ -29,6 +29,8 @@ struct Inner<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -79,6 +81,23 @@ impl ApiError {
         error
     }
 
+    /// 500: something failed on the service's side (a panic, a failed blocking task). The
+    /// answer names the request's id, under which the log has the detail.
+    pub fn internal() -> Self {
+        let id = crate::request_guard::current().unwrap_or_else(|| "unknown".into());
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the service failed to answer this request; its log names it as request `{id}`"),
+        )
+    }
+
+    /// The same error with another message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// 409: the thing is not in a state that allows this.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
@@ -87,8 +106,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            Body { error: Inner { code: self.code, message: &self.message, field: self.field.as_deref() } };
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+                request_id: crate::request_guard::current(),
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert("www-authenticate", "Bearer".parse().expect("static header"));
@@ -103,7 +128,8 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         // The cause goes to the log, not to the caller.
-        eprintln!("berth serve: store error: {error}");
+        let request = crate::request_guard::current().unwrap_or_default();
+        tracing::warn!(request_id = %request, "store error: {error}");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",

@@ -307,7 +307,9 @@ pub async fn train_task(store: &Store, id: ObjectId, owner: &str) -> Result<Stat
             }
         }
     });
-    let trained = train_here(store.clone(), task, owner.to_string(), stop).await;
+    // A Job's pod has memory limits of its own, and running out of them takes down only
+    // that pod: the service's per-task budget guards the service's process.
+    let trained = train_here(store.clone(), task, owner.to_string(), stop, u64::MAX).await;
     watcher.abort();
     Ok(record_end(store, id, owner, trained, false).await?)
 }

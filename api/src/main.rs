@@ -2,6 +2,7 @@
 //! serve the REST API.
 //! Errors are reported here, at the edge, with `anyhow`.
 
+mod admission;
 mod auth;
 mod backup;
 mod bench_api;
@@ -16,10 +17,12 @@ mod job;
 mod prometheus;
 mod rate_limit;
 mod record;
+mod request_guard;
 mod routes;
 mod runner;
 mod serve;
 mod store;
+mod store_figures;
 mod table;
 mod telemetry;
 mod turn;

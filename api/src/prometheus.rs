@@ -154,10 +154,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 
 /// `GET /metrics`.
 pub async fn scrape(State(state): State<AppState>) -> Response {
-    let tasks = state.store.count_tasks_by_status().await.unwrap_or_default();
-    let deployments = state.store.count_deployments_by_status().await.unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&tasks, &deployments))
-        .into_response()
+    let figures = state.figures.get(&state.store).await;
+    let text = state.metrics.render(&figures.tasks, &figures.deployments);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 #[cfg(test)]

@@ -36,7 +36,12 @@ pub struct RunnerConfig {
     /// How often an idle runner looks for work it was not told about (other replicas'
     /// tasks, expired leases).
     pub poll: Duration,
+    /// Estimated memory one task may take, bytes (`--task-memory-mib`).
+    pub task_memory_bytes: u64,
 }
+
+/// The default per-task memory budget, MiB.
+pub const DEFAULT_TASK_MEMORY_MIB: u64 = 4096;
 
 /// Where tasks train.
 #[derive(Clone)]
@@ -102,6 +107,11 @@ impl Runner {
                 })
             }
         }
+    }
+
+    /// Estimated memory one task may take, bytes.
+    pub fn task_memory_bytes(&self) -> u64 {
+        self.config.task_memory_bytes
     }
 
     /// Starts the claim loop.
@@ -179,7 +189,8 @@ impl Runner {
         ));
         let ended = match &self.executor {
             Executor::Local => {
-                let trained = train_here(self.store.clone(), task, self.owner.clone(), stop).await;
+                let budget = self.config.task_memory_bytes;
+                let trained = train_here(self.store.clone(), task, self.owner.clone(), stop, budget).await;
                 let releasing = self.shutting_down.load(Ordering::Relaxed);
                 record_end(&self.store, id, &self.owner, trained, releasing).await
             }
@@ -201,12 +212,14 @@ impl Runner {
 }
 
 /// Trains `task` on a blocking thread of this process, writing its progress as `owner`
-/// every half second, until done or `stop` is raised.
+/// every half second, until done or `stop` is raised. A task whose estimated memory is
+/// over `memory_budget` bytes fails before anything of its size is allocated.
 pub async fn train_here(
     store: Store,
     task: TaskDoc,
     owner: String,
     stop: Arc<AtomicBool>,
+    memory_budget: u64,
 ) -> Result<Outcome, TaskError> {
     let (id, handle, span) = (task.id, tokio::runtime::Handle::current(), tracing::Span::current());
     let dispatch = tracing::dispatcher::get_default(Clone::clone);
@@ -215,7 +228,7 @@ pub async fn train_here(
         let _dispatch = tracing::dispatcher::set_default(&dispatch);
         let _entered = span.enter();
         let mut last_write = Instant::now() - Duration::from_secs(1);
-        execute(&task, &mut |p: Progress| {
+        execute(&task, memory_budget, &mut |p: Progress| {
             if last_write.elapsed() >= Duration::from_millis(500) || p.step == p.total {
                 last_write = Instant::now();
                 // For the trace (an event of the task's span), not the log: see telemetry.
@@ -237,7 +250,11 @@ pub async fn train_here(
         })
     })
     .await;
-    trained.unwrap_or_else(|panic| Err(TaskError::Crashed(panic.to_string())))
+    trained.unwrap_or_else(|panic| {
+        // The panic's text is for the log; the task's error says only that it crashed.
+        tracing::error!("task {id}: training crashed: {panic}");
+        Err(TaskError::Crashed)
+    })
 }
 
 /// Records how a run of task `id` held by `owner` ended: the model stored and the task
@@ -266,38 +283,85 @@ pub async fn record_end(
     }
 }
 
-/// Stores the model, its log and evaluation, then marks the task completed.
+/// Attempts at storing a finished task's model before the task is left to its lease.
+const STORE_ATTEMPTS: u32 = 8;
+
+/// Stores the model, its log and evaluation, then marks the task completed, retrying with
+/// backoff (0.5 s doubling to 8 s) while the database fails: the lease is still renewed
+/// meanwhile, so a trained model is not lost to a database restart.
 async fn complete(store: &Store, id: ObjectId, owner: &str, outcome: Outcome) -> Result<(), StoreError> {
+    let mut wait = Duration::from_millis(500);
+    for attempt in 1.. {
+        match store_outcome(store, id, owner, &outcome).await {
+            Err(e) if attempt < STORE_ATTEMPTS => {
+                tracing::warn!("task {id}: storing its model (attempt {attempt}): {e}; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(8));
+            }
+            done => return done,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// One attempt of [`complete`]. The model's id is the task's, so an attempt after one that
+/// stored the model finds it instead of storing a twin; files an attempt left without a
+/// model are removed first.
+async fn store_outcome(
+    store: &Store,
+    id: ObjectId,
+    owner: &str,
+    outcome: &Outcome,
+) -> Result<(), StoreError> {
     let Some(task) = store.task(id).await? else { return Ok(()) };
-    let header = &outcome.model.header;
-    let bytes = outcome.model.to_bytes();
-    let weights_file = store.put_file(&format!("{id}/model.bin"), &bytes).await?;
-    let log_file = store.put_file(&format!("{id}/log.csv"), &outcome.log_csv).await?;
-    let model = ModelDoc {
-        id: ObjectId::new(),
-        kind: header.agent,
-        status: "ready".into(),
-        task_id: Some(id),
-        // With its spec, so a model of an inline scenario can still be deployed.
-        scenario: task.scenario,
-        trained_steps: header.trained_steps,
-        seed: header.seed,
-        hyperparameters: header.config.clone(),
-        observation_len: header.observation_len as u64,
-        action_count: header.action_count as u64,
-        evaluation: outcome.evaluation,
-        weights_file,
-        weights_bytes: bytes.len() as u64,
-        created_at: DateTime::now(),
+    let (weights_name, log_name) = (format!("{id}/model.bin"), format!("{id}/log.csv"));
+    let model = match store.model(id).await? {
+        Some(stored) => stored,
+        None => {
+            store.delete_files_named(&weights_name).await?;
+            store.delete_files_named(&log_name).await?;
+            let header = &outcome.model.header;
+            let bytes = outcome.model.to_bytes();
+            let weights_file = store.put_file(&weights_name, &bytes).await?;
+            let log_file = store.put_file(&log_name, &outcome.log_csv).await?;
+            let model = ModelDoc {
+                id,
+                kind: header.agent,
+                status: "ready".into(),
+                task_id: Some(id),
+                // With its spec, so a model of an inline scenario can still be deployed.
+                scenario: task.scenario,
+                trained_steps: header.trained_steps,
+                seed: header.seed,
+                hyperparameters: header.config.clone(),
+                observation_len: header.observation_len as u64,
+                action_count: header.action_count as u64,
+                evaluation: outcome.evaluation.clone(),
+                weights_file,
+                weights_bytes: bytes.len() as u64,
+                created_at: DateTime::now(),
+                log_file: Some(log_file),
+            };
+            if store.insert_model(&model).await? {
+                model
+            } else {
+                // An earlier attempt's insert went through after all: keep that one.
+                store.delete_file(weights_file).await?;
+                store.delete_file(log_file).await?;
+                store.model(id).await?.unwrap_or(model)
+            }
+        }
     };
-    store.insert_model(&model).await?;
-    let done =
-        store.finish(id, owner, Status::Completed, doc! {"model_id": model.id, "log_file": log_file}).await?;
+    let done = store
+        .finish(id, owner, Status::Completed, doc! {"model_id": model.id, "log_file": model.log_file})
+        .await?;
     if !done {
         // Cancelled or taken over while the model was being stored: no task points at
         // this model or log, so they go rather than linger unowned.
         store.delete_model(model.id).await?;
-        store.delete_file(log_file).await?;
+        if let Some(log) = model.log_file {
+            store.delete_file(log).await?;
+        }
     }
     Ok(())
 }
@@ -330,9 +394,12 @@ pub enum TaskError {
     /// The evaluation failed.
     #[error("evaluation: {0}")]
     Eval(#[from] berth_env::Error),
-    /// The training thread panicked.
-    #[error("training crashed: {0}")]
-    Crashed(String),
+    /// The task is over a limit of this service (its memory estimate, a size).
+    #[error("{0}")]
+    Refused(#[from] crate::admission::Refusal),
+    /// The training thread panicked (the detail is in the service's log).
+    #[error("training crashed; the service's log has the detail")]
+    Crashed,
 }
 
 /// The scenario a task names: its inline spec, or a shipped one.
@@ -346,9 +413,21 @@ pub fn resolve_scenario(scenario: &ScenarioRef) -> Result<Arc<Scenario>, String>
     }
 }
 
-/// Trains the task's agent and evaluates it beside the baselines and the oracle.
-fn execute(task: &TaskDoc, progress: &mut dyn FnMut(Progress) -> Flow) -> Result<Outcome, TaskError> {
+/// Trains the task's agent and evaluates it beside the baselines and the oracle, once it
+/// passes the admission checks within `memory_budget` bytes.
+fn execute(
+    task: &TaskDoc,
+    memory_budget: u64,
+    progress: &mut dyn FnMut(Progress) -> Flow,
+) -> Result<Outcome, TaskError> {
     let scenario = resolve_scenario(&task.scenario).map_err(TaskError::Scenario)?;
+    let shape = crate::admission::TaskShape {
+        agent: task.agent,
+        scenario: &scenario,
+        steps: task.steps,
+        hyperparameters: &task.hyperparameters,
+    };
+    crate::admission::admit(&shape, memory_budget)?;
     let request = TrainRequest {
         agent: task.agent,
         target: Target::Placement(scenario.clone()),

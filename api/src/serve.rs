@@ -14,10 +14,10 @@ use crate::cluster::{ClusterSource, LiveSource, SimCluster, record};
 use crate::deploy::{self, LiveCluster};
 use crate::job::{ExecutorArgs, JobLauncher};
 use crate::prometheus::Metrics;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{CostlyWork, RateLimiter};
 use crate::routes::{AppState, router};
 use crate::runner::{Executor, Runner, RunnerConfig, replica_id};
-use crate::store::Store;
+use crate::store::{Durability, Store};
 use crate::telemetry::{self, LogFormat};
 
 /// How tokens are signed: shared by `serve` and `token`.
@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Training tasks run at once; the rest wait in the queue.
     #[arg(long, env = "BERTH_WORKERS", default_value_t = 1)]
     workers: usize,
+    /// Estimated memory one training task may take, MiB: a task over it is refused (422)
+    /// when it is posted, and failed, not trained, if one stored before is claimed.
+    #[arg(long, env = "BERTH_TASK_MEMORY_MIB", default_value_t = crate::runner::DEFAULT_TASK_MEMORY_MIB)]
+    task_memory_mib: u64,
     /// Seconds a task's claim, or a deploy's lock on the cluster, holds without renewal:
     /// after a crash, its tasks are taken over, and its deploy undone, this long after it stopped.
     #[arg(long, env = "BERTH_TASK_LEASE_S", default_value_t = 30.0)]
@@ -97,6 +101,16 @@ pub struct ServeArgs {
     /// Requests per second each token subject may make (a token bucket; 0: no limit).
     #[arg(long, env = "BERTH_RATE_LIMIT_RPS", default_value_t = 200.0)]
     rate_limit_rps: f64,
+    /// Password attempts a minute at the token endpoint, per client address and per user
+    /// name (after a burst of as many); over it, 429 with Retry-After.
+    #[arg(long, env = "BERTH_LOGIN_RATE_PER_MIN", default_value_t = 10.0)]
+    login_rate_per_min: f64,
+    /// Password checks (Argon2, a blocking thread each) run at once; more wait up to 2 s, then 429.
+    #[arg(long, env = "BERTH_PASSWORD_CHECKS", default_value_t = 2)]
+    password_checks: usize,
+    /// Uploaded models evaluated at once; more are answered 429 with Retry-After.
+    #[arg(long, env = "BERTH_MODEL_EVALUATIONS", default_value_t = 2)]
+    model_evaluations: usize,
     /// Requests a subject may make at once before the rate applies.
     #[arg(long, env = "BERTH_RATE_LIMIT_BURST", default_value_t = 400.0)]
     rate_limit_burst: f64,
@@ -152,6 +166,10 @@ pub struct DatabaseArgs {
     /// Database name.
     #[arg(long, env = "BERTH_DATABASE", default_value = "berth")]
     database: String,
+    /// How many MongoDB servers must have a write in their journal before the service
+    /// acknowledges it: `majority` of the replica set, or a count of members.
+    #[arg(long, env = "BERTH_WRITE_CONCERN", default_value = "majority", value_parser = Durability::parse)]
+    write_concern: Durability,
 }
 
 impl DatabaseArgs {
@@ -171,7 +189,8 @@ impl DatabaseArgs {
     /// The database, with berth's indexes in place.
     async fn store(&self) -> Result<Store> {
         let uri = self.uri()?;
-        tokio::time::timeout(Duration::from_secs(30), Store::connect(&uri, &self.database))
+        let connect = Store::connect_with(&uri, &self.database, self.write_concern);
+        tokio::time::timeout(Duration::from_secs(30), connect)
             .await
             .map_err(|_| {
                 anyhow::anyhow!("--mongodb-uri (BERTH_MONGODB_URI): no answer from MongoDB within 30 s")
@@ -190,11 +209,20 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if args.workers == 0 {
         bail!("--workers (BERTH_WORKERS): must be at least 1");
     }
+    if !(64..=(1 << 30)).contains(&args.task_memory_mib) {
+        bail!("--task-memory-mib (BERTH_TASK_MEMORY_MIB): must be 64 to 1073741824");
+    }
     if !(args.task_lease_s.is_finite() && args.task_lease_s >= 0.3) {
         bail!("--task-lease-s (BERTH_TASK_LEASE_S): must be at least 0.3 seconds");
     }
     if !(args.rate_limit_rps.is_finite() && args.rate_limit_rps >= 0.0) {
         bail!("--rate-limit-rps (BERTH_RATE_LIMIT_RPS): must be 0 (no limit) or positive");
+    }
+    if !(args.login_rate_per_min.is_finite() && args.login_rate_per_min > 0.0) {
+        bail!("--login-rate-per-min (BERTH_LOGIN_RATE_PER_MIN): must be positive");
+    }
+    if args.password_checks == 0 || args.model_evaluations == 0 {
+        bail!("--password-checks and --model-evaluations: must be at least 1");
     }
     if !(args.rate_limit_burst.is_finite() && args.rate_limit_burst >= 1.0) {
         bail!("--rate-limit-burst (BERTH_RATE_LIMIT_BURST): must be at least 1");
@@ -277,7 +305,12 @@ async fn run(
     let runner = Runner::new(
         store.clone(),
         executor,
-        RunnerConfig { workers: args.workers, lease, poll: lease.min(Duration::from_secs(2)) },
+        RunnerConfig {
+            workers: args.workers,
+            lease,
+            poll: lease.min(Duration::from_secs(2)),
+            task_memory_bytes: args.task_memory_mib << 20,
+        },
         metrics.clone(),
     );
     runner.start();
@@ -295,6 +328,12 @@ async fn run(
         metrics,
         cluster,
         limiter: Arc::new(RateLimiter::new(args.rate_limit_rps, args.rate_limit_burst)),
+        costly: Arc::new(CostlyWork::new(
+            args.login_rate_per_min,
+            args.password_checks,
+            args.model_evaluations,
+        )),
+        figures: Arc::default(),
         live,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -303,7 +342,9 @@ async fn run(
     // The first line on stdout says where, so scripts and tests can use port 0.
     println!("berth serve: listening on http://{}", listener.local_addr()?);
     let request_timeout = Duration::from_secs_f64(args.request_timeout_s);
-    axum::serve(listener, router(state, args.max_body_bytes, request_timeout))
+    let app = router(state, args.max_body_bytes, request_timeout);
+    // With the peer's address, which the token endpoint limits password attempts by.
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(stop_signal())
         .await
         .context("serving HTTP")?;

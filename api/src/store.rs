@@ -10,7 +10,7 @@ use berth_agents::AgentKind;
 use futures_util::{AsyncReadExt, AsyncWriteExt, TryStreamExt};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{self, Bson, DateTime, Document, doc};
-use mongodb::options::ReturnDocument;
+use mongodb::options::{Acknowledgment, DatabaseOptions, ReturnDocument, WriteConcern};
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
@@ -208,6 +208,24 @@ pub struct ModelDoc {
     pub weights_bytes: u64,
     /// When it was stored.
     pub created_at: DateTime,
+    /// The training log (CSV) in GridFS, for a model of a task (stored with the model, so a
+    /// retried completion finds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<ObjectId>,
+}
+
+/// A request's `Idempotency-Key`, kept in `idempotency` with the task it created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyDoc {
+    /// The caller's subject and the key, so two callers' keys never meet.
+    #[serde(rename = "_id")]
+    pub key: String,
+    /// The task the first request with this key created.
+    pub task_id: ObjectId,
+    /// A fingerprint of that request, to refuse the key's reuse for another one.
+    pub request: String,
+    /// When the key was first used.
+    pub created_at: DateTime,
 }
 
 /// One move of a deploy's plan, in the cluster's names.
@@ -314,10 +332,45 @@ pub struct Page<T> {
 /// How often a task may be started before a restart marks it interrupted instead.
 pub const MAX_ATTEMPTS: u32 = 3;
 
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How many servers must have a write, journaled, before the service acknowledges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A majority of the replica set (a standalone server: itself).
+    Majority,
+    /// This many members.
+    Members(u32),
+}
+
+impl Durability {
+    /// `majority` or a member count of at least 1.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "majority" => Ok(Self::Majority),
+            n => match n.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(Self::Members(n)),
+                _ => Err(format!("`{text}` is neither `majority` nor a member count of at least 1")),
+            },
+        }
+    }
+
+    /// The write concern: these members, with the write in their journal.
+    fn write_concern(self) -> WriteConcern {
+        let w = match self {
+            Self::Majority => Acknowledgment::Majority,
+            Self::Members(n) => Acknowledgment::Nodes(n),
+        };
+        WriteConcern::builder().w(w).journal(true).build()
+    }
+}
+
 /// The database and its collections.
 #[derive(Clone)]
 pub struct Store {
     db: Database,
+    idempotency: Collection<IdempotencyDoc>,
     tasks: Collection<TaskDoc>,
     models: Collection<ModelDoc>,
     metrics: Collection<Snapshot>,
@@ -358,11 +411,20 @@ fn after(d: Duration) -> DateTime {
 }
 
 impl Store {
-    /// Connects and creates the indexes (idempotent).
+    /// Connects with majority, journaled writes and creates the indexes (idempotent): the
+    /// tests' store.
+    #[cfg(test)]
     pub async fn connect(uri: &str, database: &str) -> StoreResult<Self> {
+        Self::connect_with(uri, database, Durability::Majority).await
+    }
+
+    /// Connects with writes acknowledged once `durability` holds, and creates the indexes.
+    pub async fn connect_with(uri: &str, database: &str, durability: Durability) -> StoreResult<Self> {
         let client = Client::with_uri_str(uri).await?;
-        let db = client.database(database);
+        let options = DatabaseOptions::builder().write_concern(durability.write_concern()).build();
+        let db = client.database_with_options(database, options);
         let store = Self {
+            idempotency: db.collection("idempotency"),
             tasks: db.collection("tasks"),
             models: db.collection("models"),
             metrics: db.collection("metrics"),
@@ -380,6 +442,7 @@ impl Store {
         self.models.create_index(index(doc! {"type": 1, "status": 1})).await?;
         self.metrics.create_index(index(doc! {"timestamp": 1})).await?;
         self.deployments.create_index(index(doc! {"model_id": 1})).await?;
+        self.idempotency.create_index(index(doc! {"created_at": 1})).await?;
         Ok(())
     }
 
@@ -394,10 +457,26 @@ impl Store {
         Ok(())
     }
 
-    /// Queues a task.
-    pub async fn insert_task(&self, task: &TaskDoc) -> StoreResult<()> {
-        self.tasks.insert_one(task).await?;
-        Ok(())
+    /// Queues a task; `false` if a task with its id is stored already (a retried request).
+    pub async fn insert_task(&self, task: &TaskDoc) -> StoreResult<bool> {
+        match self.tasks.insert_one(task).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records that `key` created `task_id`, unless the key is known: then the record
+    /// already stored (a retry, or a racing twin of the request). Keys older than
+    /// [`IDEMPOTENCY_TTL`] are forgotten.
+    pub async fn remember_key(&self, key: &IdempotencyDoc) -> StoreResult<Option<IdempotencyDoc>> {
+        let oldest = DateTime::from_millis(now().timestamp_millis() - IDEMPOTENCY_TTL.as_millis() as i64);
+        self.idempotency.delete_many(doc! {"created_at": {"$lt": oldest}}).await?;
+        match self.idempotency.insert_one(key).await {
+            Ok(_) => Ok(None),
+            Err(e) if is_duplicate_key(&e) => Ok(self.idempotency.find_one(doc! {"_id": &key.key}).await?),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A task by id.
@@ -587,6 +666,16 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes every GridFS file called `name` (what an interrupted attempt left).
+    pub async fn delete_files_named(&self, name: &str) -> StoreResult<()> {
+        let bucket = self.db.gridfs_bucket(None);
+        let files: Vec<_> = bucket.find(doc! {"filename": name}).await?.try_collect().await?;
+        for file in files {
+            bucket.delete(file.id).await?;
+        }
+        Ok(())
+    }
+
     /// Records a cluster snapshot.
     pub async fn insert_snapshot(&self, snapshot: &Snapshot) -> StoreResult<()> {
         self.metrics.insert_one(snapshot).await?;
@@ -605,10 +694,13 @@ impl Store {
             .await?)
     }
 
-    /// Stores a model.
-    pub async fn insert_model(&self, model: &ModelDoc) -> StoreResult<()> {
-        self.models.insert_one(model).await?;
-        Ok(())
+    /// Stores a model; `false` if one with its id is stored already.
+    pub async fn insert_model(&self, model: &ModelDoc) -> StoreResult<bool> {
+        match self.models.insert_one(model).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A model by id.
@@ -708,18 +800,23 @@ impl Store {
         }
     }
 
-    /// Extends `owner`'s hold on the lock; `false` if it lapsed and someone else took it.
-    pub async fn renew_lock(&self, name: &str, owner: &str, lease: Duration) -> StoreResult<bool> {
-        let result = self
-            .locks
-            .update_one(doc! {"_id": name, "owner": owner}, doc! {"$set": {"lease_until": after(lease)}})
-            .await?;
+    /// Extends `owner`'s hold on the lock for `deployment`; `false` if it lapsed and someone
+    /// (or the same replica for another deployment) took it.
+    pub async fn renew_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        deployment: ObjectId,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        let held = doc! {"_id": name, "owner": owner, "deployment": deployment};
+        let result = self.locks.update_one(held, doc! {"$set": {"lease_until": after(lease)}}).await?;
         Ok(result.matched_count == 1)
     }
 
-    /// Lets go of the lock if `owner` holds it.
-    pub async fn release_lock(&self, name: &str, owner: &str) -> StoreResult<()> {
-        self.locks.delete_one(doc! {"_id": name, "owner": owner}).await?;
+    /// Lets go of the lock if `owner` holds it for `deployment`.
+    pub async fn release_lock(&self, name: &str, owner: &str, deployment: ObjectId) -> StoreResult<()> {
+        self.locks.delete_one(doc! {"_id": name, "owner": owner, "deployment": deployment}).await?;
         Ok(())
     }
 
@@ -754,8 +851,10 @@ where
     if let Some(cursor) = cursor {
         filter.insert("_id", doc! {"$lt": cursor});
     }
+    // Listings leave out inline scenario specs: up to a megabyte each, and never shown.
     let mut items: Vec<T> = collection
         .find(filter)
+        .projection(doc! {"scenario.spec": 0})
         .sort(doc! {"_id": -1})
         .limit(i64::from(limit) + 1)
         .await?

@@ -288,7 +288,7 @@ mod tests {
                 let task = task(ObjectId::new());
                 let stop = Arc::new(AtomicBool::new(false));
                 let span = training_span(&task);
-                let trained = crate::runner::train_here(store.clone(), task, "test".into(), stop)
+                let trained = crate::runner::train_here(store.clone(), task, "test".into(), stop, u64::MAX)
                     .instrument(span)
                     .await;
                 assert!(trained.is_ok());
@@ -322,6 +322,7 @@ mod tests {
                     weights_file: ObjectId::new(),
                     weights_bytes: 0,
                     created_at: DateTime::now(),
+                    log_file: None,
                 };
                 let scenario = berth_env::shipped::load("tiny").unwrap();
                 let limits = berth_env::plan::PlanLimits { horizon_ticks: 1, max_moves: 1 };

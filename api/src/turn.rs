@@ -16,6 +16,9 @@ pub struct Turn {
     store: Store,
     name: String,
     owner: String,
+    /// The deployment it is held for: renewals and the release name it, so a turn of the
+    /// same replica's earlier deployment, dropped late, cannot touch a later one's lock.
+    deployment: ObjectId,
     lost: Arc<AtomicBool>,
     renewer: tokio::task::JoinHandle<()>,
 }
@@ -45,7 +48,7 @@ impl Turn {
             async move {
                 loop {
                     tokio::time::sleep(lease / 3).await;
-                    match store.renew_lock(&name, &owner, lease).await {
+                    match store.renew_lock(&name, &owner, deployment, lease).await {
                         Ok(true) => {}
                         Ok(false) => {
                             lost.store(true, Ordering::SeqCst);
@@ -58,7 +61,7 @@ impl Turn {
                 }
             }
         });
-        Ok(Some(Self { store: store.clone(), name, owner: owner.to_string(), lost, renewer }))
+        Ok(Some(Self { store: store.clone(), name, owner: owner.to_string(), deployment, lost, renewer }))
     }
 
     /// Whether the lease lapsed and another replica may have taken over: stop changing things.
@@ -70,10 +73,11 @@ impl Turn {
 impl Drop for Turn {
     fn drop(&mut self) {
         self.renewer.abort();
-        let (store, name, owner) = (self.store.clone(), self.name.clone(), self.owner.clone());
+        let (store, name, owner, deployment) =
+            (self.store.clone(), self.name.clone(), self.owner.clone(), self.deployment);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = store.release_lock(&name, &owner).await {
+                if let Err(e) = store.release_lock(&name, &owner, deployment).await {
                     tracing::warn!("letting go of the deploy lock `{name}` (it lapses by itself): {e}");
                 }
             });
@@ -142,7 +146,28 @@ mod tests {
             );
             assert!(b.unwrap() ^ c.unwrap(), "exactly one of two racers takes a lapsed lock");
             // The dead replica, come back, finds it gone.
-            assert!(!store.renew_lock(&name, "dead", Duration::from_secs(5)).await.unwrap());
+            assert!(!store.renew_lock(&name, "dead", dead, Duration::from_secs(5)).await.unwrap());
+            store.database().drop().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn the_lock_belongs_to_its_deployment_not_to_the_replica() {
+        runtime().block_on(async {
+            let store = store("deployment").await;
+            let name = lock_name("ns");
+            let (first, second) = (ObjectId::new(), ObjectId::new());
+            assert!(store.take_lock(&name, "a", first, Duration::from_millis(100)).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            // The same replica's next deployment takes the lapsed lock.
+            assert!(store.take_lock(&name, "a", second, Duration::from_secs(5)).await.unwrap());
+            // The first deployment's late renewal and release leave it alone.
+            assert!(!store.renew_lock(&name, "a", first, Duration::from_secs(5)).await.unwrap());
+            store.release_lock(&name, "a", first).await.unwrap();
+            assert_eq!(store.lock(&name).await.unwrap().unwrap().deployment, second);
+            assert!(store.renew_lock(&name, "a", second, Duration::from_secs(5)).await.unwrap());
+            store.release_lock(&name, "a", second).await.unwrap();
+            assert!(store.lock(&name).await.unwrap().is_none());
             store.database().drop().await.unwrap();
         });
     }

@@ -2,6 +2,8 @@
 //! route but the token endpoint goes through.
 
 mod deployments;
+#[cfg(test)]
+mod fuzz;
 mod metrics;
 mod models;
 mod session;
@@ -23,7 +25,7 @@ use crate::auth::{Claims, Jwt, Role, Users};
 use crate::cluster::ClusterSource;
 use crate::http_error::ApiError;
 use crate::prometheus::{self, Metrics};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{CostlyWork, RateLimiter};
 use crate::runner::Runner;
 use crate::store::{Page, Store};
 
@@ -46,6 +48,10 @@ pub struct AppState {
     pub cluster: Arc<ClusterSource>,
     /// Requests per token subject.
     pub limiter: Arc<RateLimiter>,
+    /// Password attempts, Argon2 checks and model evaluations.
+    pub costly: Arc<CostlyWork>,
+    /// The store's counts and health, cached for `/metrics` and `/health/ready`.
+    pub figures: Arc<crate::store_figures::StoreFigures>,
     /// The cluster deploys go to (`--live`), if any.
     pub live: Option<crate::deploy::LiveCluster>,
 }
@@ -77,6 +83,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn(move |request, next| time_limit(request, next, request_timeout)))
         .layer(middleware::from_fn_with_state(state.clone(), prometheus::track))
+        .layer(middleware::from_fn(crate::request_guard::guard))
         .layer(middleware::from_fn(crate::telemetry::trace_request))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -107,6 +114,19 @@ const OPENAPI: &str = include_str!("../openapi.json");
 async fn openapi(caller: Caller) -> Result<impl axum::response::IntoResponse, ApiError> {
     caller.require(Role::Viewer)?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI))
+}
+
+/// Runs a request's CPU work (parsing and checking a large scenario, evaluating a model)
+/// on a blocking thread, so the async workers keep answering; if it panics, the request
+/// gets a generic 500 and the log the detail.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|failed| {
+        let request = crate::request_guard::current().unwrap_or_default();
+        tracing::error!(request_id = %request, "a request's blocking work failed: {failed}");
+        Err(ApiError::internal())
+    })
 }
 
 /// The caller of a route, from a valid bearer token.
@@ -197,3 +217,42 @@ pub fn page_json<T>(page: Page<T>, view: impl Fn(T) -> serde_json::Value) -> ser
 
 /// Query strings, with errors in the API's shape.
 pub type ApiQuery<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every operation lists what any route can answer: 500 (a panic, generically) and 503
+    /// (the time limit, a database that does not answer); a secured one 401 and 429; one
+    /// with a JSON or binary body 400, 413, 415 and 422; one that needs more than a viewer,
+    /// 403. Schemathesis (`scripts/schemathesis.sh`) checks the document against the running
+    /// service; this keeps a new route from forgetting the statuses every route shares.
+    #[test]
+    fn every_operation_documents_the_statuses_it_can_answer() {
+        let document: Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let global_security = &document["security"];
+        let mut checked = 0;
+        for (path, operations) in document["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                let secured = operation.get("security").unwrap_or(global_security) != &Value::Array(vec![]);
+                let summary = operation["summary"].as_str().unwrap_or_default();
+                let mut expected = vec!["500", "503"];
+                if secured {
+                    expected.extend(["401", "429"]);
+                    if operation.get("requestBody").is_some() {
+                        expected.extend(["400", "413", "415", "422"]);
+                    }
+                }
+                if summary.contains("(operator)") || summary.contains("(admin)") {
+                    expected.push("403");
+                }
+                for status in expected {
+                    assert!(responses.contains_key(status), "{method} {path} does not list {status}");
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 22);
+    }
+}

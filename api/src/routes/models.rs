@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use super::training::scenario_ref;
 use super::training::time_json;
-use super::{ApiQuery, AppState, Caller, Paging, bad_query, page_json, parse_id};
+use super::{ApiQuery, AppState, Caller, Paging, bad_query, blocking, page_json, parse_id};
 use crate::auth::Role;
 use crate::http_error::ApiError;
-use crate::runner::{evaluate_agent, resolve_scenario};
+use crate::runner::evaluate_agent;
 use crate::store::ModelDoc;
 use berth_agents::{SavedModel, load_agent};
 use berth_env::PlacementEnv;
@@ -44,6 +44,9 @@ async fn find(state: &AppState, id: &str) -> Result<ModelDoc, ApiError> {
     state.store.model(oid).await?.ok_or_else(|| ApiError::not_found("model", id))
 }
 
+/// How long an upload refused for want of an evaluation slot is told to wait.
+const EVALUATION_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `POST /models` (operator): a model file from `berth train --out` (its `model.bin`, as the
 /// body), e.g. one trained on a live cluster's recording; checked against its scenario,
 /// evaluated like a trained task's model, and stored (201), ready to deploy.
@@ -59,24 +62,26 @@ pub async fn upload(
             "empty: send the bytes of a model.bin from `berth train --out`",
         ));
     }
-    let saved = SavedModel::from_bytes(&body)
-        .map_err(|e| ApiError::invalid("body", format!("not a berth model file: {e}")))?;
-    // Its scenario as a task naming it would store it (same fingerprint).
-    let (reference, _) = scenario_ref(&Value::String(saved.header.scenario.clone()))?;
-    let scenario = resolve_scenario(&reference).map_err(|e| ApiError::invalid("scenario", e))?;
-    let evaluation = tokio::task::spawn_blocking({
-        let (scenario, saved) = (scenario.clone(), saved.clone());
+    // Each evaluation is seconds of a blocking thread: a bounded number run at once.
+    let Ok(_slot) = state.costly.evaluations.clone().try_acquire_owned() else {
+        return Err(ApiError::too_many(EVALUATION_RETRY)
+            .with_message("too many models are being evaluated; try again shortly"));
+    };
+    let (saved, reference, evaluation) = blocking({
+        let body = body.clone();
         move || {
-            let env = PlacementEnv::new(scenario.clone()).map_err(|e| e.to_string())?;
-            let agent = load_agent(&saved, &env).map_err(|e| e.to_string())?;
-            evaluate_agent(&scenario, agent).map_err(|e| e.to_string())
+            let saved = SavedModel::from_bytes(&body)
+                .map_err(|e| ApiError::invalid("body", format!("not a berth model file: {e}")))?;
+            // Its scenario as a task naming it would store it (same fingerprint).
+            let (reference, scenario) = scenario_ref(&Value::String(saved.header.scenario.clone()))?;
+            let env = PlacementEnv::new(scenario.clone()).map_err(|e| ApiError::invalid("scenario", e))?;
+            // The header is checked, and the weights' size against it, before a network is built.
+            let agent = load_agent(&saved, &env).map_err(|e| ApiError::invalid("body", e))?;
+            let evaluation = evaluate_agent(&scenario, agent).map_err(|e| ApiError::invalid("body", e))?;
+            Ok((saved, reference, evaluation))
         }
     })
-    .await
-    .map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("evaluating the model: {e}"))
-    })?
-    .map_err(|reason| ApiError::invalid("body", reason))?;
+    .await?;
     let weights_file = state.store.put_file("uploaded/model.bin", &body).await?;
     let header = &saved.header;
     let model = ModelDoc {
@@ -94,6 +99,7 @@ pub async fn upload(
         weights_file,
         weights_bytes: body.len() as u64,
         created_at: DateTime::now(),
+        log_file: None,
     };
     state.store.insert_model(&model).await?;
     Ok((StatusCode::CREATED, Json(model_json(model))))

@@ -1,23 +1,25 @@
 //! `/api/v1/training`: queue, list, follow and cancel training tasks, and read their logs.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use berth_agents::AgentKind;
-use berth_agents::train::check_hyperparameters;
+use berth_core::Scenario;
 use berth_env::shipped;
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiQuery, AppState, Caller, Paging, bad_query, page_json, parse_id};
+use super::{ApiQuery, AppState, Caller, Paging, bad_query, blocking, page_json, parse_id};
+use crate::admission::{TaskShape, admit};
 use crate::auth::Role;
 use crate::http_error::ApiError;
-use crate::runner::resolve_scenario;
-use crate::store::{ScenarioRef, Status, TaskDevice, TaskDoc, fingerprint};
+use crate::store::{IdempotencyDoc, ScenarioRef, Status, TaskDevice, TaskDoc, fingerprint};
 
 /// Largest step budget a task may ask for: about a day of PPO on two cores.
 const MAX_STEPS: u64 = 500_000_000;
@@ -38,8 +40,8 @@ pub struct CreateTask {
     device: TaskDevice,
 }
 
-/// The scenario a request names, checked.
-pub(super) fn scenario_ref(value: &Value) -> Result<(ScenarioRef, u64), ApiError> {
+/// The scenario a request names, checked, and loaded.
+pub(super) fn scenario_ref(value: &Value) -> Result<(ScenarioRef, Arc<Scenario>), ApiError> {
     let (spec, name_only) = match value {
         Value::String(name) => {
             let yaml =
@@ -60,49 +62,59 @@ pub(super) fn scenario_ref(value: &Value) -> Result<(ScenarioRef, u64), ApiError
             ));
         }
     };
-    let fingerprint = fingerprint(&spec);
-    let mut reference = ScenarioRef { name: String::new(), spec: Some(spec), fingerprint };
-    let scenario = resolve_scenario(&reference).map_err(|e| ApiError::invalid("scenario", e))?;
-    reference.name = scenario.name.clone();
-    if name_only {
-        reference.spec = None;
-    }
-    Ok((reference, scenario.seed))
+    // The error names the scenario's own field: `scenario.nodes[0].count`.
+    let scenario = Arc::new(Scenario::from_yaml(&spec).map_err(|e| match e {
+        berth_core::Error::Invalid { path, reason } if path != "(document)" => {
+            ApiError::invalid(format!("scenario.{path}"), reason)
+        }
+        other => ApiError::invalid("scenario", other),
+    })?);
+    let reference = ScenarioRef {
+        name: scenario.name.clone(),
+        fingerprint: fingerprint(&spec),
+        spec: (!name_only).then_some(spec),
+    };
+    Ok((reference, scenario))
 }
 
 /// `POST /training` (operator): checks everything, then queues the task.
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Result<Json<CreateTask>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Operator)?;
-    let Json(body) = body?;
-    if let Some(steps) = body.steps
+    let key = idempotency_key(&headers)?;
+    let Json(CreateTask { agent, scenario, steps, seed, hyperparameters, device }) = body?;
+    if let Some(steps) = steps
         && !(1..=MAX_STEPS).contains(&steps)
     {
         return Err(ApiError::invalid("steps", format!("must be 1 to {MAX_STEPS}, got {steps}")));
     }
-    if let Some(seed) = body.seed
+    if let Some(seed) = seed
         && seed > i64::MAX as u64
     {
         return Err(ApiError::invalid("seed", format!("must be at most {}", i64::MAX)));
     }
-    let (scenario, scenario_seed) = scenario_ref(&body.scenario)?;
-    let hyperparameters = Value::Object(body.hyperparameters);
-    check_hyperparameters(body.agent, &hyperparameters).map_err(|e| match e {
-        berth_agents::Error::Config { name, reason } => {
-            ApiError::invalid(format!("hyperparameters.{name}"), reason)
-        }
-        other => ApiError::invalid("hyperparameters", other),
-    })?;
-    state.runner.can_train_on(body.device).map_err(|reason| ApiError::invalid("device", reason))?;
-    let task = TaskDoc {
+    state.runner.can_train_on(device).map_err(|reason| ApiError::invalid("device", reason))?;
+    // Loading a scenario of thousands of nodes and estimating the run is CPU work: off the
+    // async workers, so other requests are answered meanwhile.
+    let budget = state.runner.task_memory_bytes();
+    let hyperparameters = Value::Object(hyperparameters);
+    let (scenario, scenario_seed, hyperparameters) = blocking(move || {
+        let (reference, scenario) = scenario_ref(&scenario)?;
+        let shape = TaskShape { agent, scenario: &scenario, steps, hyperparameters: &hyperparameters };
+        admit(&shape, budget).map_err(|r| ApiError::invalid(r.field, r.reason))?;
+        Ok((reference, scenario.seed, hyperparameters))
+    })
+    .await?;
+    let mut task = TaskDoc {
         id: ObjectId::new(),
-        agent: body.agent,
+        agent,
         scenario,
-        steps: body.steps,
-        seed: body.seed.unwrap_or(scenario_seed),
+        steps,
+        seed: seed.unwrap_or(scenario_seed),
         hyperparameters,
         status: Status::Pending,
         created_by: caller.0.sub.clone(),
@@ -118,12 +130,67 @@ pub async fn create(
         attempts: 0,
         cancel_requested: false,
         log_file: None,
-        device: body.device,
+        device,
     };
-    state.store.insert_task(&task).await?;
+    if let Some(key) = key {
+        let record = IdempotencyDoc {
+            key: format!("{}\n{key}", caller.0.sub),
+            task_id: task.id,
+            request: request_fingerprint(&task),
+            created_at: task.created_at,
+        };
+        if let Some(earlier) = state.store.remember_key(&record).await? {
+            if earlier.request != record.request {
+                return Err(ApiError::invalid(
+                    IDEMPOTENCY_HEADER,
+                    "this key was used for a different request; use a new key for a new task",
+                ));
+            }
+            // The same request again: its task, stored now if the first try stopped short.
+            task.id = earlier.task_id;
+        }
+    }
+    if !state.store.insert_task(&task).await? {
+        // Stored by an earlier try of this request: answer as that try would have.
+        task = state
+            .store
+            .task(task.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("training task", &task.id.to_hex()))?;
+    }
     state.runner.wake();
     let location = format!("/api/v1/training/{}", task.id.to_hex());
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(task_json(task))))
+}
+
+/// The header that makes `POST /training` safe to retry.
+const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// The request's `Idempotency-Key`: 1 to 255 visible ASCII characters, if sent.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else { return Ok(None) };
+    value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|k| Some(k.to_string()))
+        .ok_or_else(|| {
+            ApiError::invalid(IDEMPOTENCY_HEADER, "must be 1 to 255 visible ASCII characters")
+                .with_status(StatusCode::BAD_REQUEST, "invalid_header")
+        })
+}
+
+/// What makes two requests the same task: everything but the id and the times.
+fn request_fingerprint(task: &TaskDoc) -> String {
+    let request = json!({
+        "agent": task.agent,
+        "scenario": task.scenario.fingerprint,
+        "steps": task.steps,
+        "seed": task.seed,
+        "hyperparameters": task.hyperparameters,
+        "device": task.device,
+    });
+    fingerprint(&request.to_string())
 }
 
 /// `GET /training?status=&limit=&cursor=`.

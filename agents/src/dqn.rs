@@ -18,9 +18,9 @@ use crate::agent::{ActMode, Agent, AgentKind, masked_argmax, random_allowed};
 use crate::error::{Error, Result};
 use crate::n_step::{Folded, NStep};
 use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, seeded, values};
+use crate::progress::{Flow, Progress};
 use crate::run_log::{LogRow, REPORT_EVERY, RunLog, Window};
 use crate::schedule::Linear as LinearSchedule;
-use crate::train::{Flow, Progress};
 use crate::validation::Validation;
 
 /// Largest replay buffer, transitions.

@@ -22,8 +22,8 @@ use crate::agent::{ActMode, Agent, AgentKind, masked_argmax};
 use crate::error::{Error, Result};
 use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, seeded, values};
 use crate::normalize::RewardScaler;
+use crate::progress::{Flow, Progress};
 use crate::run_log::{LogRow, RunLog, Window};
-use crate::train::{Flow, Progress};
 
 /// Logit given to masked actions: `exp` of it underflows to exactly zero.
 pub const MASKED_LOGIT: f32 = -1e9;

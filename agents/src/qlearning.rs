@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{ActMode, Agent, AgentKind, random_allowed};
 use crate::error::{Error, Result};
+use crate::progress::{Flow, Progress};
 use crate::run_log::{LogRow, REPORT_EVERY, RunLog, Window};
 use crate::schedule::Linear;
-use crate::train::{Flow, Progress};
 
 /// Hyperparameters of Q-learning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

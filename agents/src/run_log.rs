@@ -6,7 +6,7 @@ use std::time::Instant;
 use polars::prelude::{Column, CsvWriter, DataFrame, SerWriter};
 
 use crate::error::{Error, Result};
-use crate::train::{Flow, Progress};
+use crate::progress::{Flow, Progress};
 
 /// One update's metrics; `None` where the algorithm has no such figure.
 #[derive(Debug, Clone, Default, PartialEq)]

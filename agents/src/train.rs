@@ -16,30 +16,9 @@ use crate::error::{Error, Result};
 use crate::model_file::{ModelHeader, SavedModel};
 use crate::nets::{DeviceKind, Devices, NetworkShape};
 use crate::ppo::{self, PpoAgent, PpoConfig};
+use crate::progress::{Flow, Progress};
 use crate::qlearning::{self, QLearningAgent, QLearningConfig};
 use crate::run_log::RunLog;
-
-/// Where a run stands, for progress bars and the API's progress fields.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Progress {
-    /// Environment steps done.
-    pub step: u64,
-    /// Steps the run will take.
-    pub total: u64,
-    /// Return of the last finished episode.
-    pub recent_return: Option<f64>,
-    /// Steps per second so far.
-    pub sps: f64,
-}
-
-/// What the caller of a run answers to a progress report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Go on training.
-    Continue,
-    /// Stop now: the run ends with [`Error::Cancelled`].
-    Stop,
-}
 
 /// The env a run trains on.
 #[derive(Debug, Clone)]

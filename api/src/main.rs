@@ -2,30 +2,13 @@
 //! serve the REST API.
 //! Errors are reported here, at the edge, with `anyhow`.
 
-mod admission;
-mod auth;
-mod backup;
-mod bench_api;
+// The layers, each importing only those below it: cli -> http -> service -> infra -> store
+// (api/tests/layers.rs checks it).
 mod cli;
-mod cluster;
-mod continuous;
-mod deploy;
-mod emulate;
-mod experiment;
-mod http_error;
-mod job;
-mod prometheus;
-mod rate_limit;
-mod record;
-mod request_guard;
-mod routes;
-mod runner;
-mod serve;
+mod http;
+mod infra;
+mod service;
 mod store;
-mod store_figures;
-mod table;
-mod telemetry;
-mod turn;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,16 @@ pub const SHIPPED: [(&str, &str); 4] = [
     ("gpu-large", include_str!("../../scenarios/gpu-large.yaml")),
 ];
 
+/// The shipped scenarios' names, smallest first.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    SHIPPED.iter().map(|(n, _)| *n)
+}
+
+/// Why `name` names no shipped scenario, with the names that do.
+pub fn not_shipped(name: &str) -> String {
+    format!("`{name}` is not a shipped scenario ({})", names().collect::<Vec<_>>().join(", "))
+}
+
 /// A shipped scenario by name.
 pub fn shipped(name: &str) -> Option<Arc<Scenario>> {
     SHIPPED
@@ -35,10 +45,7 @@ pub fn load(name_or_path: &str) -> Result<Arc<Scenario>> {
         path: name_or_path.to_string(),
         source: std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            format!(
-                "no such file, and not a shipped scenario ({})",
-                SHIPPED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-            ),
+            format!("no such file, and not a shipped scenario ({})", names().collect::<Vec<_>>().join(", ")),
         ),
     })
 }

@@ -1,0 +1,72 @@
+//! PodMetrics and NodeMetrics from the simulator's load model: each replica's utilisation
+//! under the scenario's traffic at the emulated time of day, with the cluster's real
+//! placement, so `metrics.k8s.io` shows what the scenario would.
+
+use berth_core::Scenario;
+use berth_env::live::{LiveError, LiveResult, Snapshot, metrics, utilisation};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::json;
+
+use super::node::MANAGER;
+
+use crate::service::cluster::observe::TIME_OF_DAY;
+
+/// Writes the PodMetrics of every placed replica in `namespace` and the NodeMetrics of
+/// every scenario node, as at `t_s` seconds into the simulated day.
+pub async fn publish(
+    client: &kube::Client,
+    scenario: &Scenario,
+    namespace: &str,
+    t_s: f64,
+) -> LiveResult<()> {
+    let snapshot = Snapshot::read(client, namespace).await?;
+    let placement = snapshot.placement(scenario)?;
+    let rho = utilisation(scenario, &placement, t_s, 1.0);
+    let timestamp = json!(Time(Timestamp::now()));
+    let apply = PatchParams::apply(MANAGER).force();
+    let mut node_cpu = vec![250.0; scenario.nodes.len()];
+    let mut node_memory = vec![1024.0; scenario.nodes.len()];
+    let pods = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &metrics::pod_metrics());
+    for (r, (s, index)) in scenario.replica_keys().into_iter().enumerate() {
+        let service = &scenario.services[s];
+        let Some(live) = snapshot.replica(&service.name, index) else { continue };
+        let (Some(pod), true) = (live.pod.as_ref(), live.ready) else { continue };
+        let cpu = service.requests.cpu_millicores as f64 * (0.05 + 0.95 * rho[r]);
+        let memory = service.requests.memory_mib as f64 * 0.8;
+        node_cpu[placement.nodes[r]] += cpu;
+        node_memory[placement.nodes[r]] += memory;
+        let object = json!({
+            "apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
+            "metadata": {"name": pod, "namespace": namespace,
+                         "labels": {berth_env::live::labels::SERVICE: service.name,
+                                    berth_env::live::labels::REPLICA: index.to_string()},
+                         "annotations": {"berth.io/utilisation": format!("{:.4}", rho[r])}},
+            "timestamp": timestamp, "window": "30s",
+            "containers": [{"name": service.name, "usage": {
+                "cpu": metrics::cpu_quantity(cpu), "memory": metrics::memory_quantity(memory)}}],
+        });
+        pods.patch(pod, &apply, &Patch::Apply(object))
+            .await
+            .map_err(|e| LiveError::kube(format!("write the PodMetrics of `{pod}`"), e))?;
+    }
+    let nodes = Api::<DynamicObject>::all_with(client.clone(), &metrics::node_metrics());
+    for (n, node) in scenario.nodes.iter().enumerate() {
+        if !placement.node_ready[n] {
+            continue;
+        }
+        let object = json!({
+            "apiVersion": "metrics.k8s.io/v1beta1", "kind": "NodeMetrics",
+            // The emulated clock, so a recorder knows the time of day the usage belongs to.
+            "metadata": {"name": node.name, "annotations": {TIME_OF_DAY: format!("{:.0}", t_s.rem_euclid(86_400.0))}},
+            "timestamp": timestamp, "window": "30s",
+            "usage": {"cpu": metrics::cpu_quantity(node_cpu[n]), "memory": metrics::memory_quantity(node_memory[n])},
+        });
+        nodes
+            .patch(&node.name, &apply, &Patch::Apply(object))
+            .await
+            .map_err(|e| LiveError::kube(format!("write the NodeMetrics of `{}`", node.name), e))?;
+    }
+    Ok(())
+}

@@ -4,21 +4,20 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use berth_env::live::LiveError;
 use berth_env::plan::PlanLimits;
 use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::training::time_json;
-use super::{ApiQuery, AppState, Caller, Paging, bad_query, find_by_id, page_json, parse_id};
+use super::{ApiQuery, AppState, Caller, PageArgs, Paging, bad_query, find_by_id, page_json, parse_id};
 use crate::http::error::ApiError;
 use crate::infra::auth::Role;
 use crate::service::cluster::LiveCluster;
 use crate::service::deploy::continuous::{self, Replan};
 use crate::service::deploy::{self, DeployError};
 use crate::service::scenario::resolve_scenario;
-use crate::store::{ContinuousDoc, DEPLOYMENT_STATUSES as STATUSES, DeploymentDoc};
+use crate::store::{ContinuousDoc, DeploymentDoc, DeploymentStatus};
 /// Most moves one deploy may make.
 const MAX_MOVES: usize = 50;
 
@@ -38,26 +37,6 @@ pub struct DeployRequest {
     continuous: bool,
     /// Seconds between rounds of a continuous deployment (1 to 86,400, default 60).
     interval_s: Option<f64>,
-}
-
-impl From<DeployError> for ApiError {
-    fn from(error: DeployError) -> Self {
-        match error {
-            DeployError::Store(e) => e.into(),
-            DeployError::Model(reason) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "model_unusable", reason)
-            }
-            DeployError::Live(e @ LiveError::Mismatch { .. }) => {
-                ApiError::new(StatusCode::CONFLICT, "cluster_mismatch", e.to_string())
-            }
-            // Kubernetes' own message names the missing right; the operator needs it.
-            DeployError::Live(e @ LiveError::Forbidden { .. }) => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "cluster_forbidden", e.to_string())
-            }
-            DeployError::Live(e) => ApiError::new(StatusCode::BAD_GATEWAY, "cluster_error", e.to_string()),
-            DeployError::Lost(_) => ApiError::conflict(error.to_string()),
-        }
-    }
 }
 
 fn live(state: &AppState) -> Result<LiveCluster, ApiError> {
@@ -194,12 +173,17 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
     let paging = query?.0;
-    if let Some(status) = paging.status.as_deref()
-        && !STATUSES.contains(&status)
-    {
-        return Err(bad_query("status", format!("`{status}` is not one of {}", STATUSES.join(", "))));
-    }
-    let page = state.store.deployments(paging.status.as_deref(), paging.cursor()?, paging.limit()?).await?;
+    let status = paging
+        .status
+        .as_deref()
+        .map(|s| {
+            DeploymentStatus::parse(s).ok_or_else(|| {
+                let names: Vec<&str> = DeploymentStatus::ALL.iter().map(|s| s.name()).collect();
+                bad_query("status", format!("`{s}` is not one of {}", names.join(", ")))
+            })
+        })
+        .transpose()?;
+    let page = state.store.deployments(status, paging.cursor()?, paging.limit()?).await?;
     Ok(Json(page_json(page, deployment_json)))
 }
 
@@ -225,10 +209,10 @@ pub async fn rollback(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Admin)?;
     let mut doc = find(&state, &id).await?;
-    if doc.status != "succeeded" {
+    if doc.status != DeploymentStatus::Succeeded {
         return Err(ApiError::conflict(format!(
             "only a succeeded deployment can be rolled back; this one is `{}`",
-            doc.status
+            doc.status.name()
         )));
     }
     let live = live(&state)?;
@@ -239,7 +223,7 @@ pub async fn rollback(
         .await?
         .ok_or_else(|| ApiError::not_found("model", &doc.model_id.to_hex()))?;
     let scenario = resolve_scenario(&model.scenario).map_err(|e| ApiError::invalid("scenario", e))?;
-    doc.status = "running".into();
+    doc.status = DeploymentStatus::Running;
     doc.finished_at = None;
     state.store.save_deployment(&doc).await?;
     let view = deployment_json(doc.clone());
@@ -256,11 +240,11 @@ pub async fn stop(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Admin)?;
     let doc = find(&state, &id).await?;
-    if doc.status != "running" || doc.continuous.is_none() {
+    if doc.status != DeploymentStatus::Running || doc.continuous.is_none() {
         return Err(ApiError::conflict(format!(
             "only a running continuous deployment can be stopped; this one is {}{}",
             if doc.continuous.is_some() { "continuous and " } else { "" },
-            doc.status
+            doc.status.name()
         )));
     }
     let doc =

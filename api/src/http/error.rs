@@ -6,6 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use berth_env::live::LiveError;
+
+use crate::service::deploy::DeployError;
 use crate::store::StoreError;
 
 /// An error answer: `{"error": {"code", "message", "field"}}`.
@@ -179,4 +182,26 @@ impl From<QueryRejection> for ApiError {
 fn field_and_reason<'a>(text: &'a str, whole: &'a str) -> (&'a str, &'a str) {
     let detail = text.split_once(": ").map_or(text, |(_, d)| d);
     detail.split_once(": ").unwrap_or((whole, detail))
+}
+
+/// A deploy's errors: a model that cannot act here 422, a cluster that does not match the
+/// model or a lost deploy lock 409, Kubernetes' refusals and failures 502 with its message.
+impl From<DeployError> for ApiError {
+    fn from(error: DeployError) -> Self {
+        match error {
+            DeployError::Store(e) => e.into(),
+            DeployError::Model(reason) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "model_unusable", reason)
+            }
+            DeployError::Live(e @ LiveError::Mismatch { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "cluster_mismatch", e.to_string())
+            }
+            // Kubernetes' own message names the missing right; the operator needs it.
+            DeployError::Live(e @ LiveError::Forbidden { .. }) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "cluster_forbidden", e.to_string())
+            }
+            DeployError::Live(e) => ApiError::new(StatusCode::BAD_GATEWAY, "cluster_error", e.to_string()),
+            DeployError::Lost(_) => ApiError::conflict(error.to_string()),
+        }
+    }
 }

@@ -185,7 +185,7 @@ pub fn parse_id(kind: &str, id: &str) -> Result<ObjectId, ApiError> {
     ObjectId::parse_str(id).map_err(|_| ApiError::not_found(kind, id))
 }
 
-/// `?limit=&cursor=` of listings.
+/// `?limit=&cursor=&status=` of the listings filtered by status (tasks, deployments).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Paging {
@@ -193,27 +193,56 @@ pub struct Paging {
     limit: Option<u32>,
     /// The `next` of the previous page.
     cursor: Option<String>,
-    /// Only tasks of this status (training) or models of this agent (models).
-    #[serde(alias = "agent")]
+    /// Only items of this status.
     pub(super) status: Option<String>,
 }
 
-impl Paging {
-    pub(super) fn limit(&self) -> Result<u32, ApiError> {
-        match self.limit {
+/// `?limit=&cursor=&agent=` of the model listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPaging {
+    /// Items per page, 1 to 100 (default 20).
+    limit: Option<u32>,
+    /// The `next` of the previous page.
+    cursor: Option<String>,
+    /// Only models of this agent.
+    pub(super) agent: Option<String>,
+}
+
+/// The page size and position every listing's query carries.
+pub(super) trait PageArgs {
+    /// `limit` and `cursor` as sent.
+    fn sent(&self) -> (Option<u32>, Option<&str>);
+
+    /// Items per page: 1 to 100, 20 by default.
+    fn limit(&self) -> Result<u32, ApiError> {
+        match self.sent().0 {
             None => Ok(20),
             Some(n @ 1..=100) => Ok(n),
             Some(n) => Err(bad_query("limit", format!("must be 1 to 100, got {n}"))),
         }
     }
 
-    pub(super) fn cursor(&self) -> Result<Option<ObjectId>, ApiError> {
-        self.cursor
-            .as_deref()
+    /// Where the page starts: the `next` of the previous page.
+    fn cursor(&self) -> Result<Option<ObjectId>, ApiError> {
+        self.sent()
+            .1
             .map(|c| {
                 ObjectId::parse_str(c).map_err(|_| bad_query("cursor", "not a cursor this API gave out"))
             })
             .transpose()
+    }
+}
+
+impl PageArgs for Paging {
+    fn sent(&self) -> (Option<u32>, Option<&str>) {
+        (self.limit, self.cursor.as_deref())
+    }
+}
+
+impl PageArgs for ModelPaging {
+    fn sent(&self) -> (Option<u32>, Option<&str>) {
+        (self.limit, self.cursor.as_deref())
     }
 }
 

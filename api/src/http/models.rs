@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use super::training::scenario_ref;
 use super::training::time_json;
-use super::{ApiQuery, AppState, Caller, Paging, bad_query, blocking, find_by_id, page_json, parse_id};
+use super::{
+    ApiQuery, AppState, Caller, ModelPaging, PageArgs, bad_query, blocking, find_by_id, page_json, parse_id,
+};
 use crate::http::error::ApiError;
 use crate::infra::auth::Role;
 use crate::service::training::task::evaluate_agent;
@@ -23,12 +25,12 @@ use mongodb::bson::oid::ObjectId;
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    query: ApiQuery<Paging>,
+    query: ApiQuery<ModelPaging>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
     let paging = query?.0;
     let kind = paging
-        .status
+        .agent
         .as_deref()
         .map(|a| {
             serde_json::from_value::<AgentKind>(Value::String(a.into()))

@@ -15,7 +15,7 @@ use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiQuery, AppState, Caller, Paging, bad_query, blocking, find_by_id, page_json};
+use super::{ApiQuery, AppState, Caller, PageArgs, Paging, bad_query, blocking, find_by_id, page_json};
 use crate::http::error::ApiError;
 use crate::infra::auth::Role;
 use crate::service::training::admission::{TaskShape, admit};

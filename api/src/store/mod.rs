@@ -265,9 +265,46 @@ pub struct DeployStepDoc {
     pub at: DateTime,
 }
 
-/// Statuses a deployment can have (see [`DeploymentDoc::status`]).
-pub const DEPLOYMENT_STATUSES: [&str; 6] =
-    ["planned", "running", "succeeded", "rolled_back", "failed", "stopped"];
+/// Where a deployment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatus {
+    /// A dry run: planned, nothing moved.
+    Planned,
+    /// Moves are being made (or, continuous, rounds are running).
+    Running,
+    /// Every move was made.
+    Succeeded,
+    /// A move failed and the moves made were undone.
+    RolledBack,
+    /// A move back failed too: the cluster needs a look.
+    Failed,
+    /// A continuous deployment stopped, on request or when a round could not be planned.
+    Stopped,
+}
+
+impl DeploymentStatus {
+    /// Every status, for messages and counts.
+    pub const ALL: [Self; 6] =
+        [Self::Planned, Self::Running, Self::Succeeded, Self::RolledBack, Self::Failed, Self::Stopped];
+
+    /// The name in documents and URLs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Planned => "planned",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::RolledBack => "rolled_back",
+            Self::Failed => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    /// A status by name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
 
 /// A deploy of a model: its plan, every step, the outcome, and latency before and after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -281,10 +318,8 @@ pub struct DeploymentDoc {
     pub namespace: String,
     /// Planned only: nothing was moved.
     pub dry_run: bool,
-    /// `planned` (dry run), `running`, `succeeded`, `rolled_back`, `failed` (a rollback
-    /// itself failed: the cluster needs a look), `stopped` (a continuous one, on request or
-    /// when a round could not be planned).
-    pub status: String,
+    /// Where it stands.
+    pub status: DeploymentStatus,
     /// The moves, in order.
     pub plan: Vec<PlannedMoveDoc>,
     /// What was done, in order.
@@ -757,7 +792,7 @@ impl Store {
     pub async fn request_stop(&self, id: ObjectId) -> StoreResult<Option<DeploymentDoc>> {
         self.deployments
             .update_one(
-                doc! {"_id": id, "status": "running", "continuous": {"$ne": Bson::Null}},
+                doc! {"_id": id, "status": DeploymentStatus::Running.name(), "continuous": {"$ne": Bson::Null}},
                 doc! {"$set": {"stop_requested": true}},
             )
             .await?;
@@ -769,10 +804,10 @@ impl Store {
         Ok(self.deployments.find_one(doc! {"_id": id}).await?)
     }
 
-    /// How many deployments have each of [`DEPLOYMENT_STATUSES`].
+    /// How many deployments have each [`DeploymentStatus`].
     pub async fn count_deployments_by_status(&self) -> StoreResult<Vec<(&'static str, u64)>> {
-        let mut counts = Vec::with_capacity(DEPLOYMENT_STATUSES.len());
-        for status in DEPLOYMENT_STATUSES {
+        let mut counts = Vec::with_capacity(DeploymentStatus::ALL.len());
+        for status in DeploymentStatus::ALL.map(DeploymentStatus::name) {
             counts.push((status, self.deployments.count_documents(doc! {"status": status}).await?));
         }
         Ok(counts)
@@ -780,7 +815,12 @@ impl Store {
 
     /// Deployments with status `running`: in progress, or left so by a replica that stopped.
     pub async fn running_deployments(&self) -> StoreResult<Vec<DeploymentDoc>> {
-        Ok(self.deployments.find(doc! {"status": "running"}).await?.try_collect().await?)
+        Ok(self
+            .deployments
+            .find(doc! {"status": DeploymentStatus::Running.name()})
+            .await?
+            .try_collect()
+            .await?)
     }
 
     /// Takes the lock `name` for `owner` and `deployment` for `lease`, if it is free or
@@ -831,11 +871,11 @@ impl Store {
     /// Deployments, newest first, optionally of one status.
     pub async fn deployments(
         &self,
-        status: Option<&str>,
+        status: Option<DeploymentStatus>,
         cursor: Option<ObjectId>,
         limit: u32,
     ) -> StoreResult<Page<DeploymentDoc>> {
-        let filter = status.map_or_else(|| doc! {}, |status| doc! {"status": status});
+        let filter = status.map_or_else(|| doc! {}, |status| doc! {"status": status.name()});
         page(&self.deployments, filter, cursor, limit, |d| d.id).await
     }
 }

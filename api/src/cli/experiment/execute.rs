@@ -11,7 +11,7 @@ use berth_env::cost::TickMetrics;
 use berth_env::evaluate::{episode_seeds, run_oracle, run_policy};
 
 use super::Error;
-use super::record::{ConditionResult, Kind, RunRecord, Timing};
+use super::run_state::{ConditionResult, Kind, RunRecord, Timing};
 use super::spec::{AgentSpec, Experiment, ScenarioSpec};
 
 /// This binary's identity: its size and modification time. Results reproduce only on the

@@ -2,13 +2,13 @@
 //! parallel, resumable, and reported as CSV, a Markdown summary and PNG plots.
 //!
 //! - [`spec`]: the file and its checks; [`execute`]: the runs and running one;
-//! - [`record`]: one JSON file per finished run (resume); [`report`]: CSVs and summary;
+//! - [`run_state`]: one JSON file per finished run (resume); [`report`]: CSVs and summary;
 //!   [`plots`]: the PNGs.
 
 pub mod execute;
 pub mod plots;
-pub mod record;
 pub mod report;
+pub mod run_state;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
@@ -19,8 +19,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use execute::{RunSpec, plan};
-use record::{RunRecord, StateDir};
 use report::{EnvSpeed, Line};
+use run_state::{RunRecord, StateDir};
 pub use spec::Experiment;
 
 /// What can go wrong in an experiment.
@@ -87,7 +87,7 @@ pub fn run(exp: &Experiment, options: &Options) -> Result<Outcome, Error> {
     if options.jobs == 0 {
         return Err(Error::Invalid { field: "--jobs".into(), reason: "must be at least 1".into() });
     }
-    std::fs::create_dir_all(&options.out).map_err(|e| record::io(&options.out, e))?;
+    std::fs::create_dir_all(&options.out).map_err(|e| run_state::io(&options.out, e))?;
     let state = StateDir::new(options.out.join("state"));
     if options.fresh {
         state.clear()?;
@@ -176,9 +176,9 @@ fn measure_env(exp: &Experiment, cache: &Path) -> Result<Vec<EnvSpeed>, Error> {
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let dir = cache.parent().expect("a file in the state folder");
-    std::fs::create_dir_all(dir).map_err(|e| record::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| run_state::io(dir, e))?;
     let bytes = serde_json::to_vec(&(key, &speeds)).expect("speeds serialise");
-    std::fs::write(cache, bytes).map_err(|e| record::io(cache, e))?;
+    std::fs::write(cache, bytes).map_err(|e| run_state::io(cache, e))?;
     Ok(speeds)
 }
 
@@ -200,7 +200,8 @@ fn write_report(
     let groups = report::groups(&lines);
     let plots = draw_plots(exp, records, &groups, speeds, out)?;
     let summary = report::summary_markdown(exp, &groups, records, speeds, &plots);
-    std::fs::write(out.join("summary.md"), &summary).map_err(|e| record::io(&out.join("summary.md"), e))?;
+    std::fs::write(out.join("summary.md"), &summary)
+        .map_err(|e| run_state::io(&out.join("summary.md"), e))?;
     files.push("summary.md".into());
     files.extend(plots);
     Ok((files, summary))

@@ -8,7 +8,7 @@ use std::path::Path;
 use polars::prelude::{Column, CsvWriter, DataFrame, SerWriter};
 
 use super::Error;
-use super::record::{ConditionResult, Kind, RunRecord, io};
+use super::run_state::{ConditionResult, Kind, RunRecord, io};
 use super::spec::Experiment;
 
 /// Two-sided 97.5% quantiles of Student's t for 1..=30 degrees of freedom.

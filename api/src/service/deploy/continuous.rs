@@ -11,7 +11,7 @@ use berth_env::plan::PlanLimits;
 
 use crate::service::deploy::lock::DeployLock;
 use crate::service::deploy::{Applied, DeployError, LiveCluster, apply_plan, finish, plan_deploy};
-use crate::store::{DeploymentDoc, ModelDoc, Store};
+use crate::store::{DeploymentDoc, DeploymentStatus, ModelDoc, Store};
 
 /// What a continuous deployment re-plans with.
 pub struct Replan {
@@ -39,15 +39,15 @@ pub async fn run(
         let round = doc.continuous.as_ref().map_or(1, |c| c.rounds);
         let ended = match apply_plan(&mover, &turn, &store, &mut doc).await? {
             Applied::All => None,
-            Applied::Undone => Some("rolled_back"),
-            Applied::Stuck => Some("failed"),
+            Applied::Undone => Some(DeploymentStatus::RolledBack),
+            Applied::Stuck => Some(DeploymentStatus::Failed),
         };
         if let Some(status) = ended {
             doc.error = doc.error.take().map(|e| format!("round {round}: {e}"));
             return finish(&live, &store, &scenario, &mut doc, status).await;
         }
         if stop_requested_within(&store, &doc, interval, &turn).await? {
-            return finish(&live, &store, &scenario, &mut doc, "stopped").await;
+            return finish(&live, &store, &scenario, &mut doc, DeploymentStatus::Stopped).await;
         }
         let requested_by = doc.requested_by.clone();
         let next = plan_deploy(
@@ -64,7 +64,7 @@ pub async fn run(
             Ok(next) => next,
             Err(e) => {
                 doc.error = Some(format!("round {}: planning: {e}", round + 1));
-                return finish(&live, &store, &scenario, &mut doc, "stopped").await;
+                return finish(&live, &store, &scenario, &mut doc, DeploymentStatus::Stopped).await;
             }
         };
         doc.plan = next.plan;

@@ -17,7 +17,9 @@ use mongodb::bson::oid::ObjectId;
 use crate::service::cluster::LiveCluster;
 use crate::service::cluster::observe::time_of_day;
 use crate::service::scenario::resolve_scenario;
-use crate::store::{DeployStepDoc, DeploymentDoc, ModelDoc, PlannedMoveDoc, Store, StoreError};
+use crate::store::{
+    DeployStepDoc, DeploymentDoc, DeploymentStatus, ModelDoc, PlannedMoveDoc, Store, StoreError,
+};
 use lock::{DeployLock, lock_name};
 
 pub mod continuous;
@@ -125,7 +127,7 @@ pub async fn plan_deploy(
         model_id: model.id,
         namespace: live.namespace.clone(),
         dry_run,
-        status: if dry_run { "planned" } else { "running" }.into(),
+        status: if dry_run { DeploymentStatus::Planned } else { DeploymentStatus::Running },
         plan: moves,
         steps: Vec::new(),
         latency_before_ms: planned.before.mean_latency_ms,
@@ -198,9 +200,9 @@ pub async fn finish(
     store: &Store,
     scenario: &Arc<Scenario>,
     doc: &mut DeploymentDoc,
-    status: &str,
+    status: DeploymentStatus,
 ) -> Result<(), DeployError> {
-    doc.status = status.into();
+    doc.status = status;
     doc.latency_after_ms = measured_latency(live, scenario).await.ok();
     doc.finished_at = Some(DateTime::now());
     store.save_deployment(doc).await?;
@@ -219,9 +221,9 @@ pub async fn execute(
 ) -> Result<(), DeployError> {
     crate::infra::telemetry::record_trace_id(&tracing::Span::current());
     let status = match apply_plan(&live.mover(), &turn, &store, &mut doc).await? {
-        Applied::All => "succeeded",
-        Applied::Undone => "rolled_back",
-        Applied::Stuck => "failed",
+        Applied::All => DeploymentStatus::Succeeded,
+        Applied::Undone => DeploymentStatus::RolledBack,
+        Applied::Stuck => DeploymentStatus::Failed,
     };
     finish(&live, &store, &scenario, &mut doc, status).await
 }
@@ -280,7 +282,14 @@ pub async fn rollback(
     if !back {
         doc.error = Some("a move back failed; see the steps".into());
     }
-    finish(&live, &store, &scenario, &mut doc, if back { "rolled_back" } else { "failed" }).await
+    finish(
+        &live,
+        &store,
+        &scenario,
+        &mut doc,
+        if back { DeploymentStatus::RolledBack } else { DeploymentStatus::Failed },
+    )
+    .await
 }
 
 /// Deployments left `running` by a replica that stopped (its deploy lock lapsed): this
@@ -317,7 +326,14 @@ pub async fn recover_interrupted(live: &LiveCluster, store: &Store) -> Result<us
             Some(model) => resolve_scenario(&model.scenario).map_err(DeployError::Model)?,
             None => return Err(DeployError::Model(format!("model {} is gone", doc.model_id))),
         };
-        finish(live, store, &scenario, &mut doc, if back { "rolled_back" } else { "failed" }).await?;
+        finish(
+            live,
+            store,
+            &scenario,
+            &mut doc,
+            if back { DeploymentStatus::RolledBack } else { DeploymentStatus::Failed },
+        )
+        .await?;
         recovered += 1;
     }
     Ok(recovered)

@@ -65,3 +65,37 @@ async fn read(store: &Store, previous: Figures) -> Figures {
         Err(_) => Figures { reachable: false, ..previous },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::doc;
+    use mongodb::bson::oid::ObjectId;
+
+    use super::*;
+
+    fn pending(figures: &Figures) -> u64 {
+        figures.tasks.iter().find(|(s, _)| *s == Status::Pending).map_or(0, |(_, n)| *n)
+    }
+
+    /// A scrape within a second of the last one is answered from the cache, without asking
+    /// the database; after that the figures are read anew.
+    #[test]
+    fn figures_are_read_at_most_once_a_second() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let uri = std::env::var("BERTH_TEST_MONGODB_URI")
+                .expect("BERTH_TEST_MONGODB_URI is not set: `scripts/test.sh` starts MongoDB and sets it");
+            let store = Store::connect(&uri, &format!("berth-figures-{}", ObjectId::new())).await.unwrap();
+            let figures = StoreFigures::default();
+            let first = figures.get(&store).await;
+            assert!(first.reachable);
+            assert_eq!(pending(&first), 0);
+            let tasks = store.database().collection::<mongodb::bson::Document>("tasks");
+            tasks.insert_one(doc! {"status": "pending"}).await.unwrap();
+            assert_eq!(pending(&figures.get(&store).await), 0, "still the cached figures");
+            tokio::time::sleep(MAX_AGE + Duration::from_millis(50)).await;
+            assert_eq!(pending(&figures.get(&store).await), 1, "read anew after a second");
+            store.database().drop().await.unwrap();
+        });
+    }
+}

@@ -444,6 +444,19 @@ fn now() -> DateTime {
     DateTime::now()
 }
 
+/// Inserts `document`; `false` if one with its `_id` is stored already (a retry or a
+/// racing twin), which callers treat as done rather than as an error.
+async fn insert_new<T: Serialize + Send + Sync>(
+    collection: &Collection<T>,
+    document: &T,
+) -> StoreResult<bool> {
+    match collection.insert_one(document).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_duplicate_key(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn after(d: Duration) -> DateTime {
     DateTime::from_millis(now().timestamp_millis() + d.as_millis() as i64)
 }
@@ -497,11 +510,7 @@ impl Store {
 
     /// Queues a task; `false` if a task with its id is stored already (a retried request).
     pub async fn insert_task(&self, task: &TaskDoc) -> StoreResult<bool> {
-        match self.tasks.insert_one(task).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        insert_new(&self.tasks, task).await
     }
 
     /// Records that `key` created `task_id`, unless the key is known: then the record
@@ -510,11 +519,10 @@ impl Store {
     pub async fn remember_key(&self, key: &IdempotencyDoc) -> StoreResult<Option<IdempotencyDoc>> {
         let oldest = DateTime::from_millis(now().timestamp_millis() - IDEMPOTENCY_TTL.as_millis() as i64);
         self.idempotency.delete_many(doc! {"created_at": {"$lt": oldest}}).await?;
-        match self.idempotency.insert_one(key).await {
-            Ok(_) => Ok(None),
-            Err(e) if is_duplicate_key(&e) => Ok(self.idempotency.find_one(doc! {"_id": &key.key}).await?),
-            Err(e) => Err(e.into()),
+        if insert_new(&self.idempotency, key).await? {
+            return Ok(None);
         }
+        Ok(self.idempotency.find_one(doc! {"_id": &key.key}).await?)
     }
 
     /// A task by id.
@@ -734,11 +742,7 @@ impl Store {
 
     /// Stores a model; `false` if one with its id is stored already.
     pub async fn insert_model(&self, model: &ModelDoc) -> StoreResult<bool> {
-        match self.models.insert_one(model).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        insert_new(&self.models, model).await
     }
 
     /// A model by id.

@@ -105,18 +105,17 @@ const STORE_ATTEMPTS: u32 = 8;
 /// backoff (0.5 s doubling to 8 s) while the database fails: the lease is still renewed
 /// meanwhile, so a trained model is not lost to a database restart.
 async fn complete(store: &Store, id: ObjectId, owner: &str, outcome: Outcome) -> Result<(), StoreError> {
-    let mut wait = Duration::from_millis(500);
-    for attempt in 1.. {
+    let (mut attempt, mut wait) = (1, Duration::from_millis(500));
+    loop {
         match store_outcome(store, id, owner, &outcome).await {
             Err(e) if attempt < STORE_ATTEMPTS => {
                 tracing::warn!("task {id}: storing its model (attempt {attempt}): {e}; retrying in {wait:?}");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(8));
+                (attempt, wait) = (attempt + 1, (wait * 2).min(Duration::from_secs(8)));
             }
             done => return done,
         }
     }
-    unreachable!("the loop returns")
 }
 
 /// One attempt of [`complete`]. The model's id is the task's, so an attempt after one that

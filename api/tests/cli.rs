@@ -17,13 +17,15 @@ fn eval_json_has_a_row_per_policy_with_the_documented_fields() {
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["policy"].as_str().unwrap()).collect();
-    assert_eq!(names, ["random", "spread", "greedy", "oracle"]);
+    let baselines = berth_env::baselines::NAMES;
+    assert_eq!(names[..baselines.len()], baselines, "every baseline, in order");
+    assert_eq!(names[baselines.len()..], ["oracle"]);
     for row in rows {
         for field in ["mean_latency_ms", "p95_latency_ms", "slo_miss", "moves", "reward", "gap_to_oracle"] {
             assert!(row[field].is_number(), "{field} in {row}");
         }
     }
-    assert_eq!(rows[3]["gap_to_oracle"].as_f64(), Some(0.0));
+    assert_eq!(rows[baselines.len()]["gap_to_oracle"].as_f64(), Some(0.0));
 }
 
 #[test]
@@ -97,6 +99,10 @@ fn unknown_policy_and_zero_episodes_are_refused() {
         "{}",
         stderr(&out)
     );
+    let out = berth(&["eval", "--scenario", "tiny", "--policy", "descheduler:0"]);
+    let says =
+        "--policy: `descheduler:0`: the descheduler's interval `0` must be whole seconds from 1 to 86400";
+    assert!(!out.status.success() && stderr(&out).contains(says), "{}", stderr(&out));
     let out = berth(&["eval", "--scenario", "tiny", "--episodes", "0"]);
     assert!(!out.status.success() && stderr(&out).contains("--episodes"), "{}", stderr(&out));
 }

@@ -50,7 +50,8 @@ fn smoke_experiment_writes_every_output_and_reproduces_exactly() {
     let summary = String::from_utf8(first.stdout).unwrap();
     assert!(summary.contains("## tiny (3 nodes, 2 replicas), as trained"), "{summary}");
     assert!(summary.contains("condition `busy-with-a-failure`"), "{summary}");
-    for policy in ["qlearning", "dqn", "ppo", "random", "spread", "greedy", "oracle"] {
+    let baselines = berth_env::baselines::NAMES;
+    for policy in ["qlearning", "dqn", "ppo", "oracle"].into_iter().chain(baselines) {
         assert_eq!(summary.matches(&format!("| {policy} |")).count(), 2, "{policy} in {summary}");
     }
     let csv = String::from_utf8(read(a.join("runs.csv"))).unwrap();
@@ -62,8 +63,8 @@ fn smoke_experiment_writes_every_output_and_reproduces_exactly() {
              p95_latency_ms,slo_miss,moves,reward,gap_to_oracle"
         )
     );
-    // 7 policies x 5 seeds x 2 conditions; the oracle's own gap is 0.
-    assert_eq!(lines.clone().count(), 70, "{csv}");
+    // (3 agents + the baselines + the oracle) x 5 seeds x 2 conditions; the oracle's own gap is 0.
+    assert_eq!(lines.clone().count(), (4 + baselines.len()) * 5 * 2, "{csv}");
     assert!(lines.clone().filter(|l| l.contains(",oracle,oracle,")).all(|l| l.ends_with(",0.0")), "{csv}");
     assert!(lines.all(|l| l.split(',').nth(12).is_some_and(|gap| !gap.is_empty())), "{csv}");
     for png in ["latency.png", "learning_curves_tiny.png", "day_tiny.png", "day_tiny_busy-with-a-failure.png"]
@@ -73,7 +74,7 @@ fn smoke_experiment_writes_every_output_and_reproduces_exactly() {
         assert!(bytes.len() > 5_000, "{png} is drawn: {} bytes", bytes.len());
     }
     let timings = String::from_utf8(read(a.join("timings.csv"))).unwrap();
-    assert_eq!(timings.lines().count(), 1 + 35, "{timings}");
+    assert_eq!(timings.lines().count(), 1 + (4 + baselines.len()) * 5, "{timings}");
     assert!(read(a.join("summary.md")).starts_with(b"# Experiment `smoke`"));
 
     // The same seeds on one job give the same numbers and the same plots.
@@ -86,13 +87,15 @@ fn smoke_experiment_writes_every_output_and_reproduces_exactly() {
     std::fs::remove_file(state.join("tiny__dqn__3.json")).unwrap();
     std::fs::remove_file(a.join("runs.csv")).unwrap();
     let resumed = run(&a, "2", &[]);
-    assert!(stderr(&resumed).contains("resuming: 34 of 35 runs"), "{}", stderr(&resumed));
-    assert!(stderr(&resumed).contains("1 run(s) done now, 34 resumed"), "{}", stderr(&resumed));
+    let runs = (4 + baselines.len()) * 5;
+    let (rest, was) = (format!("resuming: {} of {runs} runs", runs - 1), stderr(&resumed));
+    assert!(was.contains(&rest), "{was}");
+    assert!(was.contains(&format!("1 run(s) done now, {} resumed", runs - 1)), "{was}");
     assert_same(&a.join("runs.csv"), &b.join("runs.csv"));
 
     // --fresh runs everything again.
     let fresh = run(&a, "2", &["--fresh"]);
-    assert!(stderr(&fresh).contains("35 run(s) done now, 0 resumed"), "{}", stderr(&fresh));
+    assert!(stderr(&fresh).contains(&format!("{runs} run(s) done now, 0 resumed")), "{}", stderr(&fresh));
     assert_same(&a.join("runs.csv"), &b.join("runs.csv"));
     for d in [a, b] {
         std::fs::remove_dir_all(d).unwrap();
@@ -161,7 +164,12 @@ fn committed_baseline_rows_reproduce() {
     let committed = String::from_utf8(read(root.join("results/baselines/runs.csv"))).unwrap();
     let fresh = String::from_utf8(read(out.join("runs.csv"))).unwrap();
     let rows: Vec<&str> = fresh.lines().skip(1).collect();
-    assert_eq!(rows.len(), 3 * 4 * 5 - 5, "3 scenarios x 4 policies x 5 seeds, no oracle on gpu-medium");
+    let policies = berth_env::baselines::NAMES.len() + 1;
+    assert_eq!(
+        rows.len(),
+        3 * policies * 5 - 5,
+        "3 scenarios x every baseline and the oracle x 5 seeds, no oracle on gpu-medium"
+    );
     for row in rows {
         assert!(committed.lines().any(|l| l == row), "not in the committed runs.csv: {row}");
     }

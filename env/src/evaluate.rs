@@ -7,18 +7,23 @@ use berth_core::Scenario;
 use serde::{Deserialize, Serialize};
 
 use crate::PlacementEnv;
-use crate::baselines::{Policy, baseline};
+use crate::baselines::{self, Policy, baseline};
 use crate::cost::TickMetrics;
 use crate::error::{Error, Result};
 use crate::fixed::{FixedPolicy, search_steps};
 use crate::gym::Env;
 use crate::oracle::Oracle;
 
-/// The contenders of a comparison unless told otherwise.
-pub const POLICIES: [&str; 4] = ["random", "spread", "greedy", "oracle"];
-/// The names `--policy` accepts besides saved models: the defaults and `fixed` (its search
-/// takes a few seconds, so it is asked for by name).
-pub const NAMED: [&str; 5] = ["random", "spread", "greedy", "fixed", "oracle"];
+/// The contenders of a comparison unless told otherwise: every baseline, then the oracle.
+pub fn default_policies() -> Vec<&'static str> {
+    baselines::NAMES.iter().copied().chain(["oracle"]).collect()
+}
+
+/// The names `--policy` accepts besides saved models: every baseline, `fixed` (its search
+/// takes a few seconds, so it is asked for by name) and the oracle.
+pub fn named_policies() -> Vec<&'static str> {
+    baselines::NAMES.iter().copied().chain(["fixed", "oracle"]).collect()
+}
 
 /// One row of the comparison: a policy's figures over all evaluated episodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,8 +95,15 @@ pub fn run_policy(
 ) -> Result<EvalRow> {
     let mut summary = Summary::default();
     for (episode, &seed) in seeds.iter().enumerate() {
-        env.reset(seed);
         policy.reset(seed);
+        match policy.start(env) {
+            Some(placement) => {
+                env.reset_placed(seed, &placement)?;
+            }
+            None => {
+                env.reset(seed);
+            }
+        }
         loop {
             let action = policy.act(env);
             let step = env.step(action)?;
@@ -154,16 +166,25 @@ pub enum Contender {
 }
 
 impl Contender {
-    /// A baseline or the oracle by name (one of [`NAMED`]).
+    /// A baseline or the oracle by name (one of [`named_policies`]).
     pub fn named(name: &str) -> Result<Self> {
         match name {
             "oracle" => Ok(Self::Oracle),
             "fixed" => Ok(Self::Fixed),
-            _ => baseline(name).map(Self::Policy).ok_or_else(|| Error::InvalidArgument {
-                name: "policy",
-                reason: format!("unknown policy `{name}` (expected one of {})", NAMED.join(", ")),
-            }),
+            _ => baseline(name)
+                .map(Self::Policy)
+                .ok_or_else(|| Error::InvalidArgument { name: "policy", reason: unknown_policy(name) }),
         }
+    }
+}
+
+/// Why `name` names no policy: an interval out of range, or a name not known.
+pub fn unknown_policy(name: &str) -> String {
+    match name.split_once(':') {
+        Some((base, secs)) if base.starts_with("descheduler") => {
+            format!("`{name}`: the descheduler's interval `{secs}` must be whole seconds from 1 to 86400")
+        }
+        _ => format!("unknown policy `{name}` (expected one of {})", named_policies().join(", ")),
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`cost`]: the latency model and reward.
 //! - [`VecEnv`]: N copies with auto-reset, seeded per copy. [`CartPole`] for checking agents.
 //! - [`baselines`] and [`oracle`]: what every result is compared with; [`evaluate`] runs them.
+//!   [`packing`]: the GPU-packing placement rules some baselines place by.
 //! - [`replay`]: the `replay` backend, episodes of what a live cluster recorded.
 //! - [`plan`]: a deploy's moves, from a policy rolled forward on a copy of the live state.
 //! - [`checker`]: Gymnasium's env checker, ported. [`bench`]: steps per second.
@@ -23,11 +24,14 @@ pub mod gym;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod oracle;
+pub mod packing;
 mod placement_env;
 pub mod plan;
 pub mod replay;
 pub mod scheduler;
 pub mod shipped;
+#[cfg(test)]
+mod test_cluster;
 pub mod vec_env;
 
 pub use backend::{Backend, SimBackend, Trace};

@@ -646,29 +646,64 @@ impl PlacementEnv {
                 format!("{} is past the episode's {} ticks", from.tick, self.scenario.episode_ticks),
             ));
         }
-        for (r, &n) in from.placement.iter().enumerate() {
-            let s = self.replica_service[r];
-            if n >= nodes || self.service_time[s * nodes + n].is_none() {
-                let service = &self.scenario.services[s].name;
-                return Err(invalid(
-                    "placement",
-                    format!("replica {r} of `{service}` cannot run on node index {n}"),
-                ));
-            }
-        }
+        self.check_placement(&from.placement)?;
         self.reset_state(seed);
         self.trace.events.clear();
         self.tick = from.tick;
-        for (r, &n) in from.placement.iter().enumerate() {
+        for (n, &ready) in from.node_ready.iter().enumerate() {
+            self.node_ready[n] = ready;
+        }
+        self.not_ready = from.node_ready.iter().filter(|&&ready| !ready).count() as u32;
+        self.settle(&from.placement);
+        Ok(Reset { obs: &self.obs, info: self.info })
+    }
+
+    /// Starts an episode of `seed` (traffic and node events as [`Env::reset`] draws them) with
+    /// the replicas on `placement` instead of the scenario's start: the placement a cluster
+    /// running another scheduler (a baseline's placement rule) would have begun the day with.
+    pub fn reset_placed(&mut self, seed: u64, placement: &[usize]) -> Result<Reset<'_, TickInfo>> {
+        if placement.len() != self.replica_service.len() {
+            return Err(Error::InvalidArgument {
+                name: "placement",
+                reason: format!(
+                    "{} replicas given, the scenario has {}",
+                    placement.len(),
+                    self.replica_service.len()
+                ),
+            });
+        }
+        self.check_placement(placement)?;
+        self.reset_state(seed);
+        self.settle(placement);
+        Ok(Reset { obs: &self.obs, info: self.info })
+    }
+
+    /// Every replica of `placement` names a node its service can run on.
+    fn check_placement(&self, placement: &[usize]) -> Result<()> {
+        let nodes = self.node_count();
+        for (r, &n) in placement.iter().enumerate() {
+            let s = self.replica_service[r];
+            if n >= nodes || self.service_time[s * nodes + n].is_none() {
+                let service = &self.scenario.services[s].name;
+                return Err(Error::InvalidArgument {
+                    name: "placement",
+                    reason: format!("replica {r} of `{service}` cannot run on node index {n}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// After a reset, moves the replicas onto `placement` (checked) with the node readiness
+    /// and clock already set, and scores the tick that ends now.
+    fn settle(&mut self, placement: &[usize]) {
+        let (replicas, nodes) = (self.replica_service.len(), self.node_count());
+        for (r, &n) in placement.iter().enumerate() {
             if self.placement[r] != n {
                 self.unplace(r);
                 self.place(r, n);
             }
         }
-        for (n, &ready) in from.node_ready.iter().enumerate() {
-            self.node_ready[n] = ready;
-        }
-        self.not_ready = from.node_ready.iter().filter(|&&ready| !ready).count() as u32;
         let (base, stride) = self.replica_obs;
         for r in 0..replicas {
             self.obs[base + (r + 1) * stride - 1] =
@@ -681,7 +716,7 @@ impl PlacementEnv {
         self.refresh_evacuation();
         self.routing_dirty = true;
         let dt = self.scenario.tick_s;
-        let end_s = from.tick as f64 * dt;
+        let end_s = self.tick as f64 * dt;
         let (metrics, unavailable) = self.score_tick(end_s - dt, end_s);
         self.refresh_dynamic_obs();
         self.info = TickInfo {
@@ -691,7 +726,6 @@ impl PlacementEnv {
             unavailable_replicas: unavailable,
             nodes_not_ready: self.not_ready,
         };
-        Ok(Reset { obs: &self.obs, info: self.info })
     }
 
     /// What the tick would cost, with the rates last observed, if `mv` were made and every

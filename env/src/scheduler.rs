@@ -2,6 +2,8 @@
 //! on, then score them with NodeResourcesFit (LeastAllocated), NodeResourcesBalancedAllocation
 //! and PodTopologySpread (replicas of a service spread over nodes and zones, weight 2), and
 //! take the best. Used for the starting placement and by the `spread` baseline.
+//! [`Fit::MostAllocated`] is the NodeResourcesFit strategy that the descheduler's
+//! HighNodeUtilization profile is meant to run with.
 
 use berth_core::{Error, NodeUsage, Placement, Rng, Scenario};
 
@@ -10,25 +12,52 @@ use crate::error::Result;
 /// Marks a replica that has no node yet while a placement is being built.
 pub const UNPLACED: usize = usize::MAX;
 
-/// The node kube-scheduler would pick for a replica of `service`, given the current usage,
-/// node readiness and where the other replicas are (`placement`, [`UNPLACED`] for none).
-pub fn best_node(
-    scenario: &Scenario,
-    service: usize,
-    usage: &[NodeUsage],
-    ready: &[bool],
-    placement: &[usize],
-    replica_service: &[usize],
-) -> Option<usize> {
+/// NodeResourcesFit's scoring strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fit {
+    /// The default: prefer the node with the most left free (spreads load).
+    #[default]
+    LeastAllocated,
+    /// Prefer the node with the least left free (packs nodes, so others drain).
+    MostAllocated,
+}
+
+/// The cluster as a scheduler sees it: what each node has left and where replicas stand.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterView<'a> {
+    /// The scenario (nodes, services).
+    pub scenario: &'a Scenario,
+    /// What the replicas on each node request in total.
+    pub usage: &'a [NodeUsage],
+    /// Whether each node is Ready.
+    pub ready: &'a [bool],
+    /// Node of each replica, [`UNPLACED`] for one being placed.
+    pub placement: &'a [usize],
+    /// Service of each replica.
+    pub replica_service: &'a [usize],
+}
+
+impl ClusterView<'_> {
+    /// Whether a replica of `service` can go on `node` now: Ready, hardware it runs on,
+    /// requests within what is left.
+    pub fn fits(&self, service: usize, node: usize) -> bool {
+        let n = &self.scenario.nodes[node];
+        self.ready[node]
+            && self.scenario.can_host(service, node)
+            && self.usage[node].fits(
+                &n.allocatable,
+                n.gpu.as_ref(),
+                &self.scenario.services[service].requests,
+            )
+    }
+}
+
+/// The node kube-scheduler, NodeResourcesFit scoring by `fit`, would pick for a replica of
+/// `service` in the cluster `view` shows.
+pub fn best_node(fit: Fit, view: &ClusterView<'_>, service: usize) -> Option<usize> {
+    let ClusterView { scenario, usage, placement, replica_service, .. } = *view;
     let req = &scenario.services[service].requests;
-    let feasible: Vec<usize> = (0..scenario.nodes.len())
-        .filter(|&n| {
-            let node = &scenario.nodes[n];
-            ready[n]
-                && scenario.service_time_ms(service, n).is_some()
-                && usage[n].fits(&node.allocatable, node.gpu.as_ref(), req)
-        })
-        .collect();
+    let feasible: Vec<usize> = (0..scenario.nodes.len()).filter(|&n| view.fits(service, n)).collect();
     if feasible.is_empty() {
         return None;
     }
@@ -47,11 +76,14 @@ pub fn best_node(
         let cpu =
             (usage[n].cpu_millicores + req.cpu_millicores) as f64 / node.allocatable.cpu_millicores as f64;
         let mem = (usage[n].memory_mib + req.memory_mib) as f64 / node.allocatable.memory_mib as f64;
-        let least_allocated = ((1.0 - cpu) + (1.0 - mem)) / 2.0 * 100.0;
+        let resources_fit = match fit {
+            Fit::LeastAllocated => ((1.0 - cpu) + (1.0 - mem)) / 2.0 * 100.0,
+            Fit::MostAllocated => (cpu + mem) / 2.0 * 100.0,
+        };
         let balanced = (1.0 - (cpu - mem).abs()) * 100.0;
         let spread =
             if max_skew == 0 { 100.0 } else { 100.0 * (max_skew - skew(n)) as f64 / max_skew as f64 };
-        least_allocated + balanced + 2.0 * spread
+        resources_fit + balanced + 2.0 * spread
     };
     // Highest score wins; ties go to the first node, so the result is deterministic.
     feasible
@@ -66,27 +98,46 @@ pub fn best_node(
         .map(|(n, _)| n)
 }
 
-/// Places every replica, in order, where kube-scheduler would.
-pub fn spread_placement(scenario: &Scenario) -> Result<Placement> {
+/// Places every replica, in order, on an empty cluster of Ready nodes where `pick` says;
+/// the replica that fits nowhere after the others is the error.
+pub fn place_each(
+    scenario: &Scenario,
+    mut pick: impl FnMut(&ClusterView<'_>, usize) -> Option<usize>,
+) -> std::result::Result<Vec<usize>, usize> {
     let replica_service = scenario.replica_services();
     let ready = vec![true; scenario.nodes.len()];
     let mut usage = vec![NodeUsage::default(); scenario.nodes.len()];
     let mut placement = vec![UNPLACED; replica_service.len()];
     for r in 0..replica_service.len() {
         let s = replica_service[r];
-        let n = best_node(scenario, s, &usage, &ready, &placement, &replica_service).ok_or_else(|| {
-            Error::invalid(
-                format!("services[{s}].replicas"),
-                format!(
-                    "the cluster cannot hold all replicas: replica {} of `{}` fits on no node after the others are placed",
-                    r - replica_service.iter().position(|&x| x == s).unwrap_or(0) + 1,
-                    scenario.services[s].name
-                ),
-            )
-        })?;
+        let view = ClusterView {
+            scenario,
+            usage: &usage,
+            ready: &ready,
+            placement: &placement,
+            replica_service: &replica_service,
+        };
+        let n = pick(&view, s).ok_or(r)?;
         usage[n].add(&scenario.services[s].requests);
         placement[r] = n;
     }
+    Ok(placement)
+}
+
+/// Places every replica, in order, where kube-scheduler would.
+pub fn spread_placement(scenario: &Scenario) -> Result<Placement> {
+    let placement = place_each(scenario, |view, s| best_node(Fit::LeastAllocated, view, s)).map_err(|r| {
+        let replica_service = scenario.replica_services();
+        let s = replica_service[r];
+        Error::invalid(
+            format!("services[{s}].replicas"),
+            format!(
+                "the cluster cannot hold all replicas: replica {} of `{}` fits on no node after the others are placed",
+                r - replica_service.iter().position(|&x| x == s).unwrap_or(0) + 1,
+                scenario.services[s].name
+            ),
+        )
+    })?;
     Ok(Placement::new(placement))
 }
 

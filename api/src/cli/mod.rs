@@ -17,7 +17,7 @@ use berth_agents::plot::{Reference, learning_curve};
 use berth_agents::run_log::RunLog;
 use berth_agents::{AgentKind, AgentPolicy, Flow, Progress, SavedModel, Target, TrainRequest, load_agent};
 use berth_core::Scenario;
-use berth_env::evaluate::{self, Contender, EvalRow, NAMED, POLICIES};
+use berth_env::evaluate::{self, Contender, EvalRow, default_policies};
 use berth_env::{PlacementEnv, shipped};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -150,9 +150,11 @@ struct EvalArgs {
     /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-medium, gpu-large).
     #[arg(long)]
     scenario: String,
-    /// Policies to compare, comma-separated: random, spread, greedy, fixed (the best fixed
-    /// placement, searched for first), oracle, or a saved model file (runs/<name>/model.bin).
-    #[arg(long, value_delimiter = ',', default_values_t = POLICIES.map(String::from))]
+    /// Policies to compare, comma-separated: a baseline (random, spread, greedy, descheduler,
+    /// descheduler-high, best-fit, dot-product, gpu-packing, gpu-clustering, fgd;
+    /// `descheduler:<seconds>` sets its interval), fixed (the best fixed placement, searched
+    /// for first), oracle, or a saved model file (runs/<name>/model.bin).
+    #[arg(long, value_delimiter = ',', default_values_t = default_policies().into_iter().map(String::from))]
     policy: Vec<String>,
     /// Episodes per policy (seeds `seed`, `seed + 1`, ...).
     #[arg(long, default_value_t = 3)]
@@ -241,12 +243,12 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 
 /// A baseline or the oracle by name, or a saved model by path.
 fn contender(spec: &str, scenario: &Arc<Scenario>) -> Result<Contender> {
-    if NAMED.contains(&spec) {
-        return Ok(Contender::named(spec)?);
+    if let Ok(named) = Contender::named(spec) {
+        return Ok(named);
     }
     let path = Path::new(spec);
     if !path.exists() {
-        bail!("--policy: unknown policy `{spec}` (expected one of {}, or a model file)", NAMED.join(", "));
+        bail!("--policy: {}, or a model file", evaluate::unknown_policy(spec));
     }
     let bytes = std::fs::read(path).with_context(|| format!("--policy: cannot read `{spec}`"))?;
     let model = SavedModel::from_bytes(&bytes).with_context(|| format!("--policy: `{spec}`"))?;
@@ -387,7 +389,7 @@ fn train(args: TrainArgs) -> Result<()> {
         return plot_curve(&trained.log, &title, &solved, &curve);
     };
     let mut contenders: Vec<Contender> =
-        POLICIES.iter().map(|p| Contender::named(p)).collect::<Result<Vec<_>, _>>()?;
+        default_policies().into_iter().map(Contender::named).collect::<Result<Vec<_>, _>>()?;
     contenders.push(Contender::Policy(Box::new(AgentPolicy::new(trained.agent))));
     let rows = compare_and_print(scenario, contenders, args.episodes, scenario.seed, false)?;
     // The random baseline is far below the rest and would flatten the curve.

@@ -175,7 +175,9 @@ pub struct BarPanel {
 
 /// Mean latency per policy with 95% intervals, one panel per scenario and condition.
 pub fn latency_bars(path: &Path, panels: &[BarPanel]) -> Result<(), Error> {
-    let width = (420 * panels.len() as u32).clamp(640, 1800);
+    // Room for each bar's label ("descheduler-high" is about 110 px at this size).
+    let panel_width = panels.iter().map(|p| (110 * p.bars.len() as u32 + 80).max(420)).max().unwrap_or(420);
+    let width = (panel_width * panels.len() as u32).clamp(640, 4000);
     let root = canvas(path, (width, 480))?;
     let err = fail(path);
     root.titled("Mean request latency (mean over seeds, 95% interval)", (FONT, 22)).map_err(|e| err(&e))?;

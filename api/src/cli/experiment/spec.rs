@@ -7,13 +7,10 @@ use std::sync::Arc;
 
 use berth_agents::AgentKind;
 use berth_core::{NodeEvent, NodeEventKind, Scenario};
-use berth_env::shipped;
+use berth_env::{baselines, shipped};
 use serde::Deserialize;
 
 use super::Error;
-
-/// Baselines an experiment may name (the oracle has its own switch).
-pub const BASELINES: [&str; 3] = ["random", "spread", "greedy"];
 
 /// The name of the evaluation on the scenario as it is.
 pub const BASE_CONDITION: &str = "base";
@@ -202,10 +199,14 @@ impl ExperimentFile {
             return Err(invalid("episodes", "must be at least 1"));
         }
         for (i, b) in self.baselines.iter().enumerate() {
-            if !BASELINES.contains(&b.as_str()) {
+            // The oracle has its own switch.
+            if baselines::baseline(b).is_none() {
                 return Err(invalid(
                     format!("baselines[{i}]"),
-                    format!("unknown baseline `{b}` (expected one of {})", BASELINES.join(", ")),
+                    format!(
+                        "unknown baseline `{b}` (expected one of {}; `descheduler:<seconds>` sets its interval)",
+                        baselines::NAMES.join(", ")
+                    ),
                 ));
             }
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use berth_agents::{AgentPolicy, Flow, Progress, Target, TrainRequest};
 use berth_core::Scenario;
-use berth_env::evaluate::{self, Contender, POLICIES};
+use berth_env::evaluate::{self, Contender, default_policies};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, doc};
 
@@ -237,7 +237,7 @@ pub fn evaluate_agent(
     agent: Box<dyn berth_agents::Agent>,
 ) -> Result<serde_json::Value, berth_env::Error> {
     let mut contenders: Vec<Contender> =
-        POLICIES.iter().map(|p| Contender::named(p)).collect::<Result<_, _>>()?;
+        default_policies().into_iter().map(Contender::named).collect::<Result<_, _>>()?;
     contenders.push(Contender::Policy(Box::new(AgentPolicy::new(agent))));
     let (rows, _) =
         evaluate::compare(scenario.clone(), contenders, EVAL_EPISODES, scenario.seed, &mut || {})?;

@@ -1,14 +1,23 @@
 //! The baselines every result is put beside: `random`, `spread` (kube-scheduler's default,
-//! placed once) and `greedy` (the best single improving move per tick).
+//! placed once), `greedy` (the best single improving move per tick), and what operators run:
+//! the [`descheduler`] beside kube-scheduler, and the GPU-packing placement rules of
+//! [`crate::packing`] ([`placed`]).
+
+pub mod descheduler;
+pub mod placed;
 
 use std::collections::HashSet;
 
 use berth_core::Rng;
 
 use crate::PlacementEnv;
-use crate::gym::{Env, first_allowed, random_allowed};
+use crate::gym::{Env, random_allowed};
+use crate::packing::PlacementRule;
 use crate::placement_env::Move;
-use crate::scheduler::best_node;
+use crate::scheduler::Fit;
+
+pub use descheduler::{DeschedulerPolicy, Profile};
+pub use placed::PlacedPolicy;
 
 /// Something that picks an action in the placement env.
 pub trait Policy {
@@ -16,6 +25,12 @@ pub trait Policy {
     fn name(&self) -> &str;
     /// Called at the start of each episode with its seed.
     fn reset(&mut self, _seed: u64) {}
+    /// Where this policy's scheduler would have placed the replicas at the start of the day,
+    /// for a scenario that starts where the scheduler puts them; `None` keeps the env's start
+    /// (kube-scheduler's). Called after [`Policy::reset`].
+    fn start(&mut self, _env: &PlacementEnv) -> Option<Vec<usize>> {
+        None
+    }
     /// The action to take now; must be allowed by the env's mask.
     fn act(&mut self, env: &PlacementEnv) -> usize;
 }
@@ -64,25 +79,7 @@ impl Policy for SpreadPolicy {
     }
 
     fn act(&mut self, env: &PlacementEnv) -> usize {
-        let placement = env.placement();
-        let ready = env.node_ready();
-        for (r, &n) in placement.iter().enumerate() {
-            if ready[n] {
-                continue;
-            }
-            let s = env.replica_service()[r];
-            if let Some(node) =
-                best_node(env.scenario(), s, env.usage(), ready, placement, env.replica_service())
-            {
-                let action = env.encode(Move { replica: r, node });
-                if env.action_mask()[action] {
-                    return action;
-                }
-            }
-        }
-        // Keep, or where replicas must be evacuated and the scheduler's pick is not allowed,
-        // the first move that is.
-        first_allowed(env.action_mask())
+        placed::evacuate(env, PlacementRule::KubeScheduler(Fit::LeastAllocated), &mut Rng::new(0))
     }
 }
 
@@ -124,12 +121,40 @@ impl Policy for GreedyPolicy {
     }
 }
 
-/// The baselines by name.
+/// The baselines' names, as `--policy` and experiments take them. `descheduler` and
+/// `descheduler-high` also take an interval in seconds, `descheduler:600`.
+pub const NAMES: [&str; 10] = [
+    "random",
+    "spread",
+    "greedy",
+    "descheduler",
+    "descheduler-high",
+    "best-fit",
+    "dot-product",
+    "gpu-packing",
+    "gpu-clustering",
+    "fgd",
+];
+
+/// The baselines by name (one of [`NAMES`]); `None` for another name, or for a descheduler
+/// interval that is not a whole number of seconds from 1 to a day.
 pub fn baseline(name: &str) -> Option<Box<dyn Policy>> {
-    match name {
-        "random" => Some(Box::new(RandomPolicy::new())),
-        "spread" => Some(Box::new(SpreadPolicy)),
-        "greedy" => Some(Box::new(GreedyPolicy)),
-        _ => None,
+    if let Some(rule) = PlacementRule::GPU_RULES.iter().find(|(n, _)| *n == name).map(|(_, r)| *r) {
+        return Some(Box::new(PlacedPolicy::new(name, rule)));
     }
+    let (base, interval) = match name.split_once(':') {
+        Some((base, secs)) => (base, Some(secs.parse::<u32>().ok().filter(|s| (1..=86_400).contains(s))?)),
+        None => (name, None),
+    };
+    let profile = match base {
+        "descheduler" => Profile::LowNodeUtilization,
+        "descheduler-high" => Profile::HighNodeUtilization,
+        _ if interval.is_some() => return None,
+        "random" => return Some(Box::new(RandomPolicy::new())),
+        "spread" => return Some(Box::new(SpreadPolicy)),
+        "greedy" => return Some(Box::new(GreedyPolicy)),
+        _ => return None,
+    };
+    let interval_s = interval.map_or(descheduler::DEFAULT_INTERVAL_S, f64::from);
+    Some(Box::new(DeschedulerPolicy::new(name, profile, interval_s)))
 }

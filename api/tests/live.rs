@@ -262,6 +262,8 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     // The emulator's clock stands still, so the search ends at the same seed every run.
     // 2,000 steps end before learning starts: the untrained network's Q-values all lie within
     // the default keep margin of each other, so it is turned off for these runs to move.
+    // Its deploys run with the shield off ("shield": false): these check the moves themselves,
+    // and the shield would rightly prefer greedy's plan, or none, to an untrained network's.
     let deploy = (1..=6)
         .find_map(|seed| {
             let response = server.post(
@@ -283,8 +285,10 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
                 });
             assert_eq!(task["status"], "completed", "{task:#}");
             let deploy = format!("/api/v1/models/{}/deploy", task["model_id"].as_str().unwrap());
-            let planned: Value =
-                server.post(&deploy, &admin, &json!({"dry_run": true, "max_moves": 3})).json().unwrap();
+            let planned: Value = server
+                .post(&deploy, &admin, &json!({"dry_run": true, "max_moves": 3, "shield": false}))
+                .json()
+                .unwrap();
             let moved: std::collections::BTreeSet<&str> =
                 planned["plan"].as_array().unwrap().iter().filter_map(|m| m["deployment"].as_str()).collect();
             (moved.len() >= 2).then_some(deploy)
@@ -318,6 +322,18 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
         server.post(&deploy_replayed, &admin, &json!({"dry_run": true, "max_moves": 3})).json().unwrap();
     assert_eq!(planned["status"], "planned", "{planned:#}");
     assert_eq!(positions(rt, client, ns), before);
+    // Behind the shield (the default): the plan applied is the cheapest in simulation of the
+    // model's, greedy's and none, and never costlier than none.
+    let shield = &planned["shield"];
+    let cost = |k: &str| shield[k].as_f64().unwrap();
+    let applied = shield["applied"].as_str().unwrap();
+    assert!(["policy", "greedy", "keep"].contains(&applied), "{planned:#}");
+    let chosen = cost(&format!("{applied}_cost"));
+    assert!(
+        chosen <= cost("keep_cost") && chosen <= cost("policy_cost").min(cost("greedy_cost")),
+        "{planned:#}"
+    );
+    assert_eq!(applied == "keep", planned["plan"].as_array().unwrap().is_empty(), "{planned:#}");
     let response = server.post(&deploy_replayed, &admin, &json!({"max_moves": 3}));
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
@@ -344,7 +360,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     assert_eq!(refused.json::<Value>().unwrap()["error"]["field"], "dry_run");
 
     // A dry run returns the plan and moves nothing.
-    let response = server.post(&deploy, &admin, &json!({"dry_run": true, "max_moves": 3}));
+    let response = server.post(&deploy, &admin, &json!({"dry_run": true, "max_moves": 3, "shield": false}));
     assert_eq!(response.status(), StatusCode::CREATED);
     let planned: Value = response.json().unwrap();
     assert_eq!(planned["status"], "planned");
@@ -353,7 +369,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     assert_eq!(positions(rt, client, ns), before);
 
     // For real: every Deployment of the plan ends pinned to, and running on, its last target.
-    let response = server.post(&deploy, &admin, &json!({"max_moves": 3}));
+    let response = server.post(&deploy, &admin, &json!({"max_moves": 3, "shield": false}));
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let started: Value = response.json().unwrap();
     let id = started["id"].as_str().unwrap().to_string();
@@ -386,11 +402,11 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     for node in &all {
         rt.block_on(annotate(client, node, "berth.io/emulate-stuck", true));
     }
-    let response = server.post(&deploy, &admin, &json!({"max_moves": 3}));
+    let response = server.post(&deploy, &admin, &json!({"max_moves": 3, "shield": false}));
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
     // One deploy changes the cluster at a time; a dry run may still look.
-    let busy = server.post(&deploy, &admin, &json!({"max_moves": 3}));
+    let busy = server.post(&deploy, &admin, &json!({"max_moves": 3, "shield": false}));
     assert_eq!(busy.status(), StatusCode::CONFLICT);
     assert_eq!(server.post(&deploy, &admin, &json!({"dry_run": true})).status(), StatusCode::CREATED);
     let failed = wait_deployment(&server, &id, &admin);
@@ -413,8 +429,10 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     // Kubernetes refuses a patch mid-deploy: the service's account has what a deploy needs,
     // but may patch only the plan's first Deployment. The first move is made, the second is
     // refused, and the first goes back.
-    let planned: Value =
-        server.post(&deploy, &admin, &json!({"dry_run": true, "max_moves": 3})).json().unwrap();
+    let planned: Value = server
+        .post(&deploy, &admin, &json!({"dry_run": true, "max_moves": 3, "shield": false}))
+        .json()
+        .unwrap();
     let first = planned["plan"][0]["deployment"].as_str().unwrap().to_string();
     assert!(
         planned["plan"].as_array().unwrap().iter().any(|m| m["deployment"] != first.as_str()),
@@ -437,7 +455,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
         &database,
         &[("BERTH_LIVE", "true"), ("BERTH_KUBECONFIG", limited.to_str().unwrap()), ("BERTH_NAMESPACE", ns)],
     );
-    let response = limited_server.post(&deploy, &admin, &json!({"max_moves": 3}));
+    let response = limited_server.post(&deploy, &admin, &json!({"max_moves": 3, "shield": false}));
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
     let refused = wait_deployment(&limited_server, &id, &admin);
@@ -474,7 +492,11 @@ fn continuous_deploys_replan_until_stopped(server: &Server, deploy: &str) {
         assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(refused.json::<Value>().unwrap()["error"]["field"], field, "{body}");
     }
-    let response = server.post(deploy, &admin, &json!({"continuous": true, "interval_s": 1, "max_moves": 3}));
+    let response = server.post(
+        deploy,
+        &admin,
+        &json!({"continuous": true, "interval_s": 1, "max_moves": 3, "shield": false}),
+    );
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/deployments/{id}");
@@ -516,11 +538,14 @@ fn interrupted_deploys_are_undone_by_another_replica(
     ];
     let admin = token("admin");
     let mut first = Server::start_with(database, &env);
-    let response = first.post(deploy, &admin, &json!({"max_moves": 3}));
+    let response = first.post(deploy, &admin, &json!({"max_moves": 3, "shield": false}));
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
     let second = Server::start_with(database, &env);
-    assert_eq!(second.post(deploy, &admin, &json!({"max_moves": 3})).status(), StatusCode::CONFLICT);
+    assert_eq!(
+        second.post(deploy, &admin, &json!({"max_moves": 3, "shield": false})).status(),
+        StatusCode::CONFLICT
+    );
     // The first move is patched and waits for Ready; kill the replica making it.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(second.json(&format!("/api/v1/deployments/{id}"), &admin)["status"], "running");

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::fixed::{FixedPolicy, search_steps};
 use crate::gym::Env;
 use crate::oracle::Oracle;
+use crate::shield::ShieldedPolicy;
 
 /// The contenders of a comparison unless told otherwise: every baseline, then the oracle.
 pub fn default_policies() -> Vec<&'static str> {
@@ -171,9 +172,23 @@ impl Contender {
         match name {
             "oracle" => Ok(Self::Oracle),
             "fixed" => Ok(Self::Fixed),
+            _ if name.starts_with("shield:") => Self::named(&name["shield:".len()..])?.shielded(name),
             _ => baseline(name)
                 .map(Self::Policy)
                 .ok_or_else(|| Error::InvalidArgument { name: "policy", reason: unknown_policy(name) }),
+        }
+    }
+}
+
+impl Contender {
+    /// This contender behind the shield ([`ShieldedPolicy`]); `spec` names it in errors.
+    pub fn shielded(self, spec: &str) -> Result<Self> {
+        match self {
+            Self::Policy(inner) => Ok(Self::Policy(Box::new(ShieldedPolicy::new(inner)))),
+            _ => Err(Error::InvalidArgument {
+                name: "policy",
+                reason: format!("`{spec}`: only a policy that acts (a baseline or a model) can be shielded"),
+            }),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - [`baselines`] and [`oracle`]: what every result is compared with; [`evaluate`] runs them.
 //!   [`packing`]: the GPU-packing placement rules some baselines place by.
 //! - [`replay`]: the `replay` backend, episodes of what a live cluster recorded.
-//! - [`plan`]: a deploy's moves, from a policy rolled forward on a copy of the live state.
+//! - [`plan`]: a deploy's moves, from a policy rolled forward on a copy of the live state;
+//!   [`shield`]: only the plan the simulator scores best (the policy's, `greedy`'s, or none).
 //! - [`checker`]: Gymnasium's env checker, ported. [`bench`]: steps per second.
 //! - [`live`] (feature `live`): a real cluster through `kube`: snapshots, moves, workloads.
 
@@ -29,6 +30,7 @@ mod placement_env;
 pub mod plan;
 pub mod replay;
 pub mod scheduler;
+pub mod shield;
 pub mod shipped;
 #[cfg(test)]
 mod test_cluster;

@@ -153,7 +153,9 @@ struct EvalArgs {
     /// Policies to compare, comma-separated: a baseline (random, spread, greedy, descheduler,
     /// descheduler-high, best-fit, dot-product, gpu-packing, gpu-clustering, fgd;
     /// `descheduler:<seconds>` sets its interval), fixed (the best fixed placement, searched
-    /// for first), oracle, or a saved model file (runs/<name>/model.bin).
+    /// for first), oracle, or a saved model file (runs/<name>/model.bin); `shield:<policy>`
+    /// runs a baseline or model behind the shield (each tick, the cheaper in simulation of
+    /// its plan, `greedy`'s and keeping).
     #[arg(long, value_delimiter = ',', default_values_t = default_policies().into_iter().map(String::from))]
     policy: Vec<String>,
     /// Episodes per policy (seeds `seed`, `seed + 1`, ...).
@@ -243,6 +245,9 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 
 /// A baseline or the oracle by name, or a saved model by path.
 fn contender(spec: &str, scenario: &Arc<Scenario>) -> Result<Contender> {
+    if let Some(inner) = spec.strip_prefix("shield:") {
+        return Ok(contender(inner, scenario)?.shielded(spec)?);
+    }
     if let Ok(named) = Contender::named(spec) {
         return Ok(named);
     }

@@ -15,7 +15,7 @@ use crate::http::error::ApiError;
 use crate::infra::auth::Role;
 use crate::service::cluster::LiveCluster;
 use crate::service::deploy::continuous::{self, Replan};
-use crate::service::deploy::{self, DeployError};
+use crate::service::deploy::{self, DeployError, Planning};
 use crate::service::scenario::resolve_scenario;
 use crate::store::{ContinuousDoc, DeploymentDoc, DeploymentStatus};
 /// Most moves one deploy may make.
@@ -37,6 +37,9 @@ pub struct DeployRequest {
     continuous: bool,
     /// Seconds between rounds of a continuous deployment (1 to 86,400, default 60).
     interval_s: Option<f64>,
+    /// Apply the model's plan only where the simulator scores it no worse than `greedy`'s and
+    /// than keeping (default true).
+    shield: Option<bool>,
 }
 
 fn live(state: &AppState) -> Result<LiveCluster, ApiError> {
@@ -77,6 +80,9 @@ fn deployment_json(d: DeploymentDoc) -> Value {
         "finished_at": time_json(d.finished_at),
         "continuous": d.continuous.map(|c| json!({"interval_s": c.interval_s, "rounds": c.rounds})),
         "stop_requested": d.stop_requested,
+        "shield": d.shield.map(|s| json!({
+            "applied": s.applied, "policy_cost": s.policy_cost, "greedy_cost": s.greedy_cost, "keep_cost": s.keep_cost,
+        })),
     })
 }
 
@@ -137,10 +143,11 @@ pub async fn deploy(
     let turn =
         if request.dry_run { None } else { Some(live.turn(&state.store, id).await?.ok_or_else(busy)?) };
     let weights = state.store.file(model.weights_file).await?;
-    let limits = PlanLimits { horizon_ticks, max_moves };
+    let planning =
+        Planning { limits: PlanLimits { horizon_ticks, max_moves }, shield: request.shield.unwrap_or(true) };
     let (dry_run, by) = (request.dry_run, &caller.0.sub);
     let mut doc =
-        deploy::plan_deploy(&live, scenario.clone(), &model, weights.clone(), limits, dry_run, by).await?;
+        deploy::plan_deploy(&live, scenario.clone(), &model, weights.clone(), planning, dry_run, by).await?;
     doc.id = id; // The id the lock names.
     doc.continuous = interval_s.map(|interval_s| ContinuousDoc { interval_s, rounds: 1 });
     state.store.insert_deployment(&doc).await?;
@@ -151,7 +158,7 @@ pub async fn deploy(
     let turn = turn.expect("taken above for a real deploy");
     let store = state.store.clone();
     if doc.continuous.is_some() {
-        let replan = Replan { model, weights, limits };
+        let replan = Replan { model, weights, planning };
         tokio::spawn(finish_in_background(continuous::run(live, turn, store, scenario, replan, doc)));
     } else {
         tokio::spawn(finish_in_background(deploy::execute(live, turn, store, scenario, doc)));

@@ -131,12 +131,13 @@ fn requests_training_deploys_and_kubernetes_calls_make_spans() {
             };
             let scenario = berth_env::shipped::load("tiny").unwrap();
             let limits = berth_env::plan::PlanLimits { horizon_ticks: 1, max_moves: 1 };
+            let planning = crate::service::deploy::Planning { limits, shield: true };
             let planned = crate::service::deploy::plan_deploy(
                 &live,
                 scenario,
                 &model,
                 Vec::new(),
-                limits,
+                planning,
                 true,
                 "test",
             )

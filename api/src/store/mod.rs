@@ -347,6 +347,23 @@ pub struct DeploymentDoc {
     /// Where in `steps` the current `plan`'s steps begin (in continuous mode, the last round's).
     #[serde(default)]
     pub plan_first_step: u32,
+    /// What the shield weighed for the current plan (absent on deployments planned before it).
+    #[serde(default)]
+    pub shield: Option<ShieldDoc>,
+}
+
+/// The shield's choice for a plan: which candidate it applied, and the simulated cost of each
+/// (the summed cost over twice the plan's horizon, lower is better).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShieldDoc {
+    /// `policy`, `greedy` or `keep`.
+    pub applied: String,
+    /// The model's own plan.
+    pub policy_cost: f64,
+    /// `greedy`'s plan.
+    pub greedy_cost: f64,
+    /// Keeping the placement.
+    pub keep_cost: f64,
 }
 
 /// A continuous deployment's settings and how far it got.

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_core::Scenario;
-use berth_env::plan::PlanLimits;
 
 use crate::service::deploy::lock::DeployLock;
-use crate::service::deploy::{Applied, DeployError, LiveCluster, apply_plan, finish, plan_deploy};
+use crate::service::deploy::{Applied, DeployError, LiveCluster, Planning, apply_plan, finish, plan_deploy};
 use crate::store::{DeploymentDoc, DeploymentStatus, ModelDoc, Store};
 
 /// What a continuous deployment re-plans with.
@@ -19,8 +18,8 @@ pub struct Replan {
     pub model: ModelDoc,
     /// Its weights.
     pub weights: Vec<u8>,
-    /// Each round's limits.
-    pub limits: PlanLimits,
+    /// How each round plans.
+    pub planning: Planning,
 }
 
 /// Runs a continuous deployment whose first plan is `doc.plan` (status `running`).
@@ -55,7 +54,7 @@ pub async fn run(
             scenario.clone(),
             &replan.model,
             replan.weights.clone(),
-            replan.limits,
+            replan.planning,
             false,
             &requested_by,
         )
@@ -70,6 +69,7 @@ pub async fn run(
         doc.plan = next.plan;
         doc.latency_before_ms = next.latency_before_ms;
         doc.latency_planned_ms = next.latency_planned_ms;
+        doc.shield = next.shield;
         doc.plan_first_step = doc.steps.len() as u32;
         if let Some(c) = doc.continuous.as_mut() {
             c.rounds += 1;

@@ -10,6 +10,7 @@ use berth_agents::{AgentPolicy, SavedModel, load_agent};
 use berth_core::Scenario;
 use berth_env::live::{LiveError, Mover, Snapshot, workload};
 use berth_env::plan::{PlanLimits, plan};
+use berth_env::shield::shield;
 use berth_env::{PlacementEnv, StartState};
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
@@ -18,7 +19,7 @@ use crate::service::cluster::LiveCluster;
 use crate::service::cluster::observe::time_of_day;
 use crate::service::scenario::resolve_scenario;
 use crate::store::{
-    DeployStepDoc, DeploymentDoc, DeploymentStatus, ModelDoc, PlannedMoveDoc, Store, StoreError,
+    DeployStepDoc, DeploymentDoc, DeploymentStatus, ModelDoc, PlannedMoveDoc, ShieldDoc, Store, StoreError,
 };
 use lock::{DeployLock, lock_name};
 
@@ -76,6 +77,16 @@ pub async fn measured_latency(live: &LiveCluster, scenario: &Arc<Scenario>) -> R
     Ok(env.steady_cost(None).mean_latency_ms)
 }
 
+/// How a deploy plans.
+#[derive(Debug, Clone, Copy)]
+pub struct Planning {
+    /// How far the policy is rolled forward, and how many moves at most.
+    pub limits: PlanLimits,
+    /// Put the model's plan behind the shield (`greedy`'s plan or no moves where the simulator
+    /// scores them cheaper); off, the model's plan is taken as it is.
+    pub shield: bool,
+}
+
 /// Reads the cluster and plans the model's moves: a new deployment document, not stored.
 #[tracing::instrument(name = "deploy.plan", skip_all, fields(model = %model.id, namespace = %live.namespace, dry_run, trace_id = tracing::field::Empty))]
 pub async fn plan_deploy(
@@ -83,7 +94,7 @@ pub async fn plan_deploy(
     scenario: Arc<Scenario>,
     model: &ModelDoc,
     weights: Vec<u8>,
-    limits: PlanLimits,
+    planning: Planning,
     dry_run: bool,
     requested_by: &str,
 ) -> Result<DeploymentDoc, DeployError> {
@@ -102,12 +113,25 @@ pub async fn plan_deploy(
             let mut env = PlacementEnv::new(scenario.clone()).map_err(|e| e.to_string())?;
             let agent = load_agent(&saved, &env).map_err(|e| e.to_string())?;
             let mut policy = AgentPolicy::new(agent);
-            plan(&mut env, &mut policy, &start, scenario.seed, limits).map_err(|e| e.to_string())
+            let (seed, limits) = (scenario.seed, planning.limits);
+            if planning.shield {
+                shield(&mut env, &mut policy, &start, seed, limits).map(|s| (Some(s.summary()), s.plan))
+            } else {
+                plan(&mut env, &mut policy, &start, seed, limits).map(|p| (None, p))
+            }
+            .map_err(|e| e.to_string())
         }
     })
     .await
     .map_err(|e| DeployError::Model(e.to_string()))?
     .map_err(DeployError::Model)?;
+    let (shield, planned) = planned;
+    let shield = shield.map(|(applied, policy_cost, greedy_cost, keep_cost)| ShieldDoc {
+        applied: applied.into(),
+        policy_cost,
+        greedy_cost,
+        keep_cost,
+    });
     let moves = planned
         .moves
         .iter()
@@ -140,6 +164,7 @@ pub async fn plan_deploy(
         continuous: None,
         stop_requested: false,
         plan_first_step: 0,
+        shield,
     })
 }
 

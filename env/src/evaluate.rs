@@ -183,6 +183,14 @@ impl Contender {
 impl Contender {
     /// This contender behind the shield ([`ShieldedPolicy`]); `spec` names it in errors.
     pub fn shielded(self, spec: &str) -> Result<Self> {
+        // Each level plans with the one inside at every step of its own rollouts: nesting
+        // multiplies the work and adds nothing.
+        if spec.strip_prefix("shield:").is_some_and(|inner| inner.starts_with("shield:")) {
+            return Err(Error::InvalidArgument {
+                name: "policy",
+                reason: format!("`{spec}`: a policy is put behind the shield once"),
+            });
+        }
         match self {
             Self::Policy(inner) => Ok(Self::Policy(Box::new(ShieldedPolicy::new(inner)))),
             _ => Err(Error::InvalidArgument {

@@ -193,4 +193,14 @@ mod tests {
         assert!(row.moves < bare.moves / 10.0, "{row:?} against {bare:?}");
         assert!(row.reward > bare.reward * 0.5, "{row:?} against {bare:?}");
     }
+
+    #[test]
+    fn shields_do_not_nest_and_only_policies_that_act_are_shielded() {
+        use crate::evaluate::Contender;
+        assert!(Contender::named("shield:greedy").is_ok());
+        for (spec, says) in [("shield:shield:greedy", "once"), ("shield:oracle", "only a policy that acts")] {
+            let error = Contender::named(spec).err().unwrap().to_string();
+            assert!(error.contains(says), "{spec}: {error}");
+        }
+    }
 }

@@ -29,6 +29,35 @@ fn eval_json_has_a_row_per_policy_with_the_documented_fields() {
 }
 
 #[test]
+fn eval_writes_each_policys_days_with_their_gap_to_that_days_oracle() {
+    let dir = std::env::temp_dir().join(format!("berth-per-day-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("days.csv");
+    let args =
+        ["eval", "--scenario", "tiny", "--episodes", "3", "--seed", "40", "--policy", "spread,greedy,oracle"];
+    let out = berth(&[&args[..], &["--per-day", file.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(&file).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("policy,seed,cost,mean_latency_ms,slo_miss,moves,gap_to_oracle"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 9, "{csv}");
+    let seeds: Vec<&str> = rows.iter().filter(|r| r[0] == "greedy").map(|r| r[1]).collect();
+    assert_eq!(seeds, ["40", "41", "42"]);
+    // The days' costs average to the table's return, and the oracle's own gap is 0 each day.
+    let json = berth(&[&args[..], &["--json"]].concat());
+    let table: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    for (policy, row) in ["spread", "greedy", "oracle"].iter().zip(table.as_array().unwrap()) {
+        let costs: Vec<f64> =
+            rows.iter().filter(|r| r[0] == *policy).map(|r| r[2].parse().unwrap()).collect();
+        let mean = costs.iter().sum::<f64>() / 3.0;
+        assert!((mean + row["reward"].as_f64().unwrap()).abs() < 1e-9, "{policy}: {mean} against {row}");
+    }
+    assert!(rows.iter().filter(|r| r[0] == "oracle").all(|r| r[6] == "0"), "{csv}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn eval_without_an_oracle_gives_null_gaps_and_says_why() {
     let out = berth(&[
         "eval",

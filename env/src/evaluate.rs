@@ -43,6 +43,25 @@ pub struct EvalRow {
     pub reward: f64,
     /// `(cost - oracle cost) / oracle cost` with cost = -reward; `None` without an oracle.
     pub gap_to_oracle: Option<f64>,
+    /// The same figures for each episode (simulated day), in order: what claims about a
+    /// policy's worst day are read from. Not in the JSON (`berth eval --per-day` writes them).
+    #[serde(skip)]
+    pub days: Vec<DayRow>,
+}
+
+/// One episode's figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DayRow {
+    /// The episode's seed.
+    pub seed: u64,
+    /// Its cost: minus its return.
+    pub cost: f64,
+    /// Mean end-to-end latency of a request that day, ms.
+    pub mean_latency_ms: f64,
+    /// Fraction of that day's requests over the SLO.
+    pub slo_miss: f64,
+    /// Replica moves that day.
+    pub moves: u32,
 }
 
 /// Accumulates ticks into a row.
@@ -54,9 +73,16 @@ struct Summary {
     miss: f64,
     moves: f64,
     reward: f64,
+    /// Per episode: its seed, then the request weight, latency and miss sums of its ticks.
+    days: Vec<(DayRow, f64)>,
 }
 
 impl Summary {
+    /// Starts the figures of the episode of `seed`.
+    fn day(&mut self, seed: u64) {
+        self.days.push((DayRow { seed, ..DayRow::default() }, 0.0));
+    }
+
     fn add(&mut self, m: &TickMetrics, moves: u32, reward: f64) {
         let w = m.offered_rps;
         self.weight += w;
@@ -65,10 +91,29 @@ impl Summary {
         self.miss += w * m.slo_miss;
         self.moves += moves as f64;
         self.reward += reward;
+        if let Some((day, weight)) = self.days.last_mut() {
+            *weight += w;
+            day.cost -= reward;
+            day.mean_latency_ms += w * m.mean_latency_ms;
+            day.slo_miss += w * m.slo_miss;
+            day.moves += moves;
+        }
     }
 
     fn row(&self, policy: &str, episodes: usize) -> EvalRow {
         let w = self.weight.max(f64::MIN_POSITIVE);
+        let days = self
+            .days
+            .iter()
+            .map(|&(day, weight)| {
+                let weight = weight.max(f64::MIN_POSITIVE);
+                DayRow {
+                    mean_latency_ms: day.mean_latency_ms / weight,
+                    slo_miss: day.slo_miss / weight,
+                    ..day
+                }
+            })
+            .collect();
         EvalRow {
             policy: policy.to_string(),
             mean_latency_ms: self.latency / w,
@@ -77,6 +122,7 @@ impl Summary {
             moves: self.moves / episodes as f64,
             reward: self.reward / episodes as f64,
             gap_to_oracle: None,
+            days,
         }
     }
 }
@@ -96,6 +142,7 @@ pub fn run_policy(
 ) -> Result<EvalRow> {
     let mut summary = Summary::default();
     for (episode, &seed) in seeds.iter().enumerate() {
+        summary.day(seed);
         policy.reset(seed);
         match policy.start(env) {
             Some(placement) => {
@@ -129,6 +176,7 @@ pub fn run_oracle(
     let mut oracle = Oracle::new(env.scenario().clone())?;
     let mut summary = Summary::default();
     for (episode, &seed) in seeds.iter().enumerate() {
+        summary.day(seed);
         env.reset(seed);
         for tick in oracle.episode(env.trace()) {
             summary.add(&tick.metrics, tick.moves, -tick.metrics.cost);

@@ -167,6 +167,10 @@ struct EvalArgs {
     /// Print a JSON array of rows instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also write every policy's figures per episode (simulated day) to this CSV file:
+    /// `policy, seed, cost, mean_latency_ms, slo_miss, moves, gap_to_oracle`.
+    #[arg(long)]
+    per_day: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,7 +306,12 @@ fn eval(args: EvalArgs) -> Result<()> {
     let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
     let contenders = args.policy.iter().map(|p| contender(p, &scenario)).collect::<Result<Vec<_>>>()?;
     let seed = args.seed.unwrap_or(scenario.seed);
-    compare_and_print(&scenario, contenders, args.episodes, seed, args.json).map(drop)
+    let rows = compare_and_print(&scenario, contenders, args.episodes, seed, args.json)?;
+    if let Some(path) = &args.per_day {
+        std::fs::write(path, table::per_day_csv(&rows))
+            .with_context(|| format!("--per-day: cannot write `{}`", path.display()))?;
+    }
+    Ok(())
 }
 
 fn train(args: TrainArgs) -> Result<()> {

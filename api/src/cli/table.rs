@@ -64,6 +64,32 @@ pub fn bench_table(rows: &[BenchRow]) -> String {
     render(&["scenario", "env", "steps/s"], &body)
 }
 
+/// Every row's episodes as CSV, one line a policy and day: `policy, seed, cost,
+/// mean_latency_ms, slo_miss, moves, gap_to_oracle` (that day's, empty without an oracle row).
+pub fn per_day_csv(rows: &[EvalRow]) -> String {
+    let oracle = rows.iter().find(|r| r.policy == "oracle");
+    let mut out = String::from("policy,seed,cost,mean_latency_ms,slo_miss,moves,gap_to_oracle\n");
+    for row in rows {
+        // A model's path may hold a comma or a quote: quoted as CSV quotes.
+        let name = if row.policy.contains([',', '"']) {
+            format!("\"{}\"", row.policy.replace('"', "\"\""))
+        } else {
+            row.policy.clone()
+        };
+        for (i, day) in row.days.iter().enumerate() {
+            let gap = oracle
+                .and_then(|o| o.days.get(i))
+                .filter(|o| o.seed == day.seed && o.cost > 0.0)
+                .map_or(String::new(), |o| format!("{}", (day.cost - o.cost) / o.cost));
+            out.push_str(&format!(
+                "{name},{},{},{},{},{},{gap}\n",
+                day.seed, day.cost, day.mean_latency_ms, day.slo_miss, day.moves
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,8 +104,9 @@ mod tests {
             moves: 2.0,
             reward: -100.5,
             gap_to_oracle: None,
+            days: Vec::new(),
         };
-        let t = eval_table(&[row]);
+        let t = eval_table(std::slice::from_ref(&row));
         assert!(t.lines().nth(2).unwrap().starts_with("spread"), "{t}");
         assert!(t.contains("1.23%") && t.trim_end().ends_with('-'), "{t}");
     }

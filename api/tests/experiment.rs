@@ -51,7 +51,8 @@ fn smoke_experiment_writes_every_output_and_reproduces_exactly() {
     assert!(summary.contains("## tiny (3 nodes, 2 replicas), as trained"), "{summary}");
     assert!(summary.contains("condition `busy-with-a-failure`"), "{summary}");
     let baselines = berth_env::baselines::NAMES;
-    for policy in ["qlearning", "dqn", "ppo", "oracle"].into_iter().chain(baselines) {
+    let agents = ["qlearning", "dqn", "ppo", "shield:qlearning", "shield:dqn", "shield:ppo"];
+    for policy in agents.into_iter().chain(["oracle"]).chain(baselines) {
         assert_eq!(summary.matches(&format!("| {policy} |")).count(), 2, "{policy} in {summary}");
     }
     let csv = String::from_utf8(read(a.join("runs.csv"))).unwrap();
@@ -63,8 +64,9 @@ fn smoke_experiment_writes_every_output_and_reproduces_exactly() {
              p95_latency_ms,slo_miss,moves,reward,gap_to_oracle"
         )
     );
-    // (3 agents + the baselines + the oracle) x 5 seeds x 2 conditions; the oracle's own gap is 0.
-    assert_eq!(lines.clone().count(), (4 + baselines.len()) * 5 * 2, "{csv}");
+    // (3 agents, each also shielded, + the baselines + the oracle) x 5 seeds x 2 conditions;
+    // the oracle's own gap is 0.
+    assert_eq!(lines.clone().count(), (7 + baselines.len()) * 5 * 2, "{csv}");
     assert!(lines.clone().filter(|l| l.contains(",oracle,oracle,")).all(|l| l.ends_with(",0.0")), "{csv}");
     assert!(lines.all(|l| l.split(',').nth(12).is_some_and(|gap| !gap.is_empty())), "{csv}");
     for png in ["latency.png", "learning_curves_tiny.png", "day_tiny.png", "day_tiny_busy-with-a-failure.png"]
@@ -74,7 +76,7 @@ fn smoke_experiment_writes_every_output_and_reproduces_exactly() {
         assert!(bytes.len() > 5_000, "{png} is drawn: {} bytes", bytes.len());
     }
     let timings = String::from_utf8(read(a.join("timings.csv"))).unwrap();
-    assert_eq!(timings.lines().count(), 1 + (4 + baselines.len()) * 5, "{timings}");
+    assert_eq!(timings.lines().count(), 1 + (7 + baselines.len()) * 5, "{timings}");
     assert!(read(a.join("summary.md")).starts_with(b"# Experiment `smoke`"));
 
     // The same seeds on one job give the same numbers and the same plots.
@@ -87,7 +89,7 @@ fn smoke_experiment_writes_every_output_and_reproduces_exactly() {
     std::fs::remove_file(state.join("tiny__dqn__3.json")).unwrap();
     std::fs::remove_file(a.join("runs.csv")).unwrap();
     let resumed = run(&a, "2", &[]);
-    let runs = (4 + baselines.len()) * 5;
+    let runs = (7 + baselines.len()) * 5;
     let (rest, was) = (format!("resuming: {} of {runs} runs", runs - 1), stderr(&resumed));
     assert!(was.contains(&rest), "{was}");
     assert!(was.contains(&format!("1 run(s) done now, {} resumed", runs - 1)), "{was}");

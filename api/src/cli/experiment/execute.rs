@@ -9,6 +9,7 @@ use berth_env::PlacementEnv;
 use berth_env::baselines::{Policy, baseline};
 use berth_env::cost::TickMetrics;
 use berth_env::evaluate::{episode_seeds, run_oracle, run_policy};
+use berth_env::shield::ShieldedPolicy;
 
 use super::Error;
 use super::run_state::{ConditionResult, Kind, RunRecord, Timing};
@@ -39,6 +40,9 @@ fn build_id() -> &'static str {
 pub enum Contender<'a> {
     /// An agent trained in the run.
     Agent(&'a AgentSpec),
+    /// The same agent behind the deploy's shield: trained again from the same seed (training
+    /// reproduces exactly, so it is the same model), then evaluated through the shield.
+    ShieldedAgent(&'a AgentSpec),
     /// A baseline by name.
     Baseline(&'a str),
     /// The oracle.
@@ -59,7 +63,13 @@ pub struct RunSpec<'a> {
 /// Every run of the experiment, in report order: scenario, then agents, baselines and the
 /// oracle as the file lists them, then seeds.
 pub fn plan(exp: &Experiment) -> Vec<RunSpec<'_>> {
-    let mut contenders: Vec<Contender> = exp.agents.iter().map(Contender::Agent).collect();
+    let mut contenders: Vec<Contender> = Vec::new();
+    for a in &exp.agents {
+        contenders.push(Contender::Agent(a));
+        if exp.shield {
+            contenders.push(Contender::ShieldedAgent(a));
+        }
+    }
     contenders.extend(exp.baselines.iter().map(|b| Contender::Baseline(b)));
     if exp.oracle {
         contenders.push(Contender::Oracle);
@@ -67,7 +77,7 @@ pub fn plan(exp: &Experiment) -> Vec<RunSpec<'_>> {
     let mut runs = Vec::new();
     for scenario in &exp.scenarios {
         for &contender in &contenders {
-            if let Contender::Agent(a) = contender
+            if let Contender::Agent(a) | Contender::ShieldedAgent(a) = contender
                 && !a.scenarios.contains(&scenario.name)
             {
                 continue;
@@ -85,6 +95,7 @@ impl RunSpec<'_> {
     pub fn policy(&self) -> &str {
         match self.contender {
             Contender::Agent(a) => &a.name,
+            Contender::ShieldedAgent(a) => &a.shielded_name,
             Contender::Baseline(b) => b,
             Contender::Oracle => "oracle",
         }
@@ -92,7 +103,7 @@ impl RunSpec<'_> {
 
     fn kind(&self) -> Kind {
         match self.contender {
-            Contender::Agent(_) => Kind::Agent,
+            Contender::Agent(_) | Contender::ShieldedAgent(_) => Kind::Agent,
             Contender::Baseline(_) => Kind::Baseline,
             Contender::Oracle => Kind::Oracle,
         }
@@ -105,7 +116,7 @@ impl RunSpec<'_> {
 
     /// Training steps (agents only): the file's figure or the agent's default budget.
     pub fn train_steps(&self) -> Option<u64> {
-        let Contender::Agent(a) = self.contender else { return None };
+        let (Contender::Agent(a) | Contender::ShieldedAgent(a)) = self.contender else { return None };
         Some(a.steps.get(&self.scenario.name).copied().unwrap_or_else(|| {
             berth_agents::train::default_steps(a.agent, &Target::Placement(self.scenario.scenario.clone()))
         }))
@@ -126,7 +137,9 @@ impl RunSpec<'_> {
     /// reruns it.
     pub fn fingerprint(&self, exp: &Experiment) -> String {
         let agent = match self.contender {
-            Contender::Agent(a) => format!("{:?}/{}", a.agent, a.hyperparameters),
+            Contender::Agent(a) | Contender::ShieldedAgent(a) => {
+                format!("{:?}/{}", a.agent, a.hyperparameters)
+            }
             _ => String::new(),
         };
         let conditions: Vec<String> =
@@ -153,7 +166,7 @@ impl RunSpec<'_> {
         let mut timing = Timing::default();
         let mut curve = Vec::new();
         let mut policy: Option<Box<dyn Policy>> = match self.contender {
-            Contender::Agent(a) => {
+            Contender::Agent(a) | Contender::ShieldedAgent(a) => {
                 let steps = self.train_steps().expect("agents train");
                 let request = TrainRequest {
                     agent: a.agent,
@@ -173,13 +186,19 @@ impl RunSpec<'_> {
                 on_work(steps - done);
                 timing.train_wall_s = start.elapsed().as_secs_f64();
                 timing.train_sps = steps as f64 / timing.train_wall_s.max(1e-9);
-                curve = trained
-                    .log
-                    .rows()
-                    .iter()
-                    .filter_map(|r| r.episodic_return.map(|v| (r.global_step, v)))
-                    .collect();
-                Some(Box::new(AgentPolicy::new(trained.agent)))
+                let policy = Box::new(AgentPolicy::new(trained.agent));
+                if let Contender::ShieldedAgent(_) = self.contender {
+                    // Its learning curve is the plain row's: drawn once.
+                    Some(Box::new(ShieldedPolicy::new(policy)))
+                } else {
+                    curve = trained
+                        .log
+                        .rows()
+                        .iter()
+                        .filter_map(|r| r.episodic_return.map(|v| (r.global_step, v)))
+                        .collect();
+                    Some(policy)
+                }
             }
             Contender::Baseline(name) => Some(baseline(name).expect("checked baseline name")),
             Contender::Oracle => None,

@@ -31,6 +31,8 @@ struct ExperimentFile {
     #[serde(default = "default_true")]
     oracle: bool,
     #[serde(default)]
+    shield: bool,
+    #[serde(default)]
     agents: Vec<AgentFile>,
     #[serde(default)]
     conditions: Vec<ConditionFile>,
@@ -99,6 +101,8 @@ pub struct AgentSpec {
     pub steps: BTreeMap<String, u64>,
     /// Overrides of the algorithm's config.
     pub hyperparameters: serde_json::Value,
+    /// The row label of the agent behind the shield: `shield:<name>`.
+    pub shielded_name: String,
 }
 
 /// A scenario with its evaluation conditions applied.
@@ -141,6 +145,8 @@ pub struct Experiment {
     pub baselines: Vec<String>,
     /// Whether to run the oracle (gap column).
     pub oracle: bool,
+    /// Whether each agent is also evaluated behind the deploy's shield, as its own row.
+    pub shield: bool,
     /// Agents to train.
     pub agents: Vec<AgentSpec>,
     /// Seconds to measure env steps/s per scenario (0: not measured).
@@ -250,6 +256,7 @@ impl ExperimentFile {
             eval_seed: self.eval_seed,
             baselines: self.baselines,
             oracle: self.oracle,
+            shield: self.shield,
             agents,
             env_bench_seconds: self.env_bench_seconds,
         })
@@ -298,7 +305,8 @@ impl AgentFile {
             other => invalid(field("hyperparameters"), other.to_string()),
         })?;
         let trains_on = if self.scenarios.is_empty() { scenarios.to_vec() } else { self.scenarios };
-        Ok(AgentSpec { name, agent: self.agent, scenarios: trains_on, steps, hyperparameters })
+        let shielded_name = format!("shield:{name}");
+        Ok(AgentSpec { name, agent: self.agent, scenarios: trains_on, steps, hyperparameters, shielded_name })
     }
 }
 

@@ -205,7 +205,6 @@ fn fgd(view: &ClusterView<'_>, mix: &[(usize, f64)], service: usize, n: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::baselines::placed::view_of;
     use crate::scheduler::UNPLACED;
     use crate::test_cluster::{N, S, placed, scenario};
 
@@ -213,7 +212,7 @@ mod tests {
     fn picks(env: &crate::PlacementEnv, s: usize) -> Vec<(&'static str, Option<usize>)> {
         PlacementRule::GPU_RULES
             .iter()
-            .map(|(name, rule)| (*name, rule.pick(&view_of(env), s, &mut Rng::new(1))))
+            .map(|(name, rule)| (*name, rule.pick(&env.cluster_view(), s, &mut Rng::new(1))))
             .collect()
     }
 
@@ -233,7 +232,7 @@ mod tests {
         let env = placed(sc.clone(), &[1, 1]);
         // Take the two replicas off the view: an empty cluster, one replica to place.
         let usage = vec![NodeUsage::default(); 2];
-        let view = ClusterView { usage: &usage, placement: &[UNPLACED, UNPLACED], ..view_of(&env) };
+        let view = ClusterView { usage: &usage, placement: &[UNPLACED, UNPLACED], ..env.cluster_view() };
         let mix = workload_mix(&sc);
         assert!(
             (best_fit(&view, 0, 0) - 0.625).abs() < 1e-12 && (best_fit(&view, 0, 1) - 0.25).abs() < 1e-12
@@ -262,7 +261,7 @@ mod tests {
         let env = placed(sc, &[0, 1, 2]);
         let mut usage = env.usage().to_vec();
         usage[0] = NodeUsage::default();
-        let view = ClusterView { usage: &usage, placement: &[UNPLACED, 1, 2], ..view_of(&env) };
+        let view = ClusterView { usage: &usage, placement: &[UNPLACED, 1, 2], ..env.cluster_view() };
         let packing: Vec<f64> = (0..3).map(|n| gpu_packing(&view, 0, n)).collect();
         assert_eq!(packing, [29.0, 49.0, 49.0]);
         let clustering: Vec<f64> = (0..3).map(|n| gpu_clustering(&view, 0, n)).collect();

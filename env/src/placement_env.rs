@@ -27,7 +27,7 @@ use crate::baselines::{GreedyPolicy, Policy};
 use crate::cost::{CostModel, ReplicaView, RoutingTable, Scratch, TickMetrics};
 use crate::error::{Error, Result};
 use crate::gym::{BoxSpace, Env, Reset, Step};
-use crate::scheduler::{random_placement, spread_placement};
+use crate::scheduler::{ClusterView, random_placement, spread_placement};
 
 /// Seconds in a day, for the time-of-day features.
 const DAY_S: f64 = 86_400.0;
@@ -263,6 +263,17 @@ impl PlacementEnv {
     /// Requests placed on each node.
     pub fn usage(&self) -> &[NodeUsage] {
         &self.usage
+    }
+
+    /// The cluster as a scheduler sees it now: usage, readiness and where replicas stand.
+    pub fn cluster_view(&self) -> ClusterView<'_> {
+        ClusterView {
+            scenario: &self.scenario,
+            usage: &self.usage,
+            ready: &self.node_ready,
+            placement: &self.placement,
+            replica_service: &self.replica_service,
+        }
     }
 
     /// The tick last simulated (0 after reset).

@@ -55,13 +55,6 @@ pub struct Shielded {
     pub keep_cost: f64,
 }
 
-impl Shielded {
-    /// What a deployment records: the choice's name and the three costs.
-    pub fn summary(&self) -> (&'static str, f64, f64, f64) {
-        (self.choice.name(), self.policy_cost, self.greedy_cost, self.keep_cost)
-    }
-}
-
 /// Plans with `policy` and with `greedy` from `start`, scores both and keeping on the same
 /// traffic (episode `seed`), and returns the cheapest.
 pub fn shield(

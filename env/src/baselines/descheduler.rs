@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use berth_core::{NodeUsage, Rng};
 
 use super::Policy;
-use super::placed::{evacuation_move, view_of, without_replica};
+use super::placed::{evacuation_move, without_replica};
 use crate::PlacementEnv;
 use crate::gym::{Env, first_allowed};
 use crate::packing::PlacementRule;
@@ -107,7 +107,7 @@ impl Policy for DeschedulerPolicy {
         }
         let every = (self.interval_s / env.scenario().tick_s).round().max(1.0) as u32;
         if env.tick().is_multiple_of(every) {
-            self.queue = cycle(&view_of(env), self.profile).into();
+            self.queue = cycle(&env.cluster_view(), self.profile).into();
         }
         while let Some(r) = self.queue.pop_front() {
             let from = env.placement()[r];
@@ -214,10 +214,10 @@ struct Amounts {
 }
 
 impl Amounts {
-    fn of_node(view: &ClusterView<'_>, n: usize) -> (Amounts, Amounts) {
+    /// Node `n`'s requests and capacity, with `pods` replicas on it.
+    fn of_node(view: &ClusterView<'_>, n: usize, pods: f64) -> (Amounts, Amounts) {
         let node = &view.scenario.nodes[n];
         let u: &NodeUsage = &view.usage[n];
-        let pods = view.placement.iter().filter(|&&at| at == n).count() as f64;
         let used = Amounts {
             cpu: u.cpu_millicores as f64,
             memory: u.memory_mib as f64,
@@ -285,10 +285,17 @@ struct NodeState {
 }
 
 fn ready_nodes(view: &ClusterView<'_>) -> Vec<NodeState> {
+    let mut pods = vec![0u32; view.scenario.nodes.len()];
+    // A replica being placed (UNPLACED) counts nowhere.
+    for &n in view.placement {
+        if let Some(count) = pods.get_mut(n) {
+            *count += 1;
+        }
+    }
     (0..view.scenario.nodes.len())
         .filter(|&n| view.ready[n])
         .map(|n| {
-            let (used, capacity) = Amounts::of_node(view, n);
+            let (used, capacity) = Amounts::of_node(view, n, f64::from(pods[n]));
             NodeState { node: n, used, capacity }
         })
         .collect()
@@ -412,7 +419,7 @@ mod tests {
         strategy: fn(&ClusterView<'_>, &mut Evictions),
     ) -> Vec<usize> {
         let env = placed(scenario(nodes, services), at);
-        let view = view_of(&env);
+        let view = env.cluster_view();
         let mut evictions = Evictions { order: Vec::new(), taken: vec![false; at.len()] };
         strategy(&view, &mut evictions);
         evictions.order
@@ -466,7 +473,7 @@ mod tests {
     #[test]
     fn a_cycle_runs_its_strategies_in_order_and_evicts_each_replica_once() {
         let env = placed(scenario(&THREE, &[S("web", 5, 2000, 0)]), &[0, 0, 0, 0, 1]);
-        assert_eq!(cycle(&view_of(&env), Profile::LowNodeUtilization), [2, 3, 0, 1]);
+        assert_eq!(cycle(&env.cluster_view(), Profile::LowNodeUtilization), [2, 3, 0, 1]);
     }
 
     /// The policy carries a cycle's evictions out one a tick, each replica to where

@@ -56,17 +56,6 @@ pub(crate) fn start_by(env: &PlacementEnv, rule: PlacementRule, rng: &mut Rng) -
     rule.place_all(scenario, rng)
 }
 
-/// The cluster as the env has it.
-pub(crate) fn view_of(env: &PlacementEnv) -> ClusterView<'_> {
-    ClusterView {
-        scenario: env.scenario(),
-        usage: env.usage(),
-        ready: env.node_ready(),
-        placement: env.placement(),
-        replica_service: env.replica_service(),
-    }
-}
-
 /// The view of the cluster with replica `r` taken off its node, as the scheduler sees it
 /// when the pod that replaces `r` is to be placed; calls `f` with it.
 pub(crate) fn without_replica<T>(env: &PlacementEnv, r: usize, f: impl FnOnce(&ClusterView<'_>) -> T) -> T {
@@ -75,7 +64,7 @@ pub(crate) fn without_replica<T>(env: &PlacementEnv, r: usize, f: impl FnOnce(&C
     let s = env.replica_service()[r];
     usage[placement[r]].remove(&env.scenario().services[s].requests);
     placement[r] = UNPLACED;
-    f(&ClusterView { usage: &usage, placement: &placement, ..view_of(env) })
+    f(&ClusterView { usage: &usage, placement: &placement, ..env.cluster_view() })
 }
 
 /// Moves the first replica on a NotReady node to where `rule` places it; keeps when there is

@@ -115,7 +115,15 @@ pub async fn plan_deploy(
             let mut policy = AgentPolicy::new(agent);
             let (seed, limits) = (scenario.seed, planning.limits);
             if planning.shield {
-                shield(&mut env, &mut policy, &start, seed, limits).map(|s| (Some(s.summary()), s.plan))
+                shield(&mut env, &mut policy, &start, seed, limits).map(|s| {
+                    let doc = ShieldDoc {
+                        applied: s.choice.name().into(),
+                        policy_cost: s.policy_cost,
+                        greedy_cost: s.greedy_cost,
+                        keep_cost: s.keep_cost,
+                    };
+                    (Some(doc), s.plan)
+                })
             } else {
                 plan(&mut env, &mut policy, &start, seed, limits).map(|p| (None, p))
             }
@@ -126,12 +134,6 @@ pub async fn plan_deploy(
     .map_err(|e| DeployError::Model(e.to_string()))?
     .map_err(DeployError::Model)?;
     let (shield, planned) = planned;
-    let shield = shield.map(|(applied, policy_cost, greedy_cost, keep_cost)| ShieldDoc {
-        applied: applied.into(),
-        policy_cost,
-        greedy_cost,
-        keep_cost,
-    });
     let moves = planned
         .moves
         .iter()

@@ -6,14 +6,17 @@
 //! [`Scenario::from_yaml`], which names the field path and the reason of every error.
 //! A [`Placement`] maps replicas to nodes and knows whether it is feasible.
 
+mod background;
 mod error;
 pub mod limits;
+pub mod openb;
 mod placement;
 mod resources;
 pub mod rng;
 mod scenario;
 mod spec;
 
+pub use background::{BackgroundPod, GpuClaim, WHOLE_GPU_MILLI};
 pub use error::{Error, Result};
 pub use placement::{Placement, ReplicaId};
 pub use resources::{NodeUsage, Resources};

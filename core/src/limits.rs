@@ -30,3 +30,5 @@ pub const MAX_REPLICA_NODE_PAIRS: u64 = 4_000_000;
 pub const MAX_SERVICE_NODE_PAIRS: u64 = 1_000_000;
 /// (user group, service, zone) cells of the cost model's routing table.
 pub const MAX_ROUTING_CELLS: u64 = 4_000_000;
+/// Background pods (the `openb` trace has 8,152).
+pub const MAX_BACKGROUND_PODS: usize = 200_000;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::background::{BackgroundPod, validate_background};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::resources::Resources;
@@ -203,6 +204,8 @@ pub struct Scenario {
     pub user_groups: Vec<UserGroup>,
     /// Node failures.
     pub failures: FailureModel,
+    /// Other workloads' pods that hold capacity while they live, in document order.
+    pub background: Vec<BackgroundPod>,
 }
 
 fn finite_at_least(path: &str, value: f64, min: f64, strict: bool) -> Result<f64> {
@@ -307,6 +310,7 @@ impl Scenario {
         let node_index: HashMap<&str, usize> =
             nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
         let failures = validate_failures(&spec, &node_index, tick_s)?;
+        let background = validate_background(&spec.background)?;
 
         let scenario = Scenario {
             name: spec.name,
@@ -326,6 +330,7 @@ impl Scenario {
             services,
             user_groups,
             failures,
+            background,
         };
         scenario.check_hostable()?;
         Ok(scenario)
@@ -418,6 +423,7 @@ fn check_sizes(spec: &ScenarioSpec) -> Result<()> {
         ("services", spec.services.len(), limits::MAX_SERVICES),
         ("user_groups", spec.user_groups.len(), limits::MAX_USER_GROUPS),
         ("failures.events", spec.failures.events.len(), limits::MAX_EVENTS),
+        ("background", spec.background.len(), limits::MAX_BACKGROUND_PODS),
     ];
     for (path, count, limit) in counted {
         if count > limit {

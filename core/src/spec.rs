@@ -33,6 +33,8 @@ pub(crate) struct ScenarioSpec {
     pub user_groups: Vec<UserGroupSpec>,
     #[serde(default)]
     pub failures: FailureSpec,
+    #[serde(default)]
+    pub background: Vec<BackgroundPodSpec>,
 }
 
 /// Reward weights.
@@ -143,4 +145,22 @@ pub(crate) struct NodeEventSpec {
     pub at_s: f64,
     pub node: String,
     pub kind: NodeEventKind,
+}
+
+/// A pod of other workloads that holds capacity from `from_s` to `to_s`; the fields beside
+/// the times are those of the `openb` trace's pod list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BackgroundPodSpec {
+    pub cpu_milli: u64,
+    pub memory_mib: u64,
+    #[serde(default)]
+    pub num_gpu: u32,
+    #[serde(default)]
+    pub gpu_milli: u32,
+    /// GPU models the pod accepts, `|`-separated; empty for any.
+    #[serde(default)]
+    pub gpu_spec: String,
+    pub from_s: f64,
+    pub to_s: f64,
 }

@@ -183,3 +183,43 @@ fn a_scenario_at_the_openb_size_is_accepted() {
     let text = GPU_LARGE.replacen("count: 20,", "count: 543,", 1);
     assert_eq!(Scenario::from_yaml(&text).unwrap().nodes.len(), 1523);
 }
+
+#[test]
+fn background_pods_are_validated_field_by_field() {
+    let with = |pod: &str| format!("{TINY}\nbackground:\n  - {pod}\n");
+    let ok = Scenario::from_yaml(&with("{cpu_milli: 1000, memory_mib: 512, num_gpu: 1, gpu_milli: 460, gpu_spec: \"L4|T4\", from_s: -60, to_s: 600}")).unwrap();
+    let pod = &ok.background[0];
+    assert_eq!(pod.gpu, berth_core::GpuClaim::Share(460));
+    assert_eq!(pod.gpu_models, vec!["l4", "t4"]);
+    assert!(pod.accepts(Some("l4")) && !pod.accepts(Some("h100")) && !pod.accepts(None));
+    let cases = [
+        ("{cpu_milli: 1, memory_mib: 1, from_s: 10, to_s: 10}", "background[0].to_s", "after from_s"),
+        ("{cpu_milli: 1, memory_mib: 1, from_s: .nan, to_s: 10}", "background[0].from_s", "finite"),
+        (
+            "{cpu_milli: 1, memory_mib: 1, num_gpu: 1, gpu_milli: 1001, from_s: 0, to_s: 1}",
+            "background[0].gpu_milli",
+            "at most 1000",
+        ),
+        (
+            "{cpu_milli: 1, memory_mib: 1, num_gpu: 2, gpu_milli: 500, from_s: 0, to_s: 1}",
+            "background[0].gpu_milli",
+            "needs num_gpu 1",
+        ),
+        (
+            "{cpu_milli: 1, memory_mib: 1, num_gpu: 1, from_s: 0, to_s: 1}",
+            "background[0].gpu_milli",
+            "must be 1..1000",
+        ),
+        (
+            "{cpu_milli: 1, memory_mib: 1, num_gpu: 65, gpu_milli: 1000, from_s: 0, to_s: 1}",
+            "background[0].num_gpu",
+            "at most 64",
+        ),
+        ("{cpu_milli: 1, memory_mib: 1, from_s: 0, to_s: 1, node: x}", "background[0].node", "unknown field"),
+    ];
+    for (pod, expected_path, expected_reason) in cases {
+        let (path, reason) = path_of(Scenario::from_yaml(&with(pod)));
+        assert_eq!(path, expected_path, "{pod}");
+        assert!(reason.contains(expected_reason), "{pod}: {reason}");
+    }
+}

@@ -1,5 +1,6 @@
-//! Criterion bench: one env step, single thread, on every shipped scenario, and a step of
-//! an 8-copy vector env on gpu-small. `cargo bench -p berth-env`.
+//! Criterion bench: one env step, single thread, on every shipped scenario, a step of an
+//! 8-copy vector env on gpu-small, and the entity observation of `gpu-large` and `openb`.
+//! `cargo bench -p berth-env`.
 
 use std::hint::black_box;
 
@@ -51,5 +52,20 @@ fn step_vector(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, step_one, step_vector);
+fn entity_observation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("entity_observe");
+    for name in ["gpu-large", "openb"] {
+        let env = PlacementEnv::new(shipped(name).unwrap()).unwrap();
+        let mut obs = berth_env::entity::EntityObs::default();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                berth_env::entity::observe(&env, &mut obs);
+                black_box(obs.nodes[0])
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, step_one, step_vector, entity_observation);
 criterion_main!(benches);

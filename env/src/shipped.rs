@@ -8,11 +8,12 @@ use berth_core::Scenario;
 use crate::error::{Error, Result};
 
 /// `(name, YAML)` of every shipped scenario, smallest first.
-pub const SHIPPED: [(&str, &str); 4] = [
+pub const SHIPPED: [(&str, &str); 5] = [
     ("tiny", include_str!("../../scenarios/tiny.yaml")),
     ("gpu-small", include_str!("../../scenarios/gpu-small.yaml")),
     ("gpu-medium", include_str!("../../scenarios/gpu-medium.yaml")),
     ("gpu-large", include_str!("../../scenarios/gpu-large.yaml")),
+    ("openb", include_str!("../../scenarios/openb.yaml")),
 ];
 
 /// The shipped scenarios' names, smallest first.

@@ -96,6 +96,27 @@ mod tests {
     }
 
     #[test]
+    fn the_production_cluster_is_admitted_or_refused_by_name_and_the_entity_network_is_smaller() {
+        let openb = berth_env::shipped::shipped("openb").unwrap();
+        let none = Value::Null;
+        let budget = 4096 << 20;
+        let tabular = admit(&shape(AgentKind::Qlearning, &openb, &none), budget).unwrap_err();
+        assert_eq!(tabular.field, "scenario");
+        assert!(tabular.reason.contains("Q-table"), "{tabular}");
+        let dqn = admit(&shape(AgentKind::Dqn, &openb, &none), budget).unwrap_err();
+        assert_eq!(dqn.field, "hyperparameters.buffer_size");
+        let ppo = admit(&shape(AgentKind::Ppo, &openb, &none), budget).unwrap();
+        assert!(ppo.total_bytes() <= budget, "{ppo:?}");
+        // The entity network's parameters do not grow with the cluster (under 1 MiB with
+        // their optimiser state); a minibatch's per-node activations are its largest part.
+        let entity = serde_json::json!({"network": "entity"});
+        let small = admit(&shape(AgentKind::Ppo, &openb, &entity), budget).unwrap();
+        assert!(small.total_bytes() < ppo.total_bytes() / 2, "{small:?} against {ppo:?}");
+        let networks = small.parts.iter().find(|p| p.what == "networks").unwrap();
+        assert!(networks.bytes < 1 << 20, "{small:?}");
+    }
+
+    #[test]
     fn bounds_are_checked_before_the_estimate() {
         let small = berth_env::shipped::shipped("gpu-small").unwrap();
         let wide = serde_json::json!({"hidden": 1_000_000_000});

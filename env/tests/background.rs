@@ -1,0 +1,98 @@
+//! Background pods on a shared cluster: GPU shares block a GPU for whole-GPU replicas,
+//! pods that fit nowhere stay pending, ended pods give their room back, and nothing ever
+//! puts more on a node than it has.
+
+use std::sync::Arc;
+
+use berth_core::{Rng, Scenario};
+use berth_env::{Env, PlacementEnv};
+
+const TINY: &str = include_str!("../../scenarios/tiny.yaml");
+
+fn tiny_with(background: &str) -> PlacementEnv {
+    let yaml = format!("{TINY}\nbackground:\n{background}");
+    PlacementEnv::new(Arc::new(Scenario::from_yaml(&yaml).unwrap())).unwrap()
+}
+
+#[test]
+fn gpu_shares_take_the_free_gpu_and_give_it_back_when_they_end() {
+    // Tiny: two replicas on three single-GPU nodes, so one GPU is free at the start.
+    let mut env = tiny_with(concat!(
+        "  - {cpu_milli: 1000, memory_mib: 1024, num_gpu: 1, gpu_milli: 300, from_s: -10, to_s: 1800}\n",
+        "  - {cpu_milli: 1000, memory_mib: 1024, num_gpu: 1, gpu_milli: 300, from_s: 0, to_s: 1800}\n",
+        "  - {cpu_milli: 1000, memory_mib: 1024, num_gpu: 1, gpu_milli: 500, from_s: 0, to_s: 1800}\n",
+    ));
+    env.reset(1);
+    let free = (0..3).find(|n| !env.placement().contains(n)).unwrap();
+    assert_eq!(env.background_pods(), (2, 1), "the 500 share fits beside neither 600 nor a replica");
+    assert_eq!(env.usage()[free].gpus, 1, "both shares pack onto the one free GPU");
+    assert_eq!(env.usage()[free].cpu_millicores, 2000);
+    assert!(env.action_mask()[1..].iter().all(|&open| !open), "a shared GPU is not free for a replica");
+    env.step(0).unwrap();
+    assert_eq!(env.background_pods(), (2, 1));
+    env.step(0).unwrap();
+    assert_eq!(env.background_pods(), (0, 1), "both ended at 1800 s");
+    assert_eq!(env.usage()[free], Default::default());
+    for r in 0..2 {
+        let to_free = env.encode(berth_env::Move { replica: r, node: free });
+        assert!(env.action_mask()[to_free], "replica {r} may move to the freed GPU again");
+    }
+}
+
+#[test]
+fn cpu_pods_prefer_nodes_without_gpus_and_whole_gpu_pods_need_free_gpus() {
+    let yaml = TINY.replace(
+        "services:",
+        "  - {name: cpu-a, zone: zone-a, cpu_millicores: 8000, memory_mib: 16384}\nservices:",
+    );
+    let yaml = format!(
+        "{yaml}\nbackground:\n{}{}",
+        "  - {cpu_milli: 6000, memory_mib: 1024, from_s: 0, to_s: 900}\n",
+        "  - {cpu_milli: 1000, memory_mib: 1024, num_gpu: 2, gpu_milli: 1000, from_s: 0, to_s: 900}\n",
+    );
+    let mut env = PlacementEnv::new(Arc::new(Scenario::from_yaml(&yaml).unwrap())).unwrap();
+    env.reset(1);
+    assert_eq!(env.usage()[3].cpu_millicores, 6000, "the CPU-only pod goes to the node without GPUs");
+    assert_eq!(env.background_pods(), (1, 1), "no node has two GPUs: the 2-GPU pod stays pending");
+}
+
+#[test]
+fn nothing_is_ever_overcommitted_on_openb() {
+    let scenario = berth_env::shipped::shipped("openb").unwrap();
+    let mut env = PlacementEnv::new(scenario.clone()).unwrap();
+    let mut rng = Rng::new(3);
+    env.reset(3);
+    let (running, pending) = env.background_pods();
+    assert!(running > 5500 && pending < 10, "{running} running, {pending} pending at the start");
+    for _ in 0..48 {
+        for (n, (node, u)) in scenario.nodes.iter().zip(env.usage()).enumerate() {
+            assert!(u.cpu_millicores <= node.allocatable.cpu_millicores, "node {n} cpu");
+            assert!(u.memory_mib <= node.allocatable.memory_mib, "node {n} memory");
+            assert!(u.gpus <= node.gpu.as_ref().map_or(0, |g| g.count), "node {n} GPUs");
+        }
+        let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
+        let action = if rng.below(2) == 0 && env.action_mask()[0] { 0 } else { open[rng.below(open.len())] };
+        env.step(action).unwrap();
+    }
+}
+
+#[test]
+fn a_second_reset_restores_the_background_as_the_first_placed_it() {
+    let scenario = berth_env::shipped::shipped("openb").unwrap();
+    let mut fresh = PlacementEnv::new(scenario.clone()).unwrap();
+    let mut env = PlacementEnv::new(scenario).unwrap();
+    let mut rng = Rng::new(5);
+    env.reset(1);
+    for _ in 0..20 {
+        let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
+        env.step(open[rng.below(open.len())]).unwrap();
+    }
+    let again = env.reset(9).obs.to_vec();
+    // reset_placed never uses the kept state: it places the background afresh.
+    let start = env.placement().to_vec();
+    let placed_afresh = fresh.reset_placed(9, &start).unwrap().obs.to_vec();
+    assert_eq!(placed_afresh, again);
+    assert_eq!(fresh.usage(), env.usage());
+    assert_eq!(fresh.action_mask(), env.action_mask());
+    assert_eq!(fresh.background_pods(), env.background_pods());
+}

@@ -2,22 +2,29 @@
 //!
 //! - [`gym`]: the Gymnasium-shaped [`Env`] trait every env here follows.
 //! - [`PlacementEnv`]: the placement gym over a [`Backend`] (the simulator, [`SimBackend`]).
-//! - [`cost`]: the latency model and reward.
+//! - [`entity`]: the state as rows of scale-free features of nodes, replicas and user groups,
+//!   for networks that act on any cluster size.
+//! - [`cost`]: the latency model and reward. [`background`]: other workloads' pods that
+//!   hold capacity on a shared cluster while they run.
 //! - [`VecEnv`]: N copies with auto-reset, seeded per copy. [`CartPole`] for checking agents.
 //! - [`baselines`] and [`oracle`]: what every result is compared with; [`evaluate`] runs them.
 //!   [`packing`]: the GPU-packing placement rules some baselines place by.
 //! - [`replay`]: the `replay` backend, episodes of what a live cluster recorded.
 //! - [`plan`]: a deploy's moves, from a policy rolled forward on a copy of the live state;
 //!   [`shield`]: only the plan the simulator scores best (the policy's, `greedy`'s, or none).
+//! - [`shapes`]: a scenario varied per episode (nodes kept, traffic, failures, a zone down),
+//!   for training across shapes.
 //! - [`checker`]: Gymnasium's env checker, ported. [`bench`]: steps per second.
 //! - [`live`] (feature `live`): a real cluster through `kube`: snapshots, moves, workloads.
 
 pub mod backend;
+pub mod background;
 pub mod baselines;
 pub mod bench;
 pub mod cartpole;
 pub mod checker;
 pub mod cost;
+pub mod entity;
 mod error;
 pub mod evaluate;
 pub mod fixed;
@@ -30,6 +37,7 @@ mod placement_env;
 pub mod plan;
 pub mod replay;
 pub mod scheduler;
+pub mod shapes;
 pub mod shield;
 pub mod shipped;
 #[cfg(test)]

@@ -17,12 +17,17 @@
 //! replica an action moves and which replicas are down;
 //! then per user group its rate over its peak, then the time of day as `(sin + 1) / 2` and
 //! `(cos + 1) / 2`.
+//!
+//! A scenario's background pods (other workloads) start and end as the clock passes their
+//! times ([`Background`]); what they hold counts in each node's usage, so in the mask and
+//! the observation, as a scheduler would see it.
 
 use std::sync::Arc;
 
 use berth_core::{InitialPlacement, NodeEventKind, NodeUsage, Placement, Resources, Rng, Scenario};
 
 use crate::backend::{Backend, BoxedBackend, SimBackend, Trace, streams};
+use crate::background::Background;
 use crate::baselines::{GreedyPolicy, Policy};
 use crate::cost::{CostModel, ReplicaView, RoutingTable, Scratch, TickMetrics};
 use crate::error::{Error, Result};
@@ -94,6 +99,13 @@ pub struct PlacementEnv {
     next_event: usize,
     placement: Vec<usize>,
     usage: Vec<NodeUsage>,
+    background: Background,
+    /// The background, usage and mask right after a reset from the scenario's own start,
+    /// kept after the first: placing an `openb` day's 5,800 running pods costs more than
+    /// the episode's steps.
+    background_start: Option<(Background, Vec<NodeUsage>, Vec<bool>)>,
+    /// Nodes the background changed in the last tick (scratch).
+    touched: Vec<usize>,
     node_service_count: Vec<u32>,
     node_ready: Vec<bool>,
     ready_at_s: Vec<f64>,
@@ -168,6 +180,9 @@ impl PlacementEnv {
             next_event: 0,
             placement: Vec::new(),
             usage: vec![NodeUsage::default(); nodes],
+            background: Background::new(&scenario),
+            background_start: None,
+            touched: Vec::new(),
             node_service_count: vec![0; nodes * services],
             node_ready: vec![true; nodes],
             ready_at_s: vec![f64::NEG_INFINITY; replicas],
@@ -227,7 +242,9 @@ impl PlacementEnv {
         // The routing table's visits per (group, service, zone), and the zone matrix.
         let routing = 8 * (groups * services * zones + zones * zones + 4 * groups);
         let clock = 8 * (scenario.episode_ticks as u64 + 1);
-        masks + observation + service_node + per_entity + routing + clock + 64 * 1024
+        // Background pods: their start and end orders and where each landed.
+        let background = 40 * scenario.background.len() as u64;
+        masks + observation + service_node + per_entity + routing + clock + background + 64 * 1024
     }
 
     /// The scenario.
@@ -274,6 +291,27 @@ impl PlacementEnv {
             placement: &self.placement,
             replica_service: &self.replica_service,
         }
+    }
+
+    /// Utilisation ρ of each replica in the tick last scored (0 while it is not serving).
+    pub fn replica_utilisation(&self) -> &[f64] {
+        &self.scratch.utilisation
+    }
+
+    /// Per node, the highest utilisation ρ of its replicas in the tick last scored.
+    pub fn node_load(&self) -> &[f64] {
+        &self.node_load
+    }
+
+    /// Whether each replica is still cold-starting at the end of the tick.
+    pub fn cold_starting(&self) -> impl Iterator<Item = bool> + '_ {
+        let now_s = self.tick as f64 * self.scenario.tick_s;
+        self.is_pending.iter().zip(&self.ready_at_s).map(move |(&pending, &ready)| pending && ready > now_s)
+    }
+
+    /// Time of day at the end of the tick, `(sin + 1) / 2` and `(cos + 1) / 2`.
+    pub fn time_of_day(&self) -> [f32; 2] {
+        self.time_of_day[self.tick as usize]
     }
 
     /// The tick last simulated (0 after reset).
@@ -502,6 +540,30 @@ impl PlacementEnv {
         }
     }
 
+    /// Plays the background pods up to now and refreshes the mask and observation of the
+    /// nodes they changed.
+    fn advance_background(&mut self) {
+        if self.scenario.background.is_empty() {
+            return;
+        }
+        let now_s = self.tick as f64 * self.scenario.tick_s;
+        let mut touched = std::mem::take(&mut self.touched);
+        self.background.advance(&self.scenario, now_s, &mut self.usage, &self.node_ready, &mut touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for &n in &touched {
+            self.refresh_mask_column(n);
+            self.refresh_node_obs(n);
+        }
+        touched.clear();
+        self.touched = touched;
+    }
+
+    /// Background pods holding capacity now, and those that found no node.
+    pub fn background_pods(&self) -> (u32, u32) {
+        (self.background.running(), self.background.pending())
+    }
+
     /// Scores the current tick over `[start_s, end_s)`.
     fn score_tick(&mut self, start_s: f64, end_s: f64) -> (TickMetrics, u32) {
         let dt = end_s - start_s;
@@ -592,6 +654,7 @@ impl PlacementEnv {
             }
         };
         self.usage.fill(NodeUsage::default());
+        self.background.reset();
         self.node_service_count.fill(0);
         self.node_ready.fill(true);
         self.not_ready = 0;
@@ -666,6 +729,7 @@ impl PlacementEnv {
         }
         self.not_ready = from.node_ready.iter().filter(|&&ready| !ready).count() as u32;
         self.settle(&from.placement);
+        self.start_background(false);
         Ok(Reset { obs: &self.obs, info: self.info })
     }
 
@@ -686,6 +750,7 @@ impl PlacementEnv {
         self.check_placement(placement)?;
         self.reset_state(seed);
         self.settle(placement);
+        self.start_background(false);
         Ok(Reset { obs: &self.obs, info: self.info })
     }
 
@@ -739,6 +804,30 @@ impl PlacementEnv {
         };
     }
 
+    /// Places the background pods running at the reset's time, once the replicas stand
+    /// where the episode starts (they were there first). From the scenario's own start
+    /// (`from_own_start`) every reset places them alike, so the first one's result is kept.
+    fn start_background(&mut self, from_own_start: bool) {
+        if self.scenario.background.is_empty() {
+            return;
+        }
+        if let Some((background, usage, mask)) = self.background_start.as_ref().filter(|_| from_own_start) {
+            self.background.clone_from(background);
+            self.usage.clone_from(usage);
+            self.mask.copy_from_slice(mask);
+            for n in 0..self.node_count() {
+                self.refresh_node_obs(n);
+            }
+        } else {
+            self.advance_background();
+            if from_own_start {
+                self.background_start =
+                    Some((self.background.clone(), self.usage.clone(), self.mask.clone()));
+            }
+        }
+        self.refresh_evacuation();
+    }
+
     /// What the tick would cost, with the rates last observed, if `mv` were made and every
     /// replica on a Ready node were serving: the steady state the greedy baseline compares.
     pub fn steady_cost(&self, mv: Option<Move>) -> TickMetrics {
@@ -772,6 +861,8 @@ impl Env for PlacementEnv {
 
     fn reset(&mut self, seed: u64) -> Reset<'_, TickInfo> {
         self.reset_state(seed);
+        let from_own_start = self.scenario.initial_placement == InitialPlacement::Spread;
+        self.start_background(from_own_start);
         Reset { obs: &self.obs, info: self.info }
     }
 
@@ -785,6 +876,7 @@ impl Env for PlacementEnv {
         if let Some(mv) = mv {
             self.apply_move(mv, start_s);
         }
+        self.advance_background();
         self.refresh_evacuation();
         let (metrics, unavailable) = self.score_tick(start_s, end_s);
         self.refresh_dynamic_obs();

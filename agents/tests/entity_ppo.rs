@@ -1,0 +1,120 @@
+//! PPO on the entity network: a model trained on `tiny` loads and acts on a copy with a node
+//! more and one with a node removed, is refused on a scenario with a service it never saw
+//! (named in the error), and round-trips through its file acting the same.
+
+use std::sync::Arc;
+
+use berth_agents::{ActMode, AgentKind, Flow, SavedModel, Target, TrainRequest, load_agent, train};
+use berth_core::Scenario;
+use berth_env::shipped::shipped;
+use berth_env::{Env, PlacementEnv};
+
+const TINY: &str = include_str!("../../scenarios/tiny.yaml");
+
+fn trained_on_tiny() -> SavedModel {
+    let request = TrainRequest {
+        agent: AgentKind::Ppo,
+        target: Target::Placement(shipped("tiny").unwrap()),
+        steps: Some(1_024),
+        seed: 5,
+        hyperparameters: serde_json::json!({"network": "entity", "num_envs": 2, "num_steps": 128, "hidden": 16}),
+        device: Default::default(),
+    };
+    let trained = train(&request, &mut |_| Flow::Continue).unwrap();
+    assert!(!trained.log.rows().is_empty());
+    SavedModel::from_bytes(&trained.model.to_bytes()).unwrap()
+}
+
+/// Acts for a day of `yaml`'s cluster and checks every action against the mask.
+fn acts_on(model: &SavedModel, yaml: &str) {
+    let scenario = Arc::new(Scenario::from_yaml(yaml).unwrap());
+    let mut env = PlacementEnv::new(scenario).unwrap();
+    let mut agent = load_agent(model, &env).unwrap();
+    env.reset(2);
+    for _ in 0..env.scenario().episode_ticks {
+        let action = agent.act_in(&env, ActMode::Greedy);
+        assert!(env.action_mask()[action], "masked action {action}");
+        env.step(action).unwrap();
+    }
+}
+
+#[test]
+fn a_model_trained_on_tiny_acts_with_a_node_more_and_a_node_less() {
+    let model = trained_on_tiny();
+    assert_eq!(model.header.services, vec!["infinity-embed"]);
+    acts_on(&model, TINY);
+    let more = TINY.replace(
+        "services:",
+        "  - {name: l4-c, zone: zone-b, cpu_millicores: 16000, memory_mib: 65536, gpu: {count: 1, model: l4, memory_mib: 24576}}\nservices:",
+    );
+    acts_on(&model, &more);
+    let fewer = TINY.replace(
+        "  - name: l4-a\n    zone: zone-a\n    cpu_millicores: 16000\n    memory_mib: 65536\n    gpu: {count: 1, model: l4, memory_mib: 24576}      # L4 24 GB (FIGURES.md, GPUs)\n",
+        "",
+    );
+    assert_ne!(fewer, TINY);
+    acts_on(&model, &fewer);
+}
+
+#[test]
+fn a_service_the_model_never_saw_is_refused_by_name() {
+    let model = trained_on_tiny();
+    let env = PlacementEnv::new(shipped("gpu-small").unwrap()).unwrap();
+    let err = load_agent(&model, &env).err().expect("refused").to_string();
+    assert!(err.contains("never seen") && err.contains("router") && err.contains("rerank"), "{err}");
+}
+
+#[test]
+fn the_saved_model_acts_as_the_trained_one() {
+    let request = TrainRequest {
+        agent: AgentKind::Ppo,
+        target: Target::Placement(shipped("gpu-small").unwrap()),
+        steps: Some(512),
+        seed: 8,
+        hyperparameters: serde_json::json!({"network": "entity", "num_envs": 2, "num_steps": 64, "hidden": 16}),
+        device: Default::default(),
+    };
+    let mut trained = train(&request, &mut |_| Flow::Continue).unwrap();
+    let model = SavedModel::from_bytes(&trained.model.to_bytes()).unwrap();
+    let mut env = PlacementEnv::new(shipped("gpu-small").unwrap()).unwrap();
+    let mut loaded = load_agent(&model, &env).unwrap();
+    env.reset(4);
+    for _ in 0..60 {
+        let a = trained.agent.act_in(&env, ActMode::Greedy);
+        assert_eq!(a, loaded.act_in(&env, ActMode::Greedy));
+        env.step(a).unwrap();
+    }
+}
+
+#[test]
+fn the_entity_network_needs_a_placement_scenario() {
+    let request = TrainRequest {
+        agent: AgentKind::Ppo,
+        target: Target::CartPole,
+        steps: Some(100),
+        seed: 1,
+        hyperparameters: serde_json::json!({"network": "entity"}),
+        device: Default::default(),
+    };
+    let err = train(&request, &mut |_| Flow::Continue).err().expect("refused").to_string();
+    assert!(err.contains("network") && err.contains("CartPole"), "{err}");
+}
+
+#[test]
+fn training_across_shapes_needs_the_entity_network_and_runs_with_it() {
+    let request = |hyperparameters: serde_json::Value| TrainRequest {
+        agent: AgentKind::Ppo,
+        target: Target::Placement(shipped("gpu-medium").unwrap()),
+        steps: Some(600),
+        seed: 2,
+        hyperparameters,
+        device: Default::default(),
+    };
+    let flat = train(&request(serde_json::json!({"vary_shapes": true})), &mut |_| Flow::Continue);
+    let err = flat.err().expect("refused").to_string();
+    assert!(err.contains("vary_shapes") && err.contains("entity"), "{err}");
+    // Episodes of 288 ticks on 2 copies: each copy starts a second, varied, cluster.
+    let hp = serde_json::json!({"network": "entity", "vary_shapes": true, "num_envs": 2, "num_steps": 300, "hidden": 16});
+    let trained = train(&request(hp), &mut |_| Flow::Continue).unwrap();
+    assert!(trained.log.rows().iter().any(|r| r.episodic_return.is_some()), "episodes finished");
+}

@@ -1,0 +1,246 @@
+//! The entity observation: the placement gym's state as sets of nodes, replicas and user
+//! groups, each a row of features of fixed width, plus the relations between them (which
+//! node a replica runs on, which zone a node or group is in). Nothing in a row depends on how
+//! many nodes, replicas, groups or zones there are: every feature is a fraction, a flag or a
+//! ratio, with no node-index one-hots and no absolute counts, so a network that reads rows
+//! with shared weights acts on any cluster of the services it knows.
+//!
+//! The only per-scenario widths are per service (a one-hot of the replica's service, a
+//! group's chain, whether a node can take each service): a model knows its services by name.
+//! The flat vector of [`crate::PlacementEnv`] stays, for Q-learning and the flat networks.
+
+use crate::PlacementEnv;
+use crate::gym::Env;
+
+/// Node features before the per-service block, in order.
+pub const NODE_FEATURES: [&str; 9] = [
+    "cpu_requested",    // CPU requested on the node (replicas and background) / allocatable
+    "memory_requested", // memory requested / allocatable
+    "gpus_taken",       // GPUs taken (whole or partly) / GPUs on the node; 0 without GPUs
+    "has_gpus",         // flag
+    "gpu_free",         // flag: at least one whole GPU free
+    "ready",            // flag: the node is Ready
+    "load",             // the highest utilisation ρ of the replicas on it, in [0, 1]
+    "zone_demand",      // requests/s of the user groups in its zone / all requests/s
+    "demand_rtt",       // mean RTT from the requests' zones to its zone / the SLO, capped at 1
+];
+/// Node features per service, after [`NODE_FEATURES`]: `fits` (flag: one more replica of
+/// the service could move here now) and `time` (the service's time per request here / the
+/// SLO, capped at 1; 0 where it cannot run).
+pub const NODE_SERVICE_FEATURES: [&str; 2] = ["fits", "time"];
+
+/// Replica features after the one-hot of its service, in order.
+pub const REPLICA_FEATURES: [&str; 7] = [
+    "cold_starting",  // flag: still starting at the end of the tick
+    "node_not_ready", // flag: its node is NotReady (it is down)
+    "utilisation",    // ρ of the replica in the tick, in [0, 1]
+    "time",           // its time per request on its node / the SLO, capped at 1
+    "zone_demand",    // requests/s of the user groups in its node's zone / all requests/s
+    "demand_rtt",     // mean RTT from the requests' zones to its node's zone / the SLO, capped at 1
+    "zone_share",     // replicas of its service in its zone / replicas of its service
+];
+
+/// User-group features before the per-service chain flags, in order.
+pub const GROUP_FEATURES: [&str; 2] = [
+    "rate",       // requests/s now / the group's peak rate
+    "rate_share", // requests/s now / all groups' requests/s
+];
+
+/// Global features, in order.
+pub const GLOBAL_FEATURES: [&str; 5] = [
+    "time_sin",             // (sin(2π t / day) + 1) / 2
+    "time_cos",             // (cos(2π t / day) + 1) / 2
+    "nodes_not_ready",      // NotReady nodes / nodes
+    "replicas_unavailable", // replicas not serving / replicas
+    "demand",               // requests/s now / the sum of the groups' peak rates
+];
+
+/// Features of one candidate move (replica, node), computed on demand by [`pair_features`].
+pub const PAIR_FEATURES: [&str; 4] = [
+    "allowed",     // flag: the mask allows the move now
+    "same_zone",   // flag: the node is in the replica's current zone
+    "speed",       // t_here / (t_here + t_there): 0.5 for alike hardware, above for faster
+    "cost_change", // greedy's steady-state cost after the move / before, minus 1, in [-1, 1]
+];
+
+/// The entity observation of one state; row-major blocks, reused between calls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntityObs {
+    /// Number of services (the per-service widths).
+    pub services: usize,
+    /// `nodes × node_width()`.
+    pub nodes: Vec<f32>,
+    /// `replicas × replica_width()`.
+    pub replicas: Vec<f32>,
+    /// `groups × group_width()`.
+    pub groups: Vec<f32>,
+    /// [`GLOBAL_FEATURES`].
+    pub global: Vec<f32>,
+    /// The node each replica runs on: the edges of message passing.
+    pub replica_node: Vec<u32>,
+    /// The zone of each node (zones are relations, not features).
+    pub node_zone: Vec<u32>,
+    /// The zone of each user group.
+    pub group_zone: Vec<u32>,
+}
+
+impl EntityObs {
+    /// Features per node.
+    pub fn node_width(&self) -> usize {
+        node_width(self.services)
+    }
+
+    /// Features per replica.
+    pub fn replica_width(&self) -> usize {
+        replica_width(self.services)
+    }
+
+    /// Features per user group.
+    pub fn group_width(&self) -> usize {
+        group_width(self.services)
+    }
+}
+
+/// Features per node for `services` services.
+pub fn node_width(services: usize) -> usize {
+    NODE_FEATURES.len() + NODE_SERVICE_FEATURES.len() * services
+}
+
+/// Features per replica for `services` services.
+pub fn replica_width(services: usize) -> usize {
+    services + REPLICA_FEATURES.len()
+}
+
+/// Features per user group for `services` services.
+pub fn group_width(services: usize) -> usize {
+    GROUP_FEATURES.len() + services
+}
+
+/// Fills `out` with the entity observation of `env`'s current state.
+pub fn observe(env: &PlacementEnv, out: &mut EntityObs) {
+    let scenario = env.scenario();
+    let (services, zones) = (scenario.services.len(), scenario.zones.len());
+    let slo = scenario.slo_ms;
+    let rates = env.current_rates();
+    let total_rate: f64 = rates.iter().sum();
+    let mut zone_demand = vec![0.0; zones];
+    for (g, &rate) in scenario.user_groups.iter().zip(rates) {
+        zone_demand[g.zone] += if total_rate > 0.0 { rate / total_rate } else { 0.0 };
+    }
+    // How far, on average over the requests now, each zone is from where they come from.
+    let demand_rtt: Vec<f32> = (0..zones)
+        .map(|z| {
+            let rtt: f64 = scenario
+                .user_groups
+                .iter()
+                .zip(rates)
+                .map(|(g, &rate)| rate * scenario.rtt_ms[g.zone][z])
+                .sum();
+            if total_rate > 0.0 { ratio(rtt / total_rate, slo) } else { 0.0 }
+        })
+        .collect();
+    let placement = env.placement();
+    let utilisation = env.replica_utilisation();
+    let load = env.node_load();
+    out.services = services;
+    out.node_zone.clear();
+    out.node_zone.extend(scenario.nodes.iter().map(|n| n.zone as u32));
+    out.group_zone.clear();
+    out.group_zone.extend(scenario.user_groups.iter().map(|g| g.zone as u32));
+    out.replica_node.clear();
+    out.replica_node.extend(placement.iter().map(|&n| n as u32));
+
+    out.nodes.clear();
+    let view = env.cluster_view();
+    for (n, node) in scenario.nodes.iter().enumerate() {
+        let u = &env.usage()[n];
+        let gpus = node.gpu.as_ref().map_or(0, |g| g.count);
+        out.nodes.extend([
+            ratio(u.cpu_millicores as f64, node.allocatable.cpu_millicores as f64),
+            ratio(u.memory_mib as f64, node.allocatable.memory_mib as f64),
+            ratio(f64::from(u.gpus), f64::from(gpus)),
+            flag(gpus > 0),
+            flag(u.gpus < gpus),
+            flag(env.node_ready()[n]),
+            load[n].clamp(0.0, 1.0) as f32,
+            zone_demand[node.zone] as f32,
+            demand_rtt[node.zone],
+        ]);
+        for s in 0..services {
+            let time = scenario.service_time_ms(s, n);
+            out.nodes.extend([flag(view.fits(s, n)), time.map_or(0.0, |t| ratio(t, slo))]);
+        }
+    }
+
+    out.replicas.clear();
+    let services_of = env.replica_service();
+    let mut in_zone = vec![0u32; services * zones];
+    for (r, &n) in placement.iter().enumerate() {
+        in_zone[services_of[r] * zones + scenario.nodes[n].zone] += 1;
+    }
+    for ((r, &n), cold) in placement.iter().enumerate().zip(env.cold_starting()) {
+        let s = services_of[r];
+        let zone = scenario.nodes[n].zone;
+        out.replicas.extend((0..services).map(|i| flag(i == s)));
+        out.replicas.extend([
+            flag(cold),
+            flag(!env.node_ready()[n]),
+            utilisation.get(r).copied().unwrap_or(0.0).clamp(0.0, 1.0) as f32,
+            scenario.service_time_ms(s, n).map_or(1.0, |t| ratio(t, slo)),
+            zone_demand[zone] as f32,
+            demand_rtt[zone],
+            ratio(f64::from(in_zone[s * zones + zone]), f64::from(scenario.services[s].replicas)),
+        ]);
+    }
+
+    out.groups.clear();
+    let mut peak_total = 0.0;
+    for (g, &rate) in scenario.user_groups.iter().zip(rates) {
+        let peak = g.rate.peak();
+        peak_total += peak;
+        out.groups.extend([ratio(rate, peak), ratio(rate, total_rate)]);
+        out.groups.extend((0..services).map(|s| flag(g.chain.contains(&s))));
+    }
+
+    let [sin, cos] = env.time_of_day();
+    let info = env.info();
+    out.global.clear();
+    out.global.extend([
+        sin,
+        cos,
+        ratio(f64::from(info.nodes_not_ready), scenario.nodes.len() as f64),
+        ratio(f64::from(info.unavailable_replicas), placement.len() as f64),
+        ratio(total_rate, peak_total),
+    ]);
+}
+
+/// [`PAIR_FEATURES`] of moving replica `r` to node `n`. The cost change is what `greedy`
+/// scores (one routing of the cluster), so a caller asks for a few candidates per replica.
+pub fn pair_features(env: &PlacementEnv, r: usize, n: usize) -> [f32; 4] {
+    let scenario = env.scenario();
+    let s = env.replica_service()[r];
+    let here = env.placement()[r];
+    let action = env.encode(crate::Move { replica: r, node: n });
+    let allowed = env.action_mask().get(action).copied().unwrap_or(false);
+    let speed = match (scenario.service_time_ms(s, here), scenario.service_time_ms(s, n)) {
+        (Some(t_here), Some(t_there)) => (t_here / (t_here + t_there)) as f32,
+        _ => 0.0,
+    };
+    let cost_change = if allowed {
+        let before = env.steady_cost(None).cost;
+        let after = env.steady_cost(Some(crate::Move { replica: r, node: n })).cost;
+        if before > 0.0 { ((after / before) - 1.0).clamp(-1.0, 1.0) as f32 } else { 0.0 }
+    } else {
+        0.0
+    };
+    [flag(allowed), flag(scenario.nodes[n].zone == scenario.nodes[here].zone), speed, cost_change]
+}
+
+/// `a / b` in [0, 1] as f32; 0 when `b` is 0.
+fn ratio(a: f64, b: f64) -> f32 {
+    if b > 0.0 { (a / b).clamp(0.0, 1.0) as f32 } else { 0.0 }
+}
+
+fn flag(on: bool) -> f32 {
+    if on { 1.0 } else { 0.0 }
+}

@@ -1,0 +1,107 @@
+//! The entity observation: rows whose width depends only on the services, features within
+//! their units on any cluster and state, and values that follow the state they describe.
+
+mod common;
+
+use std::sync::Arc;
+
+use berth_core::{Rng, Scenario};
+use berth_env::entity::{self, EntityObs, GLOBAL_FEATURES, NODE_FEATURES, pair_features};
+use berth_env::{Env, Move, PlacementEnv};
+
+const TINY: &str = include_str!("../../scenarios/tiny.yaml");
+
+fn observed(env: &PlacementEnv) -> EntityObs {
+    let mut obs = EntityObs::default();
+    entity::observe(env, &mut obs);
+    obs
+}
+
+#[test]
+fn rows_have_the_same_width_on_a_cluster_with_a_node_more_or_less() {
+    let more = TINY.replace(
+        "services:",
+        "  - {name: l4-c, zone: zone-b, cpu_millicores: 16000, memory_mib: 65536, gpu: {count: 1, model: l4, memory_mib: 24576}}\nservices:",
+    );
+    let fewer = TINY.replacen("  - name: l4-a\n", "  - name: l4-gone\n", 1).replace(
+        "  - name: l4-gone\n    zone: zone-a\n    cpu_millicores: 16000\n    memory_mib: 65536\n    gpu: {count: 1, model: l4, memory_mib: 24576}      # L4 24 GB (FIGURES.md, GPUs)\n",
+        "",
+    );
+    let mut widths = Vec::new();
+    for (yaml, nodes) in [(TINY.to_string(), 3), (more, 4), (fewer, 2)] {
+        let env = PlacementEnv::new(Arc::new(Scenario::from_yaml(&yaml).unwrap())).unwrap();
+        let obs = observed(&env);
+        assert_eq!(obs.nodes.len(), nodes * obs.node_width());
+        assert_eq!(obs.replicas.len(), 2 * obs.replica_width());
+        assert_eq!(obs.global.len(), GLOBAL_FEATURES.len());
+        widths.push((obs.node_width(), obs.replica_width(), obs.group_width()));
+    }
+    assert!(widths.windows(2).all(|w| w[0] == w[1]), "{widths:?}");
+}
+
+#[test]
+fn every_feature_stays_within_its_unit_on_random_clusters() {
+    let shape = common::Shape { nodes: 7, services: 3, max_replicas: 3, failures: true };
+    let mut checked = 0;
+    for seed in 0..40 {
+        let Some(scenario) = common::random_scenario(seed, &shape) else { continue };
+        let Ok(mut env) = PlacementEnv::new(scenario) else { continue };
+        let mut rng = Rng::new(seed);
+        env.reset(seed);
+        let mut obs = EntityObs::default();
+        for _ in 0..24 {
+            entity::observe(&env, &mut obs);
+            for (block, values) in [
+                ("nodes", &obs.nodes),
+                ("replicas", &obs.replicas),
+                ("groups", &obs.groups),
+                ("global", &obs.global),
+            ] {
+                assert!(values.iter().all(|v| (0.0..=1.0).contains(v)), "seed {seed}: {block} {values:?}");
+            }
+            let (r, n) = (rng.below(env.placement().len()), rng.below(env.node_count()));
+            let pair = pair_features(&env, r, n);
+            assert!(
+                pair[..3].iter().all(|v| (0.0..=1.0).contains(v)) && (-1.0..=1.0).contains(&pair[3]),
+                "{pair:?}"
+            );
+            assert_eq!(pair[0] == 1.0, env.action_mask()[env.encode(Move { replica: r, node: n })]);
+            let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
+            env.step(open[rng.below(open.len())]).unwrap();
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} random scenarios were placeable");
+}
+
+#[test]
+fn features_follow_the_state() {
+    let mut env = PlacementEnv::new(berth_env::shipped::shipped("tiny").unwrap()).unwrap();
+    env.reset(1);
+    let obs = observed(&env);
+    let width = obs.node_width();
+    let col = |name: &str| NODE_FEATURES.iter().position(|f| *f == name).unwrap();
+    let free = (0..3).find(|n| !env.placement().contains(n)).unwrap();
+    let node = |obs: &EntityObs, n: usize, name: &str| obs.nodes[n * width + col(name)];
+    assert_eq!(node(&obs, free, "gpus_taken"), 0.0);
+    assert_eq!(node(&obs, free, "gpu_free"), 1.0);
+    assert_eq!(obs.nodes[free * width + NODE_FEATURES.len()], 1.0, "a replica fits on the free node");
+    let used = env.placement()[0];
+    assert_eq!(node(&obs, used, "gpus_taken"), 1.0);
+    let zone_demand: f32 = (0..3).map(|n| node(&obs, n, "zone_demand")).sum::<f32>();
+    assert!(zone_demand > 1.0, "three nodes in two zones share the demand: {zone_demand}");
+    assert_eq!(obs.replica_node, env.placement().iter().map(|&n| n as u32).collect::<Vec<_>>());
+
+    // Move replica 0 to the free node: the node rows swap, and its time is the new node's
+    // (its 45 s cold start is over by the end of the 15-minute tick).
+    let action = env.encode(Move { replica: 0, node: free });
+    env.step(action).unwrap();
+    let after = observed(&env);
+    assert_eq!(node(&after, free, "gpus_taken"), 1.0);
+    assert_eq!(node(&after, used, "gpus_taken"), 0.0);
+    let features = after.replica_width() - entity::REPLICA_FEATURES.len();
+    let scenario = env.scenario();
+    let time = (scenario.service_time_ms(0, free).unwrap() / scenario.slo_ms) as f32;
+    assert_eq!(after.replicas[features..features + 4], [0.0, 0.0, after.replicas[features + 2], time]);
+    assert_eq!(after.replica_node[0] as usize, free);
+}

@@ -57,6 +57,11 @@ pub trait Agent: Send {
     fn act(&mut self, obs: &[f32], mask: &[bool], mode: ActMode) -> usize;
     /// The learned parameters as bytes (see [`crate::model_file`] for the whole model).
     fn weights(&self) -> Vec<u8>;
+    /// An allowed action in `env`'s current state: what the flat observation and mask give,
+    /// unless the agent reads the env itself (the entity network does).
+    fn act_in(&mut self, env: &PlacementEnv, mode: ActMode) -> usize {
+        self.act(env.observation(), env.action_mask(), mode)
+    }
 }
 
 /// An agent acting greedily in the placement env, as a [`Policy`] beside the baselines.
@@ -79,7 +84,7 @@ impl Policy for AgentPolicy {
     }
 
     fn act(&mut self, env: &PlacementEnv) -> usize {
-        self.agent.act(env.observation(), env.action_mask(), ActMode::Greedy)
+        self.agent.act_in(env, ActMode::Greedy)
     }
 }
 

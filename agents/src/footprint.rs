@@ -10,11 +10,13 @@ use berth_env::PlacementEnv;
 use serde_json::Value;
 
 use crate::agent::AgentKind;
+use crate::entity_ppo::EntityPpoAgent;
 use crate::error::Result;
 use crate::nets::NetworkShape;
-use crate::ppo::PpoConfig;
+use crate::ppo::{PolicyNetwork, PpoConfig};
 use crate::qlearning::QLearningConfig;
 use crate::train::{Target, config, default_steps, dqn_config};
+use berth_env::entity::{group_width, node_width, replica_width};
 
 /// Q-table states counted in the estimate: tables stop growing long before this on the
 /// scenarios Q-learning suits (`tiny`: a few thousand).
@@ -105,20 +107,45 @@ pub fn estimate(
         }
         AgentKind::Ppo => {
             let ppo: PpoConfig = config(overrides)?;
-            let actor =
-                NetworkShape { inputs: obs as usize, hidden: ppo.hidden, outputs: actions as usize, seed: 0 };
-            let critic = NetworkShape { outputs: 1, ..actor };
-            let params = actor.parameters(false) + critic.parameters(false);
+            let hidden = ppo.hidden as u64;
+            // Parameters; bytes of one rollout row; bytes of one minibatch row's activations.
+            let (params, row, activations) = if ppo.network == PolicyNetwork::Entity {
+                let services = scenario.services.len();
+                let (nodes, replicas) = (scenario.nodes.len() as u64, scenario.replica_count() as u64);
+                let groups = scenario.user_groups.len() as u64;
+                // A state's rows, its relations, the two heads' masks for the action and the
+                // teacher's, and the row's scalars.
+                let floats = nodes * node_width(services) as u64
+                    + replicas * replica_width(services) as u64
+                    + groups * group_width(services) as u64
+                    + 2 * (nodes + replicas)
+                    + 8;
+                let params = EntityPpoAgent::parameters(services, ppo.hidden) as u64;
+                // Embeddings of every node and replica through the layers, forward and backward.
+                (
+                    params,
+                    4 * floats + 2 * (replicas + 1 + nodes) + 48,
+                    3 * 4 * (4 * hidden * (nodes + replicas) + floats),
+                )
+            } else {
+                let actor = NetworkShape {
+                    inputs: obs as usize,
+                    hidden: ppo.hidden,
+                    outputs: actions as usize,
+                    seed: 0,
+                };
+                let critic = NetworkShape { outputs: 1, ..actor };
+                let params = actor.parameters(false) + critic.parameters(false);
+                // An observation, the mask as logits, and the row's scalars.
+                (params, 4 * obs + 4 * actions + 48, 3 * 4 * (obs + 2 * hidden + 2 * actions))
+            };
             let rows = (ppo.num_envs * ppo.num_steps) as u64;
-            // An observation, the mask as logits, and the row's scalars.
-            let row = 4 * obs + 4 * actions + 48;
             let minibatch = rows.div_ceil(ppo.num_minibatches as u64);
-            let activations = times(minibatch, 3 * 4 * (obs + 2 * ppo.hidden as u64 + 2 * actions));
             vec![
                 Part { what: "envs", field: "num_envs", bytes: times(env, ppo.num_envs as u64 + 1) },
                 Part { what: "rollout", field: "num_steps", bytes: times(rows, row) },
                 Part { what: "networks", field: "hidden", bytes: times(params, 4 * TRAINING_COPIES) },
-                Part { what: "minibatch", field: "num_minibatches", bytes: activations },
+                Part { what: "minibatch", field: "num_minibatches", bytes: times(minibatch, activations) },
             ]
         }
     };

@@ -10,7 +10,10 @@
 //!   keeping a run's best greedy policy; [`footprint`]: a run's memory, estimated before it starts.
 
 pub mod agent;
+pub mod bench;
 pub mod dqn;
+pub mod entity_net;
+pub mod entity_ppo;
 mod error;
 pub mod footprint;
 pub mod model_file;

@@ -27,6 +27,10 @@ pub struct ModelHeader {
     pub seed: u64,
     /// The hyperparameters, as the algorithm's config serialises them.
     pub config: serde_json::Value,
+    /// The services of the scenario it was trained on, by name: what a size-agnostic model
+    /// knows (empty in models saved before there were any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
 }
 
 /// A header and the weights.
@@ -86,6 +90,7 @@ mod tests {
     fn model() -> SavedModel {
         SavedModel {
             header: ModelHeader {
+                services: Vec::new(),
                 agent: AgentKind::Qlearning,
                 observation_len: 22,
                 action_count: 7,

@@ -12,7 +12,7 @@ use burn::tensor::activation::{relu, sigmoid};
 /// tanh, computed as `2σ(2x) − 1`: the same function, but the flex backend's sigmoid runs
 /// on `expf` while its tanh calls libm's much slower `tanhf`, forward and again backward
 /// (60% of PPO's time on CartPole went there).
-fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+pub(crate) fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     sigmoid(x.mul_scalar(2.0)).mul_scalar(2.0).sub_scalar(1.0)
 }
 

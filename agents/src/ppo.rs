@@ -86,6 +86,25 @@ pub struct PpoConfig {
     pub teacher_coef: f64,
     /// Share of the run over which `teacher_coef` falls to zero.
     pub teacher_fraction: f64,
+    /// The policy network: `flat` (an MLP over the flat observation, bound to one cluster's
+    /// size) or `entity` (one network for any cluster of the same services,
+    /// [`crate::entity_net`]; placement scenarios only).
+    pub network: PolicyNetwork,
+    /// With the entity network: every episode on a new variation of the scenario (a random
+    /// share of its nodes, its traffic and failure rate scaled, sometimes a whole zone down;
+    /// [`berth_env::shapes`]), so the policy meets many cluster shapes.
+    pub vary_shapes: bool,
+}
+
+/// Which network a PPO policy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyNetwork {
+    /// An MLP over the flat observation, with one output per action.
+    #[default]
+    Flat,
+    /// The size-agnostic entity network.
+    Entity,
 }
 
 impl Default for PpoConfig {
@@ -111,6 +130,8 @@ impl Default for PpoConfig {
             keep_prior: 0.0,
             teacher_coef: 0.3,
             teacher_fraction: 0.5,
+            network: PolicyNetwork::Flat,
+            vary_shapes: false,
         }
     }
 }
@@ -165,6 +186,9 @@ impl PpoConfig {
         if self.target_kl.is_some_and(|k| !positive(k)) {
             return bad("target_kl", "must be positive");
         }
+        if self.vary_shapes && self.network != PolicyNetwork::Entity {
+            return bad("vary_shapes", "needs network = \"entity\": the flat network is bound to one shape");
+        }
         if self.hidden == 0 {
             return bad("hidden", "must be at least 1");
         }
@@ -180,7 +204,7 @@ impl PpoConfig {
         Ok(())
     }
 
-    fn batch_size(&self) -> usize {
+    pub(crate) fn batch_size(&self) -> usize {
         self.num_envs * self.num_steps
     }
 }
@@ -366,12 +390,114 @@ struct Rollout {
 
 /// What one minibatch step measured.
 #[derive(Debug, Clone, Copy, Default)]
-struct UpdateStats {
-    policy_loss: f64,
-    value_loss: f64,
-    entropy: f64,
-    approx_kl: f64,
-    clipfrac: f64,
+pub(crate) struct UpdateStats {
+    pub policy_loss: f64,
+    pub value_loss: f64,
+    pub entropy: f64,
+    pub approx_kl: f64,
+    pub clipfrac: f64,
+}
+
+/// The learning rate of update `update` of `updates` (1-based): annealed linearly to zero
+/// with `anneal_lr`.
+pub(crate) fn learning_rate_at(config: &PpoConfig, update: u64, updates: u64) -> f64 {
+    if config.anneal_lr {
+        config.learning_rate * (1.0 - (update - 1) as f64 / updates as f64)
+    } else {
+        config.learning_rate
+    }
+}
+
+/// The advantages of the rows `idx`, normalised over them when `norm_adv`.
+pub(crate) fn minibatch_advantages(advantages: &[f32], idx: &[usize], norm_adv: bool) -> Vec<f32> {
+    let b = idx.len();
+    let mut adv: Vec<f32> = idx.iter().map(|&i| advantages[i]).collect();
+    if norm_adv && b > 1 {
+        let mean = adv.iter().sum::<f32>() / b as f32;
+        let var = adv.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / (b - 1) as f32;
+        let std = var.sqrt() + 1e-8;
+        adv.iter_mut().for_each(|a| *a = (*a - mean) / std);
+    }
+    adv
+}
+
+/// approx_kl (`mean((ρ − 1) − log ρ)`) and the share of ratios outside `1 ± clip`.
+pub(crate) fn ratio_stats(ratio: &Tensor<1>, log_ratio: Tensor<1>, clip: f64) -> (f64, f64) {
+    let (r, lr) = (ratio.clone().detach(), log_ratio.detach());
+    let kl = ((r.clone() - 1.0) - lr).mean().into_scalar::<f32>() as f64;
+    let clipped = (r - 1.0).abs().greater_elem(clip).float().mean().into_scalar::<f32>() as f64;
+    (kl, clipped)
+}
+
+/// The update epochs over a rollout of `batch` rows: shuffled minibatches, each a gradient
+/// step of `step` on the network, stopping early once approx_kl passes `target_kl`. Returns
+/// the network after the last step and every step's figures.
+pub(crate) fn run_epochs<N>(
+    config: &PpoConfig,
+    batch: usize,
+    rng: &mut Rng,
+    mut net: N,
+    mut step: impl FnMut(N, &[usize]) -> (N, UpdateStats),
+) -> (N, Vec<UpdateStats>) {
+    let mut order: Vec<usize> = (0..batch).collect();
+    let minibatch = batch / config.num_minibatches;
+    let mut stats = Vec::new();
+    for _ in 0..config.update_epochs {
+        shuffle(&mut order, rng);
+        for idx in order.chunks(minibatch) {
+            let (next, s) = step(net, idx);
+            net = next;
+            stats.push(s);
+        }
+        if config.target_kl.is_some_and(|k| stats.last().is_some_and(|s| s.approx_kl > k)) {
+            break;
+        }
+    }
+    (net, stats)
+}
+
+/// Generalised advantage estimates and returns of a rollout under `config`'s γ and λ.
+pub(crate) fn rollout_advantages(
+    config: &PpoConfig,
+    rewards: &[f32],
+    values: &[f32],
+    dones: &[bool],
+    last_values: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    gae(rewards, values, dones, last_values, config.gamma as f32, config.gae_lambda as f32)
+}
+
+/// What an update logs: its minibatches' figures, the critic's fit and the teacher's share.
+pub(crate) struct UpdateSummary<'a> {
+    pub stats: &'a [UpdateStats],
+    pub values: &'a [f32],
+    pub returns: &'a [f32],
+    pub learning_rate: f64,
+    pub teacher_coef: f64,
+    /// Steps that had a teacher's action, and those where the policy took it.
+    pub taught: u64,
+    pub agreed: u64,
+}
+
+impl UpdateSummary<'_> {
+    /// The log row of the update.
+    pub fn row(&self, row: LogRow) -> LogRow {
+        let stats = self.stats;
+        let mean = |f: fn(&UpdateStats) -> f64| Some(stats.iter().map(f).sum::<f64>() / stats.len() as f64);
+        let taught = self.taught > 0;
+        LogRow {
+            policy_loss: mean(|s| s.policy_loss),
+            value_loss: mean(|s| s.value_loss),
+            entropy: mean(|s| s.entropy),
+            approx_kl: stats.last().map(|s| s.approx_kl),
+            clipfrac: mean(|s| s.clipfrac),
+            explained_variance: explained_variance(self.values, self.returns),
+            learning_rate: Some(self.learning_rate),
+            teacher_coef: taught.then_some(self.teacher_coef),
+            teacher_agreement: taught.then(|| self.agreed as f64 / self.taught as f64),
+            ..row
+        }
+    }
 }
 
 /// The rows `idx` of a rollout, as tensors on the training device.
@@ -405,13 +531,7 @@ impl Minibatch {
             idx.iter().flat_map(|&i| src[i * w..(i + 1) * w].iter().copied()).collect()
         };
         let pick = |src: &[f32]| -> Vec<f32> { idx.iter().map(|&i| src[i]).collect() };
-        let mut adv = pick(advantages);
-        if norm_adv && b > 1 {
-            let mean = adv.iter().sum::<f32>() / b as f32;
-            let var = adv.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / (b - 1) as f32;
-            let std = var.sqrt() + 1e-8;
-            adv.iter_mut().for_each(|a| *a = (*a - mean) / std);
-        }
+        let adv = minibatch_advantages(advantages, idx, norm_adv);
         let vector = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [b]), d);
         let taken: Vec<i64> = idx.iter().map(|&i| r.actions[i] as i64).collect();
         let teacher: Vec<i64> = idx.iter().map(|&i| r.teacher[i].unwrap_or(0) as i64).collect();
@@ -449,17 +569,27 @@ fn learn(
     let entropy = (log_probs.clone().exp() * log_probs).sum_dim(1).neg().mean();
     let log_ratio = new_log_prob - mb.old_log_probs;
     let ratio = log_ratio.clone().exp();
-    let (approx_kl, clipfrac) = {
-        let (r, lr) = (ratio.clone().detach(), log_ratio.detach());
-        let kl = ((r.clone() - 1.0) - lr).mean().into_scalar::<f32>() as f64;
-        let clipped =
-            (r - 1.0).abs().greater_elem(config.clip_coef).float().mean().into_scalar::<f32>() as f64;
-        (kl, clipped)
-    };
+    let (approx_kl, clipfrac) = ratio_stats(&ratio, log_ratio, config.clip_coef);
     let pg_loss = clipped_policy_loss(ratio, mb.advantages, config.clip_coef);
     let new_values = net.value(mb.obs);
     let v_loss =
         value_loss(new_values, mb.old_values, mb.returns, config.clip_vloss.then_some(config.clip_coef));
+    let (loss, stats) = combined_loss(config, pg_loss, entropy, v_loss, kickstart, (approx_kl, clipfrac));
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    (optimizer.step(learning_rate, net, grads), stats)
+}
+
+/// PPO's loss from its parts, `policy − ent_coef · entropy + vf_coef · value` plus the
+/// kickstarting term where there is one, and the figures the update logs (with approx_kl
+/// and clipfrac from [`ratio_stats`]).
+pub(crate) fn combined_loss(
+    config: &PpoConfig,
+    pg_loss: Tensor<1>,
+    entropy: Tensor<1>,
+    v_loss: Tensor<1>,
+    kickstart: Option<Tensor<1>>,
+    (approx_kl, clipfrac): (f64, f64),
+) -> (Tensor<1>, UpdateStats) {
     let mut loss = pg_loss.clone() - entropy.clone() * config.ent_coef + v_loss.clone() * config.vf_coef;
     if let Some(kickstart) = kickstart {
         loss = loss + kickstart;
@@ -471,8 +601,7 @@ fn learn(
         approx_kl,
         clipfrac,
     };
-    let grads = GradientsParams::from_grads(loss.backward(), &net);
-    (optimizer.step(learning_rate, net, grads), stats)
+    (loss, stats)
 }
 
 /// `1 - Var(returns - values) / Var(returns)`: how much of the returns the critic explains.
@@ -535,11 +664,7 @@ pub fn train<E: Env + Clone>(
     let start = Instant::now();
     let mut global_step = 0u64;
     for update in 1..=updates {
-        let learning_rate = if config.anneal_lr {
-            config.learning_rate * (1.0 - (update - 1) as f64 / updates as f64)
-        } else {
-            config.learning_rate
-        };
+        let learning_rate = learning_rate_at(config, update, updates);
         let teacher_coef = teacher_weight_at(config, update, updates);
         let (mut taught, mut agreed) = (0u64, 0u64);
         for t in 0..t_max {
@@ -580,53 +705,33 @@ pub fn train<E: Env + Clone>(
             }
         }
         let last_values = agent.state_values(vec_env.observations(), n);
-        let (advantages, returns) = gae(
-            &roll.rewards,
-            &roll.values,
-            &roll.dones,
-            &last_values,
-            config.gamma as f32,
-            config.gae_lambda as f32,
-        );
+        let (advantages, returns) =
+            rollout_advantages(config, &roll.rewards, &roll.values, &roll.dones, &last_values);
         // Where no copy had a teacher (CartPole), the loss has no kickstarting term at all.
         let teacher_coef = if taught > 0 { teacher_coef } else { 0.0 };
-        let mut order: Vec<usize> = (0..batch).collect();
-        let minibatch = batch / config.num_minibatches;
-        let mut stats = Vec::new();
-        'epochs: for _ in 0..config.update_epochs {
-            shuffle(&mut order, &mut shuffle_rng);
-            for idx in order.chunks(minibatch) {
-                let mb =
-                    Minibatch::gather(&roll, &advantages, &returns, idx, config.norm_adv, &devices.train);
-                let (next, s) = learn(net, &mut optimizer, config, learning_rate, teacher_coef, mb);
-                net = next;
-                stats.push(s);
-            }
-            if config.target_kl.is_some_and(|k| stats.last().is_some_and(|s| s.approx_kl > k)) {
-                break 'epochs;
-            }
-        }
+        let (trained, stats) = run_epochs(config, batch, &mut shuffle_rng, net, |net, idx| {
+            let mb = Minibatch::gather(&roll, &advantages, &returns, idx, config.norm_adv, &devices.train);
+            learn(net, &mut optimizer, config, learning_rate, teacher_coef, mb)
+        });
+        net = trained;
         agent.net = net.valid();
-        let mean = |f: fn(&UpdateStats) -> f64| Some(stats.iter().map(f).sum::<f64>() / stats.len() as f64);
-        window.close((global_step, total), start, log, progress, |row| LogRow {
-            policy_loss: mean(|s| s.policy_loss),
-            value_loss: mean(|s| s.value_loss),
-            entropy: mean(|s| s.entropy),
-            approx_kl: stats.last().map(|s| s.approx_kl),
-            clipfrac: mean(|s| s.clipfrac),
-            explained_variance: explained_variance(&roll.values, &returns),
-            learning_rate: Some(learning_rate),
-            teacher_coef: (taught > 0).then_some(teacher_coef),
-            teacher_agreement: (taught > 0).then(|| agreed as f64 / taught as f64),
-            ..row
-        })?;
+        let update = UpdateSummary {
+            stats: &stats,
+            values: &roll.values,
+            returns: &returns,
+            learning_rate,
+            teacher_coef,
+            taught,
+            agreed,
+        };
+        window.close((global_step, total), start, log, progress, |row| update.row(row))?;
     }
     Ok(agent)
 }
 
 /// The kickstarting loss's weight in update `update` of `updates` (1-based): `teacher_coef`
 /// falling linearly to zero over `teacher_fraction` of the run.
-fn teacher_weight_at(config: &PpoConfig, update: u64, updates: u64) -> f64 {
+pub(crate) fn teacher_weight_at(config: &PpoConfig, update: u64, updates: u64) -> f64 {
     let progress = (update - 1) as f64 / updates as f64;
     if config.teacher_fraction <= 0.0 || progress >= config.teacher_fraction {
         return 0.0;
@@ -636,13 +741,13 @@ fn teacher_weight_at(config: &PpoConfig, update: u64, updates: u64) -> f64 {
 
 /// The keep action's logit that gives it probability `prior` when the other `allowed - 1`
 /// actions have logit 0: `p = e^l / (e^l + others)`.
-fn keep_logit(prior: f64, allowed: usize) -> f32 {
+pub(crate) fn keep_logit(prior: f64, allowed: usize) -> f32 {
     let others = allowed.saturating_sub(1).max(1) as f64;
     (prior / (1.0 - prior) * others).ln() as f32
 }
 
 /// Fisher–Yates with our own generator, so runs reproduce.
-fn shuffle(v: &mut [usize], rng: &mut Rng) {
+pub(crate) fn shuffle(v: &mut [usize], rng: &mut Rng) {
     for i in (1..v.len()).rev() {
         v.swap(i, rng.below(i + 1));
     }

@@ -12,10 +12,11 @@ use serde::de::DeserializeOwned;
 
 use crate::agent::{Agent, AgentKind};
 use crate::dqn::{self, DqnAgent, DqnConfig};
+use crate::entity_ppo::{self, EntityPpoAgent};
 use crate::error::{Error, Result};
 use crate::model_file::{ModelHeader, SavedModel};
 use crate::nets::{DeviceKind, Devices, NetworkShape};
-use crate::ppo::{self, PpoAgent, PpoConfig};
+use crate::ppo::{self, PolicyNetwork, PpoAgent, PpoConfig};
 use crate::progress::{Flow, Progress};
 use crate::qlearning::{self, QLearningAgent, QLearningConfig};
 use crate::run_log::RunLog;
@@ -147,6 +148,19 @@ pub fn check_hyperparameters(agent: AgentKind, overrides: &serde_json::Value) ->
 
 /// Trains an agent; `progress` is called as the run goes, and may stop it.
 pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress) -> Flow) -> Result<Trained> {
+    if let Some(config) = entity_ppo_config(request)? {
+        let env = match &request.target {
+            Target::Placement(scenario) => PlacementEnv::new(scenario.clone())?,
+            Target::Replay(scenario, replay) => {
+                PlacementEnv::with_backend(scenario.clone(), Box::new(replay.clone()))?
+            }
+            Target::CartPole => {
+                let reason = "the entity network acts on placement scenarios, not CartPole".into();
+                return Err(Error::Config { name: "network".into(), reason });
+            }
+        };
+        return train_entity(&env, &config, request, progress);
+    }
     match &request.target {
         Target::Placement(scenario) => train_on(&mut PlacementEnv::new(scenario.clone())?, request, progress),
         Target::Replay(scenario, replay) => {
@@ -162,10 +176,7 @@ fn train_on<E: Env + Clone>(
     request: &TrainRequest,
     progress: &mut dyn FnMut(Progress) -> Flow,
 ) -> Result<Trained> {
-    let steps = request.steps.unwrap_or_else(|| default_steps(request.agent, &request.target));
-    if steps == 0 {
-        return Err(Error::Config { name: "steps".into(), reason: "must be at least 1".into() });
-    }
+    let steps = budget(request)?;
     let mut log = RunLog::new();
     let (agent, config_json): (Box<dyn Agent>, serde_json::Value) = match request.agent {
         AgentKind::Qlearning => {
@@ -186,7 +197,29 @@ fn train_on<E: Env + Clone>(
             (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
         }
     };
-    let model = SavedModel {
+    let model = saved_model(request, env, steps, config_json, Vec::new(), agent.weights());
+    Ok(Trained { model, agent, log })
+}
+
+/// The run's steps: the request's, or the algorithm's default budget; at least 1.
+fn budget(request: &TrainRequest) -> Result<u64> {
+    let steps = request.steps.unwrap_or_else(|| default_steps(request.agent, &request.target));
+    if steps == 0 {
+        return Err(Error::Config { name: "steps".into(), reason: "must be at least 1".into() });
+    }
+    Ok(steps)
+}
+
+/// The model file of a finished run on `env`.
+fn saved_model<E: Env>(
+    request: &TrainRequest,
+    env: &E,
+    steps: u64,
+    config: serde_json::Value,
+    services: Vec<String>,
+    weights: Vec<u8>,
+) -> SavedModel {
+    SavedModel {
         header: ModelHeader {
             agent: request.agent,
             observation_len: env.observation_space().len(),
@@ -194,11 +227,36 @@ fn train_on<E: Env + Clone>(
             scenario: request.target.name().to_string(),
             trained_steps: steps,
             seed: request.seed,
-            config: config_json,
+            config,
+            services,
         },
-        weights: agent.weights(),
-    };
-    Ok(Trained { model, agent, log })
+        weights,
+    }
+}
+
+/// The PPO config of a request for the entity network, if it is one.
+fn entity_ppo_config(request: &TrainRequest) -> Result<Option<PpoConfig>> {
+    if request.agent != AgentKind::Ppo {
+        return Ok(None);
+    }
+    let config: PpoConfig = config(&request.hyperparameters)?;
+    Ok((config.network == PolicyNetwork::Entity).then_some(config))
+}
+
+/// PPO on the entity network: its model records the services it knows, not the sizes.
+fn train_entity(
+    env: &PlacementEnv,
+    config: &PpoConfig,
+    request: &TrainRequest,
+    progress: &mut dyn FnMut(Progress) -> Flow,
+) -> Result<Trained> {
+    let steps = budget(request)?;
+    let mut log = RunLog::new();
+    let devices = Devices::select(request.device)?;
+    let agent = entity_ppo::train(env, config, steps, request.seed, &devices, &mut log, progress)?;
+    let config = serde_json::to_value(config).expect("configs serialise");
+    let model = saved_model(request, env, steps, config, agent.services().to_vec(), agent.weights());
+    Ok(Trained { model, agent: Box::new(agent), log })
 }
 
 /// Mean return of `agent` acting greedily over `episodes` CartPole episodes.
@@ -242,8 +300,26 @@ fn saved_dqn_config(saved: &serde_json::Value) -> Result<DqnConfig> {
 /// `hidden` of a billion would be allocated), and the weights must be large enough to fill
 /// a network of the sizes it names, so what is built is never larger than what was sent.
 pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agent>> {
-    model.check_fits(&env.scenario().name, env.observation_space().len(), env.action_count())?;
     let header = &model.header;
+    if header.agent == AgentKind::Ppo {
+        let ppo = config::<PpoConfig>(&header.config)?;
+        if ppo.network == PolicyNetwork::Entity {
+            // Any cluster of the services it knows: no size to match.
+            ppo.validate()?;
+            entity_ppo::check_services(&header.services, env.scenario())?;
+            let parameters = EntityPpoAgent::parameters(header.services.len(), ppo.hidden) as u64;
+            check_weight_bytes(&model.weights, parameters)?;
+            let build = || {
+                EntityPpoAgent::from_weights(&model.weights, header.services.clone(), ppo.hidden, header.seed)
+            };
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+                .unwrap_or_else(|_| {
+                    Err(Error::BadModel("the weights do not match the entity network".into()))
+                })
+                .map(|agent| Box::new(agent) as Box<dyn Agent>);
+        }
+    }
+    model.check_fits(&env.scenario().name, env.observation_space().len(), env.action_count())?;
     let rebuilt = |build: &dyn Fn() -> Result<Box<dyn Agent>>| {
         // A record whose tensors do not match the network's is refused, not a crash.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).unwrap_or_else(|_| {
@@ -322,6 +398,7 @@ mod tests {
                 trained_steps: 1,
                 seed: 1,
                 config: old_config,
+                services: Vec::new(),
             },
             weights: plain.into_record().into_bytes().unwrap().to_vec(),
         };

@@ -161,6 +161,33 @@ fn bench_env_json_reports_single_and_vectorized_rates() {
     assert_eq!(rows[2]["scenario"], "gpu-small");
 }
 
+#[test]
+fn bench_agents_reports_the_entity_network_on_two_sizes_alike() {
+    let out = berth(&[
+        "bench",
+        "agents",
+        "--json",
+        "--steps",
+        "64",
+        "--env-seconds",
+        "0.05",
+        "--scenario",
+        "tiny,gpu-small",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert!(row["train_steps_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["build_ms"].as_f64().unwrap() >= 0.0 && row["env_steps_per_sec"].as_f64().unwrap() > 0.0);
+    }
+    // tiny knows one service, gpu-small three: the widths differ, the node count does not matter.
+    assert!(rows[0]["parameters"].as_u64().unwrap() < rows[1]["parameters"].as_u64().unwrap());
+    let bad = berth(&["bench", "agents", "--steps", "0", "--scenario", "tiny"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("--steps"), "{}", stderr(&bad));
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("berth-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod emulate;
 pub mod experiment;
 pub mod record;
+pub mod scenario;
 pub mod serve;
 pub mod table;
 
@@ -55,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         what: ExperimentWhat,
     },
+    /// Build scenarios from public traces.
+    Scenario {
+        #[command(subcommand)]
+        what: ScenarioWhat,
+    },
     /// Measure the speed of berth's parts.
     Bench {
         #[command(subcommand)]
@@ -67,7 +73,7 @@ struct TrainArgs {
     /// The algorithm.
     #[arg(long, value_enum, required_unless_present = "task", conflicts_with = "task")]
     agent: Option<AgentArg>,
-    /// Scenario: a YAML file, a shipped name (tiny, gpu-small, gpu-medium, gpu-large), or
+    /// Scenario: a YAML file, a shipped name (tiny, gpu-small, gpu-medium, gpu-large, openb), or
     /// `cartpole` to check the algorithm on CartPole-v1.
     #[arg(long, required_unless_present = "task", conflicts_with = "task")]
     scenario: Option<String>,
@@ -147,7 +153,7 @@ impl From<AgentArg> for AgentKind {
 
 #[derive(Debug, Args)]
 struct EvalArgs {
-    /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-medium, gpu-large).
+    /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-medium, gpu-large, openb).
     #[arg(long)]
     scenario: String,
     /// Policies to compare, comma-separated: a baseline (random, spread, greedy, descheduler,
@@ -171,6 +177,12 @@ struct EvalArgs {
     /// `policy, seed, cost, mean_latency_ms, slo_miss, moves, gap_to_oracle`.
     #[arg(long)]
     per_day: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ScenarioWhat {
+    /// Regenerate scenarios/openb.yaml from Alibaba's GPU cluster trace (data/openb/).
+    Openb(crate::cli::scenario::OpenbArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +212,27 @@ enum BenchWhat {
     Env(BenchEnvArgs),
     /// Requests/s and latency of a running `berth serve`, beside MongoDB's own rate.
     Api(crate::cli::bench::ApiBenchArgs),
+    /// The size-agnostic network on a scenario: build time and size, env and training steps/s.
+    Agents(AgentsBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct AgentsBenchArgs {
+    /// Scenarios, comma-separated: shipped names or YAML files.
+    #[arg(long, value_delimiter = ',', default_value = "openb")]
+    scenario: Vec<String>,
+    /// PPO training steps to time (whole rollouts of num_envs x num_steps).
+    #[arg(long, default_value_t = 2048)]
+    steps: u64,
+    /// PPO hyperparameters over the defaults, as a TOML file (`network` is always `entity`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seconds to time the env alone.
+    #[arg(long, default_value_t = 2.0)]
+    env_seconds: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -231,8 +264,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Emulate(args) => crate::cli::emulate::run(args),
         Command::Record(args) => crate::cli::record::run(args),
         Command::Experiment { what: ExperimentWhat::Run(args) } => experiment_run(args),
+        Command::Scenario { what: ScenarioWhat::Openb(args) } => crate::cli::scenario::openb(args),
         Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
         Command::Bench { what: BenchWhat::Api(args) } => crate::cli::bench::run(args),
+        Command::Bench { what: BenchWhat::Agents(args) } => bench_agents(args),
     }
 }
 
@@ -343,12 +378,7 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let hyperparameters = match &args.config {
         None => serde_json::Value::Null,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--config: cannot read `{}`", path.display()))?;
-            toml::from_str::<serde_json::Value>(&text)
-                .with_context(|| format!("--config: `{}` is not valid TOML", path.display()))?
-        }
+        Some(path) => read_config(path)?,
     };
     let seed = args.seed.unwrap_or(target.scenario().map_or(0, |s| s.seed));
     let request = TrainRequest {
@@ -444,6 +474,60 @@ fn experiment_run(args: ExperimentRunArgs) -> Result<()> {
         out.display(),
         outcome.files.join(", ")
     );
+    Ok(())
+}
+
+/// A `--config` TOML file of hyperparameters, as JSON.
+fn read_config(path: &std::path::Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--config: cannot read `{}`", path.display()))?;
+    toml::from_str::<serde_json::Value>(&text)
+        .with_context(|| format!("--config: `{}` is not valid TOML", path.display()))
+}
+
+fn bench_agents(args: AgentsBenchArgs) -> Result<()> {
+    if !args.env_seconds.is_finite() || args.env_seconds <= 0.0 {
+        bail!("--env-seconds: must be positive");
+    }
+    if args.steps == 0 {
+        bail!("--steps: must be at least 1");
+    }
+    let overrides = match &args.config {
+        Some(path) => read_config(path)?,
+        None => serde_json::Value::Null,
+    };
+    let mut rows = Vec::new();
+    for name in &args.scenario {
+        let scenario = shipped::load(name).with_context(|| format!("--scenario: `{name}`"))?;
+        if !args.json {
+            eprintln!("measuring {name} ...");
+        }
+        let row = berth_agents::bench::entity(scenario, &overrides, args.steps, args.env_seconds);
+        rows.push(row.with_context(|| format!("measuring `{name}` (--config, --steps)"))?);
+    }
+    let peak = berth_env::bench::peak_memory_mib(None);
+    if args.json {
+        let out = serde_json::json!({"rows": rows, "peak_memory_mib": peak});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for r in &rows {
+            println!(
+                "{}: {} nodes, {} replicas; network {} parameters ({:.1} KiB), built in {:.1} ms; env {:.0} steps/s; PPO training {:.0} steps/s over {} steps",
+                r.scenario,
+                r.nodes,
+                r.replicas,
+                r.parameters,
+                r.parameter_bytes as f64 / 1024.0,
+                r.build_ms,
+                r.env_steps_per_sec,
+                r.train_steps_per_sec,
+                r.train_steps
+            );
+        }
+        if let Some(mib) = peak {
+            println!("peak memory (VmHWM): {mib:.1} MiB");
+        }
+    }
     Ok(())
 }
 

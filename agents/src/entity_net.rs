@@ -1,0 +1,494 @@
+//! One policy network for any cluster: it reads the gym's entity observation
+//! ([`berth_env::entity`]) with weights shared across nodes, replicas and user groups, so its
+//! parameter count depends on the feature widths (the services it knows), never on how many
+//! nodes or replicas there are.
+//!
+//! The shape follows Decima (Mao et al., SIGCOMM 2019) and the attention model of Kool et al.
+//! (ICLR 2019): per-entity encoders; one round of message passing, each node hearing the mean
+//! of the replicas on it and each replica its node; a pooled global context; and a factored,
+//! masked action: first keep or which replica (a score per replica beside one for keeping),
+//! then which node for it (the compatibility of the node's key with the replica's query). The
+//! action's log-probability is the sum of the two heads'. Logits are `C · tanh(x)` with
+//! `C = 10`, as Kool et al. clip them, so the masked softmax over a segment needs no per-segment
+//! maximum.
+//!
+//! A batch stacks the states' rows ([`EntityBatch`]), so states of different shapes train
+//! together.
+
+use berth_env::entity::{EntityObs, GLOBAL_FEATURES};
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::IndexingUpdateOp;
+use burn::tensor::activation::relu;
+
+/// Logit clipping of both heads.
+const CLIP: f64 = 10.0;
+
+/// The widths a network is built for: its services' feature widths and the hidden width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityShape {
+    /// Services the model knows.
+    pub services: usize,
+    /// Width of every embedding.
+    pub hidden: usize,
+}
+
+/// The policy and value network over entity observations.
+#[derive(Module, Debug)]
+pub struct EntityNet {
+    node_in: Linear,
+    replica_in: Linear,
+    group_in: Linear,
+    global_in: Linear,
+    node_update: Linear,
+    replica_update: Linear,
+    context: Linear,
+    replica_score_hidden: Linear,
+    replica_score: Linear,
+    keep_score: Linear,
+    query: Linear,
+    key: Linear,
+    value_hidden: Linear,
+    value: Linear,
+}
+
+/// States' entity observations stacked row-wise, with the indices that tie rows together.
+#[derive(Debug, Clone)]
+pub struct EntityBatch {
+    /// States in the batch.
+    pub states: usize,
+    nodes: Tensor<2>,
+    replicas: Tensor<2>,
+    groups: Tensor<2>,
+    global: Tensor<2>,
+    /// Row in `nodes` of each replica's node.
+    replica_node: Tensor<1, Int>,
+    node_state: Tensor<1, Int>,
+    replica_state: Tensor<1, Int>,
+    group_state: Tensor<1, Int>,
+    /// `1 / count` per state of nodes, replicas and groups, `[states, 1]` each.
+    inverse_counts: [Tensor<2>; 3],
+    /// 1 / (replicas on the node, at least 1), `[nodes, 1]`.
+    inverse_hosted: Tensor<2>,
+    /// Rows of each state: `(first node, nodes, first replica, replicas)`.
+    spans: Vec<(usize, usize, usize, usize)>,
+}
+
+/// The network's embeddings of a batch: what both heads read.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    nodes: Tensor<2>,
+    replicas: Tensor<2>,
+    context: Tensor<2>,
+}
+
+impl EntityBatch {
+    /// Stacks `states` (all of the same services) on `device`.
+    pub fn new(states: &[&EntityObs], device: &Device) -> Self {
+        let services = states.first().map_or(0, |s| s.services);
+        let (node_w, replica_w, group_w) = (
+            berth_env::entity::node_width(services),
+            berth_env::entity::replica_width(services),
+            berth_env::entity::group_width(services),
+        );
+        let (mut nodes, mut replicas, mut groups, mut global) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut replica_node, mut node_state, mut replica_state, mut group_state) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut counts = [Vec::new(), Vec::new(), Vec::new()];
+        let mut hosted = Vec::new();
+        let mut spans = Vec::with_capacity(states.len());
+        for (b, s) in states.iter().enumerate() {
+            assert_eq!(s.services, services, "a batch holds states of the same services");
+            let (n_rows, r_rows, g_rows) =
+                (s.nodes.len() / node_w, s.replicas.len() / replica_w, s.groups.len() / group_w);
+            let node_base = node_state.len();
+            spans.push((node_base, n_rows, replica_state.len(), r_rows));
+            nodes.extend_from_slice(&s.nodes);
+            replicas.extend_from_slice(&s.replicas);
+            groups.extend_from_slice(&s.groups);
+            global.extend_from_slice(&s.global);
+            let mut on_node = vec![0u32; n_rows];
+            for &n in &s.replica_node {
+                replica_node.push((node_base + n as usize) as i64);
+                on_node[n as usize] += 1;
+            }
+            hosted.extend(on_node.iter().map(|&c| 1.0 / c.max(1) as f32));
+            node_state.extend(std::iter::repeat_n(b as i64, n_rows));
+            replica_state.extend(std::iter::repeat_n(b as i64, r_rows));
+            group_state.extend(std::iter::repeat_n(b as i64, g_rows));
+            for (count, rows) in counts.iter_mut().zip([n_rows, r_rows, g_rows]) {
+                count.push(1.0 / rows.max(1) as f32);
+            }
+        }
+        let b = states.len();
+        let float = |v: Vec<f32>, cols: usize| {
+            let rows = v.len() / cols.max(1);
+            Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), device)
+        };
+        let int = |v: Vec<i64>| {
+            let len = v.len();
+            Tensor::<1, Int>::from_data(TensorData::new(v, [len]), device)
+        };
+        let [nodes_c, replicas_c, groups_c] = counts;
+        Self {
+            states: b,
+            nodes: float(nodes, node_w),
+            replicas: float(replicas, replica_w),
+            groups: float(groups, group_w),
+            global: float(global, GLOBAL_FEATURES.len()),
+            replica_node: int(replica_node),
+            node_state: int(node_state),
+            replica_state: int(replica_state),
+            group_state: int(group_state),
+            inverse_counts: [float(nodes_c, 1), float(replicas_c, 1), float(groups_c, 1)],
+            inverse_hosted: float(hosted, 1),
+            spans,
+        }
+    }
+
+    /// Rows of state `b`: `(first node, nodes, first replica, replicas)`.
+    pub fn span(&self, b: usize) -> (usize, usize, usize, usize) {
+        self.spans[b]
+    }
+}
+
+/// Row-wise sum of `rows` into `groups` buckets by `index`: `[groups, cols]`.
+fn scatter_sum(rows: Tensor<2>, index: Tensor<1, Int>, groups: usize) -> Tensor<2> {
+    let [_, cols] = rows.dims();
+    let device = rows.device();
+    Tensor::<2>::zeros([groups, cols], &device).select_assign(0, index, rows, IndexingUpdateOp::Add)
+}
+
+impl EntityNet {
+    /// A network for `shape`, with burn's default initialisation.
+    pub fn new(shape: EntityShape, device: &Device) -> Self {
+        let h = shape.hidden;
+        let s = shape.services;
+        let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
+        Self {
+            node_in: linear(berth_env::entity::node_width(s), h),
+            replica_in: linear(berth_env::entity::replica_width(s), h),
+            group_in: linear(berth_env::entity::group_width(s), h),
+            global_in: linear(GLOBAL_FEATURES.len(), h),
+            node_update: linear(2 * h, h),
+            replica_update: linear(2 * h, h),
+            context: linear(4 * h, h),
+            replica_score_hidden: linear(2 * h, h),
+            replica_score: linear(h, 1),
+            keep_score: linear(h, 1),
+            query: linear(2 * h, h),
+            key: linear(h, h),
+            value_hidden: linear(h, h),
+            value: linear(h, 1),
+        }
+    }
+
+    /// Number of weights and biases.
+    pub fn parameters(&self) -> usize {
+        self.num_params()
+    }
+
+    /// The network with the keep score's bias replaced by `f` of it.
+    pub(crate) fn map_keep_bias(mut self, f: impl FnOnce(Param<Tensor<1>>) -> Param<Tensor<1>>) -> Self {
+        if let Some(bias) = self.keep_score.bias.take() {
+            self.keep_score.bias = Some(f(bias));
+        }
+        self
+    }
+
+    /// Encodes, passes messages once and pools the context.
+    pub fn embed(&self, batch: &EntityBatch) -> Embedded {
+        let [n_rows, _] = batch.nodes.dims();
+        let nodes = relu(self.node_in.forward(batch.nodes.clone()));
+        let replicas = relu(self.replica_in.forward(batch.replicas.clone()));
+        let groups = relu(self.group_in.forward(batch.groups.clone()));
+        let global = relu(self.global_in.forward(batch.global.clone()));
+        // Each node hears the mean of its replicas; then each replica its updated node.
+        let heard =
+            scatter_sum(replicas.clone(), batch.replica_node.clone(), n_rows) * batch.inverse_hosted.clone();
+        let nodes = relu(self.node_update.forward(Tensor::cat(vec![nodes, heard], 1)));
+        let host = nodes.clone().select(0, batch.replica_node.clone());
+        let replicas = relu(self.replica_update.forward(Tensor::cat(vec![replicas, host], 1)));
+        let b = batch.states;
+        let [inv_n, inv_r, inv_g] = batch.inverse_counts.clone();
+        let pooled = vec![
+            scatter_sum(nodes.clone(), batch.node_state.clone(), b) * inv_n,
+            scatter_sum(replicas.clone(), batch.replica_state.clone(), b) * inv_r,
+            scatter_sum(groups, batch.group_state.clone(), b) * inv_g,
+            global,
+        ];
+        let context = relu(self.context.forward(Tensor::cat(pooled, 1)));
+        Embedded { nodes, replicas, context }
+    }
+
+    /// The state values, `[states]`.
+    pub fn value(&self, e: &Embedded) -> Tensor<1> {
+        self.value.forward(relu(self.value_hidden.forward(e.context.clone()))).flatten(0, 1)
+    }
+
+    /// First head, clipped logits: one per replica row `[replicas]`, and keeping per state
+    /// `[states]`.
+    pub fn replica_logits(&self, batch: &EntityBatch, e: &Embedded) -> (Tensor<1>, Tensor<1>) {
+        let ctx = e.context.clone().select(0, batch.replica_state.clone());
+        let hidden = relu(self.replica_score_hidden.forward(Tensor::cat(vec![e.replicas.clone(), ctx], 1)));
+        let replica = clip(self.replica_score.forward(hidden)).flatten(0, 1);
+        let keep = clip(self.keep_score.forward(e.context.clone())).flatten(0, 1);
+        (replica, keep)
+    }
+
+    /// Second head, clipped logits of every node row `[nodes]` for the replica `chosen[b]`
+    /// (a replica row) of each state: the scaled dot product of the node's key with the
+    /// replica's query.
+    pub fn node_logits(&self, batch: &EntityBatch, e: &Embedded, chosen: &[usize]) -> Tensor<1> {
+        let device = e.context.device();
+        let rows = ints(chosen, &device);
+        let replica = e.replicas.clone().select(0, rows);
+        let query = self.query.forward(Tensor::cat(vec![replica, e.context.clone()], 1));
+        let per_node = query.select(0, batch.node_state.clone());
+        let keys = self.key.forward(e.nodes.clone());
+        let [_, h] = keys.dims();
+        clip((keys * per_node).sum_dim(1).div_scalar((h as f64).sqrt())).flatten(0, 1)
+    }
+}
+
+fn clip<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    crate::nets::tanh(x.div_scalar(CLIP)).mul_scalar(CLIP)
+}
+
+/// Log-probabilities of a masked softmax over segments: `logits[i]` belongs to segment
+/// `segment[i]` of `segments`; masked entries get `-inf`-like values and no mass. Every
+/// segment needs at least one open entry. Logits are clipped to ±10, so `exp` needs no shift.
+pub fn segment_log_softmax(
+    logits: Tensor<1>,
+    open: &[bool],
+    segment: &[usize],
+    segments: usize,
+) -> Tensor<1> {
+    let device = logits.device();
+    let len = open.len();
+    let open_f = Tensor::<1>::from_data(
+        TensorData::new(open.iter().map(|&o| if o { 1.0f32 } else { 0.0 }).collect::<Vec<_>>(), [len]),
+        &device,
+    );
+    let index = ints(segment, &device);
+    let mass = logits.clone().exp() * open_f.clone();
+    let total =
+        Tensor::<1>::zeros([segments], &device).select_assign(0, index.clone(), mass, IndexingUpdateOp::Add);
+    let log_total = total.clamp_min(1e-30).log().select(0, index);
+    // Closed entries: a large negative log-probability, never sampled.
+    let closed = open_f.neg().add_scalar(1.0).mul_scalar(-1e9);
+    logits - log_total + closed
+}
+
+/// The first head's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Keep the placement.
+    Keep,
+    /// Move this replica (index within its state).
+    Replica(usize),
+}
+
+/// One state's masks and the action taken in it, as the heads see them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Per replica, whether any move of it is open; then whether keeping is.
+    pub open: Vec<bool>,
+    /// The first head's choice.
+    pub pick: Pick,
+    /// For a moved replica, the nodes open to it, and the one chosen.
+    pub nodes: Option<(Vec<bool>, usize)>,
+}
+
+impl Decision {
+    /// The masks of `mask` (the env's flat mask over `1 + replicas · nodes` actions) and the
+    /// decision behind `action`.
+    pub fn from_action(mask: &[bool], replicas: usize, nodes: usize, action: usize) -> Self {
+        let row = |r: usize| &mask[1 + r * nodes..1 + (r + 1) * nodes];
+        let mut open: Vec<bool> = (0..replicas).map(|r| row(r).contains(&true)).collect();
+        open.push(mask[0]);
+        match action.checked_sub(1) {
+            None => Self { open, pick: Pick::Keep, nodes: None },
+            Some(a) => {
+                let (r, n) = (a / nodes, a % nodes);
+                Self { open, pick: Pick::Replica(r), nodes: Some((row(r).to_vec(), n)) }
+            }
+        }
+    }
+}
+
+impl EntityNet {
+    /// Log-probability of each state's decision (the sum of both heads'), `[states]`.
+    pub fn log_prob(&self, batch: &EntityBatch, e: &Embedded, decisions: &[Decision]) -> Tensor<1> {
+        self.evaluate(batch, e, decisions).0
+    }
+
+    /// Log-probability of each state's decision and the entropy of the policy there (the
+    /// first head's, plus the second head's for the replica it moved), `[states]` each.
+    pub fn evaluate(
+        &self,
+        batch: &EntityBatch,
+        e: &Embedded,
+        decisions: &[Decision],
+    ) -> (Tensor<1>, Tensor<1>) {
+        let device = e.context.device();
+        let (replica, keep) = self.replica_logits(batch, e);
+        // Head 1 over every state's replicas, then every state's keep entry.
+        let mut open = Vec::new();
+        let mut segment = Vec::new();
+        let mut picked = Vec::with_capacity(decisions.len());
+        let replica_rows: usize = batch.spans.iter().map(|s| s.3).sum();
+        for (b, d) in decisions.iter().enumerate() {
+            let (_, _, first, count) = batch.span(b);
+            open.extend_from_slice(&d.open[..count]);
+            segment.extend(std::iter::repeat_n(b, count));
+            picked.push(match d.pick {
+                Pick::Replica(r) => first + r,
+                Pick::Keep => replica_rows + b,
+            });
+        }
+        open.extend(decisions.iter().map(|d| d.open[d.open.len() - 1]));
+        segment.extend(0..decisions.len());
+        let states = decisions.len();
+        let head1_all = segment_log_softmax(Tensor::cat(vec![replica, keep], 0), &open, &segment, states);
+        let entropy1 = segment_entropy(head1_all.clone(), &segment, states);
+        let head1 = head1_all.select(0, ints(&picked, &device));
+        // Head 2 for states that moved a replica; keeping adds nothing.
+        let chosen: Vec<usize> = (0..decisions.len())
+            .map(|b| match decisions[b].pick {
+                Pick::Replica(r) => batch.span(b).2 + r,
+                Pick::Keep => batch.span(b).2,
+            })
+            .collect();
+        let nodes = self.node_logits(batch, e, &chosen);
+        let (mut open, mut segment, mut picked, mut moved) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (b, d) in decisions.iter().enumerate() {
+            let (first, count, _, _) = batch.span(b);
+            match &d.nodes {
+                Some((row, n)) => {
+                    open.extend_from_slice(row);
+                    picked.push(first + n);
+                    moved.push(1.0f32);
+                }
+                None => {
+                    // Any open entry keeps the softmax defined; the term is multiplied out.
+                    open.extend((0..count).map(|i| i == 0));
+                    picked.push(first);
+                    moved.push(0.0);
+                }
+            }
+            segment.extend(std::iter::repeat_n(b, count));
+        }
+        let head2_all = segment_log_softmax(nodes, &open, &segment, states);
+        let entropy2 = segment_entropy(head2_all.clone(), &segment, states);
+        let head2 = head2_all.select(0, ints(&picked, &device));
+        let moved = Tensor::<1>::from_data(TensorData::new(moved, [states]), &device);
+        (head1 + head2 * moved.clone(), entropy1 + entropy2 * moved)
+    }
+
+    /// Samples an action for `env`'s current state (the most likely one when `greedy`),
+    /// with its log-probability. Only actions the env's mask allows are ever taken.
+    pub fn act(
+        &self,
+        env: &berth_env::PlacementEnv,
+        device: &Device,
+        rng: &mut berth_core::Rng,
+        greedy: bool,
+    ) -> (usize, f32) {
+        use berth_env::Env;
+        let mut obs = EntityObs::default();
+        berth_env::entity::observe(env, &mut obs);
+        let step = self.decide(&obs, env.action_mask(), device, rng, greedy);
+        (step.action, step.log_prob)
+    }
+
+    /// Samples an action (the most likely one when `greedy`) in the state `obs` under the
+    /// env's flat `mask`, with its decision, log-probability and the state's value.
+    pub fn decide(
+        &self,
+        obs: &EntityObs,
+        mask: &[bool],
+        device: &Device,
+        rng: &mut berth_core::Rng,
+        greedy: bool,
+    ) -> Decided {
+        let batch = EntityBatch::new(&[obs], device);
+        let e = self.embed(&batch);
+        let value = crate::nets::values(self.value(&e))[0];
+        let (_, nodes, _, replicas) = batch.span(0);
+        let keep_only = Decision::from_action(mask, replicas, nodes, 0);
+        let (replica, keep) = self.replica_logits(&batch, &e);
+        let segment = vec![0; replicas + 1];
+        let head1 = crate::nets::values(segment_log_softmax(
+            Tensor::cat(vec![replica, keep], 0),
+            &keep_only.open,
+            &segment,
+            1,
+        ));
+        let first = draw(&head1, &keep_only.open, rng, greedy);
+        if first == replicas {
+            return Decided { action: 0, decision: keep_only, log_prob: head1[first], value };
+        }
+        let node_logits = self.node_logits(&batch, &e, &[first]);
+        let row = &mask[1 + first * nodes..1 + (first + 1) * nodes];
+        let head2 = crate::nets::values(segment_log_softmax(node_logits, row, &vec![0; nodes], 1));
+        let n = draw(&head2, row, rng, greedy);
+        let action = 1 + first * nodes + n;
+        Decided {
+            action,
+            decision: Decision::from_action(mask, replicas, nodes, action),
+            log_prob: head1[first] + head2[n],
+            value,
+        }
+    }
+}
+
+/// An action chosen by [`EntityNet::decide`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    /// The env's flat action.
+    pub action: usize,
+    /// The same action as the heads see it.
+    pub decision: Decision,
+    /// Its log-probability.
+    pub log_prob: f32,
+    /// The state's value.
+    pub value: f32,
+}
+
+/// An index drawn from log-probabilities over the open entries (the largest when `greedy`).
+fn draw(log_probs: &[f32], open: &[bool], rng: &mut berth_core::Rng, greedy: bool) -> usize {
+    let candidates = log_probs.iter().zip(open).enumerate().filter(|(_, (_, o))| **o);
+    if greedy {
+        return candidates.max_by(|a, b| a.1.0.total_cmp(b.1.0)).map_or(0, |(i, _)| i);
+    }
+    let mut u = rng.next_f64();
+    let mut last = 0;
+    for (i, (&lp, _)) in candidates {
+        last = i;
+        u -= f64::from(lp).exp();
+        if u <= 0.0 {
+            return i;
+        }
+    }
+    last
+}
+
+/// `−Σ p · log p` per segment of the log-probabilities `log_probs` (closed entries have
+/// `p = 0` and add nothing).
+fn segment_entropy(log_probs: Tensor<1>, segment: &[usize], segments: usize) -> Tensor<1> {
+    let device = log_probs.device();
+    let terms = log_probs.clone().exp() * log_probs.clamp_min(-1e4);
+    Tensor::<1>::zeros([segments], &device)
+        .select_assign(0, ints(segment, &device), terms, IndexingUpdateOp::Add)
+        .neg()
+}
+
+fn ints(v: &[usize], device: &Device) -> Tensor<1, Int> {
+    Tensor::<1, Int>::from_data(
+        TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), [v.len()]),
+        device,
+    )
+}

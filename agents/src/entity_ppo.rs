@@ -11,7 +11,7 @@ use berth_core::Rng;
 use berth_env::PlacementEnv;
 use berth_env::entity::{EntityObs, observe};
 use berth_env::gym::Env;
-use berth_env::shapes::{ShapeRanges, varied_env};
+use berth_env::shapes::{Condition, Curriculum, ShapeRanges};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
@@ -122,13 +122,12 @@ pub fn train(
     let total = updates * batch as u64;
     let mut envs: Vec<PlacementEnv> = (0..n).map(|_| env.clone()).collect();
     let mut episode_seed = Rng::derive(seed, 0xe5);
-    let mut shape_rng = Rng::derive(seed, 0x5a9e);
-    let ranges = ShapeRanges::default();
-    for e in &mut envs {
-        if config.vary_shapes {
-            *e = varied_env(&scenario, &ranges, &mut shape_rng)?;
-        }
-        e.reset(episode_seed.next_u64());
+    let mut curriculum = config.vary_shapes.then(|| {
+        Curriculum::new((*scenario).clone(), ShapeRanges::default(), seed, config.oversample_trailing)
+    });
+    let mut conditions: Vec<Option<Condition>> = vec![None; n];
+    for (e, condition) in envs.iter_mut().zip(&mut conditions) {
+        *condition = next_episode(e, curriculum.as_mut(), &mut episode_seed)?;
     }
     let mut net = seeded(devices, seed, || EntityNet::new(shape, &devices.train));
     if config.keep_prior > 0.0 {
@@ -189,11 +188,11 @@ pub fn train(
                     observe(e, &mut current[i]);
                     r += config.gamma as f32 * value_of(&acting, &current[i], &devices.plain);
                     window.finished(episode_return[i], episode_length[i]);
-                    (episode_return[i], episode_length[i]) = (0.0, 0);
-                    if config.vary_shapes {
-                        *e = varied_env(&scenario, &ranges, &mut shape_rng)?;
+                    if let (Some(c), Some(condition)) = (curriculum.as_mut(), conditions[i]) {
+                        c.record(condition, episode_return[i])?;
                     }
-                    e.reset(episode_seed.next_u64());
+                    (episode_return[i], episode_length[i]) = (0.0, 0);
+                    conditions[i] = next_episode(e, curriculum.as_mut(), &mut episode_seed)?;
                 }
                 roll.rewards.push(r);
                 roll.dones.push(truncated);
@@ -228,6 +227,26 @@ pub fn train(
         window.close((global_step, total), start, log, progress, |row| update.row(row))?;
     }
     Ok(EntityPpoAgent { net: acting, devices: devices.clone(), services, rng, obs: EntityObs::default() })
+}
+
+/// Starts `env`'s next episode: the curriculum's next variation and day when training
+/// across shapes (the condition returned), else the next day of the same cluster.
+fn next_episode(
+    env: &mut PlacementEnv,
+    curriculum: Option<&mut Curriculum>,
+    days: &mut Rng,
+) -> Result<Option<Condition>> {
+    match curriculum {
+        Some(c) => {
+            let (condition, varied) = c.draw()?;
+            *env = varied;
+            Ok(Some(condition))
+        }
+        None => {
+            env.reset(days.next_u64());
+            Ok(None)
+        }
+    }
 }
 
 /// The value of one state.

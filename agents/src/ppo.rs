@@ -94,6 +94,10 @@ pub struct PpoConfig {
     /// share of its nodes, its traffic and failure rate scaled, sometimes a whole zone down;
     /// [`berth_env::shapes`]), so the policy meets many cluster shapes.
     pub vary_shapes: bool,
+    /// With `vary_shapes`: the share of episodes (0 to 1) that replay a variation and day
+    /// where the policy trailed `greedy`, the further behind the more often (Genet-style;
+    /// [`berth_env::shapes::Curriculum`]). `greedy` runs once on each new variation.
+    pub oversample_trailing: f64,
 }
 
 /// Which network a PPO policy uses.
@@ -132,6 +136,7 @@ impl Default for PpoConfig {
             teacher_fraction: 0.5,
             network: PolicyNetwork::Flat,
             vary_shapes: false,
+            oversample_trailing: 0.0,
         }
     }
 }
@@ -188,6 +193,12 @@ impl PpoConfig {
         }
         if self.vary_shapes && self.network != PolicyNetwork::Entity {
             return bad("vary_shapes", "needs network = \"entity\": the flat network is bound to one shape");
+        }
+        if !(0.0..=1.0).contains(&self.oversample_trailing) {
+            return bad("oversample_trailing", "must be in [0, 1]");
+        }
+        if self.oversample_trailing > 0.0 && !self.vary_shapes {
+            return bad("oversample_trailing", "needs vary_shapes = true: it replays the variations drawn");
         }
         if self.hidden == 0 {
             return bad("hidden", "must be at least 1");

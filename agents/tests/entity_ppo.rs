@@ -117,4 +117,16 @@ fn training_across_shapes_needs_the_entity_network_and_runs_with_it() {
     let hp = serde_json::json!({"network": "entity", "vary_shapes": true, "num_envs": 2, "num_steps": 300, "hidden": 16});
     let trained = train(&request(hp), &mut |_| Flow::Continue).unwrap();
     assert!(trained.log.rows().iter().any(|r| r.episodic_return.is_some()), "episodes finished");
+    // Replaying where it trailed greedy: only across shapes, and a share.
+    for (hp, reason) in [
+        (serde_json::json!({"network": "entity", "oversample_trailing": 0.3}), "vary_shapes"),
+        (serde_json::json!({"network": "entity", "vary_shapes": true, "oversample_trailing": 1.5}), "[0, 1]"),
+    ] {
+        let err = train(&request(hp), &mut |_| Flow::Continue).err().expect("refused").to_string();
+        assert!(err.contains("oversample_trailing") && err.contains(reason), "{err}");
+    }
+    let hp = serde_json::json!({"network": "entity", "vary_shapes": true, "oversample_trailing": 0.5,
+                                "num_envs": 2, "num_steps": 300, "hidden": 16});
+    let trained = train(&request(hp), &mut |_| Flow::Continue).unwrap();
+    assert!(trained.log.rows().iter().any(|r| r.episodic_return.is_some()), "episodes finished");
 }

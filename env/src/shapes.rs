@@ -2,11 +2,14 @@
 //! policy meets clusters it was not built for. Each draw keeps a random share of the nodes,
 //! scales every user group's traffic, scales the failure rate, and sometimes takes a whole
 //! zone down for a stretch of the day. The services stay as they are: a model knows them
-//! by name.
+//! by name. A [`Curriculum`] draws the variations and replays those where the policy trails
+//! `greedy`.
 
 use berth_core::{NodeEvent, NodeEventKind, Rng, Scenario};
 
 use crate::PlacementEnv;
+use crate::baselines::{GreedyPolicy, Policy};
+use crate::gym::Env;
 
 /// The ranges draws come from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,9 +87,152 @@ fn draw(base: &Scenario, ranges: &ShapeRanges, rng: &mut Rng) -> Scenario {
     s
 }
 
+/// One training condition: the seed of the variation drawn and the seed of the day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Condition {
+    /// Seeds the variation ([`varied_env`]).
+    pub shape_seed: u64,
+    /// Seeds the day (traffic and failures) the env is reset to.
+    pub day_seed: u64,
+}
+
+/// A condition where the policy's return fell short of `greedy`'s.
+#[derive(Debug, Clone, Copy)]
+struct Trailed {
+    condition: Condition,
+    greedy_return: f64,
+    /// How far short, as a share of `greedy`'s cost.
+    gap: f64,
+}
+
+/// Draws the conditions of training across shapes. As Genet (Xia et al., SIGCOMM 2022)
+/// does for rule-based baselines, a share of the episodes replays conditions where the
+/// policy last trailed `greedy`, the more often the further it trailed; a replay it no longer
+/// trails on leaves the pool. `greedy` runs once per condition, from the same start.
+#[derive(Debug, Clone)]
+pub struct Curriculum {
+    base: Scenario,
+    ranges: ShapeRanges,
+    rng: Rng,
+    replay_share: f64,
+    trailed: Vec<Trailed>,
+    greedy_runs: u64,
+}
+
+/// Conditions where the policy trailed that are kept for replay, the furthest behind first.
+const TRAILED_KEPT: usize = 64;
+
+impl Curriculum {
+    /// Draws variations of `base` from `ranges`; `replay_share` of the draws (0 to 1) replay
+    /// a condition where the policy trailed, when there is one.
+    pub fn new(base: Scenario, ranges: ShapeRanges, seed: u64, replay_share: f64) -> Self {
+        let rng = Rng::derive(seed, 0x6e7e);
+        Self { base, ranges, rng, replay_share, trailed: Vec::new(), greedy_runs: 0 }
+    }
+
+    /// The next condition and its env, reset to its day.
+    pub fn draw(&mut self) -> crate::Result<(Condition, PlacementEnv)> {
+        let condition = if !self.trailed.is_empty() && self.rng.next_f64() < self.replay_share {
+            let total: f64 = self.trailed.iter().map(|t| t.gap).sum();
+            let mut pick = self.rng.next_f64() * total;
+            let chosen = self.trailed.iter().find(|t| {
+                pick -= t.gap;
+                pick <= 0.0
+            });
+            chosen.unwrap_or(&self.trailed[0]).condition
+        } else {
+            Condition { shape_seed: self.rng.next_u64(), day_seed: self.rng.next_u64() }
+        };
+        Ok((condition, self.env(condition)?))
+    }
+
+    /// The env of `condition`, reset to its day.
+    pub fn env(&self, condition: Condition) -> crate::Result<PlacementEnv> {
+        let mut env = varied_env(&self.base, &self.ranges, &mut Rng::new(condition.shape_seed))?;
+        env.reset(condition.day_seed);
+        Ok(env)
+    }
+
+    /// The policy's return (summed reward of the day) on `condition`; compared with
+    /// `greedy`'s there, it enters, stays in or leaves the pool of conditions to replay.
+    pub fn record(&mut self, condition: Condition, policy_return: f64) -> crate::Result<()> {
+        if self.replay_share <= 0.0 {
+            return Ok(());
+        }
+        let known = self.trailed.iter().position(|t| t.condition == condition);
+        let greedy_return = match known {
+            Some(i) => self.trailed[i].greedy_return,
+            None => self.greedy_return(condition)?,
+        };
+        let gap = (greedy_return - policy_return) / greedy_return.abs().max(1e-9);
+        match (known, gap > 0.0) {
+            (Some(i), true) => self.trailed[i].gap = gap,
+            (Some(i), false) => {
+                self.trailed.remove(i);
+            }
+            (None, true) => self.trailed.push(Trailed { condition, greedy_return, gap }),
+            (None, false) => {}
+        }
+        self.trailed.sort_by(|a, b| b.gap.total_cmp(&a.gap));
+        self.trailed.truncate(TRAILED_KEPT);
+        Ok(())
+    }
+
+    fn greedy_return(&mut self, condition: Condition) -> crate::Result<f64> {
+        self.greedy_runs += 1;
+        let mut env = self.env(condition)?;
+        let mut greedy = GreedyPolicy;
+        let mut total = 0.0;
+        loop {
+            let step = env.step(greedy.act(&env))?;
+            total += step.reward;
+            if step.terminated || step.truncated {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Conditions in the pool now.
+    pub fn trailing(&self) -> usize {
+        self.trailed.len()
+    }
+
+    /// Days `greedy` has been run for, one per condition recorded.
+    pub fn greedy_runs(&self) -> u64 {
+        self.greedy_runs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_where_the_policy_trailed_greedy_come_back_and_leave_once_caught_up() {
+        let base = crate::shipped::shipped("tiny").unwrap();
+        let mut curriculum = Curriculum::new((*base).clone(), ShapeRanges::default(), 3, 0.5);
+        let (first, env) = curriculum.draw().unwrap();
+        assert_eq!(
+            env.placement(),
+            curriculum.env(first).unwrap().placement(),
+            "a condition is reproducible"
+        );
+        // Far behind greedy on `first`, level with it elsewhere.
+        curriculum.record(first, -1e12).unwrap();
+        assert_eq!((curriculum.trailing(), curriculum.greedy_runs()), (1, 1));
+        let replays = (0..400).filter(|_| curriculum.draw().unwrap().0 == first).count();
+        assert!((150..250).contains(&replays), "{replays} of 400 draws replayed it");
+        curriculum.record(first, -1e12).unwrap();
+        assert_eq!(curriculum.greedy_runs(), 1, "greedy runs once per condition");
+        curriculum.record(first, 0.0).unwrap();
+        assert_eq!(curriculum.trailing(), 0, "caught up: it leaves the pool");
+        assert!((0..50).all(|_| curriculum.draw().unwrap().0 != first));
+        // Off, nothing is run or kept.
+        let mut off = Curriculum::new((*base).clone(), ShapeRanges::default(), 3, 0.0);
+        let (c, _) = off.draw().unwrap();
+        off.record(c, -1e12).unwrap();
+        assert_eq!((off.trailing(), off.greedy_runs()), (0, 0));
+    }
 
     #[test]
     fn variations_keep_the_services_and_a_placeable_cluster() {

@@ -33,4 +33,4 @@ pub use agent::{ActMode, Agent, AgentKind, AgentPolicy};
 pub use error::{Error, Result};
 pub use model_file::{ModelHeader, SavedModel};
 pub use progress::{Flow, Progress};
-pub use train::{Target, TrainRequest, Trained, load_agent, train};
+pub use train::{Target, TrainRequest, Trained, fits_any_cluster, load_agent, train};

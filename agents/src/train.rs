@@ -295,29 +295,31 @@ fn saved_dqn_config(saved: &serde_json::Value) -> Result<DqnConfig> {
     Ok(dqn)
 }
 
+/// Whether the model acts on any cluster of the services it knows (the entity network), not
+/// only on the node and replica counts it was trained on.
+pub fn fits_any_cluster(model: &SavedModel) -> bool {
+    model.header.agent == AgentKind::Ppo
+        && config::<PpoConfig>(&model.header.config).is_ok_and(|c| c.network == PolicyNetwork::Entity)
+}
+
 /// The acting agent of a saved model, checked against the env it will act in. The header
 /// is checked before any network is built: its config must pass the algorithm's checks (a
 /// `hidden` of a billion would be allocated), and the weights must be large enough to fill
 /// a network of the sizes it names, so what is built is never larger than what was sent.
 pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agent>> {
     let header = &model.header;
-    if header.agent == AgentKind::Ppo {
+    if fits_any_cluster(model) {
+        // Any cluster of the services it knows: no size to match.
         let ppo = config::<PpoConfig>(&header.config)?;
-        if ppo.network == PolicyNetwork::Entity {
-            // Any cluster of the services it knows: no size to match.
-            ppo.validate()?;
-            entity_ppo::check_services(&header.services, env.scenario())?;
-            let parameters = EntityPpoAgent::parameters(header.services.len(), ppo.hidden) as u64;
-            check_weight_bytes(&model.weights, parameters)?;
-            let build = || {
-                EntityPpoAgent::from_weights(&model.weights, header.services.clone(), ppo.hidden, header.seed)
-            };
-            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
-                .unwrap_or_else(|_| {
-                    Err(Error::BadModel("the weights do not match the entity network".into()))
-                })
-                .map(|agent| Box::new(agent) as Box<dyn Agent>);
-        }
+        ppo.validate()?;
+        entity_ppo::check_services(&header.services, env.scenario())?;
+        let parameters = EntityPpoAgent::parameters(header.services.len(), ppo.hidden) as u64;
+        check_weight_bytes(&model.weights, parameters)?;
+        let build =
+            || EntityPpoAgent::from_weights(&model.weights, header.services.clone(), ppo.hidden, header.seed);
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+            .unwrap_or_else(|_| Err(Error::BadModel("the weights do not match the entity network".into())))
+            .map(|agent| Box::new(agent) as Box<dyn Agent>);
     }
     model.check_fits(&env.scenario().name, env.observation_space().len(), env.action_count())?;
     let rebuilt = |build: &dyn Fn() -> Result<Box<dyn Agent>>| {

@@ -477,6 +477,79 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     assert_eq!(positions(rt, client, ns), before);
 
     continuous_deploys_replan_until_stopped(&server, &deploy);
+    deploys_on_a_node_that_joined_since_training(rt, client, ns, &server, &deploy);
+}
+
+/// A node joins the cluster after training and a replica lands on it: a model that fits any
+/// cluster (entity PPO) plans and deploys on the live node list, nine nodes where it was
+/// trained on eight; a model bound to its training shape (DQN) is refused, naming the node.
+fn deploys_on_a_node_that_joined_since_training(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    ns: &str,
+    server: &Server,
+    flat_deploy: &str,
+) {
+    let (operator, admin) = (token("operator"), token("admin"));
+    let body = json!({"agent": "ppo", "scenario": "gpu-small", "steps": 4096, "seed": 1,
+                      "hyperparameters": {"network": "entity"}});
+    let response = server.post("/api/v1/training", &operator, &body);
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let task: Value = response.json().unwrap();
+    let task = server.wait_task(task["id"].as_str().unwrap(), &operator, Duration::from_secs(300), |t| {
+        t["status"] == "completed" || t["status"] == "failed"
+    });
+    assert_eq!(task["status"], "completed", "{task:#}");
+    let deploy = format!("/api/v1/models/{}/deploy", task["model_id"].as_str().unwrap());
+
+    // A copy of the embedding replica's H100 node joins, and the replica moves onto it.
+    let before = positions(rt, client, ns);
+    let embed =
+        rt.block_on(Snapshot::read(client, ns)).unwrap().replica("infinity-embed", 0).unwrap().clone();
+    let home = embed.node.clone().unwrap();
+    let joined = "gpu-joined-1";
+    let status = Command::new(BERTH)
+        .args(["emulate", "--add-node", joined, "--like", &home, "--kubeconfig"])
+        .arg(kubeconfig())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mover = Mover::new(client.clone(), ns);
+    assert_eq!(rt.block_on(mover.move_replica(&embed.deployment, joined)).unwrap().node, joined);
+
+    // The bound model cannot account for a replica on a node it has never seen.
+    let refused = server.post(flat_deploy, &admin, &json!({"dry_run": true}));
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let error = refused.json::<Value>().unwrap()["error"]["message"].as_str().unwrap().to_string();
+    assert!(error.contains(joined), "{error}");
+
+    // The metrics endpoint shows the node and the replica on it.
+    let now = server.json("/api/v1/metrics", &operator);
+    let nodes: Vec<&str> =
+        now["nodes"].as_array().unwrap().iter().filter_map(|n| n["name"].as_str()).collect();
+    assert_eq!(nodes.len(), 9, "{now:#}");
+    assert!(nodes.contains(&joined), "{now:#}");
+
+    // The model that fits any cluster plans on nine nodes and deploys; then it is undone.
+    let response = server.post(&deploy, &admin, &json!({"max_moves": 3}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{:?}", response.text());
+    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let done = wait_deployment(server, &id, &admin);
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["nodes_added"], json!([joined]), "{done:#}");
+    assert_eq!(done["nodes_left_out"], json!([]), "{done:#}");
+    assert!(done["latency_after_ms"].as_f64().unwrap() > 0.0, "{done:#}");
+    let response = server.post(&format!("/api/v1/deployments/{id}/rollback"), &admin, &json!({}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(wait_deployment(server, &id, &admin)["status"], "rolled_back");
+
+    // Back as it was: the replica home, the node gone.
+    assert_eq!(rt.block_on(mover.move_replica(&embed.deployment, &home)).unwrap().node, home);
+    rt.block_on(async {
+        let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+        nodes.delete(joined, &Default::default()).await.unwrap();
+    });
+    assert_eq!(positions(rt, client, ns), before);
 }
 
 /// A continuous deploy re-plans and applies every second, holds the cluster meanwhile (other

@@ -83,6 +83,8 @@ fn deployment_json(d: DeploymentDoc) -> Value {
         "shield": d.shield.map(|s| json!({
             "applied": s.applied, "policy_cost": s.policy_cost, "greedy_cost": s.greedy_cost, "keep_cost": s.keep_cost,
         })),
+        "nodes_added": d.nodes_added,
+        "nodes_left_out": d.nodes_left_out,
     })
 }
 

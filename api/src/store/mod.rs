@@ -350,6 +350,13 @@ pub struct DeploymentDoc {
     /// What the shield weighed for the current plan (absent on deployments planned before it).
     #[serde(default)]
     pub shield: Option<ShieldDoc>,
+    /// The cluster's nodes the planning scenario did not hold, that the plan could use (a
+    /// model that fits any cluster plans on the live node list).
+    #[serde(default)]
+    pub nodes_added: Vec<String>,
+    /// The cluster's nodes the plan could not use, each as `name: reason`.
+    #[serde(default)]
+    pub nodes_left_out: Vec<String>,
 }
 
 /// The shield's choice for a plan: which candidate it applied, and the simulated cost of each

@@ -5,7 +5,8 @@
 //! `kubernetes.io/hostname`; a surge rollout brings the new pod up before the old one goes.
 //!
 //! - [`connect`]: a client from a kubeconfig file, or in-cluster credentials.
-//! - [`Snapshot`]: nodes, where each replica runs, and pod metrics from `metrics.k8s.io`.
+//! - [`Snapshot`]: nodes, where each replica runs, and pod metrics from `metrics.k8s.io`;
+//!   [`Snapshot::shape`]: the scenario with the nodes that joined since it was written.
 //! - [`Mover`]: one move, waited for until the new pod is Ready or a timeout passes.
 //! - [`workload`]: the Deployments of a scenario's replicas, as the workload chart renders them.
 
@@ -16,6 +17,7 @@ pub mod labels;
 mod load;
 pub mod metrics;
 mod mover;
+mod shape;
 mod snapshot;
 pub mod workload;
 
@@ -24,4 +26,5 @@ pub use error::{LiveError, LiveResult};
 pub use gym::LiveEnv;
 pub use load::{utilisation, views};
 pub use mover::{MoveDone, Mover};
-pub use snapshot::{LiveNode, LivePlacement, LiveReplica, PodUsage, Snapshot, pod_ready};
+pub use shape::{LeftOut, LiveShape};
+pub use snapshot::{LiveNode, LivePlacement, LiveReplica, PodUsage, Snapshot, live_node, pod_ready};

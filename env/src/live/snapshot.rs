@@ -22,6 +22,14 @@ pub struct LiveNode {
     pub zone: Option<String>,
     /// Allocatable `nvidia.com/gpu`.
     pub gpus: u32,
+    /// Allocatable CPU, millicores.
+    pub cpu_millicores: u64,
+    /// Allocatable memory, MiB.
+    pub memory_mib: u64,
+    /// `nvidia.com/gpu.product`, as GPU feature discovery labels it.
+    pub gpu_product: Option<String>,
+    /// `nvidia.com/gpu.memory`: MiB per GPU.
+    pub gpu_memory_mib: Option<u64>,
 }
 
 /// One placed replica: its Deployment and the pod that serves it.
@@ -86,20 +94,27 @@ fn node_ready(node: &Node) -> bool {
     ready && !cordoned
 }
 
-fn live_node(node: &Node) -> LiveNode {
+/// A node as the placement sees it, from its Node object.
+pub fn live_node(node: &Node) -> LiveNode {
     let labels = node.metadata.labels.as_ref();
-    let gpus = node
-        .status
-        .as_ref()
-        .and_then(|s| s.allocatable.as_ref())
-        .and_then(|a| a.get(labels::GPU_RESOURCE))
-        .and_then(|q| q.0.parse().ok())
-        .unwrap_or(0);
+    let label = |key: &str| labels.and_then(|l| l.get(key)).cloned();
+    let allocatable = |key: &str| {
+        node.status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .and_then(|a| a.get(key))
+            .map(|q| q.0.as_str())
+    };
+    let whole = |v: f64| v.min(u64::MAX as f64) as u64;
     LiveNode {
         name: node.metadata.name.clone().unwrap_or_default(),
         ready: node_ready(node),
-        zone: labels.and_then(|l| l.get(labels::ZONE)).cloned(),
-        gpus,
+        zone: label(labels::ZONE),
+        gpus: allocatable(labels::GPU_RESOURCE).and_then(|q| q.parse().ok()).unwrap_or(0),
+        cpu_millicores: allocatable("cpu").and_then(metrics::cpu_millicores).map_or(0, whole),
+        memory_mib: allocatable("memory").and_then(metrics::memory_mib).map_or(0, whole),
+        gpu_product: label(labels::GPU_PRODUCT),
+        gpu_memory_mib: label(labels::GPU_MEMORY).and_then(|m| m.parse().ok()),
     }
 }
 

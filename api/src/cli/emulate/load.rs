@@ -14,7 +14,7 @@ use super::node::MANAGER;
 use crate::service::cluster::observe::TIME_OF_DAY;
 
 /// Writes the PodMetrics of every placed replica in `namespace` and the NodeMetrics of
-/// every scenario node, as at `t_s` seconds into the simulated day.
+/// every node (the scenario's and those added since), as at `t_s` seconds into the simulated day.
 pub async fn publish(
     client: &kube::Client,
     scenario: &Scenario,
@@ -22,6 +22,9 @@ pub async fn publish(
     t_s: f64,
 ) -> LiveResult<()> {
     let snapshot = Snapshot::read(client, namespace).await?;
+    // Nodes added since the scenario was written (`berth emulate --add-node`) carry load too.
+    let shaped = snapshot.shape(scenario).scenario;
+    let scenario = &shaped;
     let placement = snapshot.placement(scenario)?;
     let rho = utilisation(scenario, &placement, t_s, 1.0);
     let timestamp = json!(Time(Timestamp::now()));

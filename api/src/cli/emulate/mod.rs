@@ -5,7 +5,7 @@
 //! only the kubelet: node status and leases, pods Running and Ready after the service's
 //! cold start, and PodMetrics/NodeMetrics from the simulator's load model. Annotations on a
 //! Node steer it: `berth.io/emulate-down=true` fails the node, `berth.io/emulate-stuck=true`
-//! keeps its new pods from ever becoming Ready.
+//! keeps its new pods from ever becoming Ready. `--add-node` adds a node while it runs.
 
 mod kubelet;
 mod load;
@@ -28,7 +28,7 @@ use node::set_down;
 #[derive(Debug, Args)]
 pub struct EmulateArgs {
     /// Scenario whose nodes to play: a shipped name or a YAML file.
-    #[arg(long, required_unless_present_any = ["fail", "recover"])]
+    #[arg(long, required_unless_present_any = ["fail", "recover", "add_node"])]
     scenario: Option<String>,
     /// Kubeconfig of the cluster (default: `KUBECONFIG`, `~/.kube/config`, or in-cluster).
     #[arg(long)]
@@ -63,6 +63,16 @@ pub struct EmulateArgs {
     /// Bring this failed node back, then exit.
     #[arg(long, value_name = "NODE", conflicts_with = "scenario")]
     recover: Option<String>,
+    /// Add a node of this name, a copy of the node --like names (its labels and resources), as
+    /// a node joining the cluster; the running emulator keeps it Ready. Then exit.
+    #[arg(long, value_name = "NODE", requires = "like", conflicts_with_all = ["scenario", "fail", "recover"])]
+    add_node: Option<String>,
+    /// The node --add-node copies.
+    #[arg(long, value_name = "NODE", requires = "add_node")]
+    like: Option<String>,
+    /// The zone of the node --add-node adds (default: that of --like).
+    #[arg(long, requires = "add_node")]
+    zone: Option<String>,
 }
 
 fn check(args: &EmulateArgs) -> Result<()> {
@@ -96,6 +106,11 @@ pub fn run(args: EmulateArgs) -> Result<()> {
             let down = args.fail.is_some();
             set_down(&client, name, down).await?;
             eprintln!("emulate: node `{name}` {}", if down { "failed" } else { "recovering" });
+            return Ok(());
+        }
+        if let (Some(name), Some(like)) = (&args.add_node, &args.like) {
+            node::add(&client, name, like, args.zone.as_deref()).await?;
+            eprintln!("emulate: node `{name}` added, a copy of `{like}`");
             return Ok(());
         }
         emulate(&client, &args).await
@@ -162,6 +177,15 @@ async fn emulate(client: &kube::Client, args: &EmulateArgs) -> Result<()> {
             if beat_at.is_none_or(|t| t.elapsed() >= heartbeat) || down != was_down {
                 for n in scenario.nodes.iter().filter(|n| names.contains(&n.name)) {
                     node::heartbeat(client, n, down.contains(&n.name)).await?;
+                }
+                // Nodes added since it started (--add-node) beat too.
+                for added in listed
+                    .items
+                    .iter()
+                    .map(live::live_node)
+                    .filter(|n| scenario.node_index(&n.name).is_none())
+                {
+                    node::heartbeat(client, &node::played(&added), down.contains(&added.name)).await?;
                 }
                 beat_at = Some(Instant::now());
                 was_down = down.clone();

@@ -1,8 +1,8 @@
 //! The emulated nodes: registered from the scenario, kept Ready by heartbeats and leases,
 //! or failed on command (the [`DOWN`] annotation) the way a node that lost power looks.
 
-use berth_core::{Node, Scenario};
-use berth_env::live::{LiveError, LiveResult, labels, metrics};
+use berth_core::{GpuSpec, Node, Resources, Scenario};
+use berth_env::live::{LiveError, LiveNode, LiveResult, labels, live_node, metrics};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node as KubeNode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
@@ -136,6 +136,42 @@ pub async fn heartbeat(client: &kube::Client, node: &Node, down: bool) -> LiveRe
         .await
         .map_err(|e| LiveError::kube(&action, e))?;
     Ok(())
+}
+
+/// A node added at run time, as its heartbeat needs it: its resources from its Node object.
+pub fn played(live: &LiveNode) -> Node {
+    let gpu = (live.gpus > 0).then(|| GpuSpec {
+        count: live.gpus,
+        model: live.gpu_product.clone().unwrap_or_default(),
+        memory_mib: live.gpu_memory_mib.unwrap_or(0),
+    });
+    let allocatable = Resources {
+        cpu_millicores: live.cpu_millicores,
+        memory_mib: live.memory_mib,
+        gpus: live.gpus,
+        gpu_memory_mib: live.gpu_memory_mib.unwrap_or(0),
+    };
+    Node { name: live.name.clone(), zone: 0, allocatable, gpu, class: 0, labels: Default::default() }
+}
+
+/// Adds node `name` to the emulation, a copy of node `like` (labels and resources), in
+/// `zone` if given: a node joining the cluster. The running emulator keeps it Ready.
+pub async fn add(client: &kube::Client, name: &str, like: &str, zone: Option<&str>) -> LiveResult<()> {
+    let api = Api::<KubeNode>::all(client.clone());
+    let model = api.get(like).await.map_err(|e| LiveError::kube(format!("read node `{like}`"), e))?;
+    let mut node_labels = model.metadata.labels.clone().unwrap_or_default();
+    node_labels.insert(labels::HOSTNAME.into(), name.into());
+    node_labels.insert(EMULATED.into(), "true".into());
+    if let Some(zone) = zone {
+        node_labels.insert(labels::ZONE.into(), zone.into());
+    }
+    let object =
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": node_labels}});
+    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object))
+        .await
+        .map_err(|e| LiveError::kube(format!("add node `{name}`"), e))?;
+    let added = played(&LiveNode { name: name.into(), ..live_node(&model) });
+    heartbeat(client, &added, false).await
 }
 
 /// Fails (`down`) or recovers a node by its annotation; the running emulator acts on it.

@@ -128,9 +128,14 @@ pub struct LiveSource {
 }
 
 impl LiveSource {
+    /// The cluster now, on its node list as it is today (a node added since the scenario was
+    /// written is shown, and a replica on it counted).
     async fn snapshot(&self) -> Result<Snapshot, String> {
-        let s = &self.scenario;
-        let seen = crate::service::cluster::observe::observe(&self.live.client, s, &self.live.namespace)
+        let (client, namespace) = (&self.live.client, &self.live.namespace);
+        let read = berth_env::live::Snapshot::read(client, namespace).await.map_err(|e| e.to_string())?;
+        let shaped = read.shape(&self.scenario).scenario;
+        let s = &shaped;
+        let seen = crate::service::cluster::observe::observe_snapshot(client, read, s)
             .await
             .map_err(|e| format!("{e:#}"))?;
         let (placement, sample) = (&seen.placement, &seen.sample);

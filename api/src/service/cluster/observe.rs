@@ -59,9 +59,17 @@ pub struct Observation {
     pub sample: Sample,
 }
 
-/// Reads the cluster and fits its load scale.
+/// Reads the cluster and fits its load scale, in the terms of `scenario` as it is.
 pub async fn observe(client: &kube::Client, scenario: &Scenario, namespace: &str) -> Result<Observation> {
-    let snapshot = Snapshot::read(client, namespace).await?;
+    observe_snapshot(client, Snapshot::read(client, namespace).await?, scenario).await
+}
+
+/// Fits the load scale of what `snapshot` read, in the terms of `scenario`.
+pub async fn observe_snapshot(
+    client: &kube::Client,
+    snapshot: Snapshot,
+    scenario: &Scenario,
+) -> Result<Observation> {
     let placement: LivePlacement = snapshot.placement(scenario)?;
     let t_s = time_of_day(client).await;
     let model = utilisation(scenario, &placement, t_s, 1.0);

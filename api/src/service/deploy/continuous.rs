@@ -70,6 +70,7 @@ pub async fn run(
         doc.latency_before_ms = next.latency_before_ms;
         doc.latency_planned_ms = next.latency_planned_ms;
         doc.shield = next.shield;
+        (doc.nodes_added, doc.nodes_left_out) = (next.nodes_added, next.nodes_left_out);
         doc.plan_first_step = doc.steps.len() as u32;
         if let Some(c) = doc.continuous.as_mut() {
             c.rounds += 1;

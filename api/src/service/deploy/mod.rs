@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agents::{AgentPolicy, SavedModel, load_agent};
+use berth_agents::{AgentPolicy, SavedModel, fits_any_cluster, load_agent};
 use berth_core::Scenario;
 use berth_env::live::{LiveError, Mover, Snapshot, workload};
 use berth_env::plan::{PlanLimits, plan};
@@ -63,16 +63,17 @@ fn deployment_of(scenario: &Scenario, replica: usize) -> (String, String, u32) {
     (workload::deployment_name(name, index), name.clone(), index)
 }
 
-/// Mean latency the cost model gives the cluster's placement now.
+/// Mean latency the cost model gives the cluster's placement now, on its node list as it is.
 pub async fn measured_latency(live: &LiveCluster, scenario: &Arc<Scenario>) -> Result<f64, DeployError> {
     let snapshot = Snapshot::read(&live.client, &live.namespace).await?;
-    let placement = snapshot.placement(scenario)?;
+    let shaped = snapshot.shape(scenario).scenario;
+    let placement = snapshot.placement(&shaped)?;
     let start = StartState {
         placement: placement.nodes,
         node_ready: placement.node_ready,
         tick: tick_now(live, scenario).await,
     };
-    let mut env = PlacementEnv::new(scenario.clone()).map_err(|e| DeployError::Model(e.to_string()))?;
+    let mut env = PlacementEnv::new(Arc::new(shaped)).map_err(|e| DeployError::Model(e.to_string()))?;
     env.reset_at(scenario.seed, &start).map_err(|e| DeployError::Model(e.to_string()))?;
     Ok(env.steady_cost(None).mean_latency_ms)
 }
@@ -100,6 +101,16 @@ pub async fn plan_deploy(
 ) -> Result<DeploymentDoc, DeployError> {
     crate::infra::telemetry::record_trace_id(&tracing::Span::current());
     let snapshot = Snapshot::read(&live.client, &live.namespace).await?;
+    let saved = SavedModel::from_bytes(&weights).map_err(|e| DeployError::Model(e.to_string()))?;
+    // A model that fits any cluster plans on the cluster's node list as it is today; one
+    // bound to its training shape plans on the stored scenario, where its size matches.
+    let shape = snapshot.shape(&scenario);
+    let left_out = shape.left_out.iter().map(|l| format!("{}: {}", l.node, l.reason)).collect();
+    let (scenario, nodes_added) = if fits_any_cluster(&saved) {
+        (Arc::new(shape.scenario), shape.added)
+    } else {
+        (scenario, Vec::new())
+    };
     let placement = snapshot.placement(&scenario)?;
     let start = StartState {
         placement: placement.nodes,
@@ -109,7 +120,6 @@ pub async fn plan_deploy(
     let planned = tokio::task::spawn_blocking({
         let scenario = scenario.clone();
         move || {
-            let saved = SavedModel::from_bytes(&weights).map_err(|e| e.to_string())?;
             let mut env = PlacementEnv::new(scenario.clone()).map_err(|e| e.to_string())?;
             let agent = load_agent(&saved, &env).map_err(|e| e.to_string())?;
             let mut policy = AgentPolicy::new(agent);
@@ -167,6 +177,8 @@ pub async fn plan_deploy(
         stop_requested: false,
         plan_first_step: 0,
         shield,
+        nodes_added,
+        nodes_left_out: left_out,
     })
 }
 

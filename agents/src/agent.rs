@@ -76,6 +76,11 @@ impl AgentPolicy {
         let name = agent.kind().name().to_string();
         Self { agent, name }
     }
+
+    /// Wraps an agent whose rows are named `name` (two models of one algorithm side by side).
+    pub fn named(agent: Box<dyn Agent>, name: String) -> Self {
+        Self { agent, name }
+    }
 }
 
 impl Policy for AgentPolicy {

@@ -236,6 +236,15 @@ fn train_writes_the_run_and_eval_puts_the_model_beside_the_baselines() {
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows[1]["policy"], "qlearning");
+    // Two models side by side: each row named by its file.
+    let copy = dir.join("again.bin");
+    std::fs::copy(&model, &copy).unwrap();
+    let both = format!("{},{}", model.display(), copy.display());
+    let o = berth(&["eval", "--scenario", "tiny", "--policy", &both, "--episodes", "1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["policy"], format!("qlearning:{}", model.display()));
+    assert_eq!(rows[1]["policy"], format!("qlearning:{}", copy.display()));
     // The same model on a scenario of other sizes is refused with both sizes named.
     let o = berth(&["eval", "--scenario", "gpu-small", "--policy", model.to_str().unwrap()]);
     assert!(!o.status.success());

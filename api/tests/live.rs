@@ -548,6 +548,10 @@ fn deploys_on_a_node_that_joined_since_training(
     rt.block_on(async {
         let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
         nodes.delete(joined, &Default::default()).await.unwrap();
+        // Its NodeMetrics too, once the emulator has stopped writing them.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let metrics = Api::<DynamicObject>::all_with(client.clone(), &live::metrics::node_metrics());
+        let _ = metrics.delete(joined, &Default::default()).await;
     });
     assert_eq!(positions(rt, client, ns), before);
 }

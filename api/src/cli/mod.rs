@@ -282,10 +282,11 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// A baseline or the oracle by name, or a saved model by path.
-fn contender(spec: &str, scenario: &Arc<Scenario>) -> Result<Contender> {
+/// A baseline or the oracle by name, or a saved model by path: its row is named after its
+/// algorithm, or `algorithm:path` where `by_path` (several models side by side).
+fn contender(spec: &str, scenario: &Arc<Scenario>, by_path: bool) -> Result<Contender> {
     if let Some(inner) = spec.strip_prefix("shield:") {
-        return Ok(contender(inner, scenario)?.shielded(spec)?);
+        return Ok(contender(inner, scenario, by_path)?.shielded(spec)?);
     }
     if let Ok(named) = Contender::named(spec) {
         return Ok(named);
@@ -298,7 +299,11 @@ fn contender(spec: &str, scenario: &Arc<Scenario>) -> Result<Contender> {
     let model = SavedModel::from_bytes(&bytes).with_context(|| format!("--policy: `{spec}`"))?;
     let env = PlacementEnv::new(scenario.clone())?;
     let agent = load_agent(&model, &env).with_context(|| format!("--policy: `{spec}`"))?;
-    Ok(Contender::Policy(Box::new(AgentPolicy::new(agent))))
+    let policy = match by_path {
+        true => AgentPolicy::named(agent, format!("{}:{spec}", model.header.agent.name())),
+        false => AgentPolicy::new(agent),
+    };
+    Ok(Contender::Policy(Box::new(policy)))
 }
 
 /// Runs the comparison and prints it as a table or JSON.
@@ -339,7 +344,9 @@ fn eval(args: EvalArgs) -> Result<()> {
         bail!("--episodes: must be at least 1");
     }
     let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
-    let contenders = args.policy.iter().map(|p| contender(p, &scenario)).collect::<Result<Vec<_>>>()?;
+    let files = args.policy.iter().filter(|p| Path::new(p.trim_start_matches("shield:")).exists()).count();
+    let contenders =
+        args.policy.iter().map(|p| contender(p, &scenario, files > 1)).collect::<Result<Vec<_>>>()?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let rows = compare_and_print(&scenario, contenders, args.episodes, seed, args.json)?;
     if let Some(path) = &args.per_day {

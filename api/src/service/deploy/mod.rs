@@ -104,12 +104,12 @@ pub async fn plan_deploy(
     let saved = SavedModel::from_bytes(&weights).map_err(|e| DeployError::Model(e.to_string()))?;
     // A model that fits any cluster plans on the cluster's node list as it is today; one
     // bound to its training shape plans on the stored scenario, where its size matches.
-    let shape = snapshot.shape(&scenario);
-    let left_out = shape.left_out.iter().map(|l| format!("{}: {}", l.node, l.reason)).collect();
-    let (scenario, nodes_added) = if fits_any_cluster(&saved) {
-        (Arc::new(shape.scenario), shape.added)
+    let (scenario, nodes_added, left_out) = if fits_any_cluster(&saved) {
+        let shape = snapshot.shape(&scenario);
+        let left_out = shape.left_out.iter().map(|l| format!("{}: {}", l.node, l.reason)).collect();
+        (Arc::new(shape.scenario), shape.added, left_out)
     } else {
-        (scenario, Vec::new())
+        (scenario, Vec::new(), Vec::new())
     };
     let placement = snapshot.placement(&scenario)?;
     let start = StartState {

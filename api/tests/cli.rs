@@ -309,3 +309,48 @@ fn emulate_refuses_bad_clock_settings_before_touching_a_cluster() {
         assert!(stderr(&out).contains(flag), "{flag}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn scenario_trace_writes_a_csv_series_into_a_scenario_and_refuses_a_bad_line_writing_nothing() {
+    let dir = temp_dir("scenario-trace");
+    let (csv, into) = (dir.join("rates.csv"), dir.join("s.yaml"));
+    let shipped = include_str!("../../scenarios/gentd26.yaml");
+    std::fs::write(&into, shipped).unwrap();
+    std::fs::write(&csv, "ts,rps\n0,1\n60,3\n180,2\n").unwrap();
+    let args = |csv: &std::path::Path| {
+        let (csv, into) = (csv.to_str().unwrap().to_string(), into.to_str().unwrap().to_string());
+        [
+            "scenario",
+            "trace",
+            "--csv",
+            &csv,
+            "--time-column",
+            "ts",
+            "--value-column",
+            "rps",
+            "--where",
+            "none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--step", "60", "--into", &into].map(String::from))
+        .collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| berth(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(args(&csv));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = std::fs::read_to_string(&into).unwrap();
+    assert!(written.ends_with("values: [1, 3, 2.5, 2]\n"), "{}", &written[written.len() - 200..]);
+    let scenario = berth_core::Scenario::from_yaml(&written).unwrap();
+    assert_eq!(
+        scenario.user_groups[0].rate.trace.as_deref(),
+        Some(&[1.0 / 3.0, 1.0, 2.5 / 3.0, 2.0 / 3.0][..])
+    );
+
+    std::fs::write(&csv, "ts,rps\n0,1\n60,fast\n").unwrap();
+    let out = run(args(&csv));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("rates.csv:3:4: rps must be a finite number"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&into).unwrap(), written, "nothing written on an error");
+    let _ = std::fs::remove_dir_all(dir);
+}

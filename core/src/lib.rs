@@ -7,21 +7,25 @@
 //! A [`Placement`] maps replicas to nodes and knows whether it is feasible.
 
 mod background;
+mod csv;
 mod error;
 pub mod limits;
 pub mod openb;
 mod placement;
+mod rate;
 mod resources;
 pub mod rng;
 mod scenario;
 mod spec;
+pub mod trace;
 
 pub use background::{BackgroundPod, GpuClaim, WHOLE_GPU_MILLI};
 pub use error::{Error, Result};
 pub use placement::{Placement, ReplicaId};
+pub use rate::{RateModel, TraceFit};
 pub use resources::{NodeUsage, Resources};
 pub use rng::Rng;
 pub use scenario::{
-    CPU_CLASS, FailureModel, GpuSpec, InitialPlacement, Node, NodeEvent, NodeEventKind, RateModel,
-    RewardWeights, Routing, Scenario, Service, UserGroup,
+    CPU_CLASS, FailureModel, GpuSpec, InitialPlacement, Node, NodeEvent, NodeEventKind, RewardWeights,
+    Routing, Scenario, Service, UserGroup,
 };

@@ -32,3 +32,7 @@ pub const MAX_SERVICE_NODE_PAIRS: u64 = 1_000_000;
 pub const MAX_ROUTING_CELLS: u64 = 4_000_000;
 /// Background pods (the `openb` trace has 8,152).
 pub const MAX_BACKGROUND_PODS: usize = 200_000;
+/// Samples of one rate trace (a week of 10-second samples is 60,480).
+pub const MAX_TRACE_SAMPLES: u64 = 100_000;
+/// Rate traces of one scenario.
+pub const MAX_TRACES: usize = 64;

@@ -17,6 +17,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::csv::rows;
+pub use crate::csv::{CsvFile, ImportError};
+
 /// Seconds in the simulated day.
 const DAY_S: f64 = 86_400.0;
 /// Zones the nodes are dealt into.
@@ -104,29 +107,6 @@ impl GpuKind {
     }
 }
 
-/// A CSV cell that could not be read, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {reason}")]
-pub struct ImportError {
-    /// The file, as the caller named it.
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column (character) where the cell starts.
-    pub column: usize,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-/// A CSV file's text and the name its errors carry.
-#[derive(Debug, Clone, Copy)]
-pub struct CsvFile<'a> {
-    /// Name in errors.
-    pub name: &'a str,
-    /// Contents.
-    pub text: &'a str,
-}
-
 /// What an import read and wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenbImport {
@@ -180,43 +160,6 @@ pub fn import_openb(nodes: CsvFile<'_>, pods: CsvFile<'_>, window: f64) -> Resul
     }
     let yaml = write_yaml(&trace_nodes, &trace_pods, window, total_pods);
     Ok(OpenbImport { yaml, nodes: trace_nodes.len(), gpus, pods: total_pods, background: trace_pods.len() })
-}
-
-/// A data line's number and its cells, each with the column it starts at.
-type Row<'a> = (usize, Vec<(usize, &'a str)>);
-
-/// The cells of each data line after checking the header.
-fn rows<'a>(file: CsvFile<'a>, header: &[&str]) -> Result<Vec<Row<'a>>, ImportError> {
-    let err = |line: usize, column: usize, reason: String| ImportError {
-        file: file.name.into(),
-        line,
-        column,
-        reason,
-    };
-    let mut lines = file.text.lines().enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)));
-    let (_, first) =
-        lines.next().ok_or_else(|| err(1, 1, "the file is empty; a header line is needed".into()))?;
-    let found: Vec<&str> = first.split(',').collect();
-    if found != header {
-        return Err(err(1, 1, format!("the header must be `{}`, found `{first}`", header.join(","))));
-    }
-    let mut out = Vec::new();
-    for (line, text) in lines.filter(|(_, l)| !l.is_empty()) {
-        let mut cells = Vec::with_capacity(header.len());
-        let mut column = 1;
-        for cell in text.split(',') {
-            if cell.contains('"') {
-                return Err(err(line, column, "quoted cells are not expected in this trace".into()));
-            }
-            cells.push((column, cell));
-            column += cell.chars().count() + 1;
-        }
-        if cells.len() != header.len() {
-            return Err(err(line, 1, format!("{} cells, the header has {}", cells.len(), header.len())));
-        }
-        out.push((line, cells));
-    }
-    Ok(out)
 }
 
 /// Parses a cell as an unsigned number, or names where and why not.

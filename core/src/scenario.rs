@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::background::{BackgroundPod, validate_background};
 use crate::error::{Error, Result};
 use crate::limits;
+use crate::rate::{RateModel, Traces, validate_rate, validate_traces};
 use crate::resources::Resources;
 use crate::spec::{NodeSpec, ScenarioSpec, ServiceSpec, UserGroupSpec};
 
@@ -126,34 +127,6 @@ pub struct Service {
     pub cold_start_s: f64,
 }
 
-/// Request rate `base * (1 + amplitude * sin(2π (t + phase) / period)) * (1 + noise * N(0,1))`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateModel {
-    /// Mean requests per second.
-    pub base_rps: f64,
-    /// Relative diurnal swing, in [0, 1].
-    pub amplitude: f64,
-    /// Period of the swing, seconds.
-    pub period_s: f64,
-    /// Phase shift, seconds.
-    pub phase_s: f64,
-    /// Relative standard deviation of per-tick noise.
-    pub noise: f64,
-}
-
-impl RateModel {
-    /// The noise-free rate at time `t_s`.
-    pub fn mean_at(&self, t_s: f64) -> f64 {
-        let angle = std::f64::consts::TAU * (t_s + self.phase_s) / self.period_s;
-        self.base_rps * (1.0 + self.amplitude * angle.sin())
-    }
-
-    /// An upper bound of the rate, used to normalise observations.
-    pub fn peak(&self) -> f64 {
-        self.base_rps * (1.0 + self.amplitude) * (1.0 + 3.0 * self.noise)
-    }
-}
-
 /// Users in one zone and the chain of services each of their requests calls.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserGroup {
@@ -208,7 +181,7 @@ pub struct Scenario {
     pub background: Vec<BackgroundPod>,
 }
 
-fn finite_at_least(path: &str, value: f64, min: f64, strict: bool) -> Result<f64> {
+pub(crate) fn finite_at_least(path: &str, value: f64, min: f64, strict: bool) -> Result<f64> {
     let ok = value.is_finite() && if strict { value > min } else { value >= min };
     if ok {
         Ok(value)
@@ -296,11 +269,12 @@ impl Scenario {
         unique_names("services", services.iter().map(|s| s.name.as_str()))?;
         let service_index: HashMap<&str, usize> =
             services.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+        let traces = validate_traces(&spec.traces)?;
         let user_groups = spec
             .user_groups
             .iter()
             .enumerate()
-            .map(|(i, g)| validate_group(i, g, &zone_index, &service_index))
+            .map(|(i, g)| validate_group(i, g, &zone_index, &service_index, &traces))
             .collect::<Result<Vec<_>>>()?;
         if user_groups.is_empty() {
             return Err(Error::invalid("user_groups", "at least one user group is needed"));
@@ -424,6 +398,7 @@ fn check_sizes(spec: &ScenarioSpec) -> Result<()> {
         ("user_groups", spec.user_groups.len(), limits::MAX_USER_GROUPS),
         ("failures.events", spec.failures.events.len(), limits::MAX_EVENTS),
         ("background", spec.background.len(), limits::MAX_BACKGROUND_PODS),
+        ("traces", spec.traces.len(), limits::MAX_TRACES),
     ];
     for (path, count, limit) in counted {
         if count > limit {
@@ -436,6 +411,13 @@ fn check_sizes(spec: &ScenarioSpec) -> Result<()> {
             return Err(over(format!("user_groups[{i}].chain"), "services in the chain", count, limit));
         }
     }
+    for (name, trace) in &spec.traces {
+        let samples = trace.values.len() as u64;
+        if samples > limits::MAX_TRACE_SAMPLES {
+            return Err(over(format!("traces.{name}.values"), "samples", samples, limits::MAX_TRACE_SAMPLES));
+        }
+    }
+
     let mut nodes: u64 = 0;
     for (i, node) in spec.nodes.iter().enumerate() {
         if let Some(gpu) = &node.gpu
@@ -658,6 +640,7 @@ fn validate_group(
     spec: &UserGroupSpec,
     zones: &HashMap<&str, usize>,
     services: &HashMap<&str, usize>,
+    traces: &Traces,
 ) -> Result<UserGroup> {
     let path = format!("user_groups[{i}]");
     let zone = *zones
@@ -676,20 +659,7 @@ fn validate_group(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let r = &spec.rate;
-    let rate = RateModel {
-        base_rps: finite_at_least(&format!("{path}.rate.base_rps"), r.base_rps, 0.0, false)?,
-        amplitude: finite_at_least(&format!("{path}.rate.amplitude"), r.amplitude, 0.0, false)?,
-        period_s: finite_at_least(&format!("{path}.rate.period_s"), r.period_s, 0.0, true)?,
-        phase_s: finite_at_least(&format!("{path}.rate.phase_s"), r.phase_s, f64::MIN, false)?,
-        noise: finite_at_least(&format!("{path}.rate.noise"), r.noise, 0.0, false)?,
-    };
-    if rate.amplitude > 1.0 {
-        return Err(Error::invalid(
-            format!("{path}.rate.amplitude"),
-            format!("must be in [0, 1] (a relative swing), got {}", rate.amplitude),
-        ));
-    }
+    let rate = validate_rate(&format!("{path}.rate"), &spec.rate, traces)?;
     Ok(UserGroup { name: spec.name.clone(), zone, rate, chain })
 }
 

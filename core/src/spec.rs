@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::rate::TraceFit;
 use crate::scenario::{InitialPlacement, NodeEventKind, Routing};
 
 /// The whole document.
@@ -35,6 +36,19 @@ pub(crate) struct ScenarioSpec {
     pub failures: FailureSpec,
     #[serde(default)]
     pub background: Vec<BackgroundPodSpec>,
+    #[serde(default)]
+    pub traces: BTreeMap<String, TraceSpec>,
+}
+
+/// A request-rate time series at a regular step (`berth scenario trace` writes one from a CSV).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TraceSpec {
+    /// Where the samples came from, for the reader.
+    #[serde(default, rename = "source")]
+    pub _source: String,
+    pub step_s: f64,
+    pub values: Vec<f64>,
 }
 
 /// Reward weights.
@@ -108,7 +122,14 @@ pub(crate) struct UserGroupSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateSpec {
-    pub base_rps: f64,
+    #[serde(default)]
+    pub base_rps: Option<f64>,
+    #[serde(default)]
+    pub peak_rps: Option<f64>,
+    #[serde(default)]
+    pub trace: Option<String>,
+    #[serde(default)]
+    pub fit: TraceFit,
     #[serde(default)]
     pub amplitude: f64,
     #[serde(default = "default_period")]

@@ -6,11 +6,12 @@
 use berth_core::{Scenario, limits};
 use proptest::prelude::*;
 
-const SHIPPED: [&str; 4] = [
+const SHIPPED: [&str; 5] = [
     include_str!("../../scenarios/tiny.yaml"),
     include_str!("../../scenarios/gpu-small.yaml"),
     include_str!("../../scenarios/gpu-medium.yaml"),
     include_str!("../../scenarios/gpu-large.yaml"),
+    include_str!("../../scenarios/gentd26.yaml"),
 ];
 
 /// Numbers a mutation may write in place of one in the document.

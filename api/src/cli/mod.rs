@@ -73,7 +73,7 @@ struct TrainArgs {
     /// The algorithm.
     #[arg(long, value_enum, required_unless_present = "task", conflicts_with = "task")]
     agent: Option<AgentArg>,
-    /// Scenario: a YAML file, a shipped name (tiny, gpu-small, gpu-medium, gpu-large, openb), or
+    /// Scenario: a YAML file, a shipped name (tiny, gpu-small, gentd26, gpu-medium, gpu-large, openb), or
     /// `cartpole` to check the algorithm on CartPole-v1.
     #[arg(long, required_unless_present = "task", conflicts_with = "task")]
     scenario: Option<String>,
@@ -153,7 +153,7 @@ impl From<AgentArg> for AgentKind {
 
 #[derive(Debug, Args)]
 struct EvalArgs {
-    /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-medium, gpu-large, openb).
+    /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gentd26, gpu-medium, gpu-large, openb).
     #[arg(long)]
     scenario: String,
     /// Policies to compare, comma-separated: a baseline (random, spread, greedy, descheduler,
@@ -183,6 +183,9 @@ struct EvalArgs {
 enum ScenarioWhat {
     /// Regenerate scenarios/openb.yaml from Alibaba's GPU cluster trace (data/openb/).
     Openb(crate::cli::scenario::OpenbArgs),
+    /// Write a request-rate trace from a CSV file into a scenario's `traces:` section
+    /// (by default, scenarios/gentd26.yaml from the GenAI gateway trace in data/gentd26/).
+    Trace(crate::cli::scenario::TraceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +268,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Record(args) => crate::cli::record::run(args),
         Command::Experiment { what: ExperimentWhat::Run(args) } => experiment_run(args),
         Command::Scenario { what: ScenarioWhat::Openb(args) } => crate::cli::scenario::openb(args),
+        Command::Scenario { what: ScenarioWhat::Trace(args) } => crate::cli::scenario::trace(args),
         Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
         Command::Bench { what: BenchWhat::Api(args) } => crate::cli::bench::run(args),
         Command::Bench { what: BenchWhat::Agents(args) } => bench_agents(args),

@@ -1,11 +1,12 @@
-//! `berth scenario openb`: regenerates `scenarios/openb.yaml` from the production trace's
-//! CSV files, and checks that the document it wrote loads.
+//! `berth scenario openb` and `berth scenario trace`: regenerate shipped scenarios from the
+//! production traces' CSV files, and check that the document written loads.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use berth_core::Scenario;
 use berth_core::openb::{CsvFile, import_openb};
+use berth_core::trace::{TraceColumns, import_rate_series, replace_generated, trace_yaml};
 use clap::Args;
 
 /// `berth scenario openb`.
@@ -25,10 +26,74 @@ pub struct OpenbArgs {
     out: PathBuf,
 }
 
+/// `berth scenario trace`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The CSV file, with a header line.
+    #[arg(long, default_value = "data/gentd26/qps.csv")]
+    csv: PathBuf,
+    /// The column of the samples' times, in seconds.
+    #[arg(long, default_value = "timestamp_anon")]
+    time_column: String,
+    /// The column of the request rates (any unit: only the shape is kept).
+    #[arg(long, default_value = "value")]
+    value_column: String,
+    /// Keep only the lines where COLUMN=VALUE; `--where none` keeps every line.
+    #[arg(long = "where", default_value = "request_type=API Requests")]
+    filter: String,
+    /// Seconds per sample after resampling (bucket means; empty buckets interpolated).
+    #[arg(long, default_value_t = 300.0)]
+    step: f64,
+    /// The trace's name in `traces:`, which user groups name in `rate.trace`.
+    #[arg(long, default_value = "gentd26")]
+    name: String,
+    /// The scenario to write it into: its generated section is replaced, the rest kept.
+    #[arg(long, default_value = "scenarios/gentd26.yaml")]
+    into: PathBuf,
+}
+
+/// Resamples the CSV file's series, writes it into the scenario and checks that it loads.
+pub fn trace(args: TraceArgs) -> Result<()> {
+    let filter = match args.filter.as_str() {
+        "none" => None,
+        f => Some(
+            f.split_once('=').with_context(|| format!("--where must be COLUMN=VALUE or none, got `{f}`"))?,
+        ),
+    };
+    if args.name.is_empty() || !args.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        anyhow::bail!("--name must be letters, digits, `-` or `_`, got `{}`", args.name);
+    }
+    let text = read(&args.csv)?;
+    let csv_name = args.csv.display().to_string();
+    let columns = TraceColumns { time: &args.time_column, value: &args.value_column, filter };
+    let series = import_rate_series(CsvFile { name: &csv_name, text: &text }, columns, args.step)?;
+    let source = match filter {
+        Some((column, value)) => format!("{csv_name}, lines with {column} = {value}"),
+        None => csv_name.clone(),
+    };
+    let document = replace_generated(&read(&args.into)?, &trace_yaml(&args.name, &source, &series));
+    let scenario = Scenario::from_yaml(&document)
+        .with_context(|| format!("{} with the trace does not load", args.into.display()))?;
+    std::fs::write(&args.into, &document).with_context(|| format!("writing {}", args.into.display()))?;
+    let users = scenario.user_groups.iter().filter(|g| g.rate.trace.is_some()).count();
+    println!(
+        "{}: trace `{}` of {} samples ({} s apart) from {} lines of {csv_name}; {users} of {} user groups follow a trace",
+        args.into.display(),
+        args.name,
+        series.values.len(),
+        args.step,
+        series.samples,
+        scenario.user_groups.len(),
+    );
+    Ok(())
+}
+
+fn read(path: &PathBuf) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
 /// Reads the CSV files, writes the scenario and prints what it holds.
 pub fn openb(args: OpenbArgs) -> Result<()> {
-    let read =
-        |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
     let (nodes_text, pods_text) = (read(&args.nodes)?, read(&args.pods)?);
     let (nodes_name, pods_name) = (args.nodes.display().to_string(), args.pods.display().to_string());
     let import = import_openb(

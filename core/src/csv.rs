@@ -1,0 +1,76 @@
+//! Reading the production traces' CSV files: plain comma-separated cells without quotes,
+//! every error naming the file, the line and the column.
+
+/// A CSV cell that could not be read, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {reason}")]
+pub struct ImportError {
+    /// The file, as the caller named it.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (character) where the cell starts.
+    pub column: usize,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// A CSV file's text and the name its errors carry.
+#[derive(Debug, Clone, Copy)]
+pub struct CsvFile<'a> {
+    /// Name in errors.
+    pub name: &'a str,
+    /// Contents.
+    pub text: &'a str,
+}
+
+impl ImportError {
+    /// An error at a cell of `file`.
+    pub fn at(file: &str, line: usize, column: usize, reason: impl Into<String>) -> Self {
+        Self { file: file.into(), line, column, reason: reason.into() }
+    }
+}
+
+/// A data line's number and its cells, each with the column it starts at.
+pub(crate) type Row<'a> = (usize, Vec<(usize, &'a str)>);
+
+/// The header's names and the cells of each data line; every line has the header's width.
+pub(crate) fn table<'a>(file: CsvFile<'a>) -> Result<(Vec<&'a str>, Vec<Row<'a>>), ImportError> {
+    let err = |line: usize, column: usize, reason: String| ImportError::at(file.name, line, column, reason);
+    let mut lines = file.text.lines().enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)));
+    let (_, first) =
+        lines.next().ok_or_else(|| err(1, 1, "the file is empty; a header line is needed".into()))?;
+    let header: Vec<&str> = first.split(',').collect();
+    let mut out = Vec::new();
+    for (line, text) in lines.filter(|(_, l)| !l.is_empty()) {
+        let mut cells = Vec::with_capacity(header.len());
+        let mut column = 1;
+        for cell in text.split(',') {
+            if cell.contains('"') {
+                return Err(err(line, column, "quoted cells are not expected in this trace".into()));
+            }
+            cells.push((column, cell));
+            column += cell.chars().count() + 1;
+        }
+        if cells.len() != header.len() {
+            return Err(err(line, 1, format!("{} cells, the header has {}", cells.len(), header.len())));
+        }
+        out.push((line, cells));
+    }
+    Ok((header, out))
+}
+
+/// The cells of each data line after checking that the header is exactly `header`.
+pub(crate) fn rows<'a>(file: CsvFile<'a>, header: &[&str]) -> Result<Vec<Row<'a>>, ImportError> {
+    let (found, rows) = table(file)?;
+    if found != header {
+        let first = file.text.lines().next().unwrap_or_default().trim_end_matches('\r');
+        return Err(ImportError::at(
+            file.name,
+            1,
+            1,
+            format!("the header must be `{}`, found `{first}`", header.join(",")),
+        ));
+    }
+    Ok(rows)
+}

@@ -44,10 +44,14 @@ pub struct RateModel {
 impl RateModel {
     /// The noise-free rate at time `t_s`.
     pub fn mean_at(&self, t_s: f64) -> f64 {
-        let cycles = (t_s + self.phase_s) / self.period_s;
         match &self.trace {
-            None => self.base_rps * (1.0 + self.amplitude * (std::f64::consts::TAU * cycles).sin()),
+            // The same arithmetic, in the same order, as before traces: results reproduce.
+            None => {
+                let angle = std::f64::consts::TAU * (t_s + self.phase_s) / self.period_s;
+                self.base_rps * (1.0 + self.amplitude * angle.sin())
+            }
             Some(trace) => {
+                let cycles = (t_s + self.phase_s) / self.period_s;
                 let at = cycles.rem_euclid(1.0) * trace.len() as f64;
                 let k = (at.floor() as usize).min(trace.len() - 1);
                 let w = at - k as f64;

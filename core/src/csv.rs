@@ -35,12 +35,21 @@ impl ImportError {
 pub(crate) type Row<'a> = (usize, Vec<(usize, &'a str)>);
 
 /// The header's names and the cells of each data line; every line has the header's width.
-pub(crate) fn table<'a>(file: CsvFile<'a>) -> Result<(Vec<&'a str>, Vec<Row<'a>>), ImportError> {
+/// With `expected`, a different header is refused before any data line is read.
+pub(crate) fn table<'a>(
+    file: CsvFile<'a>,
+    expected: Option<&[&str]>,
+) -> Result<(Vec<&'a str>, Vec<Row<'a>>), ImportError> {
     let err = |line: usize, column: usize, reason: String| ImportError::at(file.name, line, column, reason);
     let mut lines = file.text.lines().enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)));
     let (_, first) =
         lines.next().ok_or_else(|| err(1, 1, "the file is empty; a header line is needed".into()))?;
     let header: Vec<&str> = first.split(',').collect();
+    if let Some(want) = expected
+        && header != want
+    {
+        return Err(err(1, 1, format!("the header must be `{}`, found `{first}`", want.join(","))));
+    }
     let mut out = Vec::new();
     for (line, text) in lines.filter(|(_, l)| !l.is_empty()) {
         let mut cells = Vec::with_capacity(header.len());
@@ -62,15 +71,5 @@ pub(crate) fn table<'a>(file: CsvFile<'a>) -> Result<(Vec<&'a str>, Vec<Row<'a>>
 
 /// The cells of each data line after checking that the header is exactly `header`.
 pub(crate) fn rows<'a>(file: CsvFile<'a>, header: &[&str]) -> Result<Vec<Row<'a>>, ImportError> {
-    let (found, rows) = table(file)?;
-    if found != header {
-        let first = file.text.lines().next().unwrap_or_default().trim_end_matches('\r');
-        return Err(ImportError::at(
-            file.name,
-            1,
-            1,
-            format!("the header must be `{}`, found `{first}`", header.join(",")),
-        ));
-    }
-    Ok(rows)
+    table(file, Some(header)).map(|(_, rows)| rows)
 }

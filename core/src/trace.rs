@@ -47,7 +47,7 @@ pub fn import_rate_series(
             format!("must be a positive number of seconds, got {step_s}"),
         ));
     }
-    let (header, rows) = table(file)?;
+    let (header, rows) = table(file, None)?;
     let index = |name: &str| {
         header.iter().position(|h| h.trim() == name).ok_or_else(|| {
             ImportError::at(

@@ -59,6 +59,7 @@ fn emulated_gpu_small_serves_moves_fails_nodes_and_takes_deploys() {
     });
     let _emulator = Emulator::start("gpu-small", ns);
     rt.block_on(serves_moves_and_fails_nodes(&client, &scenario, ns));
+    discovers_the_cluster_and_trains_on_it(&scenario, ns);
     steps_the_live_cluster_as_a_gym(&rt, &client, ns);
     takes_deploys(&rt, &client, ns);
 }
@@ -124,6 +125,53 @@ async fn serves_moves_and_fails_nodes(client: &kube::Client, scenario: &Scenario
     assert!(!down.nodes.iter().find(|n| n.name == failed).unwrap().ready);
     annotate(client, &failed, "berth.io/emulate-down", false).await;
     eventually("the node back and serving", Duration::from_secs(30), read, all_serving).await;
+}
+
+/// `berth scenario discover` reads the emulated gpu-small (its nodes labelled as GPU feature
+/// discovery labels them) into a scenario with gpu-small's nodes and services, and `berth
+/// train` trains on that scenario.
+fn discovers_the_cluster_and_trains_on_it(scenario: &Scenario, ns: &str) {
+    let dir = std::env::temp_dir().join(format!("berth-live-discover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let found = dir.join("found.yaml");
+    let out = Command::new(BERTH)
+        .args(["scenario", "discover", "--namespace", ns, "--selector", "berth.io/emulated=true"])
+        .arg("--out")
+        .arg(&found)
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("traffic: one user group per zone"), "the defaults are listed: {stderr}");
+    let discovered = Scenario::from_yaml(&std::fs::read_to_string(&found).unwrap()).unwrap();
+    let mut names: Vec<&str> = discovered.nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut expected: Vec<&str> = scenario.nodes.iter().map(|n| n.name.as_str()).collect();
+    names.sort();
+    expected.sort();
+    assert_eq!(names, expected);
+    for node in &discovered.nodes {
+        let shipped = &scenario.nodes[scenario.node_index(&node.name).unwrap()];
+        assert_eq!(node.allocatable, shipped.allocatable, "{}", node.name);
+        assert_eq!(discovered.classes[node.class], scenario.classes[shipped.class], "{}", node.name);
+    }
+    let services = |s: &Scenario| {
+        s.services.iter().map(|s| (s.name.clone(), s.replicas, s.requests)).collect::<Vec<_>>()
+    };
+    assert_eq!(services(&discovered), services(scenario));
+
+    let run = dir.join("run");
+    let out = Command::new(BERTH)
+        .args(["train", "--agent", "dqn", "--steps", "1000", "--episodes", "1", "--scenario"])
+        .arg(&found)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run.join("model.bin").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `berth record` samples the emulated cluster into a trace; `berth train --replay` trains on it.
@@ -708,6 +756,19 @@ fn too_few_rights_is_a_clear_403_naming_what_was_refused() {
         // Reading nodes is refused too, and says so.
         let error = Snapshot::read(&reader, ns).await.unwrap_err();
         assert!(error.is_forbidden() && error.to_string().contains("list nodes"), "{error}");
+        // So is discovering the cluster: a clear message, and nothing written.
+        let out_file = std::env::temp_dir().join(format!("berth-discover-403-{}.yaml", std::process::id()));
+        let out = Command::new(BERTH)
+            .args(["scenario", "discover", "--namespace", ns, "--kubeconfig"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out_file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains("refused to list nodes (403 Forbidden)"), "{stderr}");
+        assert!(!out_file.exists(), "nothing is written when the cluster cannot be read");
         // Nothing moved.
         assert_eq!(pinned().await, before);
     });

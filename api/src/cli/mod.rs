@@ -1,6 +1,7 @@
 //! Command-line arguments and what each command does.
 
 pub mod bench;
+pub mod discover;
 pub mod emulate;
 pub mod experiment;
 pub mod record;
@@ -186,6 +187,9 @@ enum ScenarioWhat {
     /// Write a request-rate trace from a CSV file into a scenario's `traces:` section
     /// (by default, scenarios/gentd26.yaml from the GenAI gateway trace in data/gentd26/).
     Trace(crate::cli::scenario::TraceArgs),
+    /// Write the scenario of a cluster: its nodes (resources, zones, GPU products) and the
+    /// placed services' Deployments; what a cluster does not hold is filled and listed.
+    Discover(crate::cli::discover::DiscoverArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +273,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Experiment { what: ExperimentWhat::Run(args) } => experiment_run(args),
         Command::Scenario { what: ScenarioWhat::Openb(args) } => crate::cli::scenario::openb(args),
         Command::Scenario { what: ScenarioWhat::Trace(args) } => crate::cli::scenario::trace(args),
+        Command::Scenario { what: ScenarioWhat::Discover(args) } => crate::cli::discover::discover(args),
         Command::Bench { what: BenchWhat::Env(args) } => bench_env(args),
         Command::Bench { what: BenchWhat::Api(args) } => crate::cli::bench::run(args),
         Command::Bench { what: BenchWhat::Agents(args) } => bench_agents(args),

@@ -8,10 +8,13 @@
 //! - [`Snapshot`]: nodes, where each replica runs, and pod metrics from `metrics.k8s.io`;
 //!   [`Snapshot::shape`]: the scenario with the nodes that joined since it was written.
 //! - [`Mover`]: one move, waited for until the new pod is Ready or a timeout passes.
+//! - [`discover`]: the scenario of a cluster, from its nodes and Deployments.
 //! - [`workload`]: the Deployments of a scenario's replicas, as the workload chart renders them.
 
 mod client;
+pub mod discover;
 mod error;
+pub mod gpu_products;
 pub mod gym;
 pub mod labels;
 mod load;

@@ -61,12 +61,12 @@ impl Snapshot {
 /// one that is a whole word of the label (`NVIDIA-H100-80GB-HBM3` is `h100`, never `a10` for
 /// `a100`).
 fn gpu_class(classes: &[String], product: &str) -> Option<usize> {
+    let words = super::gpu_products::words(product);
     let product = product.to_ascii_lowercase();
-    let words: Vec<&str> = product.split(|c: char| !c.is_ascii_alphanumeric()).collect();
     classes
         .iter()
         .position(|c| *c == product)
-        .or_else(|| classes.iter().skip(1).position(|c| words.contains(&c.as_str())).map(|i| i + 1))
+        .or_else(|| classes.iter().skip(1).position(|c| words.contains(c)).map(|i| i + 1))
 }
 
 /// A new node in the scenario's terms; a GPU product the scenario has no class for becomes a

@@ -2,7 +2,7 @@
 //! or failed on command (the [`DOWN`] annotation) the way a node that lost power looks.
 
 use berth_core::{GpuSpec, Node, Resources, Scenario};
-use berth_env::live::{LiveError, LiveNode, LiveResult, labels, live_node, metrics};
+use berth_env::live::{LiveError, LiveNode, LiveResult, gpu_products, labels, live_node, metrics};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node as KubeNode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
@@ -25,8 +25,8 @@ fn now() -> Value {
     json!(Time(Timestamp::now()))
 }
 
-/// The Node object of a scenario node: labels as GPU feature discovery and the cloud
-/// provider set them.
+/// The Node object of a scenario node: labels as GPU feature discovery (its product strings,
+/// `NVIDIA-H100-80GB-HBM3`) and the cloud provider set them.
 fn node_object(scenario: &Scenario, node: &Node) -> Value {
     let mut node_labels = json!({
         labels::HOSTNAME: node.name,
@@ -37,7 +37,7 @@ fn node_object(scenario: &Scenario, node: &Node) -> Value {
         EMULATED: "true",
     });
     if let Some(gpu) = &node.gpu {
-        node_labels[labels::GPU_PRODUCT] = json!(gpu.model);
+        node_labels[labels::GPU_PRODUCT] = json!(gpu_products::product_label(&gpu.model));
         node_labels[labels::GPU_MEMORY] = json!(gpu.memory_mib.to_string());
     }
     for (k, v) in &node.labels {

@@ -11,8 +11,8 @@ use std::collections::HashSet;
 
 use berth_core::{GpuSpec, Node, Resources, Scenario, limits};
 
-use super::labels;
 use super::snapshot::{LiveNode, Snapshot};
+use super::{gpu_products, labels};
 
 /// A node of the cluster the plan cannot use, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,8 +89,8 @@ fn scenario_node(scenario: &mut Scenario, live: &LiveNode) -> Result<Node, Strin
     if live.cpu_millicores == 0 || live.memory_mib == 0 {
         return Err("no allocatable CPU or memory".into());
     }
-    let gpu = match live.gpus {
-        0 => None,
+    let (gpu, class) = match live.gpus {
+        0 => (None, 0),
         count if count > limits::MAX_GPUS_PER_NODE => {
             return Err(format!("{count} GPUs; a node has at most {}", limits::MAX_GPUS_PER_NODE));
         }
@@ -102,40 +102,34 @@ fn scenario_node(scenario: &mut Scenario, live: &LiveNode) -> Result<Node, Strin
                     labels::GPU_PRODUCT
                 )
             })?;
+            let known = gpu_products::lookup(product);
             let class = gpu_class(&scenario.classes, product);
             let memory_mib = live
                 .gpu_memory_mib
                 .filter(|&m| m > 0)
                 .or_else(|| {
                     let class = class?;
-                    scenario
-                        .nodes
-                        .iter()
-                        .find(|n| n.class == class)
-                        .and_then(|n| n.gpu.as_ref())
-                        .map(|g| g.memory_mib)
+                    scenario.nodes.iter().find(|n| n.class == class).and_then(|n| n.gpu.as_ref()).map(|g| g.memory_mib)
                 })
+                .or(known.map(|p| p.memory_mib))
                 .ok_or_else(|| {
                     format!(
-                        "no `{}` label, and no node of GPU `{product}` to take it from",
+                        "no `{}` label, no node of GPU `{product}` to take it from, and `{product}` is not in \
+                         berth's table of GPU products",
                         labels::GPU_MEMORY
                     )
                 })?;
-            let model = match class {
-                Some(c) => scenario.classes[c].clone(),
-                None => {
-                    let model = product.to_ascii_lowercase();
-                    scenario.classes.push(model.clone());
-                    for service in &mut scenario.services {
-                        service.service_time_ms.push(None);
-                    }
-                    model
+            let class = class.unwrap_or_else(|| {
+                let model = known.map_or_else(|| product.to_ascii_lowercase(), |p| p.class.to_string());
+                scenario.classes.push(model);
+                for service in &mut scenario.services {
+                    service.service_time_ms.push(None);
                 }
-            };
-            Some(GpuSpec { count, model, memory_mib })
+                scenario.classes.len() - 1
+            });
+            (Some(GpuSpec { count, model: scenario.classes[class].clone(), memory_mib }), class)
         }
     };
-    let class = gpu.as_ref().map_or(0, |g| scenario.classes.iter().position(|c| *c == g.model).unwrap_or(0));
     let allocatable = Resources {
         cpu_millicores: live.cpu_millicores,
         memory_mib: live.memory_mib,
@@ -221,6 +215,18 @@ mod tests {
         assert_eq!(shape.scenario.classes[b200.class], "nvidia-b200");
         let gpu_service = shape.scenario.services.iter().position(|s| s.requests.gpus > 0).unwrap();
         assert!(!shape.scenario.can_host(gpu_service, shape.scenario.nodes.len() - 1));
+    }
+
+    #[test]
+    fn a_known_product_without_a_memory_label_takes_the_tables_memory_and_class() {
+        let scenario = crate::shipped::load("gpu-small").unwrap();
+        let mut a100 = live("a100-new", Some(&scenario.zones[0]), 4, Some("NVIDIA-A100-SXM4-80GB"));
+        a100.gpu_memory_mib = None;
+        let shape = snapshot(&scenario, vec![a100]).shape(&scenario);
+        assert_eq!(shape.added, ["a100-new"], "{:?}", shape.left_out);
+        let node = shape.scenario.nodes.last().unwrap();
+        assert_eq!(shape.scenario.classes[node.class], "a100");
+        assert_eq!(node.gpu.as_ref().unwrap().memory_mib, 81_920);
     }
 
     #[test]

@@ -40,19 +40,25 @@ pub const UNKNOWN_SPEED: f64 = 1.0;
 pub const UNKNOWN_MEMORY_MIB: u64 = 16_384;
 
 /// The words of a product label, lower case: `NVIDIA-H100-80GB-HBM3` is `nvidia h100 80gb hbm3`.
-pub(super) fn words(product: &str) -> Vec<String> {
+fn words(product: &str) -> Vec<String> {
     product.split(|c: char| !c.is_ascii_alphanumeric()).map(str::to_ascii_lowercase).collect()
 }
 
-/// The known product a label names: its class exactly, else the class that is a whole word of
-/// it (`NVIDIA-A100-SXM4-40GB` is an `a100`, never an `a10`).
-pub fn lookup(product: &str) -> Option<&'static GpuProduct> {
+/// The index of the class a product label names: the class exactly, else one (never the CPU
+/// class) that is a whole word of it, so `NVIDIA-A100-SXM4-40GB` is an `a100`, never an `a10`.
+pub(super) fn class_index<S: AsRef<str>>(classes: &[S], product: &str) -> Option<usize> {
     let lower = product.to_ascii_lowercase();
     let words = words(product);
-    PRODUCTS
-        .iter()
-        .find(|p| p.class == lower)
-        .or_else(|| PRODUCTS.iter().find(|p| words.iter().any(|w| w == p.class)))
+    let name = |i: usize| classes[i].as_ref();
+    (0..classes.len()).find(|&i| name(i) == lower).or_else(|| {
+        (0..classes.len()).find(|&i| name(i) != berth_core::CPU_CLASS && words.iter().any(|w| w == name(i)))
+    })
+}
+
+/// The known product a label names (see [`class_index`]).
+pub fn lookup(product: &str) -> Option<&'static GpuProduct> {
+    let classes: Vec<&str> = PRODUCTS.iter().map(|p| p.class).collect();
+    class_index(&classes, product).map(|i| &PRODUCTS[i])
 }
 
 /// The label GPU feature discovery would write for a scenario's GPU model: the table's for a

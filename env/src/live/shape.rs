@@ -57,18 +57,6 @@ impl Snapshot {
     }
 }
 
-/// The scenario's hardware class of a GPU product label: the class named exactly, else the
-/// one that is a whole word of the label (`NVIDIA-H100-80GB-HBM3` is `h100`, never `a10` for
-/// `a100`).
-fn gpu_class(classes: &[String], product: &str) -> Option<usize> {
-    let words = super::gpu_products::words(product);
-    let product = product.to_ascii_lowercase();
-    classes
-        .iter()
-        .position(|c| *c == product)
-        .or_else(|| classes.iter().skip(1).position(|c| words.contains(c)).map(|i| i + 1))
-}
-
 /// A new node in the scenario's terms; a GPU product the scenario has no class for becomes a
 /// new class no GPU service can run on (its CPU services still can).
 fn scenario_node(scenario: &mut Scenario, live: &LiveNode) -> Result<Node, String> {
@@ -103,7 +91,7 @@ fn scenario_node(scenario: &mut Scenario, live: &LiveNode) -> Result<Node, Strin
                 )
             })?;
             let known = gpu_products::lookup(product);
-            let class = gpu_class(&scenario.classes, product);
+            let class = gpu_products::class_index(&scenario.classes, product);
             let memory_mib = live
                 .gpu_memory_mib
                 .filter(|&m| m > 0)
@@ -232,10 +220,10 @@ mod tests {
     #[test]
     fn gpu_products_match_whole_words_only() {
         let classes: Vec<String> = ["cpu", "a10", "a100", "t4"].map(String::from).to_vec();
-        assert_eq!(gpu_class(&classes, "NVIDIA-A100-SXM4-80GB"), Some(2));
-        assert_eq!(gpu_class(&classes, "NVIDIA-A10"), Some(1));
-        assert_eq!(gpu_class(&classes, "Tesla-T4"), Some(3));
-        assert_eq!(gpu_class(&classes, "a100"), Some(2));
-        assert_eq!(gpu_class(&classes, "NVIDIA-L4"), None);
+        assert_eq!(gpu_products::class_index(&classes, "NVIDIA-A100-SXM4-80GB"), Some(2));
+        assert_eq!(gpu_products::class_index(&classes, "NVIDIA-A10"), Some(1));
+        assert_eq!(gpu_products::class_index(&classes, "Tesla-T4"), Some(3));
+        assert_eq!(gpu_products::class_index(&classes, "a100"), Some(2));
+        assert_eq!(gpu_products::class_index(&classes, "NVIDIA-L4"), None);
     }
 }

@@ -81,7 +81,7 @@ fn round2(x: f64) -> f64 {
 /// The services' `service_time_ms`: a CPU service's time on `cpu`; a GPU service's L4 time
 /// divided by each GPU class's speed.
 fn service_times(service: &FoundService, figures: &ServiceFigures, nodes: &FoundNodes) -> Vec<(String, f64)> {
-    if service.gpus == 0 {
+    if service.requests.gpus == 0 {
         return vec![(berth_core::CPU_CLASS.into(), figures.ms)];
     }
     nodes.speeds.iter().map(|(class, speed)| (class.clone(), round2(figures.ms / speed))).collect()
@@ -152,11 +152,14 @@ pub(super) fn document(
     }
     let _ = writeln!(w, "services:");
     for s in services {
-        let figures = service_figures(&s.name, s.gpus > 0);
+        let figures = service_figures(&s.name, s.requests.gpus > 0);
         let times = service_times(s, &figures, nodes);
         let times_text: Vec<String> = times.iter().map(|(c, ms)| format!("{}: {ms:?}", q(c))).collect();
-        let gpu_memory =
-            if s.gpus > 0 { format!(", GPU memory {} MiB", figures.gpu_memory_mib) } else { String::new() };
+        let gpu_memory = if s.requests.gpus > 0 {
+            format!(", GPU memory {} MiB", figures.gpu_memory_mib)
+        } else {
+            String::new()
+        };
         let on: Vec<String> = times.iter().map(|(c, ms)| format!("{ms} ms on {c}")).collect();
         findings.fill(format!(
             "service `{}`: service time {}, cold start {} s{gpu_memory}: {}",
@@ -165,8 +168,8 @@ pub(super) fn document(
             figures.cold_start_s,
             figures.source
         ));
-        let gpus = if s.gpus > 0 {
-            format!(", gpus: {}, gpu_memory_mib: {}", s.gpus, figures.gpu_memory_mib)
+        let gpus = if s.requests.gpus > 0 {
+            format!(", gpus: {}, gpu_memory_mib: {}", s.requests.gpus, figures.gpu_memory_mib)
         } else {
             String::new()
         };
@@ -174,7 +177,7 @@ pub(super) fn document(
         let _ = writeln!(
             w,
             "    requests: {{cpu_millicores: {}, memory_mib: {}{gpus}}}",
-            s.cpu_millicores, s.memory_mib
+            s.requests.cpu_millicores, s.requests.memory_mib
         );
         let _ = writeln!(w, "    service_time_ms: {{{}}}", times_text.join(", "));
         let _ = writeln!(w, "    cold_start_s: {:?}", figures.cold_start_s);

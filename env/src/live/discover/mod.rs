@@ -146,19 +146,19 @@ fn header(namespace: &str, findings: &Findings) -> String {
 
 /// The scenario of `objects`, named `name`; `namespace` is where the Deployments were read.
 pub fn discover(objects: &ClusterObjects, name: &str, namespace: &str) -> Result<Discovery, DiscoverError> {
-    let too_many = |what, count: usize, max: u64| {
-        let count = count as u64;
+    let too_many = |what, count: u64, max: u64| {
         if count > max { Err(DiscoverError::TooMany { what, count, max }) } else { Ok(()) }
     };
-    too_many("nodes", objects.nodes.len(), limits::MAX_NODES)?;
+    too_many("nodes", objects.nodes.len() as u64, limits::MAX_NODES)?;
     let mut findings = Findings::default();
     let mut services = services::found_services(&objects.deployments, namespace, &mut findings)?;
     document::sort_as_chain(&mut services);
-    too_many("placed services", services.len(), limits::MAX_SERVICES as u64)?;
-    let replicas = services.iter().fold(0u64, |sum, s| sum.saturating_add(s.replicas));
-    if replicas > limits::MAX_REPLICAS {
-        return Err(DiscoverError::TooMany { what: "replicas", count: replicas, max: limits::MAX_REPLICAS });
-    }
+    too_many("placed services", services.len() as u64, limits::MAX_SERVICES as u64)?;
+    too_many(
+        "replicas",
+        services.iter().fold(0u64, |sum, s| sum.saturating_add(s.replicas)),
+        limits::MAX_REPLICAS,
+    )?;
     let tolerations: Vec<_> = services.iter().map(|s| (s.name.clone(), s.tolerations.clone())).collect();
     let nodes = nodes::found_nodes(&objects.nodes, &tolerations, &mut findings);
     if nodes.nodes.is_empty() {

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PodSpec, Toleration};
 
+use berth_core::Resources;
+
 use super::super::{labels, metrics};
 use super::{DiscoverError, Findings};
 
@@ -15,32 +17,22 @@ use super::{DiscoverError, Findings};
 pub(super) struct FoundService {
     pub name: String,
     pub replicas: u64,
-    pub cpu_millicores: u64,
-    pub memory_mib: u64,
-    pub gpus: u32,
+    /// One replica's requests (GPU memory is not a Kubernetes resource: left 0).
+    pub requests: Resources,
     pub tolerations: Vec<Toleration>,
 }
 
 /// One replica's requests: each container's `requests`, else its `limits` (Kubernetes
 /// defaults a request to the limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Requests {
-    cpu_millicores: u64,
-    memory_mib: u64,
-    gpus: u32,
-}
-
-fn requests(deployment: &str, namespace: &str, pod: &PodSpec) -> Result<Requests, DiscoverError> {
-    let mut total = Requests { cpu_millicores: 0, memory_mib: 0, gpus: 0 };
+fn requests(deployment: &str, namespace: &str, pod: &PodSpec) -> Result<Resources, DiscoverError> {
+    let whole = |v: f64| v.ceil().min(u64::MAX as f64) as u64;
+    let mut total = Resources::default();
     for container in &pod.containers {
         let resources = container.resources.as_ref();
-        let quantity = |key: &str| {
-            let of = |map: Option<&BTreeMap<_, _>>| {
-                map.and_then(|m| m.get(key))
-                    .map(|q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| q.0.clone())
-            };
-            of(resources.and_then(|r| r.requests.as_ref()))
-                .or_else(|| of(resources.and_then(|r| r.limits.as_ref())))
+        let given = |key: &str| {
+            let requested = resources.and_then(|r| r.requests.as_ref()).and_then(|m| m.get(key));
+            let limited = || resources.and_then(|r| r.limits.as_ref()).and_then(|m| m.get(key));
+            requested.or_else(limited).map(|q| q.0.as_str())
         };
         let missing = |resource: &str| DiscoverError::NoRequest {
             deployment: deployment.into(),
@@ -48,15 +40,24 @@ fn requests(deployment: &str, namespace: &str, pod: &PodSpec) -> Result<Requests
             container: container.name.clone(),
             resource: resource.into(),
         };
-        let cpu = quantity("cpu").and_then(|q| metrics::cpu_millicores(&q)).ok_or_else(|| missing("cpu"))?;
-        let memory =
-            quantity("memory").and_then(|q| metrics::memory_mib(&q)).ok_or_else(|| missing("memory"))?;
-        let gpus: u32 = quantity(labels::GPU_RESOURCE).and_then(|q| q.parse().ok()).unwrap_or(0);
-        total.cpu_millicores = total.cpu_millicores.saturating_add(cpu.ceil().min(u64::MAX as f64) as u64);
-        total.memory_mib = total.memory_mib.saturating_add(memory.ceil().min(u64::MAX as f64) as u64);
+        let cpu = given("cpu").and_then(metrics::cpu_millicores).ok_or_else(|| missing("cpu"))?;
+        let memory = given("memory").and_then(metrics::memory_mib).ok_or_else(|| missing("memory"))?;
+        let gpus: u32 = given(labels::GPU_RESOURCE).and_then(|q| q.parse().ok()).unwrap_or(0);
+        total.cpu_millicores = total.cpu_millicores.saturating_add(whole(cpu));
+        total.memory_mib = total.memory_mib.saturating_add(whole(memory));
         total.gpus = total.gpus.saturating_add(gpus);
     }
     Ok(total)
+}
+
+/// Each of the two's larger request.
+fn larger(a: Resources, b: Resources) -> Resources {
+    Resources {
+        cpu_millicores: a.cpu_millicores.max(b.cpu_millicores),
+        memory_mib: a.memory_mib.max(b.memory_mib),
+        gpus: a.gpus.max(b.gpus),
+        gpu_memory_mib: a.gpu_memory_mib.max(b.gpu_memory_mib),
+    }
 }
 
 /// How to move a service run as one Deployment of N replicas into berth's layout.
@@ -81,7 +82,7 @@ pub(super) fn found_services(
     namespace: &str,
     findings: &mut Findings,
 ) -> Result<Vec<FoundService>, DiscoverError> {
-    let mut by_service: BTreeMap<String, (FoundService, Vec<Requests>)> = BTreeMap::new();
+    let mut by_service: BTreeMap<String, (FoundService, bool)> = BTreeMap::new();
     let mut unlabelled = Vec::new();
     for d in deployments {
         let name = d.metadata.name.clone().unwrap_or_default();
@@ -111,19 +112,18 @@ pub(super) fn found_services(
                 if other_selectors.is_empty() { "node affinity".into() } else { other_selectors.join(", ") }
             ));
         }
-        let entry = by_service.entry(service.clone()).or_insert_with(|| {
+        let (found, differs) = by_service.entry(service.clone()).or_insert_with(|| {
             let found = FoundService {
                 name: service.clone(),
                 replicas: 0,
-                cpu_millicores: 0,
-                memory_mib: 0,
-                gpus: 0,
+                requests: replica_requests,
                 tolerations: pod.tolerations.clone().unwrap_or_default(),
             };
-            (found, Vec::new())
+            (found, false)
         });
-        entry.0.replicas = entry.0.replicas.saturating_add(replicas);
-        entry.1.push(replica_requests);
+        found.replicas = found.replicas.saturating_add(replicas);
+        *differs |= replica_requests != found.requests;
+        found.requests = larger(found.requests, replica_requests);
     }
     if by_service.is_empty() {
         return Err(DiscoverError::NoServices { namespace: namespace.into(), unlabelled });
@@ -137,19 +137,13 @@ pub(super) fn found_services(
     }
     Ok(by_service
         .into_values()
-        .map(|(mut service, all)| {
-            let most = all.iter().fold(Requests { cpu_millicores: 0, memory_mib: 0, gpus: 0 }, |m, r| Requests {
-                cpu_millicores: m.cpu_millicores.max(r.cpu_millicores),
-                memory_mib: m.memory_mib.max(r.memory_mib),
-                gpus: m.gpus.max(r.gpus),
-            });
-            if all.iter().any(|r| *r != most) {
+        .map(|(service, differs)| {
+            if differs {
                 findings.note(format!(
                     "the Deployments of `{}` request different resources: the largest taken for every replica",
                     service.name
                 ));
             }
-            (service.cpu_millicores, service.memory_mib, service.gpus) = (most.cpu_millicores, most.memory_mib, most.gpus);
             service
         })
         .collect())

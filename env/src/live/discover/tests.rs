@@ -1,3 +1,6 @@
+//! Discovery on Node and Deployment objects built as a kubelet, GPU feature discovery and the
+//! workload chart publish them.
+
 use serde_json::{Value, json};
 
 use super::*;

@@ -313,7 +313,8 @@ fn emulate_refuses_bad_clock_settings_before_touching_a_cluster() {
 #[test]
 fn scenario_trace_writes_a_csv_series_into_a_scenario_and_refuses_a_bad_line_writing_nothing() {
     let dir = temp_dir("scenario-trace");
-    let (csv, into) = (dir.join("rates.csv"), dir.join("s.yaml"));
+    let (csv, into, loads) = (dir.join("rates.csv"), dir.join("s.yaml"), dir.join("loads.csv"));
+    std::fs::write(&loads, "t,ms\n1,30\n2,10\n3,20\n").unwrap();
     let shipped = include_str!("../../scenarios/gentd26.yaml");
     std::fs::write(&into, shipped).unwrap();
     std::fs::write(&csv, "ts,rps\n0,1\n60,3\n180,2\n").unwrap();
@@ -333,14 +334,19 @@ fn scenario_trace_writes_a_csv_series_into_a_scenario_and_refuses_a_bad_line_wri
         ]
         .iter()
         .map(|s| s.to_string())
-        .chain(["--step", "60", "--into", &into].map(String::from))
+        .chain(
+            ["--step", "60", "--into", &into, "--cold-start-column", "ms", "--quantiles", "3"]
+                .map(String::from),
+        )
+        .chain(["--cold-starts".to_string(), loads.to_str().unwrap().to_string()])
         .collect::<Vec<_>>()
     };
     let run = |args: Vec<String>| berth(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let out = run(args(&csv));
     assert!(out.status.success(), "{}", stderr(&out));
     let written = std::fs::read_to_string(&into).unwrap();
-    assert!(written.ends_with("values: [1, 3, 2.5, 2]\n"), "{}", &written[written.len() - 200..]);
+    assert!(written.contains("values: [1, 3, 2.5, 2]\n"), "{}", &written[written.len() - 300..]);
+    assert!(written.ends_with("quantiles: [0.5, 1, 1.5]\n"), "{}", &written[written.len() - 300..]);
     let scenario = berth_core::Scenario::from_yaml(&written).unwrap();
     assert_eq!(
         scenario.user_groups[0].rate.trace.as_deref(),
@@ -351,6 +357,17 @@ fn scenario_trace_writes_a_csv_series_into_a_scenario_and_refuses_a_bad_line_wri
     let out = run(args(&csv));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("rates.csv:3:4: rps must be a finite number"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&into).unwrap(), written, "nothing written on an error");
+
+    std::fs::write(&csv, "ts,rps\n0,1\n60,3\n").unwrap();
+    std::fs::write(&loads, "t,ms\n1,30\n2,-4\n").unwrap();
+    let out = run(args(&csv));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("loads.csv:3:3: ms must be a finite number of at least 0"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read_to_string(&into).unwrap(), written, "nothing written on an error");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -69,6 +69,36 @@ pub(crate) fn table<'a>(
     Ok((header, out))
 }
 
+/// The index of the column `name` in `header`; the error names the file and the header.
+pub(crate) fn column_index(file: &str, header: &[&str], name: &str) -> Result<usize, ImportError> {
+    header.iter().position(|h| h.trim() == name).ok_or_else(|| {
+        ImportError::at(file, 1, 1, format!("no column `{name}` in the header `{}`", header.join(",")))
+    })
+}
+
+/// A cell read as a finite number (at least 0 where `at_least_zero`); the error names the
+/// file, line and column, and the column's name as `what`.
+pub(crate) fn number(
+    file: &str,
+    line: usize,
+    (column, cell): (usize, &str),
+    what: &str,
+    at_least_zero: bool,
+) -> Result<f64, ImportError> {
+    match cell.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && (!at_least_zero || x >= 0.0) => Ok(x),
+        _ => Err(ImportError::at(
+            file,
+            line,
+            column,
+            format!(
+                "{what} must be a finite number{}, got `{cell}`",
+                if at_least_zero { " of at least 0" } else { "" }
+            ),
+        )),
+    }
+}
+
 /// The cells of each data line after checking that the header is exactly `header`.
 pub(crate) fn rows<'a>(file: CsvFile<'a>, header: &[&str]) -> Result<Vec<Row<'a>>, ImportError> {
     table(file, Some(header)).map(|(_, rows)| rows)

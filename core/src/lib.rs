@@ -7,6 +7,7 @@
 //! A [`Placement`] maps replicas to nodes and knows whether it is feasible.
 
 mod background;
+pub mod cold_start;
 mod csv;
 mod error;
 pub mod limits;
@@ -20,6 +21,7 @@ mod spec;
 pub mod trace;
 
 pub use background::{BackgroundPod, GpuClaim, WHOLE_GPU_MILLI};
+pub use cold_start::ColdStartShape;
 pub use error::{Error, Result};
 pub use placement::{Placement, ReplicaId};
 pub use rate::{RateModel, TraceFit};

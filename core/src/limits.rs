@@ -36,3 +36,5 @@ pub const MAX_BACKGROUND_PODS: usize = 200_000;
 pub const MAX_TRACE_SAMPLES: u64 = 100_000;
 /// Rate traces of one scenario.
 pub const MAX_TRACES: usize = 64;
+/// Quantiles of a scenario's cold-start shape (every 0.1% is 1,001).
+pub const MAX_COLD_START_QUANTILES: usize = 1_001;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::background::{BackgroundPod, validate_background};
+use crate::cold_start::{ColdStartShape, validate_cold_starts};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::rate::{RateModel, Traces, validate_rate, validate_traces};
@@ -179,6 +180,9 @@ pub struct Scenario {
     pub failures: FailureModel,
     /// Other workloads' pods that hold capacity while they live, in document order.
     pub background: Vec<BackgroundPod>,
+    /// The measured spread of cold starts around each service's `cold_start_s`; `None`:
+    /// every cold start takes exactly `cold_start_s`.
+    pub cold_starts: Option<ColdStartShape>,
 }
 
 pub(crate) fn finite_at_least(path: &str, value: f64, min: f64, strict: bool) -> Result<f64> {
@@ -285,6 +289,7 @@ impl Scenario {
             nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
         let failures = validate_failures(&spec, &node_index, tick_s)?;
         let background = validate_background(&spec.background)?;
+        let cold_starts = spec.cold_starts.as_ref().map(validate_cold_starts).transpose()?;
 
         let scenario = Scenario {
             name: spec.name,
@@ -305,6 +310,7 @@ impl Scenario {
             user_groups,
             failures,
             background,
+            cold_starts,
         };
         scenario.check_hostable()?;
         Ok(scenario)
@@ -410,6 +416,12 @@ fn check_sizes(spec: &ScenarioSpec) -> Result<()> {
             let (count, limit) = (group.chain.len() as u64, limits::MAX_CHAIN as u64);
             return Err(over(format!("user_groups[{i}].chain"), "services in the chain", count, limit));
         }
+    }
+    if let Some(cold) = &spec.cold_starts
+        && cold.quantiles.len() > limits::MAX_COLD_START_QUANTILES
+    {
+        let (count, limit) = (cold.quantiles.len() as u64, limits::MAX_COLD_START_QUANTILES as u64);
+        return Err(over("cold_starts.quantiles".into(), "quantiles", count, limit));
     }
     for (name, trace) in &spec.traces {
         let samples = trace.values.len() as u64;

@@ -38,6 +38,19 @@ pub(crate) struct ScenarioSpec {
     pub background: Vec<BackgroundPodSpec>,
     #[serde(default)]
     pub traces: BTreeMap<String, TraceSpec>,
+    #[serde(default)]
+    pub cold_starts: Option<ColdStartSpec>,
+}
+
+/// The shape of cold starts: quantiles at evenly spaced probabilities (`berth scenario trace`
+/// writes them from a CSV file of model-load latencies).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ColdStartSpec {
+    /// Where the quantiles came from, for the reader.
+    #[serde(default, rename = "source")]
+    pub _source: String,
+    pub quantiles: Vec<f64>,
 }
 
 /// A request-rate time series at a regular step (`berth scenario trace` writes one from a CSV).

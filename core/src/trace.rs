@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use crate::csv::{CsvFile, ImportError, table};
+use crate::csv::{CsvFile, ImportError, column_index, number, table};
 use crate::limits::MAX_TRACE_SAMPLES;
 
 /// Which columns of the CSV file hold the series, and which lines belong to it.
@@ -48,16 +48,7 @@ pub fn import_rate_series(
         ));
     }
     let (header, rows) = table(file, None)?;
-    let index = |name: &str| {
-        header.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            ImportError::at(
-                file.name,
-                1,
-                1,
-                format!("no column `{name}` in the header `{}`", header.join(",")),
-            )
-        })
-    };
+    let index = |name: &str| column_index(file.name, &header, name);
     let (time, value) = (index(columns.time)?, index(columns.value)?);
     let filter = match columns.filter {
         Some((column, wanted)) => Some((index(column)?, wanted)),
@@ -68,21 +59,10 @@ pub fn import_rate_series(
         if filter.is_some_and(|(k, wanted)| cells[k].1.trim() != wanted) {
             continue;
         }
-        let read =
-            |(column, cell): (usize, &str), what: &str, at_least_zero: bool| match cell.trim().parse::<f64>()
-            {
-                Ok(x) if x.is_finite() && (!at_least_zero || x >= 0.0) => Ok(x),
-                _ => Err(ImportError::at(
-                    file.name,
-                    *line,
-                    column,
-                    format!(
-                        "{what} must be a finite number{}, got `{cell}`",
-                        if at_least_zero { " of at least 0" } else { "" }
-                    ),
-                )),
-            };
-        samples.push((read(cells[time], columns.time, false)?, read(cells[value], columns.value, true)?));
+        samples.push((
+            number(file.name, *line, cells[time], columns.time, false)?,
+            number(file.name, *line, cells[value], columns.value, true)?,
+        ));
     }
     if samples.len() < 2 {
         let which = columns.filter.map(|(c, v)| format!(" with {c} = `{v}`")).unwrap_or_default();
@@ -164,7 +144,7 @@ pub fn replace_generated(scenario: &str, section: &str) -> String {
 }
 
 /// `x` with `digits` significant digits: the trace's shape, without float noise in the file.
-fn round_to(x: f64, digits: i32) -> f64 {
+pub(crate) fn round_to(x: f64, digits: i32) -> f64 {
     if x == 0.0 {
         return 0.0;
     }

@@ -1,12 +1,15 @@
-//! Traced request rates: the shipped `gentd26` scenario regenerated from the trace's CSV
-//! file byte for byte, its series checked against the CSV read independently, and bad
-//! traces refused with the field path.
+//! Traced request rates and cold starts: the shipped `gentd26` scenario regenerated from the
+//! trace's CSV files byte for byte, its series and cold-start shape checked against the CSV
+//! read independently, and bad traces refused with the field path.
 
+use berth_core::cold_start::{cold_starts_yaml, import_cold_starts};
 use berth_core::openb::CsvFile;
 use berth_core::trace::{GENERATED_MARKER, TraceColumns, import_rate_series, replace_generated, trace_yaml};
 use berth_core::{Error, Scenario};
 
 const QPS: &str = include_str!("../../data/gentd26/qps.csv");
+const LOADS_FILE: &str = "data/gentd26/basemodel_update_latency_anon.csv";
+const LOADS: &str = include_str!("../../data/gentd26/basemodel_update_latency_anon.csv");
 const SHIPPED: &str = include_str!("../../scenarios/gentd26.yaml");
 /// `berth scenario trace`'s defaults, which wrote `scenarios/gentd26.yaml`.
 const COLUMNS: TraceColumns<'static> =
@@ -24,7 +27,9 @@ fn path_of(result: Result<Scenario, Error>) -> (String, String) {
 fn the_shipped_scenario_is_what_the_command_writes_from_the_csv() {
     let series =
         import_rate_series(CsvFile { name: "data/gentd26/qps.csv", text: QPS }, COLUMNS, 300.0).unwrap();
-    let section = trace_yaml("gentd26", SOURCE, &series);
+    let loads = import_cold_starts(CsvFile { name: LOADS_FILE, text: LOADS }, "value", 21).unwrap();
+    let mut section = trace_yaml("gentd26", SOURCE, &series);
+    section.push_str(&cold_starts_yaml(&format!("{LOADS_FILE}, column value"), &loads));
     assert_eq!(replace_generated(SHIPPED, &section), SHIPPED, "run `berth scenario trace` to regenerate it");
     // The gateway's lines and time span, counted without the importer.
     let times: Vec<f64> = QPS
@@ -37,6 +42,22 @@ fn the_shipped_scenario_is_what_the_command_writes_from_the_csv() {
     let span =
         times.iter().copied().fold(f64::MIN, f64::max) - times.iter().copied().fold(f64::MAX, f64::min);
     assert_eq!(series.values.len(), (span / 300.0).floor() as usize + 1);
+}
+
+#[test]
+fn the_shipped_cold_starts_keep_the_load_latencies_spread_around_a_mean_of_one() {
+    // The latencies, read without the importer.
+    let values: Vec<f64> =
+        LOADS.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    assert_eq!(values.len(), 7_531);
+    let (low, high) = values.iter().fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let shape = Scenario::from_yaml(SHIPPED).unwrap().cold_starts.expect("gentd26 has a cold-start shape");
+    let q = shape.quantiles();
+    assert_eq!(q.len(), 21);
+    let ratio = q[20] / q[0];
+    assert!((ratio / (high / low) - 1.0).abs() < 1e-3, "longest over shortest: {ratio} vs {}", high / low);
+    let mean = (0..1000).map(|k| shape.multiplier((k as f64 + 0.5) / 1000.0)).sum::<f64>() / 1000.0;
+    assert!((mean - 1.0).abs() < 1e-3, "mean multiplier {mean}");
 }
 
 #[test]
@@ -98,4 +119,11 @@ fn a_trace_past_the_limit_is_refused() {
     let (path, reason) = path_of(Scenario::from_yaml(&text));
     assert_eq!(path, "traces.gentd26.values");
     assert!(reason.contains("at most 100000"), "{reason}");
+    // The section itself, not the header's mention of it.
+    let shipped_shape = SHIPPED.find("\ncold_starts:").unwrap() + 1;
+    let quantiles: Vec<String> = (0..1_002).map(|k| k.to_string()).collect();
+    let text = format!("{}cold_starts:\n  quantiles: [{}]\n", &SHIPPED[..shipped_shape], quantiles.join(","));
+    let (path, reason) = path_of(Scenario::from_yaml(&text));
+    assert_eq!(path, "cold_starts.quantiles");
+    assert!(reason.contains("at most 1001"), "{reason}");
 }

@@ -98,6 +98,8 @@ pub(crate) mod streams {
     pub const FAILURES: u64 = 2;
     /// Random initial placements.
     pub const INITIAL: u64 = 3;
+    /// Cold starts' lengths (scenarios with `cold_starts:`).
+    pub const COLD_STARTS: u64 = 4;
 }
 
 impl Backend for SimBackend {

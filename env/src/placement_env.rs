@@ -109,6 +109,8 @@ pub struct PlacementEnv {
     node_service_count: Vec<u32>,
     node_ready: Vec<bool>,
     ready_at_s: Vec<f64>,
+    /// Seed of this episode's cold-start draws (used where the scenario has `cold_starts:`).
+    cold_seed: u64,
     pending: Vec<usize>,
     is_pending: Vec<bool>,
     views: Vec<ReplicaView>,
@@ -186,6 +188,7 @@ impl PlacementEnv {
             node_service_count: vec![0; nodes * services],
             node_ready: vec![true; nodes],
             ready_at_s: vec![f64::NEG_INFINITY; replicas],
+            cold_seed: 0,
             pending: Vec::new(),
             is_pending: vec![false; replicas],
             views: Vec::with_capacity(replicas),
@@ -495,10 +498,25 @@ impl PlacementEnv {
         self.routing_dirty = true;
     }
 
+    /// How long replica `r` takes to start now: its service's `cold_start_s`, times a draw
+    /// from the scenario's cold-start shape where it has one. The draw is keyed by the
+    /// episode's seed, the tick and the replica, so every policy played on the same day meets
+    /// the same cold start for the same start, whatever else it did.
+    fn cold_start_s(&self, r: usize) -> f64 {
+        let mean = self.scenario.services[self.replica_service[r]].cold_start_s;
+        match &self.scenario.cold_starts {
+            None => mean,
+            Some(shape) => {
+                let key = (u64::from(self.tick) << 32) | r as u64;
+                mean * shape.multiplier(Rng::derive(self.cold_seed, key).next_f64())
+            }
+        }
+    }
+
     fn apply_move(&mut self, mv: Move, now_s: f64) {
         let from = self.unplace(mv.replica);
         self.place(mv.replica, mv.node);
-        let cold = self.scenario.services[self.replica_service[mv.replica]].cold_start_s;
+        let cold = self.cold_start_s(mv.replica);
         self.start_cold(mv.replica, now_s + cold);
         for n in [from, mv.node] {
             self.refresh_mask_column(n);
@@ -522,7 +540,7 @@ impl PlacementEnv {
                     self.not_ready -= 1;
                     for r in 0..self.placement.len() {
                         if self.placement[r] == e.node {
-                            let cold = self.scenario.services[self.replica_service[r]].cold_start_s;
+                            let cold = self.cold_start_s(r);
                             self.start_cold(r, self.ready_at_s[r].max(e.at_s + cold));
                         }
                     }
@@ -659,6 +677,7 @@ impl PlacementEnv {
         self.node_ready.fill(true);
         self.not_ready = 0;
         self.ready_at_s.fill(f64::NEG_INFINITY);
+        self.cold_seed = Rng::derive(seed, streams::COLD_STARTS).next_u64();
         self.pending.clear();
         self.is_pending.fill(false);
         self.placement = start.nodes.clone();

@@ -78,6 +78,32 @@ fn a_replica_still_cold_starting_when_the_tick_ends_is_flagged_until_it_is_ready
     assert_eq!(step.obs[cold_flag], 0.0, "ready within the second tick");
 }
 
+/// Whether replica 1, moved at the start of `seed`'s first tick, is still cold at its end.
+fn cold_after_one_move(env: &mut PlacementEnv, seed: u64) -> bool {
+    env.reset(seed);
+    let free = (0..3).find(|n| !env.placement().contains(n)).unwrap();
+    env.step(env.encode(Move { replica: 1, node: free })).unwrap();
+    env.cold_starting().nth(1).unwrap()
+}
+
+#[test]
+fn cold_starts_follow_the_scenarios_shape_and_are_the_same_for_the_same_seed() {
+    // A 100 s mean; quantiles 0 and 4 scale to 0 and 2: uniform in [0, 200] s, so a replica
+    // moved at 0 s is still cold when the tick ends at 100 s on about half the days.
+    let yaml = two_node_yaml("cold_starts: {source: test, quantiles: [0, 4]}")
+        .replace("cold_start_s: 50", "cold_start_s: 100");
+    let mut env = PlacementEnv::new(Arc::new(Scenario::from_yaml(&yaml).unwrap())).unwrap();
+    let cold: Vec<bool> = (0..400).map(|seed| cold_after_one_move(&mut env, seed)).collect();
+    let share = cold.iter().filter(|&&c| c).count();
+    assert!((150..=250).contains(&share), "{share} of 400 days still cold, expected about 200");
+    let again: Vec<bool> = (0..400).map(|seed| cold_after_one_move(&mut env, seed)).collect();
+    assert_eq!(cold, again, "a seed gives the same cold starts every time it is played");
+    // Without the shape every cold start takes exactly 100 s: ready as the tick ends.
+    let fixed = two_node_yaml("").replace("cold_start_s: 50", "cold_start_s: 100");
+    let mut env = PlacementEnv::new(Arc::new(Scenario::from_yaml(&fixed).unwrap())).unwrap();
+    assert!((0..50).all(|seed| !cold_after_one_move(&mut env, seed)));
+}
+
 #[test]
 fn a_failed_node_stops_its_replicas_and_is_masked_until_it_recovers() {
     let scenario = two_node_scenario(

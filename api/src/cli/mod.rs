@@ -184,8 +184,9 @@ struct EvalArgs {
 enum ScenarioWhat {
     /// Regenerate scenarios/openb.yaml from Alibaba's GPU cluster trace (data/openb/).
     Openb(crate::cli::scenario::OpenbArgs),
-    /// Write a request-rate trace from a CSV file into a scenario's `traces:` section
-    /// (by default, scenarios/gentd26.yaml from the GenAI gateway trace in data/gentd26/).
+    /// Write a request-rate trace from a CSV file into a scenario's `traces:` section, and
+    /// the shape of model-load latencies into its `cold_starts:` (by default,
+    /// scenarios/gentd26.yaml from the GenAI serving trace in data/gentd26/).
     Trace(crate::cli::scenario::TraceArgs),
     /// Write the scenario of a cluster: its nodes (resources, zones, GPU products) and the
     /// placed services' Deployments; what a cluster does not hold is filled and listed.

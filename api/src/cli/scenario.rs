@@ -1,10 +1,12 @@
 //! `berth scenario openb` and `berth scenario trace`: regenerate shipped scenarios from the
-//! production traces' CSV files, and check that the document written loads.
+//! production traces' CSV files (`trace` also the cold starts' shape), and check that the
+//! document written loads.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use berth_core::Scenario;
+use berth_core::cold_start::{cold_starts_yaml, import_cold_starts, interpolate};
 use berth_core::openb::{CsvFile, import_openb};
 use berth_core::trace::{TraceColumns, import_rate_series, replace_generated, trace_yaml};
 use clap::Args;
@@ -50,6 +52,16 @@ pub struct TraceArgs {
     /// The scenario to write it into: its generated section is replaced, the rest kept.
     #[arg(long, default_value = "scenarios/gentd26.yaml")]
     into: PathBuf,
+    /// A CSV file of model-load latencies whose shape the scenario's cold starts take
+    /// (`cold_starts:`); `none` writes no cold-start shape.
+    #[arg(long, default_value = "data/gentd26/basemodel_update_latency_anon.csv")]
+    cold_starts: String,
+    /// The column of the latencies (any unit: only the shape is kept).
+    #[arg(long, default_value = "value")]
+    cold_start_column: String,
+    /// How many quantiles, at evenly spaced probabilities, describe the shape.
+    #[arg(long, default_value_t = 21)]
+    quantiles: usize,
 }
 
 /// Resamples the CSV file's series, writes it into the scenario and checks that it loads.
@@ -71,7 +83,22 @@ pub fn trace(args: TraceArgs) -> Result<()> {
         Some((column, value)) => format!("{csv_name}, lines with {column} = {value}"),
         None => csv_name.clone(),
     };
-    let document = replace_generated(&read(&args.into)?, &trace_yaml(&args.name, &source, &series));
+    let mut section = trace_yaml(&args.name, &source, &series);
+    let cold = match args.cold_starts.as_str() {
+        "none" => None,
+        path => {
+            let text = read(&PathBuf::from(path))?;
+            let shape = import_cold_starts(
+                CsvFile { name: path, text: &text },
+                &args.cold_start_column,
+                args.quantiles,
+            )?;
+            section
+                .push_str(&cold_starts_yaml(&format!("{path}, column {}", args.cold_start_column), &shape));
+            Some((path, shape))
+        }
+    };
+    let document = replace_generated(&read(&args.into)?, &section);
     let scenario = Scenario::from_yaml(&document)
         .with_context(|| format!("{} with the trace does not load", args.into.display()))?;
     std::fs::write(&args.into, &document).with_context(|| format!("writing {}", args.into.display()))?;
@@ -85,6 +112,17 @@ pub fn trace(args: TraceArgs) -> Result<()> {
         series.samples,
         scenario.user_groups.len(),
     );
+    if let Some((path, shape)) = cold {
+        let q = &shape.quantiles;
+        println!(
+            "cold starts: {} quantiles of {} latencies in {path}, mean 1: median {:.2}, from {:.2} to {:.2} times each service's cold_start_s",
+            q.len(),
+            shape.samples,
+            interpolate(q, 0.5),
+            q[0],
+            q[q.len() - 1],
+        );
+    }
     Ok(())
 }
 

@@ -123,8 +123,27 @@ async fn serves_moves_and_fails_nodes(client: &kube::Client, scenario: &Scenario
     })
     .await;
     assert!(!down.nodes.iter().find(|n| n.name == failed).unwrap().ready);
+    // metrics-server reports no node it cannot scrape: the emulator takes its NodeMetrics away.
+    let metric_names = async || -> Vec<String> {
+        let listed = nodes.list(&ListParams::default()).await.unwrap();
+        listed.items.into_iter().filter_map(|m| m.metadata.name).collect()
+    };
+    eventually(
+        "no NodeMetrics of the failed node",
+        Duration::from_secs(30),
+        metric_names,
+        |names: &Vec<String>| !names.contains(&failed) && names.len() == scenario.nodes.len() - 1,
+    )
+    .await;
     annotate(client, &failed, "berth.io/emulate-down", false).await;
     eventually("the node back and serving", Duration::from_secs(30), read, all_serving).await;
+    eventually(
+        "NodeMetrics of every node again",
+        Duration::from_secs(30),
+        metric_names,
+        |names: &Vec<String>| names.len() == scenario.nodes.len(),
+    )
+    .await;
 }
 
 /// `berth scenario discover` reads the emulated gpu-small (its nodes labelled as GPU feature
@@ -596,10 +615,11 @@ fn deploys_on_a_node_that_joined_since_training(
     rt.block_on(async {
         let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
         nodes.delete(joined, &Default::default()).await.unwrap();
-        // Its NodeMetrics too, once the emulator has stopped writing them.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The emulator takes its NodeMetrics away, as metrics-server would.
         let metrics = Api::<DynamicObject>::all_with(client.clone(), &live::metrics::node_metrics());
-        let _ = metrics.delete(joined, &Default::default()).await;
+        let metric = async || metrics.get_opt(joined).await.unwrap();
+        eventually("no NodeMetrics of the removed node", Duration::from_secs(30), metric, Option::is_none)
+            .await;
     });
     assert_eq!(positions(rt, client, ns), before);
 }

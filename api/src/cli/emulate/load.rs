@@ -2,11 +2,13 @@
 //! under the scenario's traffic at the emulated time of day, with the cluster's real
 //! placement, so `metrics.k8s.io` shows what the scenario would.
 
+use std::collections::HashSet;
+
 use berth_core::Scenario;
 use berth_env::live::{LiveError, LiveResult, Snapshot, metrics, utilisation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::node::MANAGER;
@@ -55,10 +57,12 @@ pub async fn publish(
             .map_err(|e| LiveError::kube(format!("write the PodMetrics of `{pod}`"), e))?;
     }
     let nodes = Api::<DynamicObject>::all_with(client.clone(), &metrics::node_metrics());
+    let mut written = HashSet::new();
     for (n, node) in scenario.nodes.iter().enumerate() {
         if !placement.node_ready[n] {
             continue;
         }
+        written.insert(node.name.as_str());
         let object = json!({
             "apiVersion": "metrics.k8s.io/v1beta1", "kind": "NodeMetrics",
             // The emulated clock, so a recorder knows the time of day the usage belongs to.
@@ -70,6 +74,25 @@ pub async fn publish(
             .patch(&node.name, &apply, &Patch::Apply(object))
             .await
             .map_err(|e| LiveError::kube(format!("write the NodeMetrics of `{}`", node.name), e))?;
+    }
+    remove_unscraped(&nodes, &written).await
+}
+
+/// Deletes the NodeMetrics this emulator wrote for nodes now down or gone, as metrics-server
+/// stops reporting a node it cannot scrape; left behind, they would hold a stale clock and usage.
+async fn remove_unscraped(nodes: &Api<DynamicObject>, written: &HashSet<&str>) -> LiveResult<()> {
+    let listed =
+        nodes.list(&ListParams::default()).await.map_err(|e| LiveError::kube("list NodeMetrics", e))?;
+    for stale in listed.items.iter().filter(|m| {
+        m.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(TIME_OF_DAY))
+            && m.metadata.name.as_deref().is_some_and(|name| !written.contains(name))
+    }) {
+        let name = stale.metadata.name.as_deref().unwrap_or_default();
+        match nodes.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(LiveError::kube(format!("delete the NodeMetrics of `{name}`"), e)),
+        }
     }
     Ok(())
 }

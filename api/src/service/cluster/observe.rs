@@ -7,6 +7,7 @@ use anyhow::Result;
 use berth_core::Scenario;
 use berth_env::live::{LivePlacement, Snapshot, metrics, utilisation};
 use berth_env::replay::Sample;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, ListParams};
 
 /// The node annotation in which `berth emulate` publishes its clock, seconds since midnight.
@@ -26,16 +27,27 @@ fn fit_scale(observed: &[f64], model: &[f64]) -> f64 {
     if norm < 1e-12 { 1.0 } else { dot / norm }
 }
 
+/// The clock on the most recently written NodeMetrics. Not the largest: a node that went down
+/// (or was removed) before the emulator took its metrics away keeps the clock of its last
+/// write, and the largest would read 23:50 long after midnight.
+fn freshest_clock(node_metrics: &[DynamicObject]) -> Option<f64> {
+    node_metrics
+        .iter()
+        .filter_map(|n| {
+            let clock = n.metadata.annotations.as_ref()?.get(TIME_OF_DAY)?.parse::<f64>().ok()?;
+            let written = n.data.get("timestamp").and_then(|t| t.as_str()?.parse::<Timestamp>().ok());
+            Some((written, clock))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map(|(_, clock)| clock)
+}
+
 /// The emulator's clock, if it publishes one, else UTC; seconds since midnight. The recorder,
 /// `/api/v1/metrics` and deploy plans all read the time of day here, so they agree.
 pub async fn time_of_day(client: &kube::Client) -> f64 {
     let nodes = Api::<DynamicObject>::all_with(client.clone(), &metrics::node_metrics());
     let emulated = match nodes.list(&ListParams::default()).await {
-        Ok(list) => list
-            .items
-            .iter()
-            .filter_map(|n| n.metadata.annotations.as_ref()?.get(TIME_OF_DAY)?.parse::<f64>().ok())
-            .reduce(f64::max),
+        Ok(list) => freshest_clock(&list.items),
         // No metrics.k8s.io (metrics-server not installed): a real cluster, on UTC.
         Err(kube::Error::Api(status)) if status.code == 404 => None,
         Err(e) => {
@@ -100,5 +112,31 @@ mod tests {
         assert_eq!(fit_scale(&[], &[]), 1.0);
         // The emulator's usage formula, inverted.
         assert!((observed(0.05 * 1000.0 + 0.95 * 0.3 * 1000.0, 1000.0) - 0.3).abs() < 1e-12);
+    }
+
+    fn node_metrics(name: &str, clock: &str, written: Option<&str>) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "metrics.k8s.io/v1beta1", "kind": "NodeMetrics",
+            "metadata": {"name": name, "annotations": {TIME_OF_DAY: clock}},
+            "timestamp": written, "window": "30s", "usage": {},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_clock_is_the_freshest_nodes_not_the_largest() {
+        // A node down since 23:50; the others written after midnight.
+        let items = [
+            node_metrics("down", "85800", Some("2026-12-05T10:00:00Z")),
+            node_metrics("a", "600", Some("2026-12-05T10:00:20Z")),
+            node_metrics("b", "600", Some("2026-12-05T10:00:20Z")),
+        ];
+        assert_eq!(freshest_clock(&items), Some(600.0));
+        // Without a readable timestamp an object counts as the oldest; without a clock, not at all.
+        let items =
+            [node_metrics("old", "70000", None), node_metrics("new", "100", Some("2026-12-05T10:00:00Z"))];
+        assert_eq!(freshest_clock(&items), Some(100.0));
+        assert_eq!(freshest_clock(&[node_metrics("x", "noon", Some("2026-12-05T10:00:00Z"))]), None);
+        assert_eq!(freshest_clock(&[]), None);
     }
 }

@@ -298,8 +298,22 @@ fn saved_dqn_config(saved: &serde_json::Value) -> Result<DqnConfig> {
 /// Whether the model acts on any cluster of the services it knows (the entity network), not
 /// only on the node and replica counts it was trained on.
 pub fn fits_any_cluster(model: &SavedModel) -> bool {
-    model.header.agent == AgentKind::Ppo
-        && config::<PpoConfig>(&model.header.config).is_ok_and(|c| c.network == PolicyNetwork::Entity)
+    entity_config(model).is_some()
+}
+
+/// The PPO config of a model on the entity network; `None` for any other model.
+fn entity_config(model: &SavedModel) -> Option<PpoConfig> {
+    if model.header.agent != AgentKind::Ppo {
+        return None;
+    }
+    config::<PpoConfig>(&model.header.config).ok().filter(|c| c.network == PolicyNetwork::Entity)
+}
+
+/// Builds an agent from weights whose tensors may not match the network the header
+/// describes: burn panics on such a record, and the model is refused instead of the process.
+fn rebuilt(network: &str, build: &dyn Fn() -> Result<Box<dyn Agent>>) -> Result<Box<dyn Agent>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+        .unwrap_or_else(|_| Err(Error::BadModel(format!("the weights do not match {network}"))))
 }
 
 /// The acting agent of a saved model, checked against the env it will act in. The header
@@ -308,26 +322,25 @@ pub fn fits_any_cluster(model: &SavedModel) -> bool {
 /// a network of the sizes it names, so what is built is never larger than what was sent.
 pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agent>> {
     let header = &model.header;
-    if fits_any_cluster(model) {
+    if let Some(ppo) = entity_config(model) {
         // Any cluster of the services it knows: no size to match.
-        let ppo = config::<PpoConfig>(&header.config)?;
         ppo.validate()?;
         entity_ppo::check_services(&header.services, env.scenario())?;
         let parameters = EntityPpoAgent::parameters(header.services.len(), ppo.hidden) as u64;
         check_weight_bytes(&model.weights, parameters)?;
-        let build =
-            || EntityPpoAgent::from_weights(&model.weights, header.services.clone(), ppo.hidden, header.seed);
-        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
-            .unwrap_or_else(|_| Err(Error::BadModel("the weights do not match the entity network".into())))
-            .map(|agent| Box::new(agent) as Box<dyn Agent>);
+        return rebuilt("the entity network", &|| {
+            let agent = EntityPpoAgent::from_weights(
+                &model.weights,
+                header.services.clone(),
+                ppo.hidden,
+                header.seed,
+            )?;
+            Ok(Box::new(agent))
+        });
     }
     model.check_fits(&env.scenario().name, env.observation_space().len(), env.action_count())?;
-    let rebuilt = |build: &dyn Fn() -> Result<Box<dyn Agent>>| {
-        // A record whose tensors do not match the network's is refused, not a crash.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).unwrap_or_else(|_| {
-            Err(Error::BadModel("the weights do not match the network the header describes".into()))
-        })
-    };
+    let rebuilt =
+        |build: &dyn Fn() -> Result<Box<dyn Agent>>| rebuilt("the network the header describes", build);
     match header.agent {
         AgentKind::Qlearning => {
             let agent = QLearningAgent::from_weights(&model.weights, header.seed)?;

@@ -7,7 +7,6 @@
 //! mean of 1, so a service's `cold_start_s` stays its mean cold start (the figure the
 //! scenarios cite) and only the spread around it comes from the measurement.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::csv::{CsvFile, ImportError, column_index, number, table};
@@ -119,14 +118,8 @@ pub fn import_cold_starts(
 
 /// The quantiles as a scenario's `cold_starts:` section, with where they came from.
 pub fn cold_starts_yaml(source: &str, shape: &ColdStartQuantiles) -> String {
-    let mut out = format!("cold_starts:\n  source: {source:?}\n  quantiles: [");
-    for (k, v) in shape.quantiles.iter().enumerate() {
-        if k > 0 {
-            out.push_str(if k % 12 == 0 { ",\n    " } else { ", " });
-        }
-        let _ = write!(out, "{}", crate::trace::round_to(*v, 4));
-    }
-    out.push_str("]\n");
+    let mut out = format!("cold_starts:\n  source: {source:?}\n  quantiles: ");
+    crate::trace::push_number_list(&mut out, &shape.quantiles, "    ");
     out
 }
 

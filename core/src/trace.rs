@@ -118,15 +118,26 @@ fn fill_gaps(sums: &[(f64, u32)]) -> Vec<f64> {
 /// The series as a scenario's `traces:` entry `name`, with where it came from.
 pub fn trace_yaml(name: &str, source: &str, series: &RateSeries) -> String {
     let mut out =
-        format!("traces:\n  {name}:\n    source: {source:?}\n    step_s: {}\n    values: [", series.step_s);
-    for (k, v) in series.values.iter().enumerate() {
+        format!("traces:\n  {name}:\n    source: {source:?}\n    step_s: {}\n    values: ", series.step_s);
+    push_number_list(&mut out, &series.values, "      ");
+    out
+}
+
+/// Appends `values` as a YAML flow list (`[a, b, ...]` and a newline) rounded to 4
+/// significant digits, 12 to a line, continuation lines indented by `indent`.
+pub(crate) fn push_number_list(out: &mut String, values: &[f64], indent: &str) {
+    out.push('[');
+    for (k, v) in values.iter().enumerate() {
         if k > 0 {
-            out.push_str(if k % 12 == 0 { ",\n      " } else { ", " });
+            if k % 12 == 0 {
+                let _ = write!(out, ",\n{indent}");
+            } else {
+                out.push_str(", ");
+            }
         }
         let _ = write!(out, "{}", round_to(*v, 4));
     }
     out.push_str("]\n");
-    out
 }
 
 /// The line above the `traces:` section that `berth scenario trace` writes.
@@ -144,7 +155,7 @@ pub fn replace_generated(scenario: &str, section: &str) -> String {
 }
 
 /// `x` with `digits` significant digits: the trace's shape, without float noise in the file.
-pub(crate) fn round_to(x: f64, digits: i32) -> f64 {
+fn round_to(x: f64, digits: i32) -> f64 {
     if x == 0.0 {
         return 0.0;
     }

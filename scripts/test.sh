@@ -3,7 +3,8 @@
 # with a MongoDB-wire server (scripts/mongodb.sh) for the service's tests and a Kubernetes
 # control plane (scripts/kube-apiserver.sh; built on a machine's first run, about 9 minutes)
 # for the live backend's, each of its own, stopped however the tests end; helm and kubectl
-# (scripts/helm.sh, from npm) for the chart's; then schemathesis (scripts/schemathesis.sh, from
+# (scripts/helm.sh, from npm) for the chart's; Debian's headless Chromium and ChromeDriver
+# (scripts/chromium.sh) for the console's; then schemathesis (scripts/schemathesis.sh, from
 # PyPI) against a running service.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,8 @@ trap cleanup EXIT
 BERTH_TEST_MONGODB_URI="$(bash scripts/mongodb.sh start | tail -n1)"
 BERTH_TEST_KUBECONFIG="$(bash scripts/kube-apiserver.sh start | tail -n1)"
 BERTH_TEST_HELM="$(bash scripts/helm.sh | tail -n1)"
-export BERTH_TEST_MONGODB_URI BERTH_TEST_KUBECONFIG BERTH_TEST_HELM
+read -r BERTH_TEST_CHROMIUM BERTH_TEST_CHROMEDRIVER < <(bash scripts/chromium.sh | tail -n1)
+export BERTH_TEST_MONGODB_URI BERTH_TEST_KUBECONFIG BERTH_TEST_HELM BERTH_TEST_CHROMIUM BERTH_TEST_CHROMEDRIVER
 
 TMPDIR="$TESTS_TMPDIR" cargo nextest run --locked --workspace --no-fail-fast
 

@@ -57,6 +57,11 @@ fn a_task_trains_and_its_model_is_listed_downloaded_and_acts() {
     assert_eq!(task["status"], "completed", "{task:#}");
     assert_eq!(task["progress"]["step"], 30000);
     assert_eq!(task["progress"]["fraction"], 1.0);
+    // The curve it kept while training: evenly thinned, at most 400 points, steps rising.
+    let steps: Vec<u64> =
+        task["curve"].as_array().unwrap().iter().map(|p| p["step"].as_u64().unwrap()).collect();
+    assert!((2..=400).contains(&steps.len()), "{} points", steps.len());
+    assert!(steps.windows(2).all(|w| w[0] < w[1]) && *steps.last().unwrap() <= 30000, "{steps:?}");
     let model_id = task["model_id"].as_str().unwrap().to_string();
 
     let models = server.json("/api/v1/models", &operator);
@@ -123,8 +128,9 @@ fn a_running_task_stops_within_a_second_of_cancel() {
     let task =
         create(&server, &operator, json!({"agent": "dqn", "scenario": "gpu-small", "steps": 50_000_000}));
     let id = id_of(&task);
-    server.wait_task(&id, &operator, Duration::from_secs(30), |t| {
-        t["progress"]["step"].as_u64().is_some_and(|s| s > 0)
+    // While it trains, its curve grows: the console draws it before the log exists.
+    server.wait_task(&id, &operator, Duration::from_secs(60), |t| {
+        t["curve"].as_array().is_some_and(|c| !c.is_empty()) && t["status"] == "running"
     });
     let asked = Instant::now();
     let response = server.post(&format!("/api/v1/training/{id}/cancel"), &operator, &json!({}));

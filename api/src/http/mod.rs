@@ -1,7 +1,8 @@
 //! The HTTP API: the router, its shared state, and the bearer-token check every `/api/v1`
-//! route but the token endpoint goes through.
+//! route but the token endpoint goes through; the console's page at `/`.
 
 mod cluster_metrics;
+mod console;
 mod deployments;
 pub mod error;
 #[cfg(test)]
@@ -80,6 +81,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route("/openapi.json", get(openapi));
     Router::new()
         .nest("/api/v1", api)
+        .merge(console::routes())
         .route("/health/live", get(session::live))
         .route("/health/ready", get(session::ready))
         .route("/metrics", get(observability::scrape))

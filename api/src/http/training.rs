@@ -216,14 +216,18 @@ async fn find(state: &AppState, id: &str) -> Result<TaskDoc, ApiError> {
     find_by_id("training task", id, |oid| state.store.task(oid)).await
 }
 
-/// `GET /training/{id}`.
+/// `GET /training/{id}`: the task with the learning curve it kept while training.
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(Json(task_json(find(&state, &id).await?)))
+    let task = find(&state, &id).await?;
+    let curve = task.progress.as_ref().map(|p| p.curve.clone()).unwrap_or_default();
+    let mut body = task_json(task);
+    body["curve"] = json!(curve);
+    Ok(Json(body))
 }
 
 /// `POST /training/{id}/cancel` (operator): a queued task is cancelled at once, a running

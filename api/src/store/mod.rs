@@ -106,6 +106,18 @@ pub struct TaskProgress {
     pub recent_return: Option<f64>,
     /// Environment steps per second.
     pub sps: f64,
+    /// Episodic returns so far, thinned to a bounded set (tasks stored before curves: none).
+    #[serde(default)]
+    pub curve: Vec<CurvePoint>,
+}
+
+/// One point of a running task's learning curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// The step at which the episode ended.
+    pub step: u64,
+    /// Its return.
+    pub episodic_return: f64,
 }
 
 /// A training task as stored in `tasks`.

@@ -33,7 +33,8 @@ pub fn unique_database(test: &str) -> String {
 }
 
 pub fn users_file() -> std::path::PathBuf {
-    // The hash of "pw-operator", made once with `berth hash-password`.
+    // The hash of "pw-operator", made once with `berth hash-password`; a user of each role
+    // has it (olga is the operator).
     let path = std::env::temp_dir().join(format!("berth-users-{}.toml", std::process::id()));
     let hash = Command::new(BERTH)
         .arg("hash-password")
@@ -46,11 +47,13 @@ pub fn users_file() -> std::path::PathBuf {
             child.wait_with_output()
         });
     let hash = String::from_utf8(hash.unwrap().stdout).unwrap();
-    std::fs::write(
-        &path,
-        format!("[[users]]\nname = \"olga\"\nrole = \"operator\"\npassword_hash = \"{}\"\n", hash.trim()),
-    )
-    .unwrap();
+    let users: String = [("vera", "viewer"), ("olga", "operator"), ("ada", "admin")]
+        .iter()
+        .map(|(name, role)| {
+            format!("[[users]]\nname = \"{name}\"\nrole = \"{role}\"\npassword_hash = \"{}\"\n", hash.trim())
+        })
+        .collect();
+    std::fs::write(&path, users).unwrap();
     path
 }
 
@@ -146,4 +149,5 @@ pub fn token_with(args: &[&str], secret: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+pub mod browser;
 pub mod cluster;

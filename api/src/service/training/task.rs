@@ -14,6 +14,7 @@ use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, doc};
 
 use crate::service::scenario::resolve_scenario;
+use crate::service::training::curve::Curve;
 use crate::store::{ModelDoc, Status, Store, StoreError, TaskDoc, TaskProgress};
 
 /// Episodes of the evaluation stored with each model.
@@ -43,7 +44,9 @@ pub async fn train_here(
         let _dispatch = tracing::dispatcher::set_default(&dispatch);
         let _entered = span.enter();
         let mut last_write = Instant::now() - Duration::from_secs(1);
+        let mut curve = Curve::default();
         execute(&task, memory_budget, &mut |p: Progress| {
+            curve.observe(p.step, p.recent_return);
             if last_write.elapsed() >= Duration::from_millis(500) || p.step == p.total {
                 last_write = Instant::now();
                 // For the trace (an event of the task's span), not the log: see telemetry.
@@ -55,8 +58,13 @@ pub async fn train_here(
                     recent_return = p.recent_return,
                     "progress"
                 );
-                let progress =
-                    TaskProgress { step: p.step, total: p.total, recent_return: p.recent_return, sps: p.sps };
+                let progress = TaskProgress {
+                    step: p.step,
+                    total: p.total,
+                    recent_return: p.recent_return,
+                    sps: p.sps,
+                    curve: curve.points().to_vec(),
+                };
                 if let Err(e) = handle.block_on(store.set_progress(id, &owner, &progress)) {
                     tracing::warn!("task {id}: writing progress: {e}");
                 }

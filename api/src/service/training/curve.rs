@@ -1,0 +1,73 @@
+//! The learning curve a running task keeps with its progress: the return of each finished
+//! episode at the step it ended, thinned to a bounded, evenly spread set of points, so the
+//! console can draw a task while it trains (the full log is stored only once it completes).
+
+use crate::store::CurvePoint;
+
+/// The most points a task's stored curve holds; a long run keeps every other one when full.
+pub const MAX_POINTS: usize = 400;
+
+/// The points gathered so far and the stride in steps between those kept.
+#[derive(Debug, Default)]
+pub struct Curve {
+    points: Vec<CurvePoint>,
+    stride: u64,
+}
+
+impl Curve {
+    /// Takes the return reported at `step`, unless a point was kept less than a stride ago.
+    pub fn observe(&mut self, step: u64, episodic_return: Option<f64>) {
+        let Some(episodic_return) = episodic_return.filter(|r| r.is_finite()) else { return };
+        if let Some(last) = self.points.last()
+            && step < last.step.saturating_add(self.stride.max(1))
+        {
+            return;
+        }
+        self.points.push(CurvePoint { step, episodic_return });
+        if self.points.len() > MAX_POINTS {
+            // Every other point goes, and the stride doubles: the kept ones stay evenly spread
+            // over the whole run, its start included.
+            let mut index = 0;
+            self.points.retain(|_| {
+                index += 1;
+                index % 2 == 1
+            });
+            self.stride = (self.stride.max(1)) * 2;
+        }
+    }
+
+    /// The points kept, oldest first.
+    pub fn points(&self) -> &[CurvePoint] {
+        &self.points
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_run_keeps_a_bounded_evenly_spread_curve_from_its_start() {
+        let mut curve = Curve::default();
+        for step in 1..=1_000_000u64 {
+            curve.observe(step, Some(step as f64));
+            assert!(curve.points().len() <= MAX_POINTS);
+        }
+        let steps: Vec<u64> = curve.points().iter().map(|p| p.step).collect();
+        assert!(steps.len() >= MAX_POINTS / 2, "{}", steps.len());
+        assert_eq!(steps[0], 1);
+        assert!(*steps.last().unwrap() > 1_000_000 - 2 * 1_000_000 / MAX_POINTS as u64);
+        let gaps: Vec<u64> = steps.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g == gaps[0]), "{:?}", &gaps[..10]);
+        assert!(curve.points().iter().all(|p| p.episodic_return == p.step as f64));
+    }
+
+    #[test]
+    fn reports_without_a_finished_episode_or_with_a_non_finite_return_add_nothing() {
+        let mut curve = Curve::default();
+        curve.observe(10, None);
+        curve.observe(20, Some(f64::NAN));
+        curve.observe(30, Some(-1.5));
+        assert_eq!(curve.points(), &[CurvePoint { step: 30, episodic_return: -1.5 }]);
+    }
+}

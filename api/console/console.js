@@ -505,26 +505,31 @@ function clusterPage(main) {
 
 // -- Deployments: plan (dry run), deploy, follow the moves, roll back, stop. --
 
-function deployForm(models, chosen) {
+function deployForm(models, chosen, refreshList) {
   const model = el("select", { id: "deploy-model" }, models.map((m) =>
     el("option", { value: m.id, selected: m.id === chosen }, `${m.agent} on ${m.scenario.name} · ${m.id.slice(-8)}`)));
   const moves = el("input", { id: "deploy-max-moves", inputmode: "numeric", value: "10" });
+  const shield = el("input", { id: "deploy-shield", type: "checkbox", checked: true });
   const error = el("p", { class: "error", id: "deploy-error", role: "alert" });
   const send = (dryRun) => async () => {
     error.textContent = "";
     try {
-      const body = { dry_run: dryRun, max_moves: /^\d+$/.test(moves.value) ? Number(moves.value) : moves.value };
+      const body = {
+        dry_run: dryRun, shield: shield.checked,
+        max_moves: /^\d+$/.test(moves.value) ? Number(moves.value) : moves.value,
+      };
       const deployment = await api("POST", `/models/${model.value}/deploy`, body);
       notice(dryRun ? `planned ${deployment.plan.length} moves` : `deploy ${deployment.id} started`);
-      location.hash = "#/deployments";
-      render();
+      await refreshList();
     } catch (e) { if (e.status !== 401) error.textContent = e.field ? `${e.field}: ${e.message}` : e.message; }
   };
   return gated("admin", el("form", { class: "card", id: "deploy-form", "aria-labelledby": "deploy-title", onsubmit: (e) => e.preventDefault() },
     el("h2", { id: "deploy-title" }, "Plan or deploy a model"),
     el("div", { class: "fields" },
       el("div", { class: "field" }, el("label", { for: "deploy-model" }, "Model"), model),
-      el("div", { class: "field" }, el("label", { for: "deploy-max-moves" }, "Most moves"), moves)),
+      el("div", { class: "field" }, el("label", { for: "deploy-max-moves" }, "Most moves"), moves),
+      el("div", { class: "field check" }, shield, el("label", { for: "deploy-shield" },
+        "Shield: apply the model's plan only where the simulator scores it no worse than greedy's and than keeping"))),
     error,
     el("div", { class: "actions" },
       el("button", { type: "button", class: "quiet", id: "plan-button", onclick: send(true) }, "Plan (dry run)"),
@@ -532,7 +537,8 @@ function deployForm(models, chosen) {
 }
 
 function deploymentCard(d) {
-  const act = (path, what) => async () => {
+  const act = (path, what) => async (event) => {
+    event.target.disabled = true;
     try { await api("POST", `/deployments/${d.id}/${path}`); notice(`deployment ${d.id}: ${what}`); } catch (e) { notice(e.message); }
   };
   return el("section", { class: "card", "data-deployment": d.id },
@@ -560,15 +566,16 @@ function deploymentsPage(main) {
   const form = el("div", { id: "deploy-form-slot" });
   const list = el("div", { id: "deployments-list" });
   main.append(el("h1", {}, "Deployments"), form, list);
-  if (can("admin")) {
-    api("GET", "/models?limit=100").then((page) => form.replaceChildren(page.items.length
-      ? deployForm(page.items, chosen) : el("p", { class: "muted" }, "No models to deploy yet.")))
-      .catch((e) => notice(e.message));
-  }
-  every(2000, async () => {
+  const refreshList = async () => {
     const page = await api("GET", "/deployments?limit=20");
     list.replaceChildren(...(page.items.length ? page.items.map(deploymentCard) : [el("p", { class: "muted" }, "No deployments yet.")]));
-  });
+  };
+  if (can("admin")) {
+    api("GET", "/models?limit=100").then((page) => form.replaceChildren(page.items.length
+      ? deployForm(page.items, chosen, refreshList) : el("p", { class: "muted" }, "No models to deploy yet.")))
+      .catch((e) => notice(e.message));
+  }
+  every(2000, refreshList);
 }
 
 // ---- Start ----

@@ -13,17 +13,6 @@ use common::{SECRET, Server, token, unique_database};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// Logs `user` in through the form and waits for the training page.
-fn log_in(browser: &Browser, server: &Server, user: &str) {
-    browser.goto(&server.url("/"));
-    browser.fill(&browser.find("#username"), user);
-    browser.fill(&browser.find("#password"), "pw-operator");
-    browser.click(&browser.find("#login-form button[type=submit]"));
-    browser.find("#tasks-list");
-    let who = browser.text(&browser.find("#who"));
-    assert!(who.starts_with(user), "{who}");
-}
-
 /// Opens a page of the console and waits until `ready` is drawn.
 fn open(browser: &Browser, server: &Server, page: &str, ready: &str) {
     browser.goto(&server.url(&format!("/#/{page}")));
@@ -72,7 +61,7 @@ fn a_viewer_sees_every_page_and_no_control_a_viewer_may_not_use() {
     let server = Server::start(&unique_database("console_viewer"));
     let model = trained_model(&server);
     let browser = Browser::start("viewer", 1280, 800);
-    log_in(&browser, &server, "vera");
+    browser.log_in(&server.base, "vera");
     assert!(browser.all("#new-task").is_empty(), "a viewer gets no form to start a task");
     browser.find("#tasks tr[data-task] a[href^='#/training/']");
     open(&browser, &server, "models", &format!("[data-model='{model}'] table"));
@@ -101,7 +90,7 @@ fn a_viewer_sees_every_page_and_no_control_a_viewer_may_not_use() {
 fn an_operator_starts_a_task_sees_field_errors_at_the_field_and_the_curve_when_done() {
     let server = Server::start(&unique_database("console_operator"));
     let browser = Browser::start("operator", 1280, 800);
-    log_in(&browser, &server, "olga");
+    browser.log_in(&server.base, "olga");
     browser.click(&browser.find("#task-agent option[value='qlearning']"));
     browser.click(&browser.find("#task-scenario option[value='tiny']"));
     // The API's refusal is shown at the field it names.
@@ -146,7 +135,7 @@ fn a_service_restarted_with_a_new_key_sends_the_page_back_to_the_login() {
     let database = unique_database("console_restart");
     let mut server = Server::start(&database);
     let browser = Browser::start("restart", 1280, 800);
-    log_in(&browser, &server, "olga");
+    browser.log_in(&server.base, "olga");
     let listen = server.base.trim_start_matches("http://").to_string();
     server.kill();
     // The same address and database, a new signing key: the tab's token is no longer valid.
@@ -157,6 +146,6 @@ fn a_service_restarted_with_a_new_key_sends_the_page_back_to_the_login() {
         (!text.is_empty()).then_some(text)
     });
     assert!(message.contains("log in again"), "{message}");
-    log_in(&browser, &server, "olga");
+    browser.log_in(&server.base, "olga");
     browser.find("#new-task");
 }

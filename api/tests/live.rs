@@ -17,6 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 mod common;
+use common::browser::Browser;
 use common::cluster::{client, eventually, kubeconfig, namespace, runtime, service_account};
 use common::{BERTH, Server, token, unique_database};
 
@@ -242,12 +243,11 @@ fn records_and_trains_on_the_replay(ns: &str) -> Vec<u8> {
     model
 }
 
+/// Each Deployment's node pin, the node its pod runs on, and whether that pod is Ready.
+type Positions = BTreeMap<String, (Option<String>, Option<String>, bool)>;
+
 /// Where each Deployment is pinned and where its Ready pod runs.
-fn positions(
-    rt: &tokio::runtime::Runtime,
-    client: &kube::Client,
-    ns: &str,
-) -> BTreeMap<String, (Option<String>, Option<String>, bool)> {
+fn positions(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) -> Positions {
     let snapshot = rt.block_on(Snapshot::read(client, ns)).unwrap();
     snapshot.replicas.into_iter().map(|r| (r.deployment, (r.pinned_to, r.node, r.ready))).collect()
 }
@@ -305,6 +305,72 @@ fn steps_the_live_cluster_as_a_gym(rt: &tokio::runtime::Runtime, client: &kube::
     env.step(env.model().encode(Move { replica: mv.replica, node: placed[mv.replica] })).unwrap();
     assert_eq!(positions(rt, client, ns), before);
     assert_eq!(env.model().placement(), placed.as_slice());
+}
+
+/// The same deploy from the operators' console in a headless Chromium: an admin plans (nothing
+/// moves), deploys with the shield off, sees each replica on its new node in the cluster map,
+/// and rolls back; every replica ends where it was.
+fn deploys_from_the_console(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    ns: &str,
+    server: &Server,
+    deploy: &str,
+    before: &Positions,
+) {
+    let model = deploy.trim_start_matches("/api/v1/models/").trim_end_matches("/deploy");
+    let browser = Browser::start("admin", 1280, 900);
+    browser.log_in(&server.base, "ada");
+    browser.goto(&server.url(&format!("/#/deployments?model={model}")));
+    browser.fill(&browser.find("#deploy-max-moves"), "3");
+    browser.click(&browser.find("#deploy-shield"));
+    // The id of the newest deployment card once it shows `status`.
+    let newest = |status: &'static str| {
+        let browser = &browser;
+        move || {
+            let card = browser.all("[data-deployment]").into_iter().next()?;
+            let id = browser.attribute(&card, "data-deployment")?;
+            let found = browser.all(&format!("[data-deployment='{id}'] .status-{status}"));
+            (!found.is_empty()).then_some(id)
+        }
+    };
+    browser.click(&browser.find("#plan-button"));
+    let planned = browser.wait("a planned deployment", newest("planned"));
+    assert!(!browser.all(&format!("[data-deployment='{planned}'] tr[data-move]")).is_empty());
+    assert_eq!(&positions(rt, client, ns), before, "a dry run moves nothing");
+
+    browser.click(&browser.find("#deploy-button"));
+    let id = browser.wait_for("the deploy to succeed", Duration::from_secs(120), newest("succeeded"));
+    assert_ne!(id, planned);
+    let admin = token("admin");
+    let done = server.json(&format!("/api/v1/deployments/{id}"), &admin);
+    assert_eq!(done["dry_run"], false, "{done:#}");
+    browser.screenshot("admin-deployed");
+
+    // The cluster map shows each moved replica on its last target.
+    browser.goto(&server.url("/#/cluster"));
+    for m in done["plan"].as_array().unwrap() {
+        let last = done["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|x| x["deployment"] == m["deployment"])
+            .unwrap();
+        let chip = format!(
+            "[data-node='{}'] [data-replica='{}/{}']",
+            last["to"].as_str().unwrap(),
+            m["service"].as_str().unwrap(),
+            m["replica"]
+        );
+        browser.find(&chip);
+    }
+    browser.screenshot("admin-cluster");
+
+    browser.goto(&server.url("/#/deployments"));
+    browser.click(&browser.find(&format!("[data-deployment='{id}'] button[data-needs='admin']")));
+    browser.wait_for("the rollback", Duration::from_secs(120), newest("rolled_back"));
+    assert_eq!(&positions(rt, client, ns), before, "every replica back where it was");
 }
 
 /// `berth serve --live` on the emulated cluster: a model trained through the API, planned
@@ -462,6 +528,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     assert_eq!(positions(rt, client, ns), before);
     let again = server.post(&format!("/api/v1/deployments/{id}/rollback"), &admin, &json!({}));
     assert_eq!(again.status(), StatusCode::CONFLICT);
+    deploys_from_the_console(rt, client, ns, &server, &deploy, &before);
 
     // A pod that never becomes Ready: the move times out and is undone.
     let nodes: Vec<String> = before.values().filter_map(|(_, node, _)| node.clone()).collect();

@@ -92,6 +92,18 @@ impl Browser {
         self.post("/url", json!({"url": url})).unwrap();
     }
 
+    /// Logs `user` (password `pw-operator`, as every test user has) in through the console at
+    /// `base` and waits for its first page.
+    pub fn log_in(&self, base: &str, user: &str) {
+        self.goto(&format!("{base}/"));
+        self.fill(&self.find("#username"), user);
+        self.fill(&self.find("#password"), "pw-operator");
+        self.click(&self.find("#login-form button[type=submit]"));
+        self.find("#tasks-list");
+        let who = self.text(&self.find("#who"));
+        assert!(who.starts_with(user), "{who}");
+    }
+
     /// Every element `css` matches now.
     pub fn all(&self, css: &str) -> Vec<Element> {
         let found = self.post("/elements", json!({"using": "css selector", "value": css})).unwrap();
@@ -104,15 +116,20 @@ impl Browser {
     }
 
     /// Waits up to 20 s for `check` to give something, polling; panics (with a screenshot) if not.
-    pub fn wait<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    pub fn wait<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> T {
+        self.wait_for(what, Duration::from_secs(20), check)
+    }
+
+    /// [`Self::wait`] with a time limit of its own, for work that takes longer (a deploy).
+    pub fn wait_for<T>(&self, what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
         let start = Instant::now();
         loop {
             if let Some(found) = check() {
                 return found;
             }
-            if start.elapsed() > Duration::from_secs(20) {
+            if start.elapsed() > limit {
                 let shot = self.screenshot(&what.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
-                panic!("waited 20 s for {what}; screenshot at {}", shot.display());
+                panic!("waited {limit:?} for {what}; screenshot at {}", shot.display());
             }
             std::thread::sleep(Duration::from_millis(100));
         }

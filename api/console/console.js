@@ -510,14 +510,16 @@ function deployForm(models, chosen, refreshList) {
     el("option", { value: m.id, selected: m.id === chosen }, `${m.agent} on ${m.scenario.name} · ${m.id.slice(-8)}`)));
   const moves = el("input", { id: "deploy-max-moves", inputmode: "numeric", value: "10" });
   const shield = el("input", { id: "deploy-shield", type: "checkbox", checked: true });
+  const continuous = el("input", { id: "deploy-continuous", type: "checkbox" });
+  const interval = el("input", { id: "deploy-interval", inputmode: "decimal", value: "60" });
+  const number = (input) => (/^\d+(\.\d+)?$/.test(input.value) ? Number(input.value) : input.value);
   const error = el("p", { class: "error", id: "deploy-error", role: "alert" });
   const send = (dryRun) => async () => {
     error.textContent = "";
     try {
-      const body = {
-        dry_run: dryRun, shield: shield.checked,
-        max_moves: /^\d+$/.test(moves.value) ? Number(moves.value) : moves.value,
-      };
+      // Values go as typed: the API names the field it refuses.
+      const body = { dry_run: dryRun, shield: shield.checked, max_moves: number(moves) };
+      if (!dryRun && continuous.checked) Object.assign(body, { continuous: true, interval_s: number(interval) });
       const deployment = await api("POST", `/models/${model.value}/deploy`, body);
       notice(dryRun ? `planned ${deployment.plan.length} moves` : `deploy ${deployment.id} started`);
       await refreshList();
@@ -528,6 +530,9 @@ function deployForm(models, chosen, refreshList) {
     el("div", { class: "fields" },
       el("div", { class: "field" }, el("label", { for: "deploy-model" }, "Model"), model),
       el("div", { class: "field" }, el("label", { for: "deploy-max-moves" }, "Most moves"), moves),
+      el("div", { class: "field" }, el("label", { for: "deploy-interval" }, "Re-plan every (s), when continuous"), interval),
+      el("div", { class: "field check" }, continuous, el("label", { for: "deploy-continuous" },
+        "Continuous: a deploy re-plans and applies every interval until stopped")),
       el("div", { class: "field check" }, shield, el("label", { for: "deploy-shield" },
         "Shield: apply the model's plan only where the simulator scores it no worse than greedy's and than keeping"))),
     error,

@@ -24,6 +24,7 @@ fn setting(name: &str) -> String {
 
 /// A chromedriver process and one browser session of it; both end when dropped.
 pub struct Browser {
+    name: String,
     driver: Child,
     base: String,
     http: Client,
@@ -68,7 +69,7 @@ impl Browser {
             http.post(format!("{root}/session")).json(&capabilities).send().unwrap().json().unwrap();
         let id = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}"));
         let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
-        Self { driver, base: format!("{root}/session/{id}"), http, shots }
+        Self { name: name.to_string(), driver, base: format!("{root}/session/{id}"), http, shots }
     }
 
     fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
@@ -128,7 +129,8 @@ impl Browser {
                 return found;
             }
             if start.elapsed() > limit {
-                let shot = self.screenshot(&what.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+                let what_safe = what.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+                let shot = self.screenshot(&format!("{}-{what_safe}", self.name));
                 panic!("waited {limit:?} for {what}; screenshot at {}", shot.display());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -189,6 +191,11 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // A test that fails between waits still leaves the page it failed on.
+        if std::thread::panicking() {
+            let shot = self.screenshot(&format!("failed-{}", self.name));
+            eprintln!("the page when the test failed: {}", shot.display());
+        }
         let _ = self.call(reqwest::Method::DELETE, "", None);
         let _ = self.driver.kill();
         let _ = self.driver.wait();

@@ -32,5 +32,5 @@ pub mod validation;
 pub use agent::{ActMode, Agent, AgentKind, AgentPolicy};
 pub use error::{Error, Result};
 pub use model_file::{ModelHeader, SavedModel};
-pub use progress::{Flow, Progress};
+pub use progress::{Flow, Losses, Progress};
 pub use train::{Target, TrainRequest, Trained, fits_any_cluster, load_agent, train};

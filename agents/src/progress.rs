@@ -12,6 +12,19 @@ pub struct Progress {
     pub recent_return: Option<f64>,
     /// Steps per second so far.
     pub sps: f64,
+    /// The losses of the latest update, where the algorithm has them.
+    pub losses: Losses,
+}
+
+/// One update's losses, for curves drawn while a run trains (the full log has every column).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Losses {
+    /// Mean squared TD error (Q-learning, DQN).
+    pub td_loss: Option<f64>,
+    /// Clipped policy loss (PPO).
+    pub policy_loss: Option<f64>,
+    /// Value loss (PPO).
+    pub value_loss: Option<f64>,
 }
 
 /// What the caller of a run answers to a progress report.

@@ -6,7 +6,7 @@ use std::time::Instant;
 use polars::prelude::{Column, CsvWriter, DataFrame, SerWriter};
 
 use crate::error::{Error, Result};
-use crate::progress::{Flow, Progress};
+use crate::progress::{Flow, Losses, Progress};
 
 /// One update's metrics; `None` where the algorithm has no such figure.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,6 +59,8 @@ pub struct Window {
     q_values: Vec<f64>,
     /// Return of the last finished episode, for progress bars.
     pub last_return: Option<f64>,
+    /// The losses of the last row closed, for progress reports.
+    last_losses: Losses,
 }
 
 /// Steps between progress reports of step-at-a-time loops (Q-learning, DQN).
@@ -106,8 +108,13 @@ impl Window {
         progress: &mut dyn FnMut(Progress) -> Flow,
         extra: impl FnOnce(LogRow) -> LogRow,
     ) -> Result<()> {
-        let row = self.row(step, sps(step, started));
-        log.push(extra(row));
+        let row = extra(self.row(step, sps(step, started)));
+        // A window with no update keeps the losses of the last one that had any.
+        if row.td_loss.is_some() || row.policy_loss.is_some() || row.value_loss.is_some() {
+            self.last_losses =
+                Losses { td_loss: row.td_loss, policy_loss: row.policy_loss, value_loss: row.value_loss };
+        }
+        log.push(row);
         self.report((step, total), started, progress)
     }
 
@@ -120,7 +127,13 @@ impl Window {
         started: Instant,
         progress: &mut dyn FnMut(Progress) -> Flow,
     ) -> Result<()> {
-        let report = Progress { step, total, recent_return: self.last_return, sps: sps(step, started) };
+        let report = Progress {
+            step,
+            total,
+            recent_return: self.last_return,
+            sps: sps(step, started),
+            losses: self.last_losses,
+        };
         match progress(report) {
             Flow::Continue => Ok(()),
             Flow::Stop => Err(Error::Cancelled { step }),
@@ -275,6 +288,29 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn progress_carries_the_latest_update_s_losses_until_another_update_has_some() {
+        let (mut window, mut log, started) = (Window::default(), RunLog::new(), Instant::now());
+        let mut seen = Vec::new();
+        let mut report = |p: Progress| {
+            seen.push(p.losses);
+            Flow::Continue
+        };
+        window.learned(0.5, 1.0);
+        window.close((10, 100), started, &mut log, &mut report, |row| row).unwrap();
+        window.close((20, 100), started, &mut log, &mut report, |row| row).unwrap();
+        window
+            .close((30, 100), started, &mut log, &mut report, |row| LogRow {
+                policy_loss: Some(-0.1),
+                value_loss: Some(2.0),
+                ..row
+            })
+            .unwrap();
+        let td = Losses { td_loss: Some(0.5), ..Losses::default() };
+        let ppo = Losses { td_loss: None, policy_loss: Some(-0.1), value_loss: Some(2.0) };
+        assert_eq!(seen, vec![td, td, ppo]);
+    }
 
     #[test]
     fn csv_has_only_filled_columns_in_cleanrl_names() {

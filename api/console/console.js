@@ -365,9 +365,17 @@ function parseCsv(text) {
   });
 }
 
-function column(rows, name) {
-  return rows.filter((r) => r[name] !== null && r[name] !== undefined && Number.isFinite(r[name]))
-    .map((r) => [r.global_step, r[name]]);
+// The [x, y] points of one column of rows, where it has a number.
+function column(rows, name, x = "global_step") {
+  return rows.filter((r) => Number.isFinite(r[name])).map((r) => [r[x], r[name]]);
+}
+
+const LOSSES = ["td_loss", "policy_loss", "value_loss", "entropy"];
+
+// The losses chart of rows (log rows, or curve points with `x` = "step"), if any has one.
+function lossChart(rows, x, title) {
+  const series = LOSSES.map((name) => ({ name, points: column(rows, name, x) })).filter((s) => s.points.length > 0);
+  return series.length ? lineChart("losses", title, series, [], "step") : null;
 }
 
 function taskPage(main, id) {
@@ -396,8 +404,12 @@ function taskPage(main, id) {
         }, "Download log (CSV)") : null,
         task.model_id ? el("a", { href: "#/models" }, `model ${task.model_id}`) : null)));
     if (task.status !== "completed") {
-      const points = (task.curve || []).map((p) => [p.step, p.episodic_return]);
-      charts.replaceChildren(lineChart("curve", "Episodic return while training", [{ name: "episodic_return", points }], [], "step"));
+      const curve = task.curve || [];
+      charts.replaceChildren(...[
+        lineChart("curve", "Episodic return while training",
+          [{ name: "episodic_return", points: column(curve, "episodic_return", "step") }], [], "step"),
+        lossChart(curve, "step", "Losses of the latest update while training"),
+      ].filter(Boolean));
     } else {
       finished = true;
       charts.replaceChildren(...(await finalCharts(task)));
@@ -415,12 +427,10 @@ async function finalCharts(task) {
       if (["greedy", "spread", "oracle"].includes(row.policy)) references.push({ name: row.policy, value: row.reward });
     }
   }
-  const losses = ["td_loss", "policy_loss", "value_loss", "entropy"]
-    .map((name) => ({ name, points: column(rows, name) })).filter((s) => s.points.length > 0);
   return [
     lineChart("curve", "Episodic return (full log); dashed: the baselines' mean return on the evaluation days",
       [{ name: "episodic_return", points: column(rows, "episodic_return") }], references, "step"),
-    losses.length ? lineChart("losses", "Losses", losses, [], "step") : null,
+    lossChart(rows, "global_step", "Losses (full log)"),
   ].filter(Boolean);
 }
 

@@ -119,6 +119,7 @@ fn an_operator_starts_a_task_sees_field_errors_at_the_field_and_the_curve_when_d
     let drawn = browser.attribute(&curve, "d").unwrap_or_default();
     assert!(drawn.matches('L').count() >= 2, "{drawn}");
     browser.find("#curve path[data-series='greedy']");
+    browser.find("#losses path[data-series='td_loss']");
     browser.screenshot("task");
     // An operator sees no admin control on the models page.
     open(&browser, &server, "models", "[data-model] table");

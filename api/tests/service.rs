@@ -62,6 +62,9 @@ fn a_task_trains_and_its_model_is_listed_downloaded_and_acts() {
         task["curve"].as_array().unwrap().iter().map(|p| p["step"].as_u64().unwrap()).collect();
     assert!((2..=400).contains(&steps.len()), "{} points", steps.len());
     assert!(steps.windows(2).all(|w| w[0] < w[1]) && *steps.last().unwrap() <= 30000, "{steps:?}");
+    let last = task["curve"].as_array().unwrap().last().unwrap();
+    assert!(last["td_loss"].as_f64().is_some_and(f64::is_finite), "Q-learning's TD loss: {last}");
+    assert!(last.get("policy_loss").is_none(), "no PPO loss for Q-learning: {last}");
     let model_id = task["model_id"].as_str().unwrap().to_string();
 
     let models = server.json("/api/v1/models", &operator);

@@ -118,6 +118,15 @@ pub struct CurvePoint {
     pub step: u64,
     /// Its return.
     pub episodic_return: f64,
+    /// The latest update's TD loss (Q-learning, DQN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub td_loss: Option<f64>,
+    /// The latest update's policy loss (PPO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_loss: Option<f64>,
+    /// The latest update's value loss (PPO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_loss: Option<f64>,
 }
 
 /// A training task as stored in `tasks`.

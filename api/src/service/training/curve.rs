@@ -1,6 +1,8 @@
-//! The learning curve a running task keeps with its progress: the return of each finished
-//! episode at the step it ended, thinned to a bounded, evenly spread set of points, so the
+//! The learning curve a running task keeps with its progress: the return of the latest
+//! finished episode and the latest update's losses at steps of the run, thinned to a bounded, evenly spread set of points, so the
 //! console can draw a task while it trains (the full log is stored only once it completes).
+
+use berth_agents::Losses;
 
 use crate::store::CurvePoint;
 
@@ -15,15 +17,23 @@ pub struct Curve {
 }
 
 impl Curve {
-    /// Takes the return reported at `step`, unless a point was kept less than a stride ago.
-    pub fn observe(&mut self, step: u64, episodic_return: Option<f64>) {
+    /// Takes the return and losses reported at `step`, unless a point was kept less than a
+    /// stride ago or no episode has ended yet.
+    pub fn observe(&mut self, step: u64, episodic_return: Option<f64>, losses: Losses) {
         let Some(episodic_return) = episodic_return.filter(|r| r.is_finite()) else { return };
+        let finite = |x: Option<f64>| x.filter(|x| x.is_finite());
         if let Some(last) = self.points.last()
             && step < last.step.saturating_add(self.stride.max(1))
         {
             return;
         }
-        self.points.push(CurvePoint { step, episodic_return });
+        self.points.push(CurvePoint {
+            step,
+            episodic_return,
+            td_loss: finite(losses.td_loss),
+            policy_loss: finite(losses.policy_loss),
+            value_loss: finite(losses.value_loss),
+        });
         if self.points.len() > MAX_POINTS {
             // Every other point goes, and the stride doubles: the kept ones stay evenly spread
             // over the whole run, its start included.
@@ -50,7 +60,7 @@ mod tests {
     fn a_long_run_keeps_a_bounded_evenly_spread_curve_from_its_start() {
         let mut curve = Curve::default();
         for step in 1..=1_000_000u64 {
-            curve.observe(step, Some(step as f64));
+            curve.observe(step, Some(step as f64), Losses::default());
             assert!(curve.points().len() <= MAX_POINTS);
         }
         let steps: Vec<u64> = curve.points().iter().map(|p| p.step).collect();
@@ -63,11 +73,19 @@ mod tests {
     }
 
     #[test]
-    fn reports_without_a_finished_episode_or_with_a_non_finite_return_add_nothing() {
+    fn reports_without_a_finished_episode_or_with_a_non_finite_return_add_nothing_and_losses_stay_finite() {
         let mut curve = Curve::default();
-        curve.observe(10, None);
-        curve.observe(20, Some(f64::NAN));
-        curve.observe(30, Some(-1.5));
-        assert_eq!(curve.points(), &[CurvePoint { step: 30, episodic_return: -1.5 }]);
+        let td = Losses { td_loss: Some(0.25), policy_loss: Some(f64::INFINITY), value_loss: None };
+        curve.observe(10, None, td);
+        curve.observe(20, Some(f64::NAN), td);
+        curve.observe(30, Some(-1.5), td);
+        let kept = CurvePoint {
+            step: 30,
+            episodic_return: -1.5,
+            td_loss: Some(0.25),
+            policy_loss: None,
+            value_loss: None,
+        };
+        assert_eq!(curve.points(), &[kept]);
     }
 }

@@ -46,7 +46,7 @@ pub async fn train_here(
         let mut last_write = Instant::now() - Duration::from_secs(1);
         let mut curve = Curve::default();
         execute(&task, memory_budget, &mut |p: Progress| {
-            curve.observe(p.step, p.recent_return);
+            curve.observe(p.step, p.recent_return, p.losses);
             if last_write.elapsed() >= Duration::from_millis(500) || p.step == p.total {
                 last_write = Instant::now();
                 // For the trace (an event of the task's span), not the log: see telemetry.

@@ -258,7 +258,13 @@ function loginPage(main, message) {
 
 const TASK_FIELDS = ["agent", "scenario", "steps", "seed", "device", "hyperparameters"];
 
-function taskForm() {
+// The agents and shipped scenarios a task may name, as the API's own document lists them.
+async function taskChoices() {
+  const schemas = (await api("GET", "/openapi.json")).components.schemas;
+  return { agents: schemas.Agent.enum, scenarios: schemas.CreateTask.properties.scenario.oneOf[0].enum };
+}
+
+function taskForm(choices) {
   const field = (name, label, control, wide) => el("div", { class: wide ? "field wide" : "field" },
     el("label", { for: `task-${name}` }, label), control,
     el("p", { class: "error", id: `task-${name}-error`, role: "alert" }));
@@ -266,8 +272,8 @@ function taskForm() {
   const form = el("form", { class: "card", id: "new-task", "aria-labelledby": "new-task-title", novalidate: true },
     el("h2", { id: "new-task-title" }, "Start a training task"),
     el("div", { class: "fields" },
-      field("agent", "Agent", el("select", { id: "task-agent" }, options(["ppo", "dqn", "qlearning"]))),
-      field("scenario", "Scenario", el("select", { id: "task-scenario" }, options(["tiny", "gpu-small", "gpu-medium", "gpu-large", "openb"]))),
+      field("agent", "Agent", el("select", { id: "task-agent" }, options(choices.agents))),
+      field("scenario", "Scenario", el("select", { id: "task-scenario" }, options(choices.scenarios))),
       field("steps", "Steps (empty: the agent's budget)", el("input", { id: "task-steps", inputmode: "numeric" })),
       field("seed", "Seed (empty: the scenario's)", el("input", { id: "task-seed", inputmode: "numeric" })),
       field("device", "Device", el("select", { id: "task-device" }, options(["cpu", "cuda"]))),
@@ -339,7 +345,9 @@ function progressCell(task) {
 
 function trainingPage(main) {
   const list = el("div", { id: "tasks-list" });
-  main.append(el("h1", {}, "Training"), can("operator") ? taskForm() : null, el("h2", {}, "Tasks"), list);
+  const form = el("div", { id: "new-task-slot" });
+  main.append(el("h1", {}, "Training"), form, el("h2", {}, "Tasks"), list);
+  if (can("operator")) taskChoices().then((choices) => form.replaceChildren(taskForm(choices))).catch((e) => notice(e.message));
   every(2000, async () => {
     const page = await api("GET", "/training?limit=50");
     const rows = page.items.map((t) => el("tr", { "data-task": t.id },

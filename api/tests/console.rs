@@ -92,6 +92,8 @@ fn an_operator_starts_a_task_sees_field_errors_at_the_field_and_the_curve_when_d
     let browser = Browser::start("operator", 1280, 800);
     browser.log_in(&server.base, "olga");
     browser.click(&browser.find("#task-agent option[value='qlearning']"));
+    // The form offers every shipped scenario, read from the API's own document.
+    browser.find("#task-scenario option[value='gentd26']");
     browser.click(&browser.find("#task-scenario option[value='tiny']"));
     // The API's refusal is shown at the field it names.
     browser.fill(&browser.find("#task-steps"), "0");

@@ -300,4 +300,15 @@ mod tests {
         }
         assert_eq!(checked, 22);
     }
+
+    /// The document names every shipped scenario a task may train on (the console's form
+    /// offers the names it reads there), and no other.
+    #[test]
+    fn the_task_schema_names_every_shipped_scenario() {
+        let document: Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let named =
+            &document["components"]["schemas"]["CreateTask"]["properties"]["scenario"]["oneOf"][0]["enum"];
+        let shipped: Vec<&str> = berth_env::shipped::names().collect();
+        assert_eq!(named, &serde_json::json!(shipped));
+    }
 }

@@ -489,8 +489,13 @@ function clusterPage(main) {
   const now = el("div", { id: "cluster-now" });
   const history = el("div", { id: "cluster-history" });
   main.append(el("h1", {}, "Cluster"), now, el("h2", {}, "Latency over the last hour"), history);
+  let shown = null;
   every(3000, async () => {
     const snap = await api("GET", "/metrics");
+    // A large cluster's map is redrawn only when the cluster moved on.
+    const stamp = `${snap.timestamp}/${snap.tick}`;
+    if (stamp === shown) return;
+    shown = stamp;
     const byNode = {};
     for (const r of snap.replicas) (byNode[r.node] = byNode[r.node] || []).push(r);
     const zones = [...new Set(snap.nodes.map((n) => n.zone))].sort();

@@ -961,10 +961,5 @@ where
 
 /// FNV-1a 64 of a text, in hex.
 pub fn fingerprint(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    format!("{:016x}", berth_core::rng::fnv1a(text.as_bytes()))
 }

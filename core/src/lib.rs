@@ -11,6 +11,7 @@ pub mod cold_start;
 mod csv;
 mod error;
 pub mod limits;
+pub mod mig;
 pub mod openb;
 mod placement;
 mod rate;

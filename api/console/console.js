@@ -205,11 +205,11 @@ function render(message) {
   who.hidden = !loggedIn;
   who.textContent = loggedIn ? `${session.sub} (${session.role})` : "";
   if (!loggedIn) return loginPage(main, message);
-  if (!pages.some((p) => p.pattern.test(location.hash))) {
+  const route = pages.find((p) => p.pattern.test(location.hash));
+  if (!route) {
     location.replace("#/training");
     return;
   }
-  const route = pages.find((p) => p.pattern.test(location.hash));
   const section = location.hash.split(/[/?]/)[1];
   for (const link of document.querySelectorAll("#nav a")) {
     if (link.getAttribute("href") === `#/${section}`) link.setAttribute("aria-current", "page");

@@ -223,8 +223,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let task = find(&state, &id).await?;
-    let curve = task.progress.as_ref().map(|p| p.curve.clone()).unwrap_or_default();
+    let mut task = find(&state, &id).await?;
+    let curve = task.progress.as_mut().map(|p| std::mem::take(&mut p.curve)).unwrap_or_default();
     let mut body = task_json(task);
     body["curve"] = json!(curve);
     Ok(Json(body))

@@ -61,8 +61,8 @@ impl Kubelets {
 
     /// The pod's cold start in wall-clock seconds: its service's figure, times a draw from
     /// the scenario's cold-start shape keyed by the pod's uid (the same pod always draws the
-    /// same), at the emulator's speed.
-    fn cold_start_s(&self, scenario: &Scenario, pod: &Pod) -> f64 {
+    /// same), at the emulator's `speed`.
+    fn cold_start_s(speed: f64, scenario: &Scenario, pod: &Pod) -> f64 {
         let service = pod.metadata.labels.as_ref().and_then(|l| l.get(labels::SERVICE));
         let cold = service
             .and_then(|name| scenario.services.iter().find(|s| &s.name == name))
@@ -72,7 +72,7 @@ impl Kubelets {
             .cold_starts
             .as_ref()
             .map_or(1.0, |shape| shape.multiplier(Rng::new(fnv1a(uid.as_bytes())).next_f64()));
-        cold * spread / self.speed
+        cold * spread / speed
     }
 
     /// One pass over the pods bound to `nodes`; `down` are the failed ones, and pods on
@@ -130,8 +130,11 @@ impl Kubelets {
                 continue;
             }
             seen.insert(uid.clone());
-            let cold = self.cold_start_s(scenario, pod);
-            let (since, cold) = *self.starting.entry(uid.clone()).or_insert_with(|| (Instant::now(), cold));
+            let speed = self.speed;
+            let (since, cold) = *self
+                .starting
+                .entry(uid.clone())
+                .or_insert_with(|| (Instant::now(), Self::cold_start_s(speed, scenario, pod)));
             if since.elapsed().as_secs_f64() >= cold {
                 api.patch_status(&name, &params, &Patch::Merge(pod_status(pod, true, &ip)))
                     .await
@@ -159,12 +162,12 @@ mod tests {
     fn cold_starts_follow_the_scenario_s_shape_per_pod_and_the_emulator_s_speed() {
         let plain = berth_env::shipped::shipped("gpu-small").unwrap();
         let shaped = berth_env::shipped::shipped("gentd26").unwrap();
-        let kubelets = Kubelets::new(10.0);
         let service = &shaped.services.iter().find(|s| s.cold_start_s > 1.0).unwrap().name;
         let base = shaped.services.iter().find(|s| &s.name == service).unwrap().cold_start_s;
         let shape = shaped.cold_starts.as_ref().unwrap();
-        let draws: Vec<f64> =
-            (0..200).map(|i| kubelets.cold_start_s(&shaped, &pod(service, &format!("uid-{i}")))).collect();
+        let draws: Vec<f64> = (0..200)
+            .map(|i| Kubelets::cold_start_s(10.0, &shaped, &pod(service, &format!("uid-{i}"))))
+            .collect();
         // Each is the figure times a multiplier of the shape, at ten times the wall clock.
         let (low, high) = (shape.multiplier(0.0), shape.multiplier(1.0));
         assert!(
@@ -175,8 +178,11 @@ mod tests {
         assert!((mean - base / 10.0).abs() < 0.2 * base / 10.0, "mean {mean} vs {}", base / 10.0);
         assert!(draws.iter().any(|d| *d < 0.5 * base / 10.0) && draws.iter().any(|d| *d > 1.5 * base / 10.0));
         // The same pod draws the same; without a shape, the figure itself.
-        assert_eq!(kubelets.cold_start_s(&shaped, &pod(service, "uid-7")), draws[7]);
+        assert_eq!(Kubelets::cold_start_s(10.0, &shaped, &pod(service, "uid-7")), draws[7]);
         let plain_service = &plain.services.iter().find(|s| &s.name == service).unwrap();
-        assert_eq!(kubelets.cold_start_s(&plain, &pod(service, "uid-7")), plain_service.cold_start_s / 10.0);
+        assert_eq!(
+            Kubelets::cold_start_s(10.0, &plain, &pod(service, "uid-7")),
+            plain_service.cold_start_s / 10.0
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The learning curve a running task keeps with its progress: the return of the latest
-//! finished episode and the latest update's losses at steps of the run, thinned to a bounded, evenly spread set of points, so the
-//! console can draw a task while it trains (the full log is stored only once it completes).
+//! finished episode and the latest update's losses at steps of the run, thinned to a bounded,
+//! evenly spread set of points, so the console can draw a task while it trains (the full log
+//! is stored only once it completes).
 
 use berth_agents::Losses;
 
@@ -10,10 +11,16 @@ use crate::store::CurvePoint;
 pub const MAX_POINTS: usize = 400;
 
 /// The points gathered so far and the stride in steps between those kept.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Curve {
     points: Vec<CurvePoint>,
     stride: u64,
+}
+
+impl Default for Curve {
+    fn default() -> Self {
+        Self { points: Vec::new(), stride: 1 }
+    }
 }
 
 impl Curve {
@@ -23,7 +30,7 @@ impl Curve {
         let Some(episodic_return) = episodic_return.filter(|r| r.is_finite()) else { return };
         let finite = |x: Option<f64>| x.filter(|x| x.is_finite());
         if let Some(last) = self.points.last()
-            && step < last.step.saturating_add(self.stride.max(1))
+            && step < last.step.saturating_add(self.stride)
         {
             return;
         }
@@ -42,7 +49,7 @@ impl Curve {
                 index += 1;
                 index % 2 == 1
             });
-            self.stride = (self.stride.max(1)) * 2;
+            self.stride *= 2;
         }
     }
 

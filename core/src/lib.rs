@@ -18,6 +18,7 @@ mod rate;
 mod resources;
 pub mod rng;
 mod scenario;
+pub mod sharing;
 mod spec;
 pub mod trace;
 
@@ -32,3 +33,4 @@ pub use scenario::{
     CPU_CLASS, FailureModel, GpuSpec, InitialPlacement, Node, NodeEvent, NodeEventKind, RewardWeights,
     Routing, Scenario, Service, UserGroup,
 };
+pub use sharing::{Accepts, GpuSharing};

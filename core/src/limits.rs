@@ -9,6 +9,8 @@
 pub const MAX_NODES: u64 = 8_192;
 /// GPUs on one node (the largest servers carry 8 or 16).
 pub const MAX_GPUS_PER_NODE: u32 = 64;
+/// Slots of shared GPUs on one node (MIG instances or time-sliced shares, all GPUs together).
+pub const MAX_GPU_SLOTS_PER_NODE: u64 = 64;
 /// Zones.
 pub const MAX_ZONES: usize = 256;
 /// Services.

@@ -25,13 +25,14 @@ impl Placement {
         let services = scenario.replica_services();
         let mut usage = vec![NodeUsage::default(); scenario.nodes.len()];
         for (r, &n) in self.nodes.iter().enumerate() {
-            usage[n].add(&scenario.services[services[r]].requests);
+            usage[n].take(scenario.nodes[n].gpu.as_ref(), &scenario.services[services[r]].requests);
         }
         usage
     }
 
     /// Checks every node's requests fit its allocatable resources, every GPU replica gets
-    /// whole GPUs with enough memory, and every replica runs on hardware it supports.
+    /// whole GPUs with enough memory or a slot of shared ones it accepts, and every replica
+    /// runs on hardware it supports.
     pub fn check(&self, scenario: &Scenario) -> Result<()> {
         let services = scenario.replica_services();
         if self.nodes.len() != services.len() {
@@ -59,7 +60,7 @@ impl Placement {
                     reason: format!("replica {r} of `{}` ({req}) does not fit", scenario.services[s].name),
                 });
             }
-            usage[n].add(req);
+            usage[n].take(node.gpu.as_ref(), req);
         }
         Ok(())
     }

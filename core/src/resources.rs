@@ -1,9 +1,11 @@
 //! Resource amounts and the fit test kube-scheduler applies: requests must fit what is
-//! allocatable, and GPU replicas get whole GPUs with enough memory each.
+//! allocatable, and GPU replicas get whole GPUs with enough memory each, or a slot of a
+//! shared node's GPUs they accept ([`crate::sharing`]).
 
 use std::fmt;
 
 use crate::scenario::GpuSpec;
+use crate::sharing::{self, Accepts};
 
 /// CPU, memory and GPUs: a node's allocatable amount or a replica's request.
 ///
@@ -19,6 +21,8 @@ pub struct Resources {
     pub gpus: u32,
     /// MiB per GPU.
     pub gpu_memory_mib: u64,
+    /// For a request: the slots of shared GPUs it accepts besides a whole GPU.
+    pub accepts: Accepts,
 }
 
 impl Resources {
@@ -34,19 +38,28 @@ impl fmt::Display for Resources {
         if self.gpus > 0 {
             write!(f, ", {} GPU(s) of {} MiB", self.gpus, self.gpu_memory_mib)?;
         }
+        if let Some(profile) = self.accepts.mig {
+            write!(f, ", or MIG {} and larger", profile.name())?;
+        }
+        if self.accepts.time_sliced {
+            write!(f, ", or a time-sliced share")?;
+        }
         Ok(())
     }
 }
 
 /// What the replicas on one node request in total.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeUsage {
     /// Millicores requested.
     pub cpu_millicores: u64,
     /// MiB requested.
     pub memory_mib: u64,
-    /// GPUs taken.
+    /// Whole GPUs taken.
     pub gpus: u32,
+    /// On a node with shared GPUs: the GPU memory of the tenant in each slot, 0 where free
+    /// (empty until a slot is first taken).
+    pub slots: Vec<u64>,
 }
 
 impl NodeUsage {
@@ -57,12 +70,16 @@ impl NodeUsage {
         let mem_ok = self.memory_mib + request.memory_mib <= allocatable.memory_mib;
         let gpu_ok = request.gpus == 0
             || gpu.is_some_and(|g| {
-                self.gpus + request.gpus <= g.count && request.gpu_memory_mib <= g.memory_mib
+                if g.sharing.is_shared() {
+                    sharing::free_slot(g, &self.slots, request).is_some()
+                } else {
+                    self.gpus + request.gpus <= g.count && request.gpu_memory_mib <= g.memory_mib
+                }
             });
         cpu_ok && mem_ok && gpu_ok
     }
 
-    /// Adds a request.
+    /// Adds a request that takes whole GPUs or none.
     #[inline]
     pub fn add(&mut self, request: &Resources) {
         self.cpu_millicores += request.cpu_millicores;
@@ -77,6 +94,73 @@ impl NodeUsage {
         self.memory_mib -= request.memory_mib;
         self.gpus -= request.gpus;
     }
+
+    /// Adds a replica's request on a node with these GPUs and returns the slot it took on
+    /// shared GPUs (`None`: whole GPUs, no GPU, or no slot free, which counts its GPUs as
+    /// whole ones taken, as an over-committed placement read from a cluster would).
+    pub fn take(&mut self, gpu: Option<&GpuSpec>, request: &Resources) -> Option<u8> {
+        if let Some(g) = gpu.filter(|g| g.sharing.is_shared())
+            && let Some(slot) = sharing::free_slot(g, &self.slots, request)
+        {
+            self.take_slot(g, request, slot);
+            return Some(slot as u8);
+        }
+        self.add(request);
+        None
+    }
+
+    /// Adds a replica's request in shared slot `slot`, which the caller found free (the
+    /// oracle tries each instance, not only the smallest).
+    pub fn take_slot(&mut self, gpu: &GpuSpec, request: &Resources, slot: usize) {
+        if self.slots.is_empty() {
+            self.slots = vec![0; gpu.count as usize * gpu.sharing.slots_per_gpu()];
+        }
+        self.slots[slot] = request.gpu_memory_mib.max(1);
+        self.cpu_millicores += request.cpu_millicores;
+        self.memory_mib += request.memory_mib;
+    }
+
+    /// Removes a request added by [`take`](Self::take), which returned `slot`.
+    pub fn release(&mut self, request: &Resources, slot: Option<u8>) {
+        self.cpu_millicores -= request.cpu_millicores;
+        self.memory_mib -= request.memory_mib;
+        match slot {
+            Some(i) => self.slots[usize::from(i)] = 0,
+            None => self.gpus -= request.gpus,
+        }
+    }
+
+    /// GPUs of the node with nothing on them: whole ones not taken, or shared ones none of
+    /// whose slots is.
+    pub fn free_gpus(&self, gpu: Option<&GpuSpec>) -> u32 {
+        match gpu {
+            None => 0,
+            Some(g) if g.sharing.is_shared() => {
+                let per_gpu = g.sharing.slots_per_gpu().max(1);
+                let busy = (0..g.count as usize)
+                    .filter(|&i| {
+                        self.slots
+                            .get(i * per_gpu..(i + 1) * per_gpu)
+                            .is_some_and(|s| s.iter().any(|&m| m > 0))
+                    })
+                    .count() as u32;
+                g.count.saturating_sub(busy).saturating_sub(self.gpus)
+            }
+            Some(g) => g.count.saturating_sub(self.gpus),
+        }
+    }
+
+    /// The fraction of the node's GPUs (or of their slots, where shared) taken.
+    pub fn gpu_fraction(&self, gpu: Option<&GpuSpec>) -> f64 {
+        match gpu {
+            None => 0.0,
+            Some(g) if g.sharing.is_shared() => {
+                let taken = self.slots.iter().filter(|&&m| m > 0).count();
+                taken as f64 / (g.count as usize * g.sharing.slots_per_gpu()).max(1) as f64
+            }
+            Some(g) => f64::from(self.gpus) / f64::from(g.count),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -84,14 +168,26 @@ mod tests {
     use super::*;
 
     fn gpu(count: u32, memory_mib: u64) -> GpuSpec {
-        GpuSpec { count, model: "l4".into(), memory_mib }
+        GpuSpec { count, model: "l4".into(), memory_mib, sharing: Default::default() }
     }
 
     #[test]
     fn gpu_request_needs_whole_gpus_with_enough_memory() {
-        let node = Resources { cpu_millicores: 8000, memory_mib: 32768, gpus: 2, gpu_memory_mib: 24576 };
+        let node = Resources {
+            cpu_millicores: 8000,
+            memory_mib: 32768,
+            gpus: 2,
+            gpu_memory_mib: 24576,
+            ..Default::default()
+        };
         let g = gpu(2, 24576);
-        let req = Resources { cpu_millicores: 1000, memory_mib: 1024, gpus: 1, gpu_memory_mib: 8192 };
+        let req = Resources {
+            cpu_millicores: 1000,
+            memory_mib: 1024,
+            gpus: 1,
+            gpu_memory_mib: 8192,
+            ..Default::default()
+        };
         let mut used = NodeUsage::default();
         assert!(used.fits(&node, Some(&g), &req));
         used.add(&req);

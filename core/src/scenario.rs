@@ -9,9 +9,15 @@ use crate::background::{BackgroundPod, validate_background};
 use crate::cold_start::{ColdStartShape, validate_cold_starts};
 use crate::error::{Error, Result};
 use crate::limits;
+use crate::mig::{self, MigLayout, MigProfile};
 use crate::rate::{RateModel, Traces, validate_rate, validate_traces};
 use crate::resources::Resources;
-use crate::spec::{NodeSpec, ScenarioSpec, ServiceSpec, UserGroupSpec};
+use crate::sharing::{Accepts, GpuSharing, TIME_SLICING_OVERHEAD};
+use crate::spec::{GpuSpecRaw, NodeSpec, RequestsSpec, ScenarioSpec, ServiceSpec, UserGroupSpec};
+
+/// The GPU memory, in MiB, of the parts whose MIG profiles berth knows: an H100 80GB reports
+/// 81,559 MiB and an A100 80GB 81,920.
+const MIG_GPU_MEMORY_MIB: (u64, u64) = (79_000, 82_000);
 
 /// The hardware class of a replica that uses no GPU: it runs on the node's CPUs.
 pub const CPU_CLASS: &str = "cpu";
@@ -85,8 +91,9 @@ pub struct RewardWeights {
     pub move_cost: f64,
 }
 
-/// The GPUs of a node: `count` whole GPUs of one `model`, each with `memory_mib`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The GPUs of a node: `count` GPUs of one `model`, each with `memory_mib`, offered whole or
+/// shared.
+#[derive(Debug, Clone, PartialEq)]
 pub struct GpuSpec {
     /// Number of GPUs (`nvidia.com/gpu`).
     pub count: u32,
@@ -94,6 +101,8 @@ pub struct GpuSpec {
     pub model: String,
     /// Memory per GPU (`nvidia.com/gpu.memory`).
     pub memory_mib: u64,
+    /// How the GPUs are offered: whole, as MIG instances or as time-sliced shares.
+    pub sharing: GpuSharing,
 }
 
 /// A node of the cluster.
@@ -438,6 +447,18 @@ fn check_sizes(spec: &ScenarioSpec) -> Result<()> {
             let (count, limit) = (gpu.count.into(), limits::MAX_GPUS_PER_NODE.into());
             return Err(over(format!("nodes[{i}].gpu.count"), "GPUs on one node", count, limit));
         }
+        if let Some(gpu) = &node.gpu {
+            let per_gpu = match (&gpu.mig, &gpu.time_slicing) {
+                (Some(profiles), _) => profiles.len() as u64,
+                (None, Some(t)) => u64::from(t.replicas),
+                (None, None) => 0,
+            };
+            let slots = u64::from(gpu.count) * per_gpu;
+            if slots > limits::MAX_GPU_SLOTS_PER_NODE {
+                let what = "shared GPU slots on one node (GPUs times slots per GPU)";
+                return Err(over(format!("nodes[{i}].gpu"), what, slots, limits::MAX_GPU_SLOTS_PER_NODE));
+            }
+        }
         nodes += u64::from(node.count.unwrap_or(1));
         if nodes > limits::MAX_NODES {
             let path = if node.count.is_some() { format!("nodes[{i}].count") } else { format!("nodes[{i}]") };
@@ -548,7 +569,8 @@ fn expand_nodes(
                         "must name a GPU product, not be empty or `cpu`",
                     ));
                 }
-                Some(GpuSpec { count: g.count, model, memory_mib: g.memory_mib })
+                let sharing = validate_sharing(&format!("{path}.gpu"), g)?;
+                Some(GpuSpec { count: g.count, model, memory_mib: g.memory_mib, sharing })
             }
         };
         let class = match &gpu {
@@ -566,6 +588,7 @@ fn expand_nodes(
             memory_mib: spec.memory_mib,
             gpus: gpu.as_ref().map_or(0, |g| g.count),
             gpu_memory_mib: gpu.as_ref().map_or(0, |g| g.memory_mib),
+            accepts: Accepts::default(),
         };
         let expanded: Vec<String> = match spec.count {
             None => vec![spec.name.clone()],
@@ -594,6 +617,99 @@ fn expand_nodes(
     Ok(nodes)
 }
 
+/// How a node's GPUs are offered: whole unless `mig` or `time_slicing` is set (not both).
+/// The slots' count was bounded by `check_sizes`.
+fn validate_sharing(path: &str, g: &GpuSpecRaw) -> Result<GpuSharing> {
+    let sharing = match (&g.mig, &g.time_slicing) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                format!("{path}.time_slicing"),
+                "a GPU is either MIG-partitioned or time-sliced, not both",
+            ));
+        }
+        (None, None) => return Ok(GpuSharing::Whole),
+        (Some(names), None) => {
+            if !(MIG_GPU_MEMORY_MIB.0..=MIG_GPU_MEMORY_MIB.1).contains(&g.memory_mib) {
+                return Err(Error::invalid(
+                    format!("{path}.mig"),
+                    format!(
+                        "the MIG profiles berth knows are those of 80 GB A100 and H100 GPUs \
+                         ({}-{} MiB); this GPU has {} MiB",
+                        MIG_GPU_MEMORY_MIB.0, MIG_GPU_MEMORY_MIB.1, g.memory_mib
+                    ),
+                ));
+            }
+            if names.is_empty() || names.len() > usize::from(mig::COMPUTE_SLICES) {
+                return Err(Error::invalid(
+                    format!("{path}.mig"),
+                    format!("must list 1 to {} instance profiles, one GPU's layout", mig::COMPUTE_SLICES),
+                ));
+            }
+            let mut profiles = Vec::with_capacity(names.len());
+            for (i, name) in names.iter().enumerate() {
+                let known: Vec<&str> = MigProfile::ALL.iter().map(|p| p.name()).collect();
+                profiles.push(MigProfile::parse(name).ok_or_else(|| {
+                    Error::invalid(
+                        format!("{path}.mig[{i}]"),
+                        format!("unknown MIG profile `{name}` (known: {})", known.join(", ")),
+                    )
+                })?);
+            }
+            GpuSharing::Mig(MigLayout::arrange(&format!("{path}.mig"), &profiles)?)
+        }
+        (None, Some(t)) => {
+            if t.replicas < 2 {
+                return Err(Error::invalid(
+                    format!("{path}.time_slicing.replicas"),
+                    "must be at least 2 (one share is the whole GPU)",
+                ));
+            }
+            let overhead = match t.overhead {
+                None => TIME_SLICING_OVERHEAD,
+                Some(o) if o.is_finite() && (0.0..1.0).contains(&o) => o,
+                Some(o) => {
+                    return Err(Error::invalid(
+                        format!("{path}.time_slicing.overhead"),
+                        format!("must be a fraction in [0, 1), got {o}"),
+                    ));
+                }
+            };
+            GpuSharing::TimeSliced { replicas: t.replicas, overhead }
+        }
+    };
+    Ok(sharing)
+}
+
+/// What a replica accepts besides a whole GPU: a slot takes one GPU, and a time-sliced share
+/// must say how much GPU memory it needs, since tenants' memory must fit together.
+fn validate_accepts(path: &str, spec: &RequestsSpec) -> Result<Accepts> {
+    let Some(a) = &spec.accepts else { return Ok(Accepts::default()) };
+    let mig = match &a.mig {
+        None => None,
+        Some(name) => Some(MigProfile::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = MigProfile::ALL.iter().map(|p| p.name()).collect();
+            Error::invalid(
+                format!("{path}.accepts.mig"),
+                format!("unknown MIG profile `{name}` (known: {})", known.join(", ")),
+            )
+        })?),
+    };
+    let accepts = Accepts { mig, time_sliced: a.time_sliced };
+    if accepts.any() && spec.gpus != 1 {
+        return Err(Error::invalid(
+            format!("{path}.accepts"),
+            format!("a MIG instance or time-sliced share is one GPU's slot; requests.gpus is {}", spec.gpus),
+        ));
+    }
+    if accepts.time_sliced && spec.gpu_memory_mib == 0 {
+        return Err(Error::invalid(
+            format!("{path}.gpu_memory_mib"),
+            "must be set when accepts.time_sliced is: tenants of a time-sliced GPU share its memory",
+        ));
+    }
+    Ok(accepts)
+}
+
 fn validate_service(i: usize, spec: &ServiceSpec, classes: &[String]) -> Result<Service> {
     let path = format!("services[{i}]");
     if spec.replicas == 0 {
@@ -604,6 +720,7 @@ fn validate_service(i: usize, spec: &ServiceSpec, classes: &[String]) -> Result<
         memory_mib: spec.requests.memory_mib,
         gpus: spec.requests.gpus,
         gpu_memory_mib: spec.requests.gpu_memory_mib,
+        accepts: validate_accepts(&format!("{path}.requests"), &spec.requests)?,
     };
     if requests.gpus == 0 && requests.gpu_memory_mib > 0 {
         return Err(Error::invalid(format!("{path}.requests.gpu_memory_mib"), "is set but `gpus` is 0"));

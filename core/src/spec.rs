@@ -96,6 +96,30 @@ pub(crate) struct GpuSpecRaw {
     pub count: u32,
     pub model: String,
     pub memory_mib: u64,
+    /// MIG profiles every GPU is partitioned into (80 GB A100/H100).
+    #[serde(default)]
+    pub mig: Option<Vec<String>>,
+    #[serde(default)]
+    pub time_slicing: Option<TimeSlicingSpec>,
+}
+
+/// Time-sliced shares of each GPU.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TimeSlicingSpec {
+    pub replicas: u32,
+    #[serde(default)]
+    pub overhead: Option<f64>,
+}
+
+/// What a replica accepts besides a whole GPU.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AcceptsSpec {
+    #[serde(default)]
+    pub mig: Option<String>,
+    #[serde(default)]
+    pub time_sliced: bool,
 }
 
 /// A placed service.
@@ -119,6 +143,8 @@ pub(crate) struct RequestsSpec {
     pub gpus: u32,
     #[serde(default)]
     pub gpu_memory_mib: u64,
+    #[serde(default)]
+    pub accepts: Option<AcceptsSpec>,
 }
 
 /// Users in one zone.

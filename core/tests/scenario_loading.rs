@@ -223,3 +223,54 @@ fn background_pods_are_validated_field_by_field() {
         assert!(reason.contains(expected_reason), "{pod}: {reason}");
     }
 }
+
+#[test]
+fn shared_gpus_and_what_services_accept_are_validated_field_by_field() {
+    let mig = include_str!("../../scenarios/gpu-mig.yaml");
+    let ok = Scenario::from_yaml(mig).unwrap();
+    let h100 = ok.nodes[0].gpu.as_ref().unwrap();
+    assert_eq!(h100.sharing.slots_per_gpu(), 4);
+    let embed = &ok.services[1].requests.accepts;
+    assert_eq!(embed.mig.map(|p| p.name()), Some("1g.10gb"));
+    assert!(embed.time_sliced);
+    let layout = "mig: [3g.40gb, 2g.20gb, 1g.10gb, 1g.10gb]";
+    let sliced = "time_slicing: {replicas: 2}";
+    let cases = [
+        (layout, "mig: [3g.40gb, 5g.50gb]", "nodes[0].gpu.mig[1]", "unknown MIG profile `5g.50gb`"),
+        (layout, "mig: [4g.40gb, 4g.40gb]", "nodes[0].gpu.mig", "no such layout"),
+        (layout, "mig: []", "nodes[0].gpu.mig", "1 to 7"),
+        (layout, "mig: [1g.10gb], time_slicing: {replicas: 2}", "nodes[0].gpu.time_slicing", "not both"),
+        (sliced, "time_slicing: {replicas: 1}", "nodes[2].gpu.time_slicing.replicas", "at least 2"),
+        (
+            sliced,
+            "time_slicing: {replicas: 2, overhead: 1.0}",
+            "nodes[2].gpu.time_slicing.overhead",
+            "[0, 1)",
+        ),
+        (sliced, "time_slicing: {replicas: 65}", "nodes[2].gpu", "at most 64"),
+        (sliced, "time_slicing: {replicas: 4294967295}", "nodes[2].gpu", "at most 64"),
+        (
+            "accepts: {mig: 1g.10gb, time_sliced: true}",
+            "accepts: {mig: 1g.5gb}",
+            "services[1].requests.accepts.mig",
+            "unknown MIG profile",
+        ),
+        (
+            "gpu_memory_mib: 8192\n",
+            "gpu_memory_mib: 0\n",
+            "services[1].requests.gpu_memory_mib",
+            "share its memory",
+        ),
+        ("gpus: 1\n", "gpus: 2\n", "services[1].requests.accepts", "requests.gpus is 2"),
+    ];
+    for (from, to, expected_path, expected_reason) in cases {
+        assert!(mig.contains(from), "{from}");
+        let (path, reason) = path_of(Scenario::from_yaml(&mig.replacen(from, to, 1)));
+        assert_eq!(path, expected_path, "{to}");
+        assert!(reason.contains(expected_reason), "{to}: {reason}");
+    }
+    // MIG on a 24 GB L4: the profiles berth knows are the 80 GB parts'.
+    let (path, reason) = path_of(Scenario::from_yaml(&mig.replacen(sliced, "mig: [1g.10gb]", 1)));
+    assert_eq!(path, "nodes[2].gpu.mig");
+    assert!(reason.contains("80 GB"), "{reason}");
+}

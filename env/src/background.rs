@@ -199,7 +199,7 @@ impl Background {
 /// What `pod` holds of a node besides its GPU share: its CPU and memory, and `gpus` whole
 /// GPUs taken from (or given back to) the node's free ones.
 fn held(pod: &BackgroundPod, gpus: u32) -> Resources {
-    Resources { cpu_millicores: pod.cpu_millicores, memory_mib: pod.memory_mib, gpus, gpu_memory_mib: 0 }
+    Resources { cpu_millicores: pod.cpu_millicores, memory_mib: pod.memory_mib, gpus, ..Default::default() }
 }
 
 /// The partly used GPU with the least room that still takes `milli`.

@@ -2,18 +2,23 @@
 //! node states, found by exhaustive search. Moves and cold starts are free to it, so its
 //! cost is a lower bound on what any policy can reach.
 //!
-//! The cost of a placement depends only on the zone and hardware class of each replica's
-//! node, and replicas of a service are interchangeable. So the oracle enumerates, per
-//! service, multisets of (zone, hardware) slots, takes their product across services,
-//! keeps the combinations that can really be packed onto the Ready nodes (checked once per
-//! set of Ready nodes, by backtracking), precomputes each one's routing, and scores them all
-//! against each tick's rates. It refuses scenarios whose search space exceeds
+//! The cost of a placement depends only on the zone and service time of each replica's seat
+//! (its node's hardware, slowed on a MIG instance by the instance's profile and on a
+//! time-sliced GPU by the tenants there), and replicas of a service are interchangeable. So
+//! the oracle enumerates, per service, multisets of (zone, service time) slots, takes their
+//! product across services, keeps the combinations that can really be packed onto the Ready
+//! nodes (checked once per set of Ready nodes, by backtracking: each MIG instance is tried,
+//! not only the smallest a move would take, and a time-sliced GPU must end with as many
+//! tenants as their slot class says, so where tenants slow each other the search is joint),
+//! precomputes each one's routing, and scores them all against each tick's rates. It refuses
+//! scenarios whose search space exceeds
 //! [`MAX_CONFIGURATIONS`] rather than running for hours.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use berth_core::{NodeUsage, Scenario};
+use berth_core::sharing::{self, GpuSharing};
+use berth_core::{GpuSpec, NodeUsage, Resources, Scenario};
 
 use crate::backend::Trace;
 use crate::cost::{CostModel, ReplicaView, RoutingTable, Scratch, TickMetrics};
@@ -57,6 +62,81 @@ pub struct Oracle {
     scratch: Scratch,
 }
 
+/// The service times a replica of `s` can have on node `n`: its hardware's, or, on
+/// MIG-partitioned GPUs, one per instance profile it accepts there.
+fn seat_times(scenario: &Scenario, s: usize, n: usize) -> Vec<f64> {
+    let base = scenario.service_time_ms(s, n).expect("can_host");
+    let req = &scenario.services[s].requests;
+    match scenario.nodes[n].gpu.as_ref().filter(|g| g.sharing.is_shared() && req.gpus > 0) {
+        None => vec![base],
+        Some(gpu) => match &gpu.sharing {
+            GpuSharing::TimeSliced { replicas, .. } => {
+                (1..=*replicas as usize).map(|k| base * time_sliced_slowdown(&gpu.sharing, k)).collect()
+            }
+            _ => {
+                let mut times: Vec<f64> = sharing::free_instances(gpu, &[], req)
+                    .map(|i| base * sharing::slowdown(&gpu.sharing, &[], i))
+                    .collect();
+                times.dedup();
+                times
+            }
+        },
+    }
+}
+
+/// The slowdown of a tenant of a time-sliced GPU that `k` tenants share.
+fn time_sliced_slowdown(sharing: &GpuSharing, k: usize) -> f64 {
+    let taken: Vec<u64> = (0..sharing.slots_per_gpu()).map(|i| u64::from(i < k)).collect();
+    sharing::slowdown(sharing, &taken, 0)
+}
+
+/// How many tenants a time-sliced GPU has when a replica of whole-GPU time `base` takes
+/// `time` there.
+fn tenants_of_time(gpu: &GpuSpec, base: f64, time: f64) -> Option<usize> {
+    (1..=gpu.sharing.slots_per_gpu()).find(|&k| base * time_sliced_slowdown(&gpu.sharing, k) == time)
+}
+
+/// The free slots of node `n` where a replica of whole-GPU time `base` would serve in `time`:
+/// MIG instances of that speed it accepts; or one share on each time-sliced GPU that holds
+/// fewer tenants than `time` implies, is declared for that many or not yet (then the slot
+/// comes with the GPU to declare), and has memory left for it.
+fn seats_of_time(
+    gpu: &GpuSpec,
+    taken: &[u64],
+    req: &Resources,
+    base: f64,
+    time: f64,
+    n: usize,
+    declared: &HashMap<(usize, usize), usize>,
+) -> Vec<(usize, Option<(usize, usize)>)> {
+    match &gpu.sharing {
+        GpuSharing::TimeSliced { replicas, .. } if req.accepts.time_sliced => {
+            let Some(k) = tenants_of_time(gpu, base, time) else { return Vec::new() };
+            let per_gpu = *replicas as usize;
+            (0..gpu.count as usize)
+                .filter_map(|g| {
+                    let shares = g * per_gpu..(g + 1) * per_gpu;
+                    let held = |i: &usize| taken.get(*i).is_some_and(|&m| m > 0);
+                    let tenants = shares.clone().filter(held).count();
+                    let memory: u64 = shares.clone().filter_map(|i| taken.get(i)).sum();
+                    let free = shares.clone().find(|i| !held(i))?;
+                    let claim = match declared.get(&(n, g)) {
+                        Some(&d) if d != k => return None,
+                        Some(_) => None,
+                        None => Some((n, g)),
+                    };
+                    (tenants < k && memory + req.gpu_memory_mib <= gpu.memory_mib).then_some((free, claim))
+                })
+                .collect()
+        }
+        GpuSharing::TimeSliced { .. } => Vec::new(),
+        _ => sharing::free_instances(gpu, taken, req)
+            .filter(|&i| base * sharing::slowdown(&gpu.sharing, &[], i) == time)
+            .map(|i| (i, None))
+            .collect(),
+    }
+}
+
 /// Number of multisets of size `k` from `m` kinds: C(m + k - 1, k).
 fn multiset_count(m: usize, k: usize) -> u128 {
     (1..=k as u128).fold(1u128, |acc, i| acc * (m as u128 + i - 1) / i)
@@ -94,12 +174,11 @@ impl Oracle {
         let mut slots = Vec::new();
         for s in 0..scenario.services.len() {
             let mut here: Vec<Slot> = Vec::new();
-            for n in 0..scenario.nodes.len() {
-                if scenario.can_host(s, n) {
-                    let slot =
-                        Some((scenario.nodes[n].zone, scenario.service_time_ms(s, n).expect("can_host")));
-                    if !here.contains(&slot) {
-                        here.push(slot);
+            for n in (0..scenario.nodes.len()).filter(|&n| scenario.can_host(s, n)) {
+                let zone = scenario.nodes[n].zone;
+                for time in seat_times(&scenario, s, n) {
+                    if !here.contains(&Some((zone, time))) {
+                        here.push(Some((zone, time)));
                     }
                 }
             }
@@ -143,12 +222,26 @@ impl Oracle {
             std::cmp::Reverse((req.gpus, req.cpu_millicores, req.memory_mib))
         });
         let mut usage = vec![NodeUsage::default(); sc.nodes.len()];
-        self.pack(&order, slots, ready, &mut usage)
+        self.pack(&order, slots, ready, &mut usage, &mut HashMap::new())
     }
 
-    fn pack(&self, order: &[usize], slots: &[usize], ready: &[bool], usage: &mut [NodeUsage]) -> bool {
+    /// Backtracking: places `order[0]` on each node (and shared slot) of its slot class in
+    /// turn, then the rest. A time-sliced GPU is `declared` to hold as many tenants as the
+    /// class of its first one says, and a packing counts only where each such GPU ends with
+    /// that many: so every replica's time is the one its tenants really give it.
+    fn pack(
+        &self,
+        order: &[usize],
+        slots: &[usize],
+        ready: &[bool],
+        usage: &mut [NodeUsage],
+        declared: &mut HashMap<(usize, usize), usize>,
+    ) -> bool {
         let Some((&r, rest)) = order.split_first() else {
-            return true;
+            return declared.iter().all(|(&(n, g), &k)| {
+                let gpu = self.scenario.nodes[n].gpu.as_ref().expect("time-sliced");
+                sharing::tenants_on_gpu(&gpu.sharing, &usage[n].slots, g * gpu.sharing.slots_per_gpu()) == k
+            });
         };
         let s = self.replica_service[r];
         let slot = self.slots[s][slots[r]];
@@ -158,15 +251,42 @@ impl Oracle {
             // A replica that serves nowhere is one left on a NotReady node: there must be
             // such a node it fits on, or a policy could not be in that state either.
             let here = match slot {
-                Some((zone, time)) => {
-                    ready[n] && node.zone == zone && self.scenario.service_time_ms(s, n) == Some(time)
+                Some((zone, _)) => {
+                    ready[n] && node.zone == zone && self.scenario.service_time_ms(s, n).is_some()
                 }
                 None => !ready[n] && self.scenario.can_host(s, n),
             };
-            if here && usage[n].fits(&node.allocatable, node.gpu.as_ref(), &req) {
-                usage[n].add(&req);
-                let ok = self.pack(rest, slots, ready, usage);
-                usage[n].remove(&req);
+            if !here {
+                continue;
+            }
+            if let (Some(gpu), Some((_, time))) = (node.gpu.as_ref().filter(|g| g.sharing.is_shared()), slot)
+                && req.gpus > 0
+            {
+                if !usage[n].fits(&node.allocatable, None, &Resources { gpus: 0, ..req }) {
+                    continue;
+                }
+                let base = self.scenario.service_time_ms(s, n).expect("here");
+                for (i, claim) in seats_of_time(gpu, &usage[n].slots, &req, base, time, n, declared) {
+                    usage[n].take_slot(gpu, &req, i);
+                    if let Some(key) = claim {
+                        declared.insert(key, tenants_of_time(gpu, base, time).expect("claimed"));
+                    }
+                    let ok = self.pack(rest, slots, ready, usage, declared);
+                    if let Some(key) = claim {
+                        declared.remove(&key);
+                    }
+                    usage[n].release(&req, Some(i as u8));
+                    if ok {
+                        return true;
+                    }
+                }
+                continue;
+            }
+            let whole = slot.is_none_or(|(_, time)| self.scenario.service_time_ms(s, n) == Some(time));
+            if whole && usage[n].fits(&node.allocatable, node.gpu.as_ref(), &req) {
+                let seat = usage[n].take(node.gpu.as_ref(), &req);
+                let ok = self.pack(rest, slots, ready, usage, declared);
+                usage[n].release(&req, seat);
                 if ok {
                     return true;
                 }

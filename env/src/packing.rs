@@ -5,8 +5,8 @@
 //! simulator scores them (hkust-adsl/kubernetes-scheduler-simulator, commit 8f3d641,
 //! `pkg/simulator/plugin/*_score.go`, `pkg/utils/frag.go`).
 //!
-//! berth's GPUs are whole (a replica takes whole GPUs with enough memory each), so the paper's
-//! partial-GPU cases reduce to whole GPUs: a GPU is free or taken. Every rule first filters the
+//! The rules count whole GPUs: a GPU is free, or taken (wholly, or by any MIG instance or
+//! time-sliced share on it), so the paper's partial-GPU cases reduce to whole GPUs. Every rule first filters the
 //! nodes a replica fits on (Ready, hardware it runs on, requests within what is left), then
 //! scores them; the highest score wins and ties are broken uniformly at random, as
 //! kube-scheduler's `selectHost` does (the simulator runs each rule as the only score plugin).
@@ -20,7 +20,16 @@ const MILLI: f64 = 1000.0;
 
 /// Free GPUs on `node`.
 fn free_gpus(view: &ClusterView<'_>, node: usize) -> u32 {
-    view.scenario.nodes[node].gpu.as_ref().map_or(0, |g| g.count - view.usage[node].gpus)
+    view.usage[node].free_gpus(view.scenario.nodes[node].gpu.as_ref())
+}
+
+/// Free GPUs on `node` once a replica of `service` is there (on shared GPUs, one fewer only
+/// where the slot it takes is on an idle GPU).
+fn free_gpus_after(view: &ClusterView<'_>, service: usize, node: usize) -> u32 {
+    let gpu = view.scenario.nodes[node].gpu.as_ref();
+    let mut after = view.usage[node].clone();
+    after.take(gpu, &view.scenario.services[service].requests);
+    after.free_gpus(gpu)
 }
 
 /// A rule that places one replica.
@@ -106,7 +115,7 @@ fn best_fit(view: &ClusterView<'_>, service: usize, n: usize) -> f64 {
     let req = &view.scenario.services[service].requests;
     let cpu_left = view.scenario.nodes[n].allocatable.cpu_millicores - view.usage[n].cpu_millicores;
     let cpu_after = (cpu_left - req.cpu_millicores) as f64;
-    let gpu_after = f64::from(free_gpus(view, n) - req.gpus) * MILLI;
+    let gpu_after = f64::from(free_gpus_after(view, service, n)) * MILLI;
     1.0 - (0.5 * cpu_after / max_cpu + 0.5 * gpu_after / max_gpu)
 }
 
@@ -180,7 +189,7 @@ fn workload_mix(scenario: &Scenario) -> Vec<(usize, f64)> {
 pub fn fragmentation(scenario: &Scenario, mix: &[(usize, f64)], usage: &NodeUsage, n: usize) -> f64 {
     let node = &scenario.nodes[n];
     let Some(gpu) = node.gpu.as_ref() else { return 0.0 };
-    let free = f64::from(gpu.count - usage.gpus) * MILLI;
+    let free = f64::from(usage.free_gpus(Some(gpu))) * MILLI;
     mix.iter()
         .map(|&(s, share)| {
             let req = &scenario.services[s].requests;
@@ -196,8 +205,8 @@ pub fn fragmentation(scenario: &Scenario, mix: &[(usize, f64)], usage: &NodeUsag
 /// an integer, which only adds ties).
 fn fgd(view: &ClusterView<'_>, mix: &[(usize, f64)], service: usize, n: usize) -> f64 {
     let before = fragmentation(view.scenario, mix, &view.usage[n], n);
-    let mut after_usage = view.usage[n];
-    after_usage.add(&view.scenario.services[service].requests);
+    let mut after_usage = view.usage[n].clone();
+    after_usage.take(view.scenario.nodes[n].gpu.as_ref(), &view.scenario.services[service].requests);
     let after = fragmentation(view.scenario, mix, &after_usage, n);
     before - after
 }

@@ -24,7 +24,8 @@
 
 use std::sync::Arc;
 
-use berth_core::{InitialPlacement, NodeEventKind, NodeUsage, Placement, Resources, Rng, Scenario};
+use berth_core::sharing::{self, GpuSharing};
+use berth_core::{GpuSpec, InitialPlacement, NodeEventKind, NodeUsage, Placement, Resources, Rng, Scenario};
 
 use crate::backend::{Backend, BoxedBackend, SimBackend, Trace, streams};
 use crate::background::Background;
@@ -98,6 +99,8 @@ pub struct PlacementEnv {
     tick: u32,
     next_event: usize,
     placement: Vec<usize>,
+    /// The slot of shared GPUs each replica holds on its node (`None`: whole GPUs or none).
+    seat: Vec<Option<u8>>,
     usage: Vec<NodeUsage>,
     background: Background,
     /// The background, usage and mask right after a reset from the scenario's own start,
@@ -181,6 +184,7 @@ impl PlacementEnv {
             tick: 0,
             next_event: 0,
             placement: Vec::new(),
+            seat: vec![None; replicas],
             usage: vec![NodeUsage::default(); nodes],
             background: Background::new(&scenario),
             background_start: None,
@@ -283,6 +287,17 @@ impl PlacementEnv {
     /// Requests placed on each node.
     pub fn usage(&self) -> &[NodeUsage] {
         &self.usage
+    }
+
+    /// Each replica's mean service time where it stands now, ms: its hardware's, slowed by
+    /// the MIG instance or the time-sliced share it holds.
+    pub fn service_times_ms(&self) -> impl Iterator<Item = f64> + '_ {
+        self.views.iter().map(|v| v.service_time_ms)
+    }
+
+    /// The slot of shared GPUs each replica holds (`None`: whole GPUs or none).
+    pub fn seats(&self) -> &[Option<u8>] {
+        &self.seat
     }
 
     /// The cluster as a scheduler sees it now: usage, readiness and where replicas stand.
@@ -444,7 +459,7 @@ impl PlacementEnv {
         let base = n * (NODE_FIELDS + services);
         self.obs[base] = (u.cpu_millicores as f64 / node.allocatable.cpu_millicores as f64) as f32;
         self.obs[base + 1] = (u.memory_mib as f64 / node.allocatable.memory_mib as f64) as f32;
-        self.obs[base + 2] = node.gpu.as_ref().map_or(0.0, |g| u.gpus as f32 / g.count as f32);
+        self.obs[base + 2] = u.gpu_fraction(node.gpu.as_ref()) as f32;
         self.obs[base + 3] = self.node_load[n] as f32;
         self.obs[base + 4] = if self.node_ready[n] { 1.0 } else { 0.0 };
         for s in 0..services {
@@ -457,11 +472,12 @@ impl PlacementEnv {
         let s = self.replica_service[r];
         let services = self.scenario.services.len();
         let req = self.scenario.services[s].requests;
-        self.usage[n].add(&req);
+        self.seat[r] = self.usage[n].take(self.scenario.nodes[n].gpu.as_ref(), &req);
         self.node_service_count[n * services + s] += 1;
         self.placement[r] = n;
         self.views[r].zone = self.scenario.nodes[n].zone;
-        self.views[r].service_time_ms = self.service_time[s * self.node_count() + n].expect("masked");
+        self.views[r].service_time_ms = self.seated_time(r, n, &self.usage[n].slots, self.seat[r]);
+        self.retime_tenants(n);
         let (base, stride) = self.replica_obs;
         let row = &mut self.obs[base + r * stride..base + (r + 1) * stride];
         let zones = self.scenario.zones.len();
@@ -484,9 +500,40 @@ impl PlacementEnv {
         let s = self.replica_service[r];
         let services = self.scenario.services.len();
         let req = self.scenario.services[s].requests;
-        self.usage[n].remove(&req);
+        self.usage[n].release(&req, self.seat[r].take());
         self.node_service_count[n * services + s] -= 1;
+        self.retime_tenants(n);
         n
+    }
+
+    /// How long a request of replica `r` takes on node `n` in `seat`, with the node's shared
+    /// slots as `slots` say: its hardware's time, times the slot's slowdown.
+    fn seated_time(&self, r: usize, n: usize, slots: &[u64], seat: Option<u8>) -> f64 {
+        let base =
+            self.service_time[self.replica_service[r] * self.node_count() + n].unwrap_or(f64::INFINITY);
+        match (seat, &self.scenario.nodes[n].gpu) {
+            (Some(slot), Some(gpu)) => base * sharing::slowdown(&gpu.sharing, slots, usize::from(slot)),
+            _ => base,
+        }
+    }
+
+    /// After a replica came to or left time-sliced node `n`, every tenant there serves at its
+    /// new share of the GPU (MIG instances and whole GPUs are not affected by neighbours).
+    fn retime_tenants(&mut self, n: usize) {
+        if self.time_sliced(n).is_some() {
+            for r in 0..self.placement.len() {
+                if self.placement[r] == n && self.seat[r].is_some() {
+                    self.views[r].service_time_ms =
+                        self.seated_time(r, n, &self.usage[n].slots, self.seat[r]);
+                }
+            }
+            self.routing_dirty = true;
+        }
+    }
+
+    /// Node `n`'s GPUs if they are time-sliced.
+    fn time_sliced(&self, n: usize) -> Option<&GpuSpec> {
+        self.scenario.nodes[n].gpu.as_ref().filter(|g| matches!(g.sharing, GpuSharing::TimeSliced { .. }))
     }
 
     fn start_cold(&mut self, r: usize, ready_at_s: f64) {
@@ -672,6 +719,7 @@ impl PlacementEnv {
             }
         };
         self.usage.fill(NodeUsage::default());
+        self.seat.fill(None);
         self.background.reset();
         self.node_service_count.fill(0);
         self.node_ready.fill(true);
@@ -793,11 +841,13 @@ impl PlacementEnv {
     /// and clock already set, and scores the tick that ends now.
     fn settle(&mut self, placement: &[usize]) {
         let (replicas, nodes) = (self.replica_service.len(), self.node_count());
-        for (r, &n) in placement.iter().enumerate() {
-            if self.placement[r] != n {
-                self.unplace(r);
-                self.place(r, n);
-            }
+        // Every replica that moves leaves first, so none waits for a slot another still holds.
+        let moving: Vec<usize> = (0..replicas).filter(|&r| self.placement[r] != placement[r]).collect();
+        for &r in &moving {
+            self.unplace(r);
+        }
+        for &r in &moving {
+            self.place(r, placement[r]);
         }
         let (base, stride) = self.replica_obs;
         for r in 0..replicas {
@@ -862,8 +912,36 @@ impl PlacementEnv {
                 service_time_ms: self.service_time[s * self.node_count() + node].unwrap_or(f64::INFINITY),
                 up: self.node_ready[node],
             };
+            self.reseat(&mut views, replica, node);
         }
         self.model.score(&views, self.current_rates())
+    }
+
+    /// In `views`, the service times after replica `r` moved to `to`, where either node's
+    /// GPUs are shared: the slot it would take there, and the tenants of both time-sliced
+    /// nodes at their new shares.
+    fn reseat(&self, views: &mut [ReplicaView], r: usize, to: usize) {
+        let from = self.placement[r];
+        let shared = |n: usize| self.scenario.nodes[n].gpu.as_ref().is_some_and(|g| g.sharing.is_shared());
+        if !shared(from) && !shared(to) {
+            return;
+        }
+        let req = self.requests(r);
+        let mut left = self.usage[from].clone();
+        left.release(req, self.seat[r]);
+        let mut joined = if to == from { left.clone() } else { self.usage[to].clone() };
+        let seat = joined.take(self.scenario.nodes[to].gpu.as_ref(), req);
+        views[r].service_time_ms = self.seated_time(r, to, &joined.slots, seat);
+        for (n, usage) in [(from, &left), (to, &joined)] {
+            if self.time_sliced(n).is_none() {
+                continue;
+            }
+            for other in (0..self.placement.len()).filter(|&o| o != r && self.placement[o] == n) {
+                if self.seat[other].is_some() {
+                    views[other].service_time_ms = self.seated_time(other, n, &usage.slots, self.seat[other]);
+                }
+            }
+        }
     }
 }
 

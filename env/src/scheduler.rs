@@ -118,7 +118,7 @@ pub fn place_each(
             replica_service: &replica_service,
         };
         let n = pick(&view, s).ok_or(r)?;
-        usage[n].add(&scenario.services[s].requests);
+        usage[n].take(scenario.nodes[n].gpu.as_ref(), &scenario.services[s].requests);
         placement[r] = n;
     }
     Ok(placement)
@@ -166,7 +166,7 @@ pub fn random_placement(scenario: &Scenario, rng: &mut Rng, fallback: &Placement
                 continue 'attempt;
             }
             let n = fits[rng.below(fits.len())];
-            usage[n].add(req);
+            usage[n].take(scenario.nodes[n].gpu.as_ref(), req);
             placement[r] = n;
         }
         return Placement::new(placement);

@@ -8,9 +8,10 @@ use berth_core::Scenario;
 use crate::error::{Error, Result};
 
 /// `(name, YAML)` of every shipped scenario, smallest first.
-pub const SHIPPED: [(&str, &str); 6] = [
+pub const SHIPPED: [(&str, &str); 7] = [
     ("tiny", include_str!("../../scenarios/tiny.yaml")),
     ("gpu-small", include_str!("../../scenarios/gpu-small.yaml")),
+    ("gpu-mig", include_str!("../../scenarios/gpu-mig.yaml")),
     ("gentd26", include_str!("../../scenarios/gentd26.yaml")),
     ("gpu-medium", include_str!("../../scenarios/gpu-medium.yaml")),
     ("gpu-large", include_str!("../../scenarios/gpu-large.yaml")),

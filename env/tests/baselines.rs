@@ -11,7 +11,7 @@ use berth_env::evaluate::run_policy;
 
 #[test]
 fn every_baseline_starts_feasible_and_acts_within_the_mask() {
-    let shape = common::Shape { nodes: 6, services: 3, max_replicas: 4, failures: true };
+    let shape = common::Shape { nodes: 6, services: 3, max_replicas: 4, failures: true, sharing: true };
     let mut scenarios = 0;
     for seed in 2000..2040 {
         let Some(scenario) = common::random_scenario(seed, &shape) else { continue };

@@ -41,7 +41,7 @@ fn rows_have_the_same_width_on_a_cluster_with_a_node_more_or_less() {
 
 #[test]
 fn every_feature_stays_within_its_unit_on_random_clusters() {
-    let shape = common::Shape { nodes: 7, services: 3, max_replicas: 3, failures: true };
+    let shape = common::Shape { nodes: 7, services: 3, max_replicas: 3, failures: true, sharing: true };
     let mut checked = 0;
     for seed in 0..40 {
         let Some(scenario) = common::random_scenario(seed, &shape) else { continue };

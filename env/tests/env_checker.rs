@@ -20,7 +20,7 @@ fn every_shipped_scenario_passes_the_env_checker() {
 
 #[test]
 fn random_scenarios_pass_the_env_checker() {
-    let shape = common::Shape { nodes: 6, services: 3, max_replicas: 3, failures: true };
+    let shape = common::Shape { nodes: 6, services: 3, max_replicas: 3, failures: true, sharing: true };
     let mut checked = 0;
     for seed in 0..60 {
         let Some(scenario) = common::random_scenario(seed, &shape) else { continue };

@@ -21,7 +21,7 @@ fn feasible_by_brute_force(env: &PlacementEnv, mv: Move) -> bool {
 /// Envs of the placeable random scenarios drawn from seeds `first..first + count` (with node
 /// failures), each reset with its index `seed`, beside an action generator seeded alike.
 fn random_envs(first: u64, count: u64) -> impl Iterator<Item = (u64, PlacementEnv, Rng)> {
-    let shape = common::Shape { nodes: 5, services: 3, max_replicas: 3, failures: true };
+    let shape = common::Shape { nodes: 5, services: 3, max_replicas: 3, failures: true, sharing: false };
     (0..count).filter_map(move |seed| {
         let mut env = PlacementEnv::new(common::random_scenario(first + seed, &shape)?).ok()?;
         env.reset(seed);

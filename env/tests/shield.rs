@@ -14,7 +14,7 @@ use berth_env::{PlacementEnv, StartState};
 
 #[test]
 fn the_shield_never_applies_a_plan_scored_worse_than_keeping() {
-    let shape = common::Shape { nodes: 6, services: 3, max_replicas: 4, failures: true };
+    let shape = common::Shape { nodes: 6, services: 3, max_replicas: 4, failures: true, sharing: true };
     let (mut checked, mut kept, mut moved) = (0, 0, 0);
     for seed in 3000..3060 {
         let Some(scenario) = common::random_scenario(seed, &shape) else { continue };

@@ -218,17 +218,18 @@ impl Amounts {
     fn of_node(view: &ClusterView<'_>, n: usize, pods: f64) -> (Amounts, Amounts) {
         let node = &view.scenario.nodes[n];
         let u: &NodeUsage = &view.usage[n];
+        let gpus = f64::from(node.gpu.as_ref().map_or(0, |g| g.count));
         let used = Amounts {
             cpu: u.cpu_millicores as f64,
             memory: u.memory_mib as f64,
             pods,
-            gpus: f64::from(u.gpus),
+            gpus: u.gpu_fraction(node.gpu.as_ref()) * gpus,
         };
         let capacity = Amounts {
             cpu: node.allocatable.cpu_millicores as f64,
             memory: node.allocatable.memory_mib as f64,
             pods: MAX_PODS,
-            gpus: f64::from(node.gpu.as_ref().map_or(0, |g| g.count)),
+            gpus,
         };
         (used, capacity)
     }

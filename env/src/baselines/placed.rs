@@ -62,7 +62,7 @@ pub(crate) fn without_replica<T>(env: &PlacementEnv, r: usize, f: impl FnOnce(&C
     let mut usage = env.usage().to_vec();
     let mut placement = env.placement().to_vec();
     let s = env.replica_service()[r];
-    usage[placement[r]].remove(&env.scenario().services[s].requests);
+    usage[placement[r]].release(&env.scenario().services[s].requests, env.seats()[r]);
     placement[r] = UNPLACED;
     f(&ClusterView { usage: &usage, placement: &placement, ..env.cluster_view() })
 }

@@ -115,7 +115,8 @@ fn scenario_node(scenario: &mut Scenario, live: &LiveNode) -> Result<Node, Strin
                 }
                 scenario.classes.len() - 1
             });
-            (Some(GpuSpec { count, model: scenario.classes[class].clone(), memory_mib }), class)
+            let model = scenario.classes[class].clone();
+            (Some(GpuSpec { count, model, memory_mib, sharing: Default::default() }), class)
         }
     };
     let allocatable = Resources {
@@ -123,6 +124,7 @@ fn scenario_node(scenario: &mut Scenario, live: &LiveNode) -> Result<Node, Strin
         memory_mib: live.memory_mib,
         gpus: gpu.as_ref().map_or(0, |g| g.count),
         gpu_memory_mib: gpu.as_ref().map_or(0, |g| g.memory_mib),
+        accepts: Default::default(),
     };
     Ok(Node { name: live.name.clone(), zone, allocatable, gpu, class, labels: Default::default() })
 }

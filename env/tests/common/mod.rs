@@ -14,7 +14,17 @@ pub struct Shape {
     pub services: usize,
     pub max_replicas: usize,
     pub failures: bool,
+    /// GPUs may be MIG-partitioned or time-sliced, and GPU services accept slots.
+    pub sharing: bool,
 }
+
+/// MIG layouts of one 80 GB GPU that random scenarios draw from.
+const MIG_LAYOUTS: [&str; 4] = [
+    "[1g.10gb, 1g.10gb, 1g.10gb]",
+    "[3g.40gb, 2g.20gb, 1g.10gb, 1g.10gb]",
+    "[2g.20gb, 1g.20gb]",
+    "[7g.80gb]",
+];
 
 /// A random valid scenario of roughly `shape`, or `None` when the draw is not placeable.
 pub fn random_scenario(seed: u64, shape: &Shape) -> Option<Arc<Scenario>> {
@@ -35,10 +45,22 @@ pub fn random_scenario(seed: u64, shape: &Shape) -> Option<Arc<Scenario>> {
     }
     writeln!(y, "nodes:").unwrap();
     for n in 0..shape.nodes {
-        let gpu = match rng.below(3) {
+        let kind = rng.below(3);
+        let count = if kind == 0 { 0 } else { 1 + rng.below(2) };
+        let shared = match (shape.sharing, kind) {
+            (false, _) | (_, 0) => String::new(),
+            (true, 1) if rng.below(2) == 1 => format!(", time_slicing: {{replicas: {}}}", 2 + rng.below(3)),
+            (true, 2) => match rng.below(3) {
+                1 => format!(", mig: {}", MIG_LAYOUTS[rng.below(MIG_LAYOUTS.len())]),
+                2 => format!(", time_slicing: {{replicas: {}}}", 2 + rng.below(3)),
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        let gpu = match kind {
             0 => String::new(),
-            1 => format!(", gpu: {{count: {}, model: l4, memory_mib: 24576}}", 1 + rng.below(2)),
-            _ => format!(", gpu: {{count: {}, model: h100, memory_mib: 81920}}", 1 + rng.below(2)),
+            1 => format!(", gpu: {{count: {count}, model: l4, memory_mib: 24576{shared}}}"),
+            _ => format!(", gpu: {{count: {count}, model: h100, memory_mib: 81920{shared}}}"),
         };
         writeln!(
             y,
@@ -53,11 +75,16 @@ pub fn random_scenario(seed: u64, shape: &Shape) -> Option<Arc<Scenario>> {
     for s in 0..shape.services {
         let replicas = 1 + rng.below(shape.max_replicas);
         if rng.below(2) == 0 {
+            let (cpu, gpu_memory) = (1000 * (1 + rng.below(3)), [8192, 16384, 40960][rng.below(3)]);
+            let accepts = match (shape.sharing, if shape.sharing { rng.below(4) } else { 0 }) {
+                (true, 1) => ", accepts: {mig: 1g.10gb}",
+                (true, 2) => ", accepts: {mig: 2g.20gb, time_sliced: true}",
+                (true, 3) => ", accepts: {time_sliced: true}",
+                _ => "",
+            };
             writeln!(
                 y,
-                "  - {{name: s{s}, replicas: {replicas}, requests: {{cpu_millicores: {}, memory_mib: 4096, gpus: 1, gpu_memory_mib: {}}}, service_time_ms: {{h100: 8, l4: 25}}, cold_start_s: 40}}",
-                1000 * (1 + rng.below(3)),
-                [8192, 16384, 40960][rng.below(3)]
+                "  - {{name: s{s}, replicas: {replicas}, requests: {{cpu_millicores: {cpu}, memory_mib: 4096, gpus: 1, gpu_memory_mib: {gpu_memory}{accepts}}}, service_time_ms: {{h100: 8, l4: 25}}, cold_start_s: 40}}",
             )
             .unwrap();
         } else {

@@ -144,12 +144,14 @@ pub fn played(live: &LiveNode) -> Node {
         count: live.gpus,
         model: live.gpu_product.clone().unwrap_or_default(),
         memory_mib: live.gpu_memory_mib.unwrap_or(0),
+        sharing: Default::default(),
     });
     let allocatable = Resources {
         cpu_millicores: live.cpu_millicores,
         memory_mib: live.memory_mib,
         gpus: live.gpus,
         gpu_memory_mib: live.gpu_memory_mib.unwrap_or(0),
+        accepts: Default::default(),
     };
     Node { name: live.name.clone(), zone: 0, allocatable, gpu, class: 0, labels: Default::default() }
 }

@@ -57,6 +57,7 @@ fn larger(a: Resources, b: Resources) -> Resources {
         memory_mib: a.memory_mib.max(b.memory_mib),
         gpus: a.gpus.max(b.gpus),
         gpu_memory_mib: a.gpu_memory_mib.max(b.gpu_memory_mib),
+        accepts: a.accepts,
     }
 }
 

@@ -156,7 +156,8 @@ impl NodeUsage {
             None => 0.0,
             Some(g) if g.sharing.is_shared() => {
                 let taken = self.slots.iter().filter(|&&m| m > 0).count();
-                taken as f64 / (g.count as usize * g.sharing.slots_per_gpu()).max(1) as f64
+                let slots = taken as f64 / (g.count as usize * g.sharing.slots_per_gpu()).max(1) as f64;
+                (slots + f64::from(self.gpus) / f64::from(g.count)).min(1.0)
             }
             Some(g) => f64::from(self.gpus) / f64::from(g.count),
         }

@@ -16,17 +16,17 @@ use crate::gym::Env;
 pub const NODE_FEATURES: [&str; 9] = [
     "cpu_requested",    // CPU requested on the node (replicas and background) / allocatable
     "memory_requested", // memory requested / allocatable
-    "gpus_taken",       // GPUs taken (whole or partly) / GPUs on the node; 0 without GPUs
+    "gpus_taken",       // GPUs taken (whole or partly; shared: slots taken) / GPUs; 0 without
     "has_gpus",         // flag
-    "gpu_free",         // flag: at least one whole GPU free
+    "gpu_free",         // flag: at least one whole GPU (or shared slot) free
     "ready",            // flag: the node is Ready
     "load",             // the highest utilisation ρ of the replicas on it, in [0, 1]
     "zone_demand",      // requests/s of the user groups in its zone / all requests/s
     "demand_rtt",       // mean RTT from the requests' zones to its zone / the SLO, capped at 1
 ];
 /// Node features per service, after [`NODE_FEATURES`]: `fits` (flag: one more replica of
-/// the service could move here now) and `time` (the service's time per request here / the
-/// SLO, capped at 1; 0 where it cannot run).
+/// the service could move here now) and `time` (the service's time per request here, in the
+/// slot it would take on shared GPUs, / the SLO, capped at 1; 0 where it cannot run).
 pub const NODE_SERVICE_FEATURES: [&str; 2] = ["fits", "time"];
 
 /// Replica features after the one-hot of its service, in order.
@@ -34,7 +34,7 @@ pub const REPLICA_FEATURES: [&str; 7] = [
     "cold_starting",  // flag: still starting at the end of the tick
     "node_not_ready", // flag: its node is NotReady (it is down)
     "utilisation",    // ρ of the replica in the tick, in [0, 1]
-    "time",           // its time per request on its node / the SLO, capped at 1
+    "time",           // its time per request where it stands (its slot's) / the SLO, capped at 1
     "zone_demand",    // requests/s of the user groups in its node's zone / all requests/s
     "demand_rtt",     // mean RTT from the requests' zones to its node's zone / the SLO, capped at 1
     "zone_share",     // replicas of its service in its zone / replicas of its service
@@ -154,20 +154,21 @@ pub fn observe(env: &PlacementEnv, out: &mut EntityObs) {
     let view = env.cluster_view();
     for (n, node) in scenario.nodes.iter().enumerate() {
         let u = &env.usage()[n];
-        let gpus = node.gpu.as_ref().map_or(0, |g| g.count);
+        let taken = u.gpu_fraction(node.gpu.as_ref());
+        let has_gpus = node.gpu.is_some();
         out.nodes.extend([
             ratio(u.cpu_millicores as f64, node.allocatable.cpu_millicores as f64),
             ratio(u.memory_mib as f64, node.allocatable.memory_mib as f64),
-            ratio(f64::from(u.gpus), f64::from(gpus)),
-            flag(gpus > 0),
-            flag(u.gpus < gpus),
+            taken.clamp(0.0, 1.0) as f32,
+            flag(has_gpus),
+            flag(has_gpus && taken < 1.0),
             flag(env.node_ready()[n]),
             load[n].clamp(0.0, 1.0) as f32,
             zone_demand[node.zone] as f32,
             demand_rtt[node.zone],
         ]);
         for s in 0..services {
-            let time = scenario.service_time_ms(s, n);
+            let time = env.time_if_placed(s, n);
             out.nodes.extend([flag(view.fits(s, n)), time.map_or(0.0, |t| ratio(t, slo))]);
         }
     }
@@ -178,6 +179,7 @@ pub fn observe(env: &PlacementEnv, out: &mut EntityObs) {
     for (r, &n) in placement.iter().enumerate() {
         in_zone[services_of[r] * zones + scenario.nodes[n].zone] += 1;
     }
+    let times: Vec<f64> = env.service_times_ms().collect();
     for ((r, &n), cold) in placement.iter().enumerate().zip(env.cold_starting()) {
         let s = services_of[r];
         let zone = scenario.nodes[n].zone;
@@ -186,7 +188,7 @@ pub fn observe(env: &PlacementEnv, out: &mut EntityObs) {
             flag(cold),
             flag(!env.node_ready()[n]),
             utilisation.get(r).copied().unwrap_or(0.0).clamp(0.0, 1.0) as f32,
-            scenario.service_time_ms(s, n).map_or(1.0, |t| ratio(t, slo)),
+            ratio(times[r], slo),
             zone_demand[zone] as f32,
             demand_rtt[zone],
             ratio(f64::from(in_zone[s * zones + zone]), f64::from(scenario.services[s].replicas)),
@@ -222,7 +224,8 @@ pub fn pair_features(env: &PlacementEnv, r: usize, n: usize) -> [f32; 4] {
     let here = env.placement()[r];
     let action = env.encode(crate::Move { replica: r, node: n });
     let allowed = env.action_mask().get(action).copied().unwrap_or(false);
-    let speed = match (scenario.service_time_ms(s, here), scenario.service_time_ms(s, n)) {
+    let t_here = env.service_times_ms().nth(r).filter(|t| t.is_finite());
+    let speed = match (t_here, env.time_if_placed(s, n)) {
         (Some(t_here), Some(t_there)) => (t_here / (t_here + t_there)) as f32,
         _ => 0.0,
     };

@@ -295,6 +295,21 @@ impl PlacementEnv {
         self.views.iter().map(|v| v.service_time_ms)
     }
 
+    /// The mean service time a replica of service `s` would have on node `n` now, ms: its
+    /// hardware's, slowed by the slot of shared GPUs it would take there, with the tenant it
+    /// would make (`None` where `s` cannot run on `n`'s hardware).
+    pub fn time_if_placed(&self, s: usize, n: usize) -> Option<f64> {
+        let base = self.service_time[s * self.node_count() + n]?;
+        let Some(gpu) = self.scenario.nodes[n].gpu.as_ref().filter(|g| g.sharing.is_shared()) else {
+            return Some(base);
+        };
+        let mut after = self.usage[n].clone();
+        Some(match after.take(Some(gpu), &self.scenario.services[s].requests) {
+            Some(slot) => base * sharing::slowdown(&gpu.sharing, &after.slots, usize::from(slot)),
+            None => base,
+        })
+    }
+
     /// The slot of shared GPUs each replica holds (`None`: whole GPUs or none).
     pub fn seats(&self) -> &[Option<u8>] {
         &self.seat

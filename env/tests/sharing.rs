@@ -72,6 +72,33 @@ fn greedy_weighs_a_move_with_the_slot_it_would_take() {
     }
 }
 
+#[test]
+fn the_entity_observation_sees_the_slot_a_replica_holds_and_would_take() {
+    use berth_env::entity::{self, EntityObs, NODE_FEATURES};
+    let env = gpu_mig_at(&[1, 4, 0, 0, 2, 2, 4, 6]);
+    let mut obs = EntityObs::default();
+    entity::observe(&env, &mut obs);
+    let slo = env.scenario().slo_ms;
+    let width = obs.node_width();
+    let col = |name: &str| NODE_FEATURES.iter().position(|f| *f == name).unwrap();
+    // h100-a-1 has 2 of its 4 instances taken; the next embedding replica would get the
+    // 2g.20gb (31.5 ms); l4-b-1 is full (two shares of two), l4-b-2 is idle (30 ms alone).
+    assert_eq!(obs.nodes[col("gpus_taken")], 0.5);
+    assert_eq!(obs.nodes[col("gpu_free")], 1.0);
+    assert_eq!(obs.nodes[2 * width + col("gpu_free")], 0.0);
+    let embed_time = |n: usize| obs.nodes[n * width + NODE_FEATURES.len() + 2 + 1];
+    assert_eq!(embed_time(0), (3.5 * H100_MS / slo) as f32);
+    assert_eq!(embed_time(3), (L4_MS / slo) as f32);
+    // The replica on a 1g.10gb instance sees its own time: 63 ms.
+    let features = obs.replica_width() - entity::REPLICA_FEATURES.len();
+    let time = obs.replicas[2 * obs.replica_width() + features + 3];
+    assert_eq!(time, (7.0 * H100_MS / slo) as f32);
+    // Moving it to the idle L4 is faster: speed above one half.
+    let [allowed, _, speed, _] = entity::pair_features(&env, 2, 3);
+    assert_eq!(allowed, 1.0);
+    assert!(speed > 0.6, "{speed}");
+}
+
 /// Whether a replica of `r`'s service could go on node `n` now, found from the replicas' slots
 /// by trying each one: Ready, hardware it runs on, CPU and memory left, and a slot it accepts
 /// that no replica holds (on a time-sliced GPU, with memory left beside its tenants').

@@ -184,7 +184,7 @@ fn field_and_reason<'a>(text: &'a str, whole: &'a str) -> (&'a str, &'a str) {
     detail.split_once(": ").unwrap_or((whole, detail))
 }
 
-/// A deploy's errors: a model that cannot act here 422, a cluster that does not match the
+/// A deploy's errors: a model that cannot act here or a plan berth cannot apply yet 422, a cluster that does not match the
 /// model or a lost deploy lock 409, Kubernetes' refusals and failures 502 with its message.
 impl From<DeployError> for ApiError {
     fn from(error: DeployError) -> Self {
@@ -192,6 +192,9 @@ impl From<DeployError> for ApiError {
             DeployError::Store(e) => e.into(),
             DeployError::Model(reason) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "model_unusable", reason)
+            }
+            DeployError::Unsupported(reason) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plan_unsupported", reason)
             }
             DeployError::Live(e @ LiveError::Mismatch { .. }) => {
                 ApiError::new(StatusCode::CONFLICT, "cluster_mismatch", e.to_string())

@@ -43,6 +43,9 @@ pub enum DeployError {
     /// The model cannot act on this scenario.
     #[error("the model cannot be used: {0}")]
     Model(String),
+    /// The plan needs a change to the cluster berth cannot make yet.
+    #[error("{0}")]
+    Unsupported(String),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -144,6 +147,9 @@ pub async fn plan_deploy(
     .map_err(|e| DeployError::Model(e.to_string()))?
     .map_err(DeployError::Model)?;
     let (shield, planned) = planned;
+    if !dry_run && let Some(refusal) = onto_shared_gpus(&scenario, &planned.moves) {
+        return Err(DeployError::Unsupported(refusal));
+    }
     let moves = planned
         .moves
         .iter()
@@ -180,6 +186,24 @@ pub async fn plan_deploy(
         nodes_added,
         nodes_left_out: left_out,
     })
+}
+
+/// Why the plan cannot be applied, if it moves a GPU replica onto shared GPUs: there the pod
+/// must ask for the MIG instance's resource or a share instead of `nvidia.com/gpu`, and the
+/// live path patches node selectors only so far (issue 30). A dry run may still show it.
+fn onto_shared_gpus(scenario: &Scenario, moves: &[berth_env::plan::PlannedMove]) -> Option<String> {
+    let m = moves.iter().find(|m| {
+        let (s, _) = scenario.replica_keys()[m.replica];
+        let shared = scenario.nodes[m.to].gpu.as_ref().is_some_and(|g| g.sharing.is_shared());
+        shared && scenario.services[s].requests.gpus > 0
+    })?;
+    let (_, service, replica) = deployment_of(scenario, m.replica);
+    Some(format!(
+        "the plan moves replica {replica} of `{service}` onto `{}`, whose GPUs are shared (MIG or \
+         time-sliced); a deploy there must also change the Deployment's GPU requests, which berth \
+         does not do yet: plan it as a dry run, or deploy on a scenario whose GPUs are whole",
+        scenario.nodes[m.to].name
+    ))
 }
 
 /// A move that failed, and whether its patch had landed (then the Deployment changed).
@@ -387,5 +411,28 @@ pub async fn watch_interrupted(live: LiveCluster, store: Store, every: Duration)
             Err(e) => tracing::warn!("recovering interrupted deployments: {e}"),
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_env::plan::PlannedMove;
+
+    #[test]
+    fn a_plan_onto_shared_gpus_is_refused_naming_the_replica_and_node() {
+        let scenario = berth_env::shipped::shipped("gpu-mig").unwrap();
+        // gpu-mig: replica 2 is infinity-embed's first; node 0 (h100-a-1) is MIG-partitioned,
+        // node 1 (cpu-a-1) has no GPU, and router replica 0 may move anywhere.
+        let onto_mig = PlannedMove { replica: 2, from: 2, to: 0 };
+        let refusal = onto_shared_gpus(&scenario, &[onto_mig]).expect("refused");
+        assert!(
+            refusal.contains("replica 0 of `infinity-embed`") && refusal.contains("`h100-a-1`"),
+            "{refusal}"
+        );
+        let router = PlannedMove { replica: 0, from: 4, to: 1 };
+        assert_eq!(onto_shared_gpus(&scenario, &[router]), None);
+        let whole = berth_env::shipped::shipped("gpu-small").unwrap();
+        assert_eq!(onto_shared_gpus(&whole, &[PlannedMove { replica: 2, from: 2, to: 0 }]), None);
     }
 }

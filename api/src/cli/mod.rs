@@ -74,7 +74,7 @@ struct TrainArgs {
     /// The algorithm.
     #[arg(long, value_enum, required_unless_present = "task", conflicts_with = "task")]
     agent: Option<AgentArg>,
-    /// Scenario: a YAML file, a shipped name (tiny, gpu-small, gentd26, gpu-medium, gpu-large, openb), or
+    /// Scenario: a YAML file, a shipped name (tiny, gpu-small, gpu-mig, gentd26, gpu-medium, gpu-large, openb), or
     /// `cartpole` to check the algorithm on CartPole-v1.
     #[arg(long, required_unless_present = "task", conflicts_with = "task")]
     scenario: Option<String>,
@@ -154,7 +154,7 @@ impl From<AgentArg> for AgentKind {
 
 #[derive(Debug, Args)]
 struct EvalArgs {
-    /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gentd26, gpu-medium, gpu-large, openb).
+    /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-mig, gentd26, gpu-medium, gpu-large, openb).
     #[arg(long)]
     scenario: String,
     /// Policies to compare, comma-separated: a baseline (random, spread, greedy, descheduler,

@@ -202,11 +202,7 @@ impl RunLog {
         self.rows.push(row);
         self.newest_is_extra = !index.is_multiple_of(self.stride);
         if !self.newest_is_extra && self.rows.len() >= MAX_ROWS {
-            let mut position = 0;
-            self.rows.retain(|_| {
-                position += 1;
-                position % 2 == 1
-            });
+            keep_every_other(&mut self.rows);
             self.stride *= 2;
         }
     }
@@ -265,6 +261,16 @@ impl RunLog {
         CsvWriter::new(&mut bytes).finish(&mut self.to_frame()).expect("CSV into memory cannot fail");
         bytes
     }
+}
+
+/// Drops every other item, the first kept: how a thinned log or curve halves itself while
+/// the kept items stay evenly spread over the whole run.
+pub fn keep_every_other<T>(items: &mut Vec<T>) {
+    let mut position = 0;
+    items.retain(|_| {
+        position += 1;
+        position % 2 == 1
+    });
 }
 
 #[cfg(test)]

@@ -620,7 +620,7 @@ fn expand_nodes(
 /// How a node's GPUs are offered: whole unless `mig` or `time_slicing` is set (not both).
 /// The slots' count was bounded by `check_sizes`.
 fn validate_sharing(path: &str, g: &GpuSpecRaw) -> Result<GpuSharing> {
-    let sharing = match (&g.mig, &g.time_slicing) {
+    Ok(match (&g.mig, &g.time_slicing) {
         (Some(_), Some(_)) => {
             return Err(Error::invalid(
                 format!("{path}.time_slicing"),
@@ -645,16 +645,11 @@ fn validate_sharing(path: &str, g: &GpuSpecRaw) -> Result<GpuSharing> {
                     format!("must list 1 to {} instance profiles, one GPU's layout", mig::COMPUTE_SLICES),
                 ));
             }
-            let mut profiles = Vec::with_capacity(names.len());
-            for (i, name) in names.iter().enumerate() {
-                let known: Vec<&str> = MigProfile::ALL.iter().map(|p| p.name()).collect();
-                profiles.push(MigProfile::parse(name).ok_or_else(|| {
-                    Error::invalid(
-                        format!("{path}.mig[{i}]"),
-                        format!("unknown MIG profile `{name}` (known: {})", known.join(", ")),
-                    )
-                })?);
-            }
+            let profiles = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| mig_profile(format!("{path}.mig[{i}]"), name))
+                .collect::<Result<Vec<_>>>()?;
             GpuSharing::Mig(MigLayout::arrange(&format!("{path}.mig"), &profiles)?)
         }
         (None, Some(t)) => {
@@ -676,24 +671,22 @@ fn validate_sharing(path: &str, g: &GpuSpecRaw) -> Result<GpuSharing> {
             };
             GpuSharing::TimeSliced { replicas: t.replicas, overhead }
         }
-    };
-    Ok(sharing)
+    })
+}
+
+/// The MIG profile `name` at `path`, or an error listing the known ones.
+fn mig_profile(path: String, name: &str) -> Result<MigProfile> {
+    MigProfile::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = MigProfile::ALL.iter().map(|p| p.name()).collect();
+        Error::invalid(path, format!("unknown MIG profile `{name}` (known: {})", known.join(", ")))
+    })
 }
 
 /// What a replica accepts besides a whole GPU: a slot takes one GPU, and a time-sliced share
 /// must say how much GPU memory it needs, since tenants' memory must fit together.
 fn validate_accepts(path: &str, spec: &RequestsSpec) -> Result<Accepts> {
     let Some(a) = &spec.accepts else { return Ok(Accepts::default()) };
-    let mig = match &a.mig {
-        None => None,
-        Some(name) => Some(MigProfile::parse(name).ok_or_else(|| {
-            let known: Vec<&str> = MigProfile::ALL.iter().map(|p| p.name()).collect();
-            Error::invalid(
-                format!("{path}.accepts.mig"),
-                format!("unknown MIG profile `{name}` (known: {})", known.join(", ")),
-            )
-        })?),
-    };
+    let mig = a.mig.as_ref().map(|name| mig_profile(format!("{path}.accepts.mig"), name)).transpose()?;
     let accepts = Accepts { mig, time_sliced: a.time_sliced };
     if accepts.any() && spec.gpus != 1 {
         return Err(Error::invalid(

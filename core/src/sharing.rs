@@ -105,7 +105,6 @@ pub fn free_slot(gpu: &GpuSpec, taken: &[u64], request: &Resources) -> Option<us
     if request.gpus != 1 {
         return None;
     }
-    let is_free = |i: usize| taken.get(i).is_none_or(|&m| m == 0);
     match &gpu.sharing {
         GpuSharing::Whole => None,
         GpuSharing::Mig(layout) => {
@@ -115,23 +114,43 @@ pub fn free_slot(gpu: &GpuSpec, taken: &[u64], request: &Resources) -> Option<us
                 (p.compute_slices(), p.memory_slices(), i)
             })
         }
-        GpuSharing::TimeSliced { replicas, .. } => {
+        GpuSharing::TimeSliced { .. } => {
             if !request.accepts.time_sliced {
                 return None;
             }
-            let k = *replicas as usize;
             (0..gpu.count as usize)
                 .filter_map(|g| {
-                    let shares = g * k..(g + 1) * k;
-                    let tenants = shares.clone().filter(|&i| !is_free(i)).count();
-                    let used: u64 = shares.clone().filter_map(|i| taken.get(i)).sum();
-                    let room = used + request.gpu_memory_mib <= gpu.memory_mib;
-                    let first_free = shares.clone().find(|&i| is_free(i))?;
-                    room.then_some((tenants, first_free))
+                    let shares = shares_of(&gpu.sharing, taken, g);
+                    let room = shares.memory_mib + request.gpu_memory_mib <= gpu.memory_mib;
+                    room.then_some((shares.tenants, shares.first_free?))
                 })
                 .min()
                 .map(|(_, slot)| slot)
         }
+    }
+}
+
+/// One time-sliced GPU as its slots' memory shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shares {
+    /// Tenants holding a share.
+    pub tenants: usize,
+    /// Their GPU memory together, MiB.
+    pub memory_mib: u64,
+    /// Its first free share, as a slot; `None` when all are held.
+    pub first_free: Option<usize>,
+}
+
+/// GPU `g`'s shares, from the memory each slot's tenant holds (`taken`, 0 or past the end
+/// where free).
+pub fn shares_of(sharing: &GpuSharing, taken: &[u64], g: usize) -> Shares {
+    let k = sharing.slots_per_gpu();
+    let held = |i: usize| taken.get(i).copied().unwrap_or(0);
+    let slots = g * k..(g + 1) * k;
+    Shares {
+        tenants: slots.clone().filter(|&i| held(i) > 0).count(),
+        memory_mib: slots.clone().map(held).sum(),
+        first_free: slots.clone().find(|&i| held(i) == 0),
     }
 }
 
@@ -156,9 +175,13 @@ pub fn free_instances<'a>(
 
 /// Tenants on the GPU of `slot` (time-slicing), from the slots' memory.
 pub fn tenants_on_gpu(sharing: &GpuSharing, taken: &[u64], slot: usize) -> usize {
-    let k = sharing.slots_per_gpu();
-    let g = gpu_of(sharing, slot);
-    (g * k..(g + 1) * k).filter(|&i| taken.get(i).is_some_and(|&m| m > 0)).count()
+    shares_of(sharing, taken, gpu_of(sharing, slot)).tenants
+}
+
+/// How many times longer a tenant of a time-sliced GPU that `k` tenants share takes than the
+/// GPU alone: `k / (1 - overhead)`, or 1 when it is alone.
+pub fn time_sliced_slowdown(overhead: f64, k: usize) -> f64 {
+    if k <= 1 { 1.0 } else { k as f64 / (1.0 - overhead) }
 }
 
 /// How many times longer a request takes in `slot` than on a whole GPU of the same kind:
@@ -171,10 +194,9 @@ pub fn slowdown(sharing: &GpuSharing, taken: &[u64], slot: usize) -> f64 {
             let instances = layout.instances();
             1.0 / instances[slot % instances.len()].profile.compute_share()
         }
-        GpuSharing::TimeSliced { overhead, .. } => match tenants_on_gpu(sharing, taken, slot) {
-            0 | 1 => 1.0,
-            k => k as f64 / (1.0 - overhead),
-        },
+        GpuSharing::TimeSliced { overhead, .. } => {
+            time_sliced_slowdown(*overhead, tenants_on_gpu(sharing, taken, slot))
+        }
     }
 }
 

@@ -70,8 +70,8 @@ fn seat_times(scenario: &Scenario, s: usize, n: usize) -> Vec<f64> {
     match scenario.nodes[n].gpu.as_ref().filter(|g| g.sharing.is_shared() && req.gpus > 0) {
         None => vec![base],
         Some(gpu) => match &gpu.sharing {
-            GpuSharing::TimeSliced { replicas, .. } => {
-                (1..=*replicas as usize).map(|k| base * time_sliced_slowdown(&gpu.sharing, k)).collect()
+            GpuSharing::TimeSliced { replicas, overhead } => {
+                (1..=*replicas as usize).map(|k| base * sharing::time_sliced_slowdown(*overhead, k)).collect()
             }
             _ => {
                 let mut times: Vec<f64> = sharing::free_instances(gpu, &[], req)
@@ -84,16 +84,11 @@ fn seat_times(scenario: &Scenario, s: usize, n: usize) -> Vec<f64> {
     }
 }
 
-/// The slowdown of a tenant of a time-sliced GPU that `k` tenants share.
-fn time_sliced_slowdown(sharing: &GpuSharing, k: usize) -> f64 {
-    let taken: Vec<u64> = (0..sharing.slots_per_gpu()).map(|i| u64::from(i < k)).collect();
-    sharing::slowdown(sharing, &taken, 0)
-}
-
 /// How many tenants a time-sliced GPU has when a replica of whole-GPU time `base` takes
 /// `time` there.
 fn tenants_of_time(gpu: &GpuSpec, base: f64, time: f64) -> Option<usize> {
-    (1..=gpu.sharing.slots_per_gpu()).find(|&k| base * time_sliced_slowdown(&gpu.sharing, k) == time)
+    let GpuSharing::TimeSliced { replicas, overhead } = gpu.sharing else { return None };
+    (1..=replicas as usize).find(|&k| base * sharing::time_sliced_slowdown(overhead, k) == time)
 }
 
 /// The free slots of node `n` where a replica of whole-GPU time `base` would serve in `time`:
@@ -110,22 +105,18 @@ fn seats_of_time(
     declared: &HashMap<(usize, usize), usize>,
 ) -> Vec<(usize, Option<(usize, usize)>)> {
     match &gpu.sharing {
-        GpuSharing::TimeSliced { replicas, .. } if req.accepts.time_sliced => {
+        GpuSharing::TimeSliced { .. } if req.accepts.time_sliced => {
             let Some(k) = tenants_of_time(gpu, base, time) else { return Vec::new() };
-            let per_gpu = *replicas as usize;
             (0..gpu.count as usize)
                 .filter_map(|g| {
-                    let shares = g * per_gpu..(g + 1) * per_gpu;
-                    let held = |i: &usize| taken.get(*i).is_some_and(|&m| m > 0);
-                    let tenants = shares.clone().filter(held).count();
-                    let memory: u64 = shares.clone().filter_map(|i| taken.get(i)).sum();
-                    let free = shares.clone().find(|i| !held(i))?;
+                    let shares = sharing::shares_of(&gpu.sharing, taken, g);
                     let claim = match declared.get(&(n, g)) {
                         Some(&d) if d != k => return None,
                         Some(_) => None,
                         None => Some((n, g)),
                     };
-                    (tenants < k && memory + req.gpu_memory_mib <= gpu.memory_mib).then_some((free, claim))
+                    let room = shares.memory_mib + req.gpu_memory_mib <= gpu.memory_mib;
+                    (shares.tenants < k && room).then_some((shares.first_free?, claim))
                 })
                 .collect()
         }

@@ -536,13 +536,23 @@ impl PlacementEnv {
     /// new share of the GPU (MIG instances and whole GPUs are not affected by neighbours).
     fn retime_tenants(&mut self, n: usize) {
         if self.time_sliced(n).is_some() {
-            for r in 0..self.placement.len() {
-                if self.placement[r] == n && self.seat[r].is_some() {
-                    self.views[r].service_time_ms =
-                        self.seated_time(r, n, &self.usage[n].slots, self.seat[r]);
-                }
-            }
+            let mut views = std::mem::take(&mut self.views);
+            self.retime_in(&mut views, n, &self.usage[n].slots, None);
+            self.views = views;
             self.routing_dirty = true;
+        }
+    }
+
+    /// In `views`, the times of the tenants of node `n` other than `moving`, if its GPUs are
+    /// time-sliced, with its slots as `slots` say.
+    fn retime_in(&self, views: &mut [ReplicaView], n: usize, slots: &[u64], moving: Option<usize>) {
+        if self.time_sliced(n).is_none() {
+            return;
+        }
+        for (r, view) in views.iter_mut().enumerate() {
+            if Some(r) != moving && self.placement[r] == n && self.seat[r].is_some() {
+                view.service_time_ms = self.seated_time(r, n, slots, self.seat[r]);
+            }
         }
     }
 
@@ -948,14 +958,7 @@ impl PlacementEnv {
         let seat = joined.take(self.scenario.nodes[to].gpu.as_ref(), req);
         views[r].service_time_ms = self.seated_time(r, to, &joined.slots, seat);
         for (n, usage) in [(from, &left), (to, &joined)] {
-            if self.time_sliced(n).is_none() {
-                continue;
-            }
-            for other in (0..self.placement.len()).filter(|&o| o != r && self.placement[o] == n) {
-                if self.seat[other].is_some() {
-                    views[other].service_time_ms = self.seated_time(other, n, &usage.slots, self.seat[other]);
-                }
-            }
+            self.retime_in(views, n, &usage.slots, Some(r));
         }
     }
 }

@@ -4,6 +4,7 @@
 //! is stored only once it completes).
 
 use berth_agents::Losses;
+use berth_agents::run_log::keep_every_other;
 
 use crate::store::CurvePoint;
 
@@ -44,11 +45,7 @@ impl Curve {
         if self.points.len() > MAX_POINTS {
             // Every other point goes, and the stride doubles: the kept ones stay evenly spread
             // over the whole run, its start included.
-            let mut index = 0;
-            self.points.retain(|_| {
-                index += 1;
-                index % 2 == 1
-            });
+            keep_every_other(&mut self.points);
             self.stride *= 2;
         }
     }

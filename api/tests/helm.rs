@@ -309,14 +309,22 @@ fn the_berth_chart_installs_and_its_service_account_has_the_least_rights() {
     rt.block_on(async {
         let config = token_kubeconfig(&admin, home, "b-berth").await;
         let berth = live::connect(Some(&config)).await.unwrap();
-        // Allowed: reading the placement and moving a replica (and back).
+        // Allowed: reading the placement and moving a replica (and back), its GPU request
+        // swapped for a MIG instance's on the way and restored on the way back.
         let snapshot = Snapshot::read(&berth, serving).await.unwrap();
         assert_eq!(snapshot.replicas.len(), placed.len(), "{snapshot:?}");
         let deployment = workload::deployment_name("infinity-embed", 0);
         let was = snapshot.replica("infinity-embed", 0).unwrap().pinned_to.clone().unwrap();
         let mover = Mover::new(berth.clone(), serving);
-        mover.pin(&deployment, "l4-a").await.unwrap();
-        mover.pin(&deployment, &was).await.unwrap();
+        let asks = async || {
+            let snapshot = Snapshot::read(&berth, serving).await.unwrap();
+            snapshot.replica("infinity-embed", 0).unwrap().gpu_resource.clone()
+        };
+        assert_eq!(asks().await.as_deref(), Some("nvidia.com/gpu"));
+        mover.pin(&deployment, "l4-a", Some("nvidia.com/mig-1g.10gb")).await.unwrap();
+        assert_eq!(asks().await.as_deref(), Some("nvidia.com/mig-1g.10gb"));
+        mover.pin(&deployment, &was, Some("nvidia.com/gpu")).await.unwrap();
+        assert_eq!(asks().await.as_deref(), Some("nvidia.com/gpu"));
         let node_metrics = Api::<DynamicObject>::all_with(berth.clone(), &live::metrics::node_metrics());
         node_metrics.list(&ListParams::default()).await.unwrap();
 
@@ -338,7 +346,7 @@ fn the_berth_chart_installs_and_its_service_account_has_the_least_rights() {
         );
 
         // Refused: another namespace's Deployments, deleting, Secrets, writing nodes.
-        let elsewhere = Mover::new(berth.clone(), home).pin("b-berth", "l4-a").await.unwrap_err();
+        let elsewhere = Mover::new(berth.clone(), home).pin("b-berth", "l4-a", None).await.unwrap_err();
         assert!(elsewhere.is_forbidden(), "{elsewhere}");
         let deployments = Api::<Deployment>::namespaced(berth.clone(), serving);
         assert!(forbidden(deployments.delete(&deployment, &DeleteParams::default()).await.unwrap_err()));

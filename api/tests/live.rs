@@ -58,11 +58,159 @@ fn emulated_gpu_small_serves_moves_fails_nodes_and_takes_deploys() {
         namespace(&client, ns).await;
         client
     });
-    let _emulator = Emulator::start("gpu-small", ns);
+    let emulator = Emulator::start("gpu-small", ns);
     rt.block_on(serves_moves_and_fails_nodes(&client, &scenario, ns));
     discovers_the_cluster_and_trains_on_it(&scenario, ns);
     steps_the_live_cluster_as_a_gym(&rt, &client, ns);
     takes_deploys(&rt, &client, ns);
+    // The same control plane, now with gpu-mig's nodes in place of gpu-small's, and none of
+    // gpu-small's Deployments left to take their namesakes' GPUs.
+    drop(emulator);
+    rt.block_on(async {
+        let now = kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+        let all = ListParams::default();
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
+            .delete_collection(&now, &all)
+            .await
+            .unwrap();
+        Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(client.clone(), ns)
+            .delete_collection(&now, &all)
+            .await
+            .unwrap();
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+            .delete_collection(&now, &all)
+            .await
+            .unwrap();
+        let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+        let emulated = ListParams::default().labels("berth.io/emulated=true");
+        nodes.delete_collection(&Default::default(), &emulated).await.unwrap();
+    });
+    deploys_onto_shared_gpus(&rt, &client);
+}
+
+/// `gpu-mig` emulated as the GPU operator shows shared GPUs: its MIG instances and
+/// time-sliced shares read back as the scenario has them, its Deployments ask for the slots
+/// they hold, and a deploy onto MIG instances swaps their GPU requests, and rolls both the
+/// node and the request back when a move fails and when asked to.
+fn deploys_onto_shared_gpus(rt: &tokio::runtime::Runtime, client: &kube::Client) {
+    let ns = "live-mig";
+    let scenario = shipped::load("gpu-mig").unwrap();
+    rt.block_on(namespace(client, ns));
+    let _emulator = Emulator::start("gpu-mig", ns);
+    let read = async || Snapshot::read(client, ns).await.unwrap();
+    let all_serving = |s: &Snapshot| {
+        s.placement(&scenario).is_ok_and(|p| p.serving.iter().all(|&x| x) && p.node_ready.iter().all(|&x| x))
+    };
+    let snapshot = rt.block_on(eventually("gpu-mig serving", Duration::from_secs(90), read, all_serving));
+    // Every GPU node reads back as the scenario describes it; the Deployments ask for the
+    // slots the simulator seats them in (the real scheduler counted them to bind the pods).
+    let shape = snapshot.shape(&scenario);
+    assert!(shape.added.is_empty() && shape.left_out.is_empty(), "{:?}", shape.left_out);
+    for node in &scenario.nodes {
+        let live = snapshot.nodes.iter().find(|n| n.name == node.name).unwrap();
+        let read_back = live.gpu_sharing(node.gpu.as_ref().map_or(0, |g| g.memory_mib)).unwrap();
+        assert_eq!(
+            read_back.as_ref().map(|(c, s)| (*c, s)),
+            node.gpu.as_ref().map(|g| (g.count, &g.sharing))
+        );
+    }
+    let mig = snapshot.nodes.iter().find(|n| n.name == "h100-a-1").unwrap();
+    assert_eq!((mig.gpus, mig.mig["1g.10gb"], mig.mig["3g.40gb"]), (0, 2, 1), "{mig:?}");
+    assert_eq!(snapshot.nodes.iter().find(|n| n.name == "l4-b-1").unwrap().gpus, 2, "two shares");
+    let placement = snapshot.placement(&scenario).unwrap().nodes;
+    let asks: Vec<Option<String>> = scenario
+        .replica_keys()
+        .iter()
+        .map(|&(s, r)| snapshot.replica(&scenario.services[s].name, r).unwrap().gpu_resource.clone())
+        .collect();
+    assert_eq!(asks, workload::gpu_resources(&scenario, &placement));
+    assert!(asks.iter().flatten().any(|a| a.starts_with("nvidia.com/mig-")), "{asks:?}");
+
+    // Both of the second L4's shares taken (a move onto a time-sliced GPU asks for
+    // nvidia.com/gpu): the deploy below has an embedding replica to take off it.
+    let embed = |i: u32| snapshot.replica("infinity-embed", i).unwrap().clone();
+    let (on_l4, other_l4) = (embed(2), embed(3));
+    let l4 = on_l4.node.clone().unwrap();
+    assert!(l4.starts_with("l4-") && other_l4.node.as_deref().is_some_and(|n| n.starts_with("l4-")));
+    let mover = Mover::new(client.clone(), ns);
+    let done = rt.block_on(mover.move_replica(&other_l4.deployment, &l4, Some("nvidia.com/gpu"))).unwrap();
+    assert_eq!(done.node, l4);
+
+    let server = live_server(&unique_database("deploy-mig"), ns);
+    let (operator, admin) = (token("operator"), token("admin"));
+    let body = json!({"agent": "dqn", "scenario": "gpu-mig", "steps": 2000, "seed": 1});
+    let task: Value = server.post("/api/v1/training", &operator, &body).json().unwrap();
+    let task = server.wait_task(task["id"].as_str().unwrap(), &operator, Duration::from_secs(300), |t| {
+        t["status"] == "completed" || t["status"] == "failed"
+    });
+    assert_eq!(task["status"], "completed", "{task:#}");
+    let deploy = format!("/api/v1/models/{}/deploy", task["model_id"].as_str().unwrap());
+    let before = rt.block_on(read());
+    let asked = |s: &Snapshot| -> BTreeMap<String, (Option<String>, Option<String>)> {
+        s.replicas
+            .iter()
+            .map(|r| (r.deployment.clone(), (r.pinned_to.clone(), r.gpu_resource.clone())))
+            .collect()
+    };
+    // Behind the shield the plan is greedy's (the untrained network's costs more): an
+    // embedding replica off the full L4 onto a MIG instance of the other H100, the request
+    // swapped from a share to the instance's profile.
+    let planned: Value =
+        server.post(&deploy, &admin, &json!({"dry_run": true, "max_moves": 3})).json().unwrap();
+    let onto_mig = |plan: &Value| -> Vec<Value> {
+        let moves = plan["plan"].as_array().unwrap().iter();
+        moves
+            .filter(|m| m["gpu_to"].as_str().is_some_and(|g| g.starts_with("nvidia.com/mig-")))
+            .cloned()
+            .collect()
+    };
+    let swaps = onto_mig(&planned);
+    assert!(swaps.iter().any(|m| m["gpu_from"] != m["gpu_to"]), "{planned:#}");
+    for m in planned["plan"].as_array().unwrap() {
+        let was =
+            before.replica(m["service"].as_str().unwrap(), m["replica"].as_u64().unwrap() as u32).unwrap();
+        assert_eq!(m["gpu_from"].as_str(), was.gpu_resource.as_deref(), "{planned:#}");
+    }
+
+    // A move whose pod never becomes Ready: undone, node and request alike.
+    let target = swaps[0]["to"].as_str().unwrap().to_string();
+    rt.block_on(annotate(client, &target, "berth.io/emulate-stuck", true));
+    let response = server.post(&deploy, &admin, &json!({"max_moves": 3}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let failed = wait_deployment(&server, &id, &admin);
+    rt.block_on(annotate(client, &target, "berth.io/emulate-stuck", false));
+    assert_eq!(failed["status"], "rolled_back", "{failed:#}");
+    let steps = failed["steps"].as_array().unwrap();
+    let stuck = steps.iter().find(|s| s["ok"] == false).unwrap();
+    assert_eq!(stuck["to"].as_str(), Some(target.as_str()), "{failed:#}");
+    assert!(stuck["gpu"].as_str().is_some_and(|g| g.starts_with("nvidia.com/mig-")), "{failed:#}");
+    let back = steps.iter().rev().find(|s| s["deployment"] == stuck["deployment"]).unwrap();
+    assert_eq!(back["action"], "rollback", "{failed:#}");
+    let ready_again = |s: &Snapshot| all_serving(s) && asked(s) == asked(&before);
+    rt.block_on(eventually("rolled back, requests too", Duration::from_secs(60), read, ready_again));
+
+    // For real: each moved GPU replica asks for its slot's resource and serves there; then
+    // rolled back on request, requests too.
+    let response = server.post(&deploy, &admin, &json!({"max_moves": 3}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let done = wait_deployment(&server, &id, &admin);
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["plan"], planned["plan"], "the same plan as the dry run");
+    let after = rt.block_on(read());
+    for m in done["plan"].as_array().unwrap() {
+        let moved =
+            after.replica(m["service"].as_str().unwrap(), m["replica"].as_u64().unwrap() as u32).unwrap();
+        let to = m["to"].as_str();
+        assert_eq!((moved.node.as_deref(), moved.ready), (to, true), "{done:#}");
+        let expected = m["gpu_to"].as_str().or(m["gpu_from"].as_str());
+        assert_eq!(moved.gpu_resource.as_deref(), expected, "{done:#}");
+    }
+    let response = server.post(&format!("/api/v1/deployments/{id}/rollback"), &admin, &json!({}));
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(wait_deployment(&server, &id, &admin)["status"], "rolled_back");
+    rt.block_on(eventually("rolled back on request", Duration::from_secs(60), read, ready_again));
 }
 
 async fn serves_moves_and_fails_nodes(client: &kube::Client, scenario: &Scenario, ns: &str) {
@@ -97,7 +245,7 @@ async fn serves_moves_and_fails_nodes(client: &kube::Client, scenario: &Scenario
         .expect("gpu-small has a free GPU node")
         .name
         .clone();
-    let done = Mover::new(client.clone(), ns).move_replica(&embed.deployment, &to).await.unwrap();
+    let done = Mover::new(client.clone(), ns).move_replica(&embed.deployment, &to, None).await.unwrap();
     assert_eq!(done.node, to);
     assert!(done.took < Duration::from_secs(60), "{:?}", done.took);
     let after = Snapshot::read(client, ns).await.unwrap();
@@ -373,21 +521,25 @@ fn deploys_from_the_console(
     assert_eq!(&positions(rt, client, ns), before, "every replica back where it was");
 }
 
+/// `berth serve` on the live cluster's namespace `ns`, with database `database` and moves
+/// that time out after 4 s.
+fn live_server(database: &str, ns: &str) -> Server {
+    let config = kubeconfig();
+    let env = [
+        ("BERTH_LIVE", "true"),
+        ("BERTH_KUBECONFIG", config.to_str().unwrap()),
+        ("BERTH_NAMESPACE", ns),
+        ("BERTH_MOVE_TIMEOUT_S", "4"),
+    ];
+    Server::start_with(database, &env)
+}
+
 /// `berth serve --live` on the emulated cluster: a model trained through the API, planned
 /// (dry run: nothing moves), deployed, rolled back, and a deploy whose pod never becomes
 /// Ready rolled back by itself.
 fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) {
-    let config = kubeconfig();
     let database = unique_database("deploy");
-    let server = Server::start_with(
-        &database,
-        &[
-            ("BERTH_LIVE", "true"),
-            ("BERTH_KUBECONFIG", config.to_str().unwrap()),
-            ("BERTH_NAMESPACE", ns),
-            ("BERTH_MOVE_TIMEOUT_S", "4"),
-        ],
-    );
+    let server = live_server(&database, ns);
     let (operator, admin) = (token("operator"), token("admin"));
     let replayed = records_and_trains_on_the_replay(ns);
     // A model whose plan moves two replicas or more (the refused-patch case below needs a
@@ -649,7 +801,7 @@ fn deploys_on_a_node_that_joined_since_training(
         .unwrap();
     assert!(status.success());
     let mover = Mover::new(client.clone(), ns);
-    assert_eq!(rt.block_on(mover.move_replica(&embed.deployment, joined)).unwrap().node, joined);
+    assert_eq!(rt.block_on(mover.move_replica(&embed.deployment, joined, None)).unwrap().node, joined);
 
     // The bound model cannot account for a replica on a node it has never seen.
     let refused = server.post(flat_deploy, &admin, &json!({"dry_run": true}));
@@ -678,7 +830,7 @@ fn deploys_on_a_node_that_joined_since_training(
     assert_eq!(wait_deployment(server, &id, &admin)["status"], "rolled_back");
 
     // Back as it was: the replica home, the node gone.
-    assert_eq!(rt.block_on(mover.move_replica(&embed.deployment, &home)).unwrap().node, home);
+    assert_eq!(rt.block_on(mover.move_replica(&embed.deployment, &home, None)).unwrap().node, home);
     rt.block_on(async {
         let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
         nodes.delete(joined, &Default::default()).await.unwrap();
@@ -796,8 +948,10 @@ fn a_pod_that_never_becomes_ready_times_out_with_what_was_seen() {
         workload::apply(&client, ns, &workload::deployments(&scenario, &placement.nodes, ns)).await.unwrap();
         let mut mover = Mover::new(client.clone(), ns);
         mover.timeout = Duration::from_secs(2);
-        let error =
-            mover.move_replica(&workload::deployment_name("infinity-embed", 0), "nowhere").await.unwrap_err();
+        let error = mover
+            .move_replica(&workload::deployment_name("infinity-embed", 0), "nowhere", None)
+            .await
+            .unwrap_err();
         match &error {
             LiveError::Timeout { what, last_seen, .. } => {
                 assert!(what.contains("infinity-embed-0") && what.contains("nowhere"), "{error}");
@@ -833,7 +987,7 @@ fn too_few_rights_is_a_clear_403_naming_what_was_refused() {
         let reader = live::connect(Some(&config)).await.unwrap();
 
         let error = Mover::new(reader.clone(), ns)
-            .pin(&workload::deployment_name("infinity-embed", 0), "l4-a")
+            .pin(&workload::deployment_name("infinity-embed", 0), "l4-a", None)
             .await
             .unwrap_err();
         assert!(error.is_forbidden(), "{error}");

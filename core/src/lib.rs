@@ -31,6 +31,6 @@ pub use resources::{NodeUsage, Resources};
 pub use rng::Rng;
 pub use scenario::{
     CPU_CLASS, FailureModel, GpuSpec, InitialPlacement, Node, NodeEvent, NodeEventKind, RewardWeights,
-    Routing, Scenario, Service, UserGroup,
+    Routing, Scenario, Service, UserGroup, gpu_sharing,
 };
 pub use sharing::{Accepts, GpuSharing};

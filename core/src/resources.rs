@@ -26,6 +26,17 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// What a node with `gpu` offers: its CPU and memory, and its GPUs with one's memory.
+    pub fn of_node(cpu_millicores: u64, memory_mib: u64, gpu: Option<&GpuSpec>) -> Self {
+        Self {
+            cpu_millicores,
+            memory_mib,
+            gpus: gpu.map_or(0, |g| g.count),
+            gpu_memory_mib: gpu.map_or(0, |g| g.memory_mib),
+            accepts: Accepts::default(),
+        }
+    }
+
     /// Whether one such request fits on an empty node with these allocatable resources.
     pub fn fits_in(&self, allocatable: &Resources, gpu: Option<&GpuSpec>) -> bool {
         NodeUsage::default().fits(allocatable, gpu, self)

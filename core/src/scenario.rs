@@ -13,7 +13,9 @@ use crate::mig::{self, MigLayout, MigProfile};
 use crate::rate::{RateModel, Traces, validate_rate, validate_traces};
 use crate::resources::Resources;
 use crate::sharing::{Accepts, GpuSharing, TIME_SLICING_OVERHEAD};
-use crate::spec::{GpuSpecRaw, NodeSpec, RequestsSpec, ScenarioSpec, ServiceSpec, UserGroupSpec};
+use crate::spec::{
+    GpuSpecRaw, NodeSpec, RequestsSpec, ScenarioSpec, ServiceSpec, TimeSlicingSpec, UserGroupSpec,
+};
 
 /// The GPU memory, in MiB, of the parts whose MIG profiles berth knows: an H100 80GB reports
 /// 81,559 MiB and an A100 80GB 81,920.
@@ -583,13 +585,7 @@ fn expand_nodes(
                 }
             },
         };
-        let allocatable = Resources {
-            cpu_millicores: spec.cpu_millicores,
-            memory_mib: spec.memory_mib,
-            gpus: gpu.as_ref().map_or(0, |g| g.count),
-            gpu_memory_mib: gpu.as_ref().map_or(0, |g| g.memory_mib),
-            accepts: Accepts::default(),
-        };
+        let allocatable = Resources::of_node(spec.cpu_millicores, spec.memory_mib, gpu.as_ref());
         let expanded: Vec<String> = match spec.count {
             None => vec![spec.name.clone()],
             Some(0) => {
@@ -615,6 +611,32 @@ fn expand_nodes(
         }
     }
     Ok(nodes)
+}
+
+/// A GPU's sharing from its parts, checked as a scenario file's `gpu.mig` and
+/// `gpu.time_slicing` are (with berth's overhead for time-slicing): for a description read
+/// from elsewhere, such as a live node's labels. Errors name `path`.
+pub fn gpu_sharing(
+    path: &str,
+    memory_mib: u64,
+    mig: Option<Vec<String>>,
+    time_sliced_replicas: Option<u32>,
+) -> Result<GpuSharing> {
+    let per_gpu = mig.as_ref().map_or(0, Vec::len) + time_sliced_replicas.map_or(0, |r| r as usize);
+    if per_gpu as u64 > limits::MAX_GPU_SLOTS_PER_NODE {
+        return Err(Error::invalid(
+            path,
+            format!("{per_gpu} slots per GPU; a node has at most {}", limits::MAX_GPU_SLOTS_PER_NODE),
+        ));
+    }
+    let raw = GpuSpecRaw {
+        count: 1,
+        model: String::new(),
+        memory_mib,
+        mig,
+        time_slicing: time_sliced_replicas.map(|replicas| TimeSlicingSpec { replicas, overhead: None }),
+    };
+    validate_sharing(path, &raw)
 }
 
 /// How a node's GPUs are offered: whole unless `mig` or `time_slicing` is set (not both).

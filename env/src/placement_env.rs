@@ -310,6 +310,240 @@ impl PlacementEnv {
         })
     }
 
+    /// The slot of shared GPUs a replica of service `s` would take on node `n` now (`None`:
+    /// whole GPUs, no GPU, or no slot free): what a move there must ask the cluster for.
+    pub fn seat_if_placed(&self, s: usize, n: usize) -> Option<u8> {
+        let gpu = self.scenario.nodes[n].gpu.as_ref().filter(|g| g.sharing.is_shared())?;
+        let free = sharing::free_slot(gpu, &self.usage[n].slots, &self.scenario.services[s].requests)?;
+        Some(free as u8)
+    }
+
+    /// The slot of shared GPUs each replica holds on its node (`None`: whole GPUs or none).
+    seat: Vec<Option<u8>>,
+    usage: Vec<NodeUsage>,
+    background: Background,
+    /// The background, usage and mask right after a reset from the scenario's own start,
+    /// kept after the first: placing an `openb` day's 5,800 running pods costs more than
+    /// the episode's steps.
+    background_start: Option<(Background, Vec<NodeUsage>, Vec<bool>)>,
+    /// Nodes the background changed in the last tick (scratch).
+    touched: Vec<usize>,
+    node_service_count: Vec<u32>,
+    node_ready: Vec<bool>,
+    ready_at_s: Vec<f64>,
+    /// Seed of this episode's cold-start draws (used where the scenario has `cold_starts:`).
+    cold_seed: u64,
+    pending: Vec<usize>,
+    is_pending: Vec<bool>,
+    views: Vec<ReplicaView>,
+    table: RoutingTable,
+    partial_views: Vec<ReplicaView>,
+    partial_table: RoutingTable,
+    routing_dirty: bool,
+    unavailable: u32,
+    not_ready: u32,
+    scratch: Scratch,
+    mask: Vec<bool>,
+    /// The mask while replicas must be evacuated ([`berth_core::FailureModel::evacuate`]):
+    /// only the rows of the replicas on NotReady nodes, those listed in `evacuating`.
+    evacuation_mask: Vec<bool>,
+    evacuating: Vec<usize>,
+    obs: Vec<f32>,
+    node_load: Vec<f64>,
+    loaded_nodes: Vec<usize>,
+    info: TickInfo,
+}
+
+/// The shapes an env of a scenario has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvSizes {
+    /// Length of the flat observation.
+    pub observation_len: usize,
+    /// Number of actions: keep, or move one replica to one node.
+    pub action_count: usize,
+}
+
+impl PlacementEnv {
+    /// The simulator env of a scenario.
+    pub fn new(scenario: Arc<Scenario>) -> Result<Self> {
+        Self::with_backend(scenario, Box::new(SimBackend::new()))
+    }
+
+    /// An env over any backend. Fails if the replicas cannot all be placed.
+    pub fn with_backend(scenario: Arc<Scenario>, backend: Box<dyn Backend>) -> Result<Self> {
+        let start = spread_placement(&scenario)?;
+        let nodes = scenario.nodes.len();
+        let services = scenario.services.len();
+        let replica_service = scenario.replica_services();
+        let service_time = (0..services)
+            .flat_map(|s| (0..nodes).map(move |n| (s, n)))
+            .map(|(s, n)| scenario.service_time_ms(s, n))
+            .collect();
+        let replicas = replica_service.len();
+        let replica_stride = scenario.zones.len() + scenario.classes.len() + 2;
+        let replica_base = nodes * (NODE_FIELDS + services);
+        let EnvSizes { observation_len: obs_len, .. } = Self::sizes(&scenario);
+        let mut env = Self {
+            model: CostModel::new(&scenario),
+            replica_obs: (replica_base, replica_stride),
+            peak_rate: scenario.user_groups.iter().map(|g| g.rate.peak()).collect(),
+            time_of_day: (0..=scenario.episode_ticks)
+                .map(|t| {
+                    let angle = std::f64::consts::TAU * ((t as f64 * scenario.tick_s) % DAY_S) / DAY_S;
+                    [((angle.sin() + 1.0) / 2.0) as f32, ((angle.cos() + 1.0) / 2.0) as f32]
+                })
+                .collect(),
+            space: BoxSpace::uniform(obs_len, 0.0, 1.0),
+            backend: BoxedBackend(backend),
+            replica_service,
+            service_time,
+            start,
+            start_mask: Vec::new(),
+            trace: Trace::default(),
+            tick: 0,
+            next_event: 0,
+            placement: Vec::new(),
+            seat: vec![None; replicas],
+            usage: vec![NodeUsage::default(); nodes],
+            background: Background::new(&scenario),
+            background_start: None,
+            touched: Vec::new(),
+            node_service_count: vec![0; nodes * services],
+            node_ready: vec![true; nodes],
+            ready_at_s: vec![f64::NEG_INFINITY; replicas],
+            cold_seed: 0,
+            pending: Vec::new(),
+            is_pending: vec![false; replicas],
+            views: Vec::with_capacity(replicas),
+            table: RoutingTable::default(),
+            partial_views: Vec::with_capacity(replicas),
+            partial_table: RoutingTable::default(),
+            routing_dirty: true,
+            unavailable: 0,
+            not_ready: 0,
+            scratch: Scratch::default(),
+            mask: vec![false; 1 + replicas * nodes],
+            evacuation_mask: Vec::new(),
+            evacuating: Vec::new(),
+            obs: vec![0.0; obs_len],
+            node_load: vec![0.0; nodes],
+            loaded_nodes: Vec::new(),
+            info: TickInfo::default(),
+            scenario,
+        };
+        env.reset(env.scenario.seed);
+        Ok(env)
+    }
+
+    /// The observation length and action count of `scenario`'s env, without building it.
+    pub fn sizes(scenario: &Scenario) -> EnvSizes {
+        let (nodes, services, replicas) =
+            (scenario.nodes.len(), scenario.services.len(), scenario.replica_count());
+        let replica_stride = scenario.zones.len() + scenario.classes.len() + 2;
+        EnvSizes {
+            observation_len: nodes * (NODE_FIELDS + services)
+                + replicas * replica_stride
+                + scenario.user_groups.len()
+                + 2,
+            action_count: 1 + replicas * nodes,
+        }
+    }
+
+    /// About how many bytes one env of `scenario` holds, without building it: its action
+    /// masks, observation, per-node and per-replica state, the day's clock, and the routing
+    /// tables of the cost model. Used to refuse work that would not fit a memory budget.
+    pub fn footprint_bytes(scenario: &Scenario) -> u64 {
+        let sizes = Self::sizes(scenario);
+        let (nodes, services, replicas) =
+            (scenario.nodes.len() as u64, scenario.services.len() as u64, scenario.replica_count() as u64);
+        let (zones, groups) = (scenario.zones.len() as u64, scenario.user_groups.len() as u64);
+        // Three masks of one byte an action (the action mask, the start's, evacuation's).
+        let masks = 3 * sizes.action_count as u64;
+        // The observation and its space's bounds, f32 each.
+        let observation = 12 * sizes.observation_len as u64;
+        // Service times and per-node service counts.
+        let service_node = 24 * services * nodes;
+        // Node usage and readiness; replica views, timers and routing weights, twice over.
+        let per_entity = 96 * nodes + 2 * 160 * replicas;
+        // The routing table's visits per (group, service, zone), and the zone matrix.
+        let routing = 8 * (groups * services * zones + zones * zones + 4 * groups);
+        let clock = 8 * (scenario.episode_ticks as u64 + 1);
+        // Background pods: their start and end orders and where each landed.
+        let background = 40 * scenario.background.len() as u64;
+        masks + observation + service_node + per_entity + routing + clock + background + 64 * 1024
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Arc<Scenario> {
+        &self.scenario
+    }
+
+    /// The cost model.
+    pub fn model(&self) -> &CostModel {
+        &self.model
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.0.name()
+    }
+
+    /// Node of each replica.
+    pub fn placement(&self) -> &[usize] {
+        &self.placement
+    }
+
+    /// Service of each replica.
+    pub fn replica_service(&self) -> &[usize] {
+        &self.replica_service
+    }
+
+    /// Readiness of each node.
+    pub fn node_ready(&self) -> &[bool] {
+        &self.node_ready
+    }
+
+    /// Requests placed on each node.
+    pub fn usage(&self) -> &[NodeUsage] {
+        &self.usage
+    }
+
+    /// Each replica's mean service time where it stands now, ms: its hardware's, slowed by
+    /// the MIG instance or the time-sliced share it holds.
+    pub fn service_times_ms(&self) -> impl Iterator<Item = f64> + '_ {
+        self.views.iter().map(|v| v.service_time_ms)
+    }
+
+    /// The mean service time a replica of service `s` would have on node `n` now, ms: its
+    /// hardware's, slowed by the slot of shared GPUs it would take there, with the tenant it
+    /// would make (`None` where `s` cannot run on `n`'s hardware).
+    pub fn time_if_placed(&self, s: usize, n: usize) -> Option<f64> {
+        let base = self.service_time[s * self.node_count() + n]?;
+        let Some(gpu) = self.scenario.nodes[n].gpu.as_ref().filter(|g| g.sharing.is_shared()) else {
+            return Some(base);
+        };
+        let mut after = self.usage[n].clone();
+        Some(match after.take(Some(gpu), &self.scenario.services[s].requests) {
+            Some(slot) => base * sharing::slowdown(&gpu.sharing, &after.slots, usize::from(slot)),
+            None => base,
+        })
+    }
+
+    /// The slot of shared GPUs a replica of service `s` would take on node `n` now (`None`:
+    /// whole GPUs, no GPU, or no slot free): what a move there must ask the cluster for.
+    pub fn seat_if_placed(&self, s: usize, n: usize) -> Option<u8> {
+        let gpu = self.scenario.nodes[n].gpu.as_ref().filter(|g| g.sharing.is_shared())?;
+        let free = sharing::free_slot(gpu, &self.usage[n].slots, &self.scenario.services[s].requests)?;
+        Some(free as u8)
+    }
+
+    /// Physical GPUs with anything on them now (a replica, a share or instance of one, or a
+    /// background pod): what a placement costs in GPUs, which sharing can lower.
+    pub fn gpus_in_use(&self) -> u32 {
+        let nodes = self.scenario.nodes.iter().zip(&self.usage);
+        nodes.filter_map(|(node, usage)| node.gpu.as_ref().map(|g| g.count - usage.free_gpus(Some(g)))).sum()
+    }
+
     /// The slot of shared GPUs each replica holds (`None`: whole GPUs or none).
     pub fn seats(&self) -> &[Option<u8>] {
         &self.seat

@@ -15,6 +15,9 @@ pub struct PlannedMove {
     pub from: usize,
     /// The node it runs on after.
     pub to: usize,
+    /// The slot of shared GPUs it takes there (`None`: whole GPUs or no GPU): which MIG
+    /// instance's resource its pod must ask for.
+    pub seat: Option<u8>,
 }
 
 /// What a policy would do from here, and what the model predicts of it.
@@ -59,6 +62,7 @@ pub fn plan(
     let before = env.steady_cost(None);
     let mut moves: Vec<PlannedMove> = Vec::new();
     let mut taken = 0;
+    let replica_services = env.scenario().replica_services();
     for _ in 0..limits.horizon_ticks {
         if taken >= limits.max_moves || env.tick() >= env.scenario().episode_ticks {
             break;
@@ -66,9 +70,10 @@ pub fn plan(
         let action = policy.act(env);
         if let Some(Move { replica, node }) = env.decode(action) {
             let from = env.placement()[replica];
+            let seat = env.seat_if_placed(replica_services[replica], node);
             match moves.last_mut() {
-                Some(last) if last.replica == replica => last.to = node,
-                _ => moves.push(PlannedMove { replica, from, to: node }),
+                Some(last) if last.replica == replica => (last.to, last.seat) = (node, seat),
+                _ => moves.push(PlannedMove { replica, from, to: node, seat }),
             }
             taken += 1;
         }

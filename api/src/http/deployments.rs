@@ -66,9 +66,10 @@ fn deployment_json(d: DeploymentDoc) -> Value {
         "status": d.status,
         "plan": d.plan.iter().map(|m| json!({
             "deployment": m.deployment, "service": m.service, "replica": m.replica, "from": m.from, "to": m.to,
+            "gpu_from": m.gpu_from, "gpu_to": m.gpu_to,
         })).collect::<Vec<_>>(),
         "steps": d.steps.iter().map(|s| json!({
-            "action": s.action, "deployment": s.deployment, "to": s.to, "ok": s.ok, "took_s": s.took_s,
+            "action": s.action, "deployment": s.deployment, "to": s.to, "gpu": s.gpu, "ok": s.ok, "took_s": s.took_s,
             "error": s.error, "at": time_json(Some(s.at)),
         })).collect::<Vec<_>>(),
         "latency_before_ms": d.latency_before_ms,

@@ -193,9 +193,6 @@ impl From<DeployError> for ApiError {
             DeployError::Model(reason) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "model_unusable", reason)
             }
-            DeployError::Unsupported(reason) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plan_unsupported", reason)
-            }
             DeployError::Live(e @ LiveError::Mismatch { .. }) => {
                 ApiError::new(StatusCode::CONFLICT, "cluster_mismatch", e.to_string())
             }

@@ -265,6 +265,13 @@ pub struct PlannedMoveDoc {
     pub from: String,
     /// The node it is moved to.
     pub to: String,
+    /// The GPU resource its pods ask for before (`nvidia.com/gpu`, a MIG profile's), for a
+    /// replica with GPUs: a move back asks for it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_from: Option<String>,
+    /// The GPU resource they ask for after: the slot the replica takes on `to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_to: Option<String>,
 }
 
 /// One thing a deploy did to the cluster.
@@ -276,6 +283,9 @@ pub struct DeployStepDoc {
     pub deployment: String,
     /// The node it was sent to.
     pub to: String,
+    /// The GPU resource it was made to ask for there, where the step changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
     /// Whether its pod became Ready there in time.
     pub ok: bool,
     /// Seconds from the patch to Ready (or to the failure).

@@ -10,7 +10,7 @@ use std::path::Path;
 use berth_core::Scenario;
 use std::sync::Arc;
 
-use super::{LiveError, LiveResult, Mover, Snapshot, workload};
+use super::{LiveError, LiveResult, Mover, Snapshot, sharing, workload};
 use crate::gym::{BoxSpace, Env, Reset, Step};
 use crate::{Error, PlacementEnv, Result, StartState, TickInfo};
 
@@ -103,7 +103,8 @@ impl Env for LiveEnv {
         self.try_reset(seed).expect("the live cluster matches the scenario")
     }
 
-    /// Makes the move on the cluster (patch, then wait until its pod is Ready on the target),
+    /// Makes the move on the cluster (patch, asking for the GPU slot the replica takes there,
+    /// then wait until its pod is Ready on the target),
     /// steps the cost model, and re-reads the cluster. A move that fails or times out is an
     /// error naming it; the cluster may then have changed, and the next step re-reads it.
     fn step(&mut self, action: usize) -> Result<Step<'_, TickInfo>> {
@@ -111,8 +112,12 @@ impl Env for LiveEnv {
         if let Some(m) = self.sim.decode(action) {
             let (s, index) = self.sim.scenario().replica_keys()[m.replica];
             let deployment = workload::deployment_name(&self.sim.scenario().services[s].name, index);
-            let node = self.sim.scenario().nodes[m.node].name.clone();
-            self.runtime.block_on(self.mover.move_replica(&deployment, &node)).map_err(live_error)?;
+            let target = &self.sim.scenario().nodes[m.node];
+            let gpu = (self.sim.scenario().services[s].requests.gpus > 0)
+                .then(|| sharing::seat_resource(target.gpu.as_ref(), self.sim.seat_if_placed(s, m.node)));
+            let node = target.name.clone();
+            let moved = self.mover.move_replica(&deployment, &node, gpu.as_deref());
+            self.runtime.block_on(moved).map_err(live_error)?;
         }
         let step = self.sim.step(action)?;
         let (reward, terminated, truncated, info) = (step.reward, step.terminated, step.truncated, step.info);

@@ -10,6 +10,7 @@
 //! - [`Mover`]: one move, waited for until the new pod is Ready or a timeout passes.
 //! - [`discover`]: the scenario of a cluster, from its nodes and Deployments.
 //! - [`workload`]: the Deployments of a scenario's replicas, as the workload chart renders them.
+//! - [`sharing`]: MIG instances and time-sliced GPUs as the GPU operator advertises them.
 
 mod client;
 pub mod discover;
@@ -21,6 +22,7 @@ mod load;
 pub mod metrics;
 mod mover;
 mod shape;
+pub mod sharing;
 mod snapshot;
 pub mod workload;
 

@@ -1,10 +1,12 @@
-//! One move on the cluster: pin a replica's Deployment to a node and wait for its new pod.
+//! One move on the cluster: pin a replica's Deployment to a node (and have it ask for the
+//! GPU slot it takes there) and wait for its new pod.
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
 
 use super::error::during;
 use super::snapshot::{pod_ready, replica_key};
@@ -57,25 +59,42 @@ impl Mover {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Pins `deployment` to `node`; returns the generation the rollout must reach.
-    pub async fn pin(&self, deployment: &str, node: &str) -> LiveResult<i64> {
-        let patch = serde_json::json!({
-            "spec": {"template": {"spec": {"nodeSelector": {labels::HOSTNAME: node}}}}
-        });
+    /// Pins `deployment` to `node` and, where `gpu` names a GPU resource (the slot the
+    /// replica takes there: a MIG profile's, or `nvidia.com/gpu` for a whole GPU or a share),
+    /// has its pods ask for that one instead of the one they ask for now, in requests and
+    /// limits alike. One patch, so one rollout makes the whole move, and moving back with the
+    /// old node and resource undoes both. Returns the generation the rollout must reach.
+    pub async fn pin(&self, deployment: &str, node: &str, gpu: Option<&str>) -> LiveResult<i64> {
+        let mut pod = json!({"nodeSelector": {labels::HOSTNAME: node}});
+        let mut action = format!("patch Deployment `{deployment}` in `{}` to node `{node}`", self.namespace);
+        if let Some(gpu) = gpu {
+            let read = format!("read Deployment `{deployment}` in `{}`", self.namespace);
+            let current = self.deployments().get(deployment).await.map_err(during(&read))?;
+            let swaps = gpu_swaps(&current, gpu);
+            if !swaps.is_empty() {
+                pod["containers"] = Value::Array(swaps);
+                action.push_str(&format!(" asking for `{gpu}`"));
+            }
+        }
+        let patch = json!({"spec": {"template": {"spec": pod}}});
         let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..Default::default() };
-        let action = format!("patch Deployment `{deployment}` in `{}` to node `{node}`", self.namespace);
         let patched = self
             .deployments()
-            .patch(deployment, &params, &Patch::Merge(&patch))
+            .patch(deployment, &params, &Patch::Strategic(&patch))
             .await
             .map_err(during(&action))?;
         Ok(patched.metadata.generation.unwrap_or(0))
     }
 
     /// Pins and waits: done when the rollout is complete and a Ready pod runs on `node`.
-    pub async fn move_replica(&self, deployment: &str, node: &str) -> LiveResult<MoveDone> {
+    pub async fn move_replica(
+        &self,
+        deployment: &str,
+        node: &str,
+        gpu: Option<&str>,
+    ) -> LiveResult<MoveDone> {
         let started = Instant::now();
-        let generation = self.pin(deployment, node).await?;
+        let generation = self.pin(deployment, node, gpu).await?;
         self.wait_ready(deployment, node, generation, started).await
     }
 
@@ -144,5 +163,57 @@ impl Mover {
             pods_seen.join(", ")
         );
         Ok(Rollout { done, pod, seen })
+    }
+}
+
+/// The containers of `deployment` that ask for a GPU resource other than `gpu`, as a
+/// strategic-merge patch (merged by container name) that swaps it for `gpu` at the same
+/// count: the old key removed (`null`) and the new one set, in requests and limits alike
+/// (an extended resource's request must equal its limit).
+fn gpu_swaps(deployment: &Deployment, gpu: &str) -> Vec<Value> {
+    let containers =
+        deployment.spec.template.spec.as_ref().map(|p| p.containers.as_slice()).unwrap_or_default();
+    containers
+        .iter()
+        .filter_map(|c| {
+            let resources = c.resources.as_ref()?;
+            let sides = [resources.requests.as_ref(), resources.limits.as_ref()];
+            let (old, count) = sides
+                .iter()
+                .flatten()
+                .flat_map(|m| m.iter())
+                .find(|(k, _)| labels::is_gpu_resource(k) && k.as_str() != gpu)
+                .map(|(k, q)| (k.clone(), q.0.clone()))?;
+            let swap = json!({old.as_str(): Value::Null, gpu: count});
+            Some(json!({"name": c.name, "resources": {"requests": swap, "limits": swap}}))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::{snapshot, workload};
+    use crate::shipped;
+
+    #[test]
+    fn a_gpu_swap_replaces_the_resource_at_its_count_and_leaves_cpu_replicas_alone() {
+        let scenario = shipped::load("gpu-small").unwrap();
+        let placement: Vec<usize> = (0..scenario.replica_count()).map(|r| r % scenario.nodes.len()).collect();
+        let all = workload::deployments(&scenario, &placement, "serving");
+        let embed = all.iter().find(|d| d.metadata.name.as_deref() == Some("infinity-embed-0")).unwrap();
+        let swaps = gpu_swaps(embed, "nvidia.com/mig-1g.10gb");
+        assert_eq!(
+            swaps,
+            [json!({"name": "infinity-embed", "resources": {
+                "requests": {"nvidia.com/gpu": null, "nvidia.com/mig-1g.10gb": "1"},
+                "limits": {"nvidia.com/gpu": null, "nvidia.com/mig-1g.10gb": "1"},
+            }})]
+        );
+        assert!(gpu_swaps(embed, "nvidia.com/gpu").is_empty(), "already asks for it");
+        let router = all.iter().find(|d| d.metadata.name.as_deref() == Some("router-0")).unwrap();
+        assert!(gpu_swaps(router, "nvidia.com/mig-1g.10gb").is_empty());
+        assert_eq!(snapshot::gpu_resource(embed).as_deref(), Some("nvidia.com/gpu"));
+        assert_eq!(snapshot::gpu_resource(router), None);
     }
 }

@@ -77,18 +77,11 @@ fn scenario_node(scenario: &mut Scenario, live: &LiveNode) -> Result<Node, Strin
     if live.cpu_millicores == 0 || live.memory_mib == 0 {
         return Err("no allocatable CPU or memory".into());
     }
-    let (gpu, class) = match live.gpus {
+    let (gpu, class) = match live.gpus.max(live.gpu_count.unwrap_or(0)).max(live.mig.len() as u32) {
         0 => (None, 0),
-        count if count > limits::MAX_GPUS_PER_NODE => {
-            return Err(format!("{count} GPUs; a node has at most {}", limits::MAX_GPUS_PER_NODE));
-        }
-        count => {
+        _ => {
             let product = live.gpu_product.as_deref().ok_or_else(|| {
-                format!(
-                    "`{}` is allocatable but there is no `{}` label",
-                    labels::GPU_RESOURCE,
-                    labels::GPU_PRODUCT
-                )
+                format!("GPUs are allocatable but there is no `{}` label", labels::GPU_PRODUCT)
             })?;
             let known = gpu_products::lookup(product);
             let class = gpu_products::class_index(&scenario.classes, product);
@@ -107,6 +100,12 @@ fn scenario_node(scenario: &mut Scenario, live: &LiveNode) -> Result<Node, Strin
                         labels::GPU_MEMORY
                     )
                 })?;
+            let Some((count, sharing)) = live.gpu_sharing(memory_mib)? else {
+                return Err("no GPUs allocatable".into());
+            };
+            if count > limits::MAX_GPUS_PER_NODE {
+                return Err(format!("{count} GPUs; a node has at most {}", limits::MAX_GPUS_PER_NODE));
+            }
             let class = class.unwrap_or_else(|| {
                 let model = known.map_or_else(|| product.to_ascii_lowercase(), |p| p.class.to_string());
                 scenario.classes.push(model);
@@ -116,17 +115,17 @@ fn scenario_node(scenario: &mut Scenario, live: &LiveNode) -> Result<Node, Strin
                 scenario.classes.len() - 1
             });
             let model = scenario.classes[class].clone();
-            (Some(GpuSpec { count, model, memory_mib, sharing: Default::default() }), class)
+            (Some(GpuSpec { count, model, memory_mib, sharing }), class)
         }
     };
-    let allocatable = Resources {
-        cpu_millicores: live.cpu_millicores,
-        memory_mib: live.memory_mib,
-        gpus: gpu.as_ref().map_or(0, |g| g.count),
-        gpu_memory_mib: gpu.as_ref().map_or(0, |g| g.memory_mib),
-        accepts: Default::default(),
-    };
-    Ok(Node { name: live.name.clone(), zone, allocatable, gpu, class, labels: Default::default() })
+    Ok(Node {
+        name: live.name.clone(),
+        zone,
+        allocatable: Resources::of_node(live.cpu_millicores, live.memory_mib, gpu.as_ref()),
+        gpu,
+        class,
+        labels: Default::default(),
+    })
 }
 
 #[cfg(test)]
@@ -143,6 +142,7 @@ mod tests {
             memory_mib: 131_072,
             gpu_product: product.map(String::from),
             gpu_memory_mib: product.map(|_| 81_920),
+            ..Default::default()
         }
     }
 

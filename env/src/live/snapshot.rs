@@ -12,7 +12,7 @@ use super::metrics::{self, PodMetricsBody};
 use super::{LiveError, LiveResult, labels};
 
 /// A node as the placement sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LiveNode {
     /// The node's name (= its `kubernetes.io/hostname`).
     pub name: String,
@@ -20,7 +20,8 @@ pub struct LiveNode {
     pub ready: bool,
     /// `topology.kubernetes.io/zone`.
     pub zone: Option<String>,
-    /// Allocatable `nvidia.com/gpu`.
+    /// Allocatable `nvidia.com/gpu`: whole GPUs, or time-sliced shares where the node's GPUs
+    /// are shared (see [`LiveNode::gpu_sharing`]).
     pub gpus: u32,
     /// Allocatable CPU, millicores.
     pub cpu_millicores: u64,
@@ -30,6 +31,12 @@ pub struct LiveNode {
     pub gpu_product: Option<String>,
     /// `nvidia.com/gpu.memory`: MiB per GPU.
     pub gpu_memory_mib: Option<u64>,
+    /// `nvidia.com/gpu.count`: physical GPUs.
+    pub gpu_count: Option<u32>,
+    /// `nvidia.com/gpu.replicas`: time-sliced shares per GPU.
+    pub gpu_replicas: Option<u32>,
+    /// Allocatable MIG instances by profile (`nvidia.com/mig-<profile>`, the mixed strategy).
+    pub mig: BTreeMap<String, u32>,
 }
 
 /// One placed replica: its Deployment and the pod that serves it.
@@ -43,6 +50,8 @@ pub struct LiveReplica {
     pub deployment: String,
     /// The node its `nodeSelector` pins it to.
     pub pinned_to: Option<String>,
+    /// The GPU resource its pods ask for (`nvidia.com/gpu`, `nvidia.com/mig-1g.10gb`), if any.
+    pub gpu_resource: Option<String>,
     /// The pod serving it now (Ready first, else the newest live one).
     pub pod: Option<String>,
     /// The node that pod is bound to.
@@ -106,6 +115,20 @@ pub fn live_node(node: &Node) -> LiveNode {
             .map(|q| q.0.as_str())
     };
     let whole = |v: f64| v.min(u64::MAX as f64) as u64;
+    let mig = node
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, q)| {
+            Some((k.strip_prefix(labels::MIG_RESOURCE_PREFIX)?.to_string(), q.0.parse().ok()?))
+        })
+        .filter(|&(_, n): &(String, u32)| n > 0)
+        .collect();
+    // The device plugin marks a time-sliced GPU's product; the product is the same GPU.
+    let product = label(labels::GPU_PRODUCT)
+        .map(|p| p.strip_suffix(labels::SHARED_PRODUCT_SUFFIX).map(String::from).unwrap_or(p));
     LiveNode {
         name: node.metadata.name.clone().unwrap_or_default(),
         ready: node_ready(node),
@@ -113,8 +136,11 @@ pub fn live_node(node: &Node) -> LiveNode {
         gpus: allocatable(labels::GPU_RESOURCE).and_then(|q| q.parse().ok()).unwrap_or(0),
         cpu_millicores: allocatable("cpu").and_then(metrics::cpu_millicores).map_or(0, whole),
         memory_mib: allocatable("memory").and_then(metrics::memory_mib).map_or(0, whole),
-        gpu_product: label(labels::GPU_PRODUCT),
+        gpu_product: product,
         gpu_memory_mib: label(labels::GPU_MEMORY).and_then(|m| m.parse().ok()),
+        gpu_count: label(labels::GPU_COUNT).and_then(|c| c.parse().ok()),
+        gpu_replicas: label(labels::GPU_REPLICAS).and_then(|r| r.parse().ok()),
+        mig,
     }
 }
 
@@ -134,6 +160,17 @@ pub(crate) fn replica_key(meta: &kube::api::ObjectMeta) -> Option<(String, u32)>
 
 fn pinned_node(deployment: &Deployment) -> Option<String> {
     deployment.spec.template.spec.as_ref()?.node_selector.as_ref()?.get(labels::HOSTNAME).cloned()
+}
+
+/// The GPU resource a Deployment's pods ask for: the first container's that asks for one.
+pub(crate) fn gpu_resource(deployment: &Deployment) -> Option<String> {
+    let pod = deployment.spec.template.spec.as_ref()?;
+    pod.containers
+        .iter()
+        .filter_map(|c| c.resources.as_ref())
+        .flat_map(|r| r.limits.iter().chain(r.requests.iter()).flat_map(|m| m.keys()))
+        .find(|k| labels::is_gpu_resource(k))
+        .cloned()
 }
 
 fn usage_of(object: DynamicObject) -> Option<PodUsage> {
@@ -191,6 +228,7 @@ impl Snapshot {
                 });
                 Some(LiveReplica {
                     pinned_to: pinned_node(d),
+                    gpu_resource: gpu_resource(d),
                     deployment: d.metadata.name.clone().unwrap_or_default(),
                     pod: pod.and_then(|p| p.metadata.name.clone()),
                     node: pod.and_then(|p| p.spec.as_ref()?.node_name.clone()),

@@ -1,14 +1,14 @@
 //! The Deployments of a scenario's replicas: one per replica, so each can be pinned to its
 //! own node. The workload chart (`helm/workloads`) renders the same objects for operators.
 
-use berth_core::{Scenario, Service};
+use berth_core::{NodeUsage, Scenario, Service};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::error::during;
 use super::metrics;
-use super::{LiveResult, labels};
+use super::{LiveResult, labels, sharing};
 
 /// How a placed service's container runs and says it is ready.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +61,24 @@ pub fn deployment_name(service: &str, replica: u32) -> String {
     format!("{service}-{replica}")
 }
 
-fn deployment(service: &Service, replica: u32, node: &str, namespace: &str) -> Deployment {
+/// The GPU resource each replica asks for where `placement` puts it, in replica order: the
+/// slot it takes there as the simulator seats replicas (the smallest MIG instance that
+/// fits, else a share, else whole GPUs); `None` for a replica without GPUs.
+pub fn gpu_resources(scenario: &Scenario, placement: &[usize]) -> Vec<Option<String>> {
+    let mut usage = vec![NodeUsage::default(); scenario.nodes.len()];
+    scenario
+        .replica_services()
+        .iter()
+        .zip(placement)
+        .map(|(&s, &n)| {
+            let (requests, gpu) = (&scenario.services[s].requests, scenario.nodes[n].gpu.as_ref());
+            let seat = usage[n].take(gpu, requests);
+            (requests.gpus > 0).then(|| sharing::seat_resource(gpu, seat))
+        })
+        .collect()
+}
+
+fn deployment(service: &Service, replica: u32, node: &str, gpu: Option<&str>, namespace: &str) -> Deployment {
     let c = container_for(&service.name);
     let selector = json!({labels::SERVICE: service.name, labels::REPLICA: replica.to_string()});
     let mut requests = json!({
@@ -69,10 +86,10 @@ fn deployment(service: &Service, replica: u32, node: &str, namespace: &str) -> D
         "memory": format!("{}Mi", service.requests.memory_mib),
     });
     let mut limits = json!({"memory": format!("{}Mi", service.requests.memory_mib)});
-    if service.requests.gpus > 0 {
+    if let Some(gpu) = gpu {
         // Extended resources must have limits equal to requests.
-        requests[labels::GPU_RESOURCE] = json!(service.requests.gpus.to_string());
-        limits[labels::GPU_RESOURCE] = json!(service.requests.gpus.to_string());
+        requests[gpu] = json!(service.requests.gpus.to_string());
+        limits[gpu] = json!(service.requests.gpus.to_string());
     }
     let object = json!({
         "apiVersion": "apps/v1",
@@ -118,13 +135,15 @@ fn deployment(service: &Service, replica: u32, node: &str, namespace: &str) -> D
 }
 
 /// One Deployment per replica, pinned where `placement[r]` (a node index per replica, in the
-/// scenario's replica order) says.
+/// scenario's replica order) says, asking for the GPU resource of the slot it takes there.
 pub fn deployments(scenario: &Scenario, placement: &[usize], namespace: &str) -> Vec<Deployment> {
+    let gpus = gpu_resources(scenario, placement);
     let mut r = 0;
     let mut out = Vec::new();
     for service in &scenario.services {
         for replica in 0..service.replicas {
-            out.push(deployment(service, replica, &scenario.nodes[placement[r]].name, namespace));
+            let node = &scenario.nodes[placement[r]].name;
+            out.push(deployment(service, replica, node, gpus[r].as_deref(), namespace));
             r += 1;
         }
     }
@@ -176,5 +195,34 @@ mod tests {
             Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0))
         );
         assert_eq!(embed.metadata.labels.as_ref().unwrap()[labels::REPLICA], "1");
+    }
+
+    #[test]
+    fn a_replica_on_shared_gpus_asks_for_its_slot() {
+        let scenario = shipped::load("gpu-mig").unwrap();
+        let index = |name: &str| scenario.node_index(name).unwrap();
+        let (mig, l4, cpu) = (index("h100-a-1"), index("l4-b-1"), index("cpu-a-1"));
+        // Routers and rerankers on CPU nodes; the four embedding replicas two on the MIG node,
+        // two on the time-sliced L4.
+        let placement = [cpu, cpu, mig, mig, l4, l4, cpu, index("cpu-b-1")];
+        assert_eq!(placement.len(), scenario.replica_count());
+        let gpus = gpu_resources(&scenario, &placement);
+        let embed = scenario
+            .replica_services()
+            .iter()
+            .position(|&s| scenario.services[s].name == "infinity-embed")
+            .unwrap();
+        assert_eq!(gpus[0], None, "a router asks for no GPU");
+        // The smallest instances that fit first: the two 1g.10gb of h100-a-1.
+        assert_eq!(gpus[embed].as_deref(), Some("nvidia.com/mig-1g.10gb"));
+        assert_eq!(gpus[embed + 1].as_deref(), Some("nvidia.com/mig-1g.10gb"));
+        assert_eq!(gpus[embed + 2].as_deref(), Some("nvidia.com/gpu"), "a time-sliced share");
+        let all = deployments(&scenario, &placement, "serving");
+        let pod = all[embed].spec.template.spec.as_ref().unwrap();
+        let resources = pod.containers[0].resources.as_ref().unwrap();
+        for side in [resources.requests.as_ref().unwrap(), resources.limits.as_ref().unwrap()] {
+            assert_eq!(side["nvidia.com/mig-1g.10gb"].0, "1");
+            assert!(!side.contains_key("nvidia.com/gpu"));
+        }
     }
 }

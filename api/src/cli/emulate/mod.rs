@@ -185,7 +185,7 @@ async fn emulate(client: &kube::Client, args: &EmulateArgs) -> Result<()> {
                     .map(live::live_node)
                     .filter(|n| scenario.node_index(&n.name).is_none())
                 {
-                    node::heartbeat(client, &node::played(&added), down.contains(&added.name)).await?;
+                    node::heartbeat(client, &node::played(&added)?, down.contains(&added.name)).await?;
                 }
                 beat_at = Some(Instant::now());
                 was_down = down.clone();

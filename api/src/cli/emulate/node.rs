@@ -2,7 +2,7 @@
 //! or failed on command (the [`DOWN`] annotation) the way a node that lost power looks.
 
 use berth_core::{GpuSpec, Node, Resources, Scenario};
-use berth_env::live::{LiveError, LiveNode, LiveResult, gpu_products, labels, live_node, metrics};
+use berth_env::live::{LiveError, LiveNode, LiveResult, gpu_products, labels, live_node, metrics, sharing};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node as KubeNode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
@@ -26,7 +26,7 @@ fn now() -> Value {
 }
 
 /// The Node object of a scenario node: labels as GPU feature discovery (its product strings,
-/// `NVIDIA-H100-80GB-HBM3`) and the cloud provider set them.
+/// `NVIDIA-H100-80GB-HBM3`), the GPU operator (shared GPUs) and the cloud provider set them.
 fn node_object(scenario: &Scenario, node: &Node) -> Value {
     let mut node_labels = json!({
         labels::HOSTNAME: node.name,
@@ -37,8 +37,12 @@ fn node_object(scenario: &Scenario, node: &Node) -> Value {
         EMULATED: "true",
     });
     if let Some(gpu) = &node.gpu {
-        node_labels[labels::GPU_PRODUCT] = json!(gpu_products::product_label(&gpu.model));
+        node_labels[labels::GPU_PRODUCT] =
+            json!(sharing::product_label(gpu, gpu_products::product_label(&gpu.model)));
         node_labels[labels::GPU_MEMORY] = json!(gpu.memory_mib.to_string());
+        for (k, v) in sharing::advertised(gpu).labels {
+            node_labels[k] = json!(v);
+        }
     }
     for (k, v) in &node.labels {
         node_labels[k] = json!(v);
@@ -52,8 +56,8 @@ fn resources(node: &Node) -> Value {
         "memory": format!("{}Mi", node.allocatable.memory_mib),
         "pods": "110",
     });
-    if let Some(gpu) = &node.gpu {
-        r[labels::GPU_RESOURCE] = json!(gpu.count.to_string());
+    for (resource, count) in node.gpu.iter().flat_map(|gpu| sharing::advertised(gpu).resources) {
+        r[resource] = json!(count.to_string());
     }
     r
 }
@@ -138,22 +142,19 @@ pub async fn heartbeat(client: &kube::Client, node: &Node, down: bool) -> LiveRe
     Ok(())
 }
 
-/// A node added at run time, as its heartbeat needs it: its resources from its Node object.
-pub fn played(live: &LiveNode) -> Node {
-    let gpu = (live.gpus > 0).then(|| GpuSpec {
-        count: live.gpus,
+/// A node added at run time, as its heartbeat needs it: its resources and GPUs, shared or
+/// whole, from its Node object.
+pub fn played(live: &LiveNode) -> LiveResult<Node> {
+    let memory_mib = live.gpu_memory_mib.unwrap_or(0);
+    let unplayable = |reason: String| LiveError::Mismatch { scenario: "emulate".into(), reason };
+    let gpu = live.gpu_sharing(memory_mib).map_err(unplayable)?.map(|(count, sharing)| GpuSpec {
+        count,
         model: live.gpu_product.clone().unwrap_or_default(),
-        memory_mib: live.gpu_memory_mib.unwrap_or(0),
-        sharing: Default::default(),
+        memory_mib,
+        sharing,
     });
-    let allocatable = Resources {
-        cpu_millicores: live.cpu_millicores,
-        memory_mib: live.memory_mib,
-        gpus: live.gpus,
-        gpu_memory_mib: live.gpu_memory_mib.unwrap_or(0),
-        accepts: Default::default(),
-    };
-    Node { name: live.name.clone(), zone: 0, allocatable, gpu, class: 0, labels: Default::default() }
+    let allocatable = Resources::of_node(live.cpu_millicores, live.memory_mib, gpu.as_ref());
+    Ok(Node { name: live.name.clone(), zone: 0, allocatable, gpu, class: 0, labels: Default::default() })
 }
 
 /// Adds node `name` to the emulation, a copy of node `like` (labels and resources), in
@@ -172,7 +173,7 @@ pub async fn add(client: &kube::Client, name: &str, like: &str, zone: Option<&st
     api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object))
         .await
         .map_err(|e| LiveError::kube(format!("add node `{name}`"), e))?;
-    let added = played(&LiveNode { name: name.into(), ..live_node(&model) });
+    let added = played(&LiveNode { name: name.into(), ..live_node(&model) })?;
     heartbeat(client, &added, false).await
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use berth_agents::{AgentPolicy, SavedModel, fits_any_cluster, load_agent};
 use berth_core::Scenario;
-use berth_env::live::{LiveError, Mover, Snapshot, workload};
+use berth_env::live::{LiveError, Mover, Snapshot, sharing, workload};
 use berth_env::plan::{PlanLimits, plan};
 use berth_env::shield::shield;
 use berth_env::{PlacementEnv, StartState};
@@ -43,9 +43,6 @@ pub enum DeployError {
     /// The model cannot act on this scenario.
     #[error("the model cannot be used: {0}")]
     Model(String),
-    /// The plan needs a change to the cluster berth cannot make yet.
-    #[error("{0}")]
-    Unsupported(String),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -147,20 +144,24 @@ pub async fn plan_deploy(
     .map_err(|e| DeployError::Model(e.to_string()))?
     .map_err(DeployError::Model)?;
     let (shield, planned) = planned;
-    if !dry_run && let Some(refusal) = onto_shared_gpus(&scenario, &planned.moves) {
-        return Err(DeployError::Unsupported(refusal));
-    }
     let moves = planned
         .moves
         .iter()
         .map(|m| {
             let (deployment, service, replica) = deployment_of(&scenario, m.replica);
+            let (s, _) = scenario.replica_keys()[m.replica];
+            let to = &scenario.nodes[m.to];
+            let gpu_to = (scenario.services[s].requests.gpus > 0)
+                .then(|| sharing::seat_resource(to.gpu.as_ref(), m.seat));
+            let gpu_from = snapshot.replica(&service, replica).and_then(|r| r.gpu_resource.clone());
             PlannedMoveDoc {
                 deployment,
                 service,
                 replica,
                 from: scenario.nodes[m.from].name.clone(),
-                to: scenario.nodes[m.to].name.clone(),
+                to: to.name.clone(),
+                gpu_from,
+                gpu_to,
             }
         })
         .collect();
@@ -188,31 +189,13 @@ pub async fn plan_deploy(
     })
 }
 
-/// Why the plan cannot be applied, if it moves a GPU replica onto shared GPUs: there the pod
-/// must ask for the MIG instance's resource or a share instead of `nvidia.com/gpu`, and the
-/// live path patches node selectors only so far (issue 30). A dry run may still show it.
-fn onto_shared_gpus(scenario: &Scenario, moves: &[berth_env::plan::PlannedMove]) -> Option<String> {
-    let m = moves.iter().find(|m| {
-        let (s, _) = scenario.replica_keys()[m.replica];
-        let shared = scenario.nodes[m.to].gpu.as_ref().is_some_and(|g| g.sharing.is_shared());
-        shared && scenario.services[s].requests.gpus > 0
-    })?;
-    let (_, service, replica) = deployment_of(scenario, m.replica);
-    Some(format!(
-        "the plan moves replica {replica} of `{service}` onto `{}`, whose GPUs are shared (MIG or \
-         time-sliced); a deploy there must also change the Deployment's GPU requests, which berth \
-         does not do yet: plan it as a dry run, or deploy on a scenario whose GPUs are whole",
-        scenario.nodes[m.to].name
-    ))
-}
-
 /// A move that failed, and whether its patch had landed (then the Deployment changed).
 struct Failed {
     error: String,
     patched: bool,
 }
 
-/// Makes one move and records it.
+/// Makes one move (to node `to`, asking for GPU resource `gpu` there where given) and records it.
 async fn step(
     mover: &Mover,
     store: &Store,
@@ -220,9 +203,10 @@ async fn step(
     action: &str,
     deployment: &str,
     to: &str,
+    gpu: Option<&str>,
 ) -> Result<Option<Failed>, DeployError> {
     let started = std::time::Instant::now();
-    let failed = match mover.pin(deployment, to).await {
+    let failed = match mover.pin(deployment, to, gpu).await {
         Err(e) => Some(Failed { error: e.to_string(), patched: false }),
         Ok(generation) => mover
             .wait_ready(deployment, to, generation, started)
@@ -234,6 +218,7 @@ async fn step(
         action: action.into(),
         deployment: deployment.into(),
         to: to.into(),
+        gpu: gpu.map(String::from),
         ok: failed.is_none(),
         took_s: started.elapsed().as_secs_f64(),
         error: failed.as_ref().map(|f| f.error.clone()),
@@ -243,7 +228,8 @@ async fn step(
     Ok(failed)
 }
 
-/// Moves `moves` back to where they came from, newest first; `true` if all went back.
+/// Moves `moves` back to where they came from, asking for the GPU resource they asked for
+/// before, newest first; `true` if all went back.
 async fn undo(
     mover: &Mover,
     store: &Store,
@@ -252,7 +238,8 @@ async fn undo(
 ) -> Result<bool, DeployError> {
     let mut all_back = true;
     for m in moves.iter().rev() {
-        all_back &= step(mover, store, doc, "rollback", &m.deployment, &m.from).await?.is_none();
+        let back = step(mover, store, doc, "rollback", &m.deployment, &m.from, m.gpu_from.as_deref()).await?;
+        all_back &= back.is_none();
     }
     Ok(all_back)
 }
@@ -315,7 +302,9 @@ pub async fn apply_plan(
             // Another replica took over this deployment and undoes it; do not race it.
             return Err(DeployError::Lost(doc.id));
         }
-        if let Some(failed) = step(mover, store, doc, "move", &m.deployment, &m.to).await? {
+        if let Some(failed) =
+            step(mover, store, doc, "move", &m.deployment, &m.to, m.gpu_to.as_deref()).await?
+        {
             doc.error = Some(format!("move {} of {} failed: {}", i + 1, plan.len(), failed.error));
             // A move patched but never Ready is undone too; a refused patch changed nothing.
             let made = if failed.patched { i + 1 } else { i };
@@ -411,28 +400,5 @@ pub async fn watch_interrupted(live: LiveCluster, store: Store, every: Duration)
             Err(e) => tracing::warn!("recovering interrupted deployments: {e}"),
         }
         tokio::time::sleep(every).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use berth_env::plan::PlannedMove;
-
-    #[test]
-    fn a_plan_onto_shared_gpus_is_refused_naming_the_replica_and_node() {
-        let scenario = berth_env::shipped::shipped("gpu-mig").unwrap();
-        // gpu-mig: replica 2 is infinity-embed's first; node 0 (h100-a-1) is MIG-partitioned,
-        // node 1 (cpu-a-1) has no GPU, and router replica 0 may move anywhere.
-        let onto_mig = PlannedMove { replica: 2, from: 2, to: 0 };
-        let refusal = onto_shared_gpus(&scenario, &[onto_mig]).expect("refused");
-        assert!(
-            refusal.contains("replica 0 of `infinity-embed`") && refusal.contains("`h100-a-1`"),
-            "{refusal}"
-        );
-        let router = PlannedMove { replica: 0, from: 4, to: 1 };
-        assert_eq!(onto_shared_gpus(&scenario, &[router]), None);
-        let whole = berth_env::shipped::shipped("gpu-small").unwrap();
-        assert_eq!(onto_shared_gpus(&whole, &[PlannedMove { replica: 2, from: 2, to: 0 }]), None);
     }
 }

@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use berth_core::GpuSharing;
+
 use super::Findings;
 use super::nodes::FoundNodes;
 use super::services::FoundService;
@@ -139,7 +141,22 @@ pub(super) fn document(
     let _ = writeln!(w, "nodes:");
     for n in &nodes.nodes {
         let gpu = n.gpu.as_ref().map_or(String::new(), |g| {
-            format!(", gpu: {{count: {}, model: {}, memory_mib: {}}}", g.count, q(&g.class), g.memory_mib)
+            let shared = match &g.sharing {
+                GpuSharing::Whole => String::new(),
+                GpuSharing::Mig(layout) => {
+                    let names: Vec<&str> = layout.instances().iter().map(|i| i.profile.name()).collect();
+                    format!(", mig: [{}]", names.join(", "))
+                }
+                GpuSharing::TimeSliced { replicas, .. } => {
+                    format!(", time_slicing: {{replicas: {replicas}}}")
+                }
+            };
+            format!(
+                ", gpu: {{count: {}, model: {}, memory_mib: {}{shared}}}",
+                g.count,
+                q(&g.class),
+                g.memory_mib
+            )
         });
         let _ = writeln!(
             w,
@@ -169,7 +186,17 @@ pub(super) fn document(
             figures.source
         ));
         let gpus = if s.requests.gpus > 0 {
-            format!(", gpus: {}, gpu_memory_mib: {}", s.requests.gpus, figures.gpu_memory_mib)
+            let accepts = &s.requests.accepts;
+            let mut taken = Vec::new();
+            if let Some(profile) = accepts.mig {
+                taken.push(format!("mig: {}", profile.name()));
+            }
+            if accepts.time_sliced {
+                taken.push("time_sliced: true".into());
+            }
+            let accepts =
+                if taken.is_empty() { String::new() } else { format!(", accepts: {{{}}}", taken.join(", ")) };
+            format!(", gpus: {}, gpu_memory_mib: {}{accepts}", s.requests.gpus, figures.gpu_memory_mib)
         } else {
             String::new()
         };

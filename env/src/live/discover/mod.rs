@@ -15,8 +15,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node as KubeNode;
 use kube::api::{Api, ListParams};
 
-use super::LiveError;
 use super::error::during;
+use super::{LiveError, labels};
 
 /// What discovery reads from a cluster.
 #[derive(Debug, Clone, Default)]
@@ -168,6 +168,23 @@ pub fn discover(objects: &ClusterObjects, name: &str, namespace: &str) -> Result
             format!(": {}", findings.notes.join("; "))
         };
         return Err(DiscoverError::NoNodes(why));
+    }
+    if nodes::any_time_sliced(&nodes) {
+        let one_gpu = services.iter_mut().filter(|s| s.requests.gpus == 1);
+        let names: Vec<String> = one_gpu
+            .map(|s| {
+                s.requests.accepts.time_sliced = true;
+                s.name.clone()
+            })
+            .collect();
+        if !names.is_empty() {
+            findings.note(format!(
+                "some nodes' GPUs are time-sliced: {} ask for one `{}` and may be given a share there \
+                 (accepts.time_sliced)",
+                names.join(", "),
+                labels::GPU_RESOURCE
+            ));
+        }
     }
     let body = document::document(name, namespace, &nodes, &services, &mut findings);
     let scenario = Scenario::from_yaml(&body).map_err(DiscoverError::Invalid)?;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_core::GpuSharing;
 use k8s_openapi::api::core::v1::{Node as KubeNode, Taint, Toleration};
 
 use super::super::gpu_products::{self, UNKNOWN_MEMORY_MIB, UNKNOWN_SPEED};
@@ -28,6 +29,17 @@ pub(super) struct FoundGpu {
     pub count: u32,
     pub class: String,
     pub memory_mib: u64,
+    /// MIG instances or time-sliced shares, as the GPU operator advertises them.
+    pub sharing: GpuSharing,
+}
+
+/// Whether any node's GPUs are time-sliced: then a pod asking for `nvidia.com/gpu` may be
+/// given a share there.
+pub(super) fn any_time_sliced(nodes: &FoundNodes) -> bool {
+    nodes
+        .nodes
+        .iter()
+        .any(|n| n.gpu.as_ref().is_some_and(|g| matches!(g.sharing, GpuSharing::TimeSliced { .. })))
 }
 
 /// The usable nodes, and the speed (against an L4) of every GPU class among them.
@@ -65,14 +77,18 @@ fn taint_text(t: &Taint) -> String {
     format!("{}={}:{}", t.key, t.value.as_deref().unwrap_or(""), t.effect)
 }
 
-/// The MIG slices GPU feature discovery lists on a node (`nvidia.com/mig-1g.10gb.count`).
-fn mig_slices(node: &KubeNode) -> Vec<String> {
-    let labels = node.metadata.labels.iter().flatten();
-    labels
-        .filter_map(|(k, v)| {
-            Some(format!("{} × {v}", k.strip_prefix("nvidia.com/mig-")?.strip_suffix(".count")?))
-        })
-        .collect()
+/// How a node's GPUs are shared, in words for the findings.
+fn shared_text(count: u32, sharing: &GpuSharing) -> String {
+    match sharing {
+        GpuSharing::Mig(layout) => {
+            let names: Vec<&str> = layout.instances().iter().map(|i| i.profile.name()).collect();
+            format!("each of its {count} GPUs MIG-partitioned into [{}]", names.join(", "))
+        }
+        GpuSharing::TimeSliced { replicas, overhead } => format!(
+            "each of its {count} GPUs time-sliced into {replicas} shares (berth's overhead {overhead} when shared)"
+        ),
+        GpuSharing::Whole => format!("{count} whole GPUs"),
+    }
 }
 
 /// The class name of a product berth has no figures for: its label, lower case.
@@ -127,21 +143,13 @@ pub(super) fn found_nodes(
                 "node `{name}` is NotReady now: kept (the scenario's `failures:` model downtime)"
             ));
         }
-        let slices = mig_slices(object);
-        if !slices.is_empty() {
-            findings.note(format!(
-                "node `{name}` has MIG slices ({}); scenarios do not model GPU sharing yet: counted as its {} whole `{}`",
-                slices.join(", "),
-                live.gpus,
-                labels::GPU_RESOURCE
-            ));
-        }
         let zone = live.zone.clone().unwrap_or_else(|| {
             findings
                 .fill(format!("node `{name}`: no `{}` label, put in zone `{DEFAULT_ZONE}`", labels::ZONE));
             DEFAULT_ZONE.into()
         });
-        let gpu = (live.gpus > 0).then(|| {
+        let has_gpus = live.gpus > 0 || !live.mig.is_empty();
+        let gpu = has_gpus.then(|| {
             let product = live.gpu_product.clone().unwrap_or_else(|| {
                 findings.fill(format!("node `{name}`: no `{}` label, GPU taken as an unknown `gpu`", labels::GPU_PRODUCT));
                 "gpu".into()
@@ -153,14 +161,30 @@ pub(super) fn found_nodes(
                     "GPU product `{product}` is not in berth's table: class `{class}` at an L4's speed ({UNKNOWN_SPEED}×)"
                 ));
             }
-            found.speeds.insert(class.clone(), known.map_or(UNKNOWN_SPEED, |p| p.speed));
             let memory_mib = live.gpu_memory_mib.filter(|&m| m > 0).unwrap_or_else(|| {
                 let memory = known.map_or(UNKNOWN_MEMORY_MIB, |p| p.memory_mib);
                 findings.fill(format!("node `{name}`: no `{}` label, {memory} MiB per GPU", labels::GPU_MEMORY));
                 memory
             });
-            FoundGpu { count: live.gpus, class, memory_mib }
+            (product, class, known, memory_mib)
         });
+        let gpu = match gpu.map(|(_, class, known, memory_mib)| {
+            live.gpu_sharing(memory_mib)
+                .map(|s| s.map(|(count, sharing)| (class, known, memory_mib, count, sharing)))
+        }) {
+            None | Some(Ok(None)) => None,
+            Some(Err(reason)) => {
+                findings.note(format!("node `{name}`: {reason}: left out"));
+                continue;
+            }
+            Some(Ok(Some((class, known, memory_mib, count, sharing)))) => {
+                if sharing.is_shared() {
+                    findings.note(format!("node `{name}`: {}", shared_text(count, &sharing)));
+                }
+                found.speeds.insert(class.clone(), known.map_or(UNKNOWN_SPEED, |p| p.speed));
+                Some(FoundGpu { count, class, memory_mib, sharing })
+            }
+        };
         found.nodes.push(FoundNode {
             name,
             zone,

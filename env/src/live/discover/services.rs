@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PodSpec, Toleration};
 
-use berth_core::Resources;
+use berth_core::mig::MigProfile;
+use berth_core::{Accepts, Resources};
 
 use super::super::{labels, metrics};
 use super::{DiscoverError, Findings};
@@ -23,7 +24,8 @@ pub(super) struct FoundService {
 }
 
 /// One replica's requests: each container's `requests`, else its `limits` (Kubernetes
-/// defaults a request to the limit).
+/// defaults a request to the limit). A MIG instance (`nvidia.com/mig-<profile>`) counts as
+/// one GPU whose replica accepts that profile or larger.
 fn requests(deployment: &str, namespace: &str, pod: &PodSpec) -> Result<Resources, DiscoverError> {
     let whole = |v: f64| v.ceil().min(u64::MAX as f64) as u64;
     let mut total = Resources::default();
@@ -42,7 +44,13 @@ fn requests(deployment: &str, namespace: &str, pod: &PodSpec) -> Result<Resource
         };
         let cpu = given("cpu").and_then(metrics::cpu_millicores).ok_or_else(|| missing("cpu"))?;
         let memory = given("memory").and_then(metrics::memory_mib).ok_or_else(|| missing("memory"))?;
-        let gpus: u32 = given(labels::GPU_RESOURCE).and_then(|q| q.parse().ok()).unwrap_or(0);
+        let mut gpus: u32 = given(labels::GPU_RESOURCE).and_then(|q| q.parse().ok()).unwrap_or(0);
+        for profile in MigProfile::ALL {
+            if given(&profile.resource()).and_then(|q| q.parse::<u32>().ok()).is_some_and(|n| n > 0) {
+                total.accepts.mig = Some(profile);
+                gpus = gpus.max(1);
+            }
+        }
         total.cpu_millicores = total.cpu_millicores.saturating_add(whole(cpu));
         total.memory_mib = total.memory_mib.saturating_add(whole(memory));
         total.gpus = total.gpus.saturating_add(gpus);
@@ -50,14 +58,16 @@ fn requests(deployment: &str, namespace: &str, pod: &PodSpec) -> Result<Resource
     Ok(total)
 }
 
-/// Each of the two's larger request.
+/// Each of the two's larger request; of MIG profiles asked for, the larger one.
 fn larger(a: Resources, b: Resources) -> Resources {
+    let size = |p: &MigProfile| (p.compute_slices(), p.memory_slices());
+    let mig = a.accepts.mig.into_iter().chain(b.accepts.mig).max_by_key(size);
     Resources {
         cpu_millicores: a.cpu_millicores.max(b.cpu_millicores),
         memory_mib: a.memory_mib.max(b.memory_mib),
         gpus: a.gpus.max(b.gpus),
         gpu_memory_mib: a.gpu_memory_mib.max(b.gpu_memory_mib),
-        accepts: a.accepts,
+        accepts: Accepts { mig, time_sliced: a.accepts.time_sliced && b.accepts.time_sliced },
     }
 }
 

@@ -4,14 +4,20 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::live::{gpu_products, workload};
+use crate::live::{gpu_products, sharing, workload};
 use crate::{scheduler, shipped};
 
 /// A Node object as a kubelet and GPU feature discovery publish it.
 fn node(name: &str, labels: Value, cpu: &str, memory: &str, gpus: u32) -> KubeNode {
+    let gpus = if gpus > 0 { vec![("nvidia.com/gpu".to_string(), u64::from(gpus))] } else { Vec::new() };
+    node_with(name, labels, cpu, memory, gpus)
+}
+
+/// The same, with these extended resources allocatable.
+fn node_with(name: &str, labels: Value, cpu: &str, memory: &str, extended: Vec<(String, u64)>) -> KubeNode {
     let mut allocatable = json!({"cpu": cpu, "memory": memory});
-    if gpus > 0 {
-        allocatable["nvidia.com/gpu"] = json!(gpus.to_string());
+    for (resource, count) in extended {
+        allocatable[resource] = json!(count.to_string());
     }
     serde_json::from_value(json!({
         "metadata": {"name": name, "labels": labels},
@@ -20,20 +26,28 @@ fn node(name: &str, labels: Value, cpu: &str, memory: &str, gpus: u32) -> KubeNo
     .unwrap()
 }
 
-/// The cluster a scenario describes: its nodes labelled as on a real cluster, and its
-/// replicas' Deployments where kube-scheduler's scoring puts them.
+/// The cluster a scenario describes: its nodes labelled and their GPUs advertised as on a
+/// real cluster (shared ones as the GPU operator does), and its replicas' Deployments where
+/// kube-scheduler's scoring puts them.
 fn cluster_of(scenario: &Scenario) -> ClusterObjects {
     let nodes = scenario
         .nodes
         .iter()
         .map(|n| {
             let mut labels = json!({"topology.kubernetes.io/zone": scenario.zones[n.zone]});
+            let mut extended = Vec::new();
             if let Some(gpu) = &n.gpu {
-                labels["nvidia.com/gpu.product"] = json!(gpu_products::product_label(&gpu.model));
+                let product = sharing::product_label(gpu, gpu_products::product_label(&gpu.model));
+                labels["nvidia.com/gpu.product"] = json!(product);
                 labels["nvidia.com/gpu.memory"] = json!(gpu.memory_mib.to_string());
+                let advertised = sharing::advertised(gpu);
+                for (k, v) in advertised.labels {
+                    labels[k] = json!(v);
+                }
+                extended = advertised.resources;
             }
             let cpu = format!("{}m", n.allocatable.cpu_millicores);
-            node(&n.name, labels, &cpu, &format!("{}Mi", n.allocatable.memory_mib), n.allocatable.gpus)
+            node_with(&n.name, labels, &cpu, &format!("{}Mi", n.allocatable.memory_mib), extended)
         })
         .collect();
     let placement = scheduler::spread_placement(scenario).unwrap();
@@ -93,7 +107,9 @@ fn what_a_node_does_not_say_is_filled_and_listed_and_what_cannot_host_is_left_ou
     let mut cordoned = node("cordoned", json!({}), "8", "32Gi", 0);
     cordoned.spec = Some(serde_json::from_value(json!({"unschedulable": true})).unwrap());
     cluster.nodes.push(cordoned);
-    cluster.nodes.push(node("mig", json!({"nvidia.com/mig-1g.10gb.count": "7"}), "8", "32Gi", 0));
+    let uneven = json!({"nvidia.com/gpu.count": "2", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"});
+    let seven = vec![("nvidia.com/mig-1g.10gb".to_string(), 7)];
+    cluster.nodes.push(node_with("mig", uneven, "8", "32Gi", seven));
     let found = discover(&cluster, "t", "serving").unwrap();
     let (filled, notes) = (found.findings.filled.join("\n"), found.findings.notes.join("\n"));
     assert!(filled.contains("node `bare-gpu`: no `topology.kubernetes.io/zone` label"), "{filled}");
@@ -108,11 +124,44 @@ fn what_a_node_does_not_say_is_filled_and_listed_and_what_cannot_host_is_left_ou
         "{notes}"
     );
     assert!(notes.contains("node `cordoned` is cordoned: left out"), "{notes}");
-    assert!(notes.contains("node `mig` has MIG slices (1g.10gb × 7)"), "{notes}");
+    assert!(
+        notes.contains("node `mig`: 7 × 1g.10gb cannot be split alike among its 2 GPUs")
+            && notes.contains("left out"),
+        "{notes}"
+    );
     let names: Vec<&str> = found.scenario.nodes.iter().map(|n| n.name.as_str()).collect();
-    assert!(names.contains(&"b200") && names.contains(&"bare-gpu") && names.contains(&"mig"), "{names:?}");
-    assert!(!names.contains(&"reserved") && !names.contains(&"cordoned"), "{names:?}");
+    assert!(names.contains(&"b200") && names.contains(&"bare-gpu"), "{names:?}");
+    assert!(
+        !names.contains(&"reserved") && !names.contains(&"cordoned") && !names.contains(&"mig"),
+        "{names:?}"
+    );
     assert!(found.document.contains("# - node `bare-gpu`"), "the header lists what was filled");
+}
+
+#[test]
+fn a_cluster_laid_out_as_gpu_mig_is_discovered_with_its_shared_gpus() {
+    let gpu_mig = shipped::load("gpu-mig").unwrap();
+    let found = discover(&cluster_of(&gpu_mig), "found", "serving").unwrap();
+    for node in &gpu_mig.nodes {
+        let seen = found.scenario.nodes.iter().find(|n| n.name == node.name).unwrap();
+        let (want, got) = (node.gpu.as_ref(), seen.gpu.as_ref());
+        assert_eq!(got.map(|g| (g.count, &g.sharing)), want.map(|g| (g.count, &g.sharing)), "{}", node.name);
+    }
+    let notes = found.findings.notes.join("\n");
+    assert!(notes.contains("node `h100-a-1`: each of its 1 GPUs MIG-partitioned into [3g.40gb"), "{notes}");
+    assert!(notes.contains("node `l4-b-1`: each of its 1 GPUs time-sliced into 2 shares"), "{notes}");
+    // The embedding Deployments ask for the slots kube-scheduler's scoring gave them: some a
+    // MIG instance (discovered as accepting it), all a share where GPUs are time-sliced.
+    let embed = found.scenario.services.iter().find(|s| s.name == "infinity-embed").unwrap();
+    let placement = scheduler::spread_placement(&gpu_mig).unwrap();
+    let asks = workload::gpu_resources(&gpu_mig, &placement.nodes);
+    let mig: Vec<&str> = asks.iter().flatten().filter_map(|r| r.strip_prefix("nvidia.com/mig-")).collect();
+    assert_eq!(embed.requests.accepts.mig.map(|p| p.name()), mig.first().copied(), "{asks:?}");
+    assert!(embed.requests.accepts.time_sliced && embed.requests.gpus == 1);
+    assert!(
+        notes.contains("infinity-embed ask for one `nvidia.com/gpu` and may be given a share"),
+        "{notes}"
+    );
 }
 
 #[test]

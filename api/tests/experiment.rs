@@ -61,13 +61,15 @@ fn smoke_experiment_writes_every_output_and_reproduces_exactly() {
         lines.next(),
         Some(
             "scenario,condition,policy,kind,seed,train_steps,eval_episodes,mean_latency_ms,\
-             p95_latency_ms,slo_miss,moves,reward,gap_to_oracle"
+             p95_latency_ms,slo_miss,moves,reward,gap_to_oracle,gpus_used"
         )
     );
     // (3 agents, each also shielded, + the baselines + the oracle) x 5 seeds x 2 conditions;
-    // the oracle's own gap is 0.
+    // the oracle's own gap is 0, and it counts no GPUs; every other row does.
     assert_eq!(lines.clone().count(), (7 + baselines.len()) * 5 * 2, "{csv}");
-    assert!(lines.clone().filter(|l| l.contains(",oracle,oracle,")).all(|l| l.ends_with(",0.0")), "{csv}");
+    let (oracle, others): (Vec<&str>, Vec<&str>) = lines.clone().partition(|l| l.contains(",oracle,oracle,"));
+    assert!(oracle.iter().all(|l| l.ends_with(",0.0,")), "{csv}");
+    assert!(others.iter().all(|l| l.rsplit(',').next().is_some_and(|g| g.parse::<f64>().is_ok())), "{csv}");
     assert!(lines.all(|l| l.split(',').nth(12).is_some_and(|gap| !gap.is_empty())), "{csv}");
     for png in ["latency.png", "learning_curves_tiny.png", "day_tiny.png", "day_tiny_busy-with-a-failure.png"]
     {
@@ -165,14 +167,20 @@ fn committed_baseline_rows_reproduce() {
     assert!(o.status.success(), "{}", stderr(&o));
     let committed = String::from_utf8(read(root.join("results/baselines/runs.csv"))).unwrap();
     let fresh = String::from_utf8(read(out.join("runs.csv"))).unwrap();
-    let rows: Vec<&str> = fresh.lines().skip(1).collect();
+    // Columns added since the results were committed (`gpus_used`) come last; the committed
+    // ones must reproduce.
+    let header = committed.lines().next().unwrap();
+    assert!(fresh.starts_with(header), "{header}");
+    let columns = header.split(',').count();
+    let rows: Vec<String> =
+        fresh.lines().skip(1).map(|l| l.split(',').take(columns).collect::<Vec<_>>().join(",")).collect();
     let policies = berth_env::baselines::NAMES.len() + 1;
     assert_eq!(
         rows.len(),
         3 * policies * 5 - 5,
         "3 scenarios x every baseline and the oracle x 5 seeds, no oracle on gpu-medium"
     );
-    for row in rows {
+    for row in &rows {
         assert!(committed.lines().any(|l| l == row), "not in the committed runs.csv: {row}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

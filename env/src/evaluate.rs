@@ -43,6 +43,10 @@ pub struct EvalRow {
     pub reward: f64,
     /// `(cost - oracle cost) / oracle cost` with cost = -reward; `None` without an oracle.
     pub gap_to_oracle: Option<f64>,
+    /// Physical GPUs with anything on them, mean over ticks; `None` for the oracle, whose
+    /// search weighs latency only and does not track GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_used: Option<f64>,
     /// The same figures for each episode (simulated day), in order: what claims about a
     /// policy's worst day are read from. Not in the JSON (`berth eval --per-day` writes them).
     #[serde(skip)]
@@ -73,6 +77,9 @@ struct Summary {
     miss: f64,
     moves: f64,
     reward: f64,
+    /// GPUs in use summed over ticks, and the ticks counted (none for the oracle).
+    gpus: f64,
+    gpu_ticks: f64,
     /// Per episode: its seed, then the request weight, latency and miss sums of its ticks.
     days: Vec<(DayRow, f64)>,
 }
@@ -122,6 +129,7 @@ impl Summary {
             moves: self.moves / episodes as f64,
             reward: self.reward / episodes as f64,
             gap_to_oracle: None,
+            gpus_used: (self.gpu_ticks > 0.0).then(|| self.gpus / self.gpu_ticks),
             days,
         }
     }
@@ -157,7 +165,10 @@ pub fn run_policy(
             let step = env.step(action)?;
             summary.add(&step.info.metrics, step.info.moves, step.reward);
             on_tick(episode, &step.info.metrics);
-            if step.terminated || step.truncated {
+            let terminal = step.terminated || step.truncated;
+            summary.gpus += f64::from(env.gpus_in_use());
+            summary.gpu_ticks += 1.0;
+            if terminal {
                 break;
             }
         }

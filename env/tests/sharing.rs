@@ -238,3 +238,19 @@ fn masks_never_allow_a_layout_a_gpu_cannot_hold() {
     assert!(scenarios >= 20, "only {scenarios} scenarios with shared GPUs were placeable");
     assert!(shared_moves >= 50, "only {shared_moves} moves onto shared GPUs were tried");
 }
+
+#[test]
+fn gpus_in_use_count_a_shared_gpu_once_and_a_whole_one_per_replica() {
+    // The four embedding replicas on h100-a-1's four instances: one GPU.
+    assert_eq!(gpu_mig_at(&[1, 1, 0, 0, 0, 0, 1, 4]).gpus_in_use(), 1);
+    // Two tenants on each time-sliced L4: two GPUs.
+    assert_eq!(gpu_mig_at(&[1, 1, 2, 2, 3, 3, 1, 4]).gpus_in_use(), 2);
+    // One on each GPU node: four.
+    assert_eq!(gpu_mig_at(&[1, 1, 0, 2, 3, 5, 1, 4]).gpus_in_use(), 4);
+    // The same cluster with whole GPUs holds one replica per GPU: four, however placed.
+    let whole = berth_env::shipped::load("../experiments/gpu-mig-whole.yaml").unwrap();
+    assert!(whole.nodes.iter().filter_map(|n| n.gpu.as_ref()).all(|g| !g.sharing.is_shared()));
+    let mut env = PlacementEnv::new(whole).unwrap();
+    env.reset_placed(3, &[1, 1, 0, 2, 3, 5, 1, 4]).unwrap();
+    assert_eq!(env.gpus_in_use(), 4);
+}

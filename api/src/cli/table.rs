@@ -41,12 +41,15 @@ pub fn eval_table(rows: &[EvalRow]) -> String {
                 format!("{:.1}", r.p95_latency_ms),
                 format!("{:.2}%", r.slo_miss * 100.0),
                 format!("{:.1}", r.moves),
+                r.gpus_used.map_or("-".into(), |g| format!("{g:.2}")),
                 format!("{:.2}", r.reward),
                 r.gap_to_oracle.map_or("-".into(), |g| format!("{:+.1}%", g * 100.0)),
             ]
         })
         .collect();
-    render(&["policy", "mean ms", "p95 ms", "SLO miss", "moves/ep", "return", "gap to oracle"], &body)
+    let headers =
+        ["policy", "mean ms", "p95 ms", "SLO miss", "moves/ep", "GPUs used", "return", "gap to oracle"];
+    render(&headers, &body)
 }
 
 /// The table of `berth bench env`.
@@ -104,10 +107,11 @@ mod tests {
             moves: 2.0,
             reward: -100.5,
             gap_to_oracle: None,
+            gpus_used: Some(3.5),
             days: Vec::new(),
         };
         let t = eval_table(std::slice::from_ref(&row));
         assert!(t.lines().nth(2).unwrap().starts_with("spread"), "{t}");
-        assert!(t.contains("1.23%") && t.trim_end().ends_with('-'), "{t}");
+        assert!(t.contains("1.23%") && t.contains("3.50") && t.trim_end().ends_with('-'), "{t}");
     }
 }

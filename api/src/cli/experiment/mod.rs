@@ -258,27 +258,20 @@ fn draw_plots(
             }
         }
     }
-    let panels: Vec<plots::BarPanel> = exp
-        .scenarios
-        .iter()
-        .flat_map(|s| s.conditions.iter().map(move |c| (s, c)))
-        .map(|(s, c)| plots::BarPanel {
-            title: if c.name == spec::BASE_CONDITION {
-                s.name.clone()
-            } else {
-                format!("{} ({})", s.name, c.name)
-            },
-            bars: groups
-                .iter()
-                .filter(|g| g.scenario == s.name && g.condition == c.name && g.policy != "random")
-                .filter_map(|g| {
-                    g.stat(|l| Some(l.result.row.mean_latency_ms)).map(|(m, h)| (g.policy.to_string(), m, h))
-                })
-                .collect(),
-        })
-        .collect();
-    plots::latency_bars(&out.join("latency.png"), &panels)?;
+    let latency = bar_panels(exp, groups, |l| Some(l.result.row.mean_latency_ms));
+    let title = "Mean request latency (mean over seeds, 95% interval)";
+    plots::bars(&out.join("latency.png"), title, "ms", &latency)?;
     plots.insert(0, "latency.png".into());
+    // Where GPUs are shared, what a placement costs in GPUs is half of what sharing buys.
+    let shared = |s: &spec::ScenarioSpec| {
+        s.scenario.nodes.iter().any(|n| n.gpu.as_ref().is_some_and(|g| g.sharing.is_shared()))
+    };
+    if exp.scenarios.iter().any(shared) {
+        let gpus = bar_panels(exp, groups, |l| l.result.row.gpus_used);
+        let title = "Physical GPUs in use, mean over ticks (mean over seeds, 95% interval)";
+        plots::bars(&out.join("gpus.png"), title, "GPUs", &gpus)?;
+        plots.insert(1, "gpus.png".into());
+    }
     if speeds.len() > 1 {
         let mut series = vec![(
             "env (simulator)".to_string(),
@@ -307,6 +300,31 @@ fn draw_plots(
 /// Latency over the first evaluation day of the first seed: the best policy (lowest mean
 /// latency over seeds, the oracle and `spread` aside) and the best agent, against `spread`
 /// and the oracle.
+/// One bar panel per scenario and condition: each policy's `figure`, mean over seeds with
+/// its 95% interval (`random`, off every scale, left out; a policy without the figure too).
+fn bar_panels(
+    exp: &Experiment,
+    groups: &[report::Group],
+    figure: impl Fn(&report::Line) -> Option<f64>,
+) -> Vec<plots::BarPanel> {
+    exp.scenarios
+        .iter()
+        .flat_map(|s| s.conditions.iter().map(move |c| (s, c)))
+        .map(|(s, c)| plots::BarPanel {
+            title: if c.name == spec::BASE_CONDITION {
+                s.name.clone()
+            } else {
+                format!("{} ({})", s.name, c.name)
+            },
+            bars: groups
+                .iter()
+                .filter(|g| g.scenario == s.name && g.condition == c.name && g.policy != "random")
+                .filter_map(|g| g.stat(&figure).map(|(m, h)| (g.policy.to_string(), m, h)))
+                .collect(),
+        })
+        .collect()
+}
+
 fn day_plot(
     exp: &Experiment,
     records: &[RunRecord],

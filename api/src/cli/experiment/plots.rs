@@ -173,14 +173,15 @@ pub struct BarPanel {
     pub bars: Vec<(String, f64, f64)>,
 }
 
-/// Mean latency per policy with 95% intervals, one panel per scenario and condition.
-pub fn latency_bars(path: &Path, panels: &[BarPanel]) -> Result<(), Error> {
+/// A figure per policy with 95% intervals (`y_desc` its unit), one panel per scenario and
+/// condition, under `title`.
+pub fn bars(path: &Path, title: &str, y_desc: &str, panels: &[BarPanel]) -> Result<(), Error> {
     // Room for each bar's label ("descheduler-high" is about 110 px at this size).
     let panel_width = panels.iter().map(|p| (110 * p.bars.len() as u32 + 80).max(420)).max().unwrap_or(420);
     let width = (panel_width * panels.len() as u32).clamp(640, 4000);
     let root = canvas(path, (width, 480))?;
     let err = fail(path);
-    root.titled("Mean request latency (mean over seeds, 95% interval)", (FONT, 22)).map_err(|e| err(&e))?;
+    root.titled(title, (FONT, 22)).map_err(|e| err(&e))?;
     let areas = root.margin(36, 0, 0, 0).split_evenly((1, panels.len().max(1)));
     for (panel, area) in panels.iter().zip(&areas) {
         let n = panel.bars.len();
@@ -202,7 +203,7 @@ pub fn latency_bars(path: &Path, panels: &[BarPanel]) -> Result<(), Error> {
                 SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
                 _ => String::new(),
             })
-            .y_desc("ms")
+            .y_desc(y_desc)
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
             .draw()

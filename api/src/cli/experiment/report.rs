@@ -100,6 +100,7 @@ pub fn write_runs_csv(path: &Path, exp: &Experiment, lines: &[Line]) -> Result<(
             Column::new("moves".into(), get(|l| l.result.row.moves)),
             Column::new("reward".into(), get(|l| l.result.row.reward)),
             Column::new("gap_to_oracle".into(), lines.iter().map(|l| l.gap).collect::<Vec<_>>()),
+            Column::new("gpus_used".into(), lines.iter().map(|l| l.result.row.gpus_used).collect::<Vec<_>>()),
         ],
     )
 }
@@ -229,8 +230,8 @@ pub fn summary_markdown(
                     format!("condition `{}`", condition.name)
                 }
             );
-            md.push_str("| policy | mean latency (ms) | p95 latency (ms) | SLO miss (%) | moves / episode | gap to oracle (%) | train time (s) | train SPS |\n");
-            md.push_str("|---|---|---|---|---|---|---|---|\n");
+            md.push_str("| policy | mean latency (ms) | p95 latency (ms) | SLO miss (%) | moves / episode | GPUs used | gap to oracle (%) | train time (s) | train SPS |\n");
+            md.push_str("|---|---|---|---|---|---|---|---|---|\n");
             for g in groups.iter().filter(|g| g.scenario == scenario.name && g.condition == condition.name) {
                 let timing: Vec<&RunRecord> = records
                     .iter()
@@ -245,12 +246,13 @@ pub fn summary_markdown(
                 };
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     g.policy,
                     cell(g.stat(|l| Some(l.result.row.mean_latency_ms)), 1.0, 1),
                     cell(g.stat(|l| Some(l.result.row.p95_latency_ms)), 1.0, 1),
                     cell(g.stat(|l| Some(l.result.row.slo_miss)), 100.0, 2),
                     cell(g.stat(|l| Some(l.result.row.moves)), 1.0, 1),
+                    cell(g.stat(|l| l.result.row.gpus_used), 1.0, 2),
                     cell(g.stat(|l| l.gap), 100.0, 1),
                     train_s,
                     sps,

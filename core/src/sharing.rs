@@ -173,6 +173,26 @@ pub fn free_instances<'a>(
     })
 }
 
+/// The MIG profile of `slot` on a node with `gpu` (`None` unless its GPUs are partitioned).
+pub fn mig_profile_of(gpu: &GpuSpec, slot: u8) -> Option<MigProfile> {
+    let GpuSharing::Mig(layout) = &gpu.sharing else { return None };
+    let instances = layout.instances();
+    Some(instances[usize::from(slot) % instances.len()].profile)
+}
+
+/// The first free instance of `profile` that `request` accepts on a node's GPUs: where a
+/// replica the cluster shows holding that profile is seated. `None` if there is none.
+pub fn free_instance_of(
+    gpu: &GpuSpec,
+    taken: &[u64],
+    request: &Resources,
+    profile: MigProfile,
+) -> Option<usize> {
+    let GpuSharing::Mig(layout) = &gpu.sharing else { return None };
+    let instances = layout.instances();
+    free_instances(gpu, taken, request).find(|&i| instances[i % instances.len()].profile == profile)
+}
+
 /// Tenants on the GPU of `slot` (time-slicing), from the slots' memory.
 pub fn tenants_on_gpu(sharing: &GpuSharing, taken: &[u64], slot: usize) -> usize {
     shares_of(sharing, taken, gpu_of(sharing, slot)).tenants

@@ -24,6 +24,7 @@
 
 use std::sync::Arc;
 
+use berth_core::mig::MigProfile;
 use berth_core::sharing::{self, GpuSharing};
 use berth_core::{GpuSpec, InitialPlacement, NodeEventKind, NodeUsage, Placement, Resources, Rng, Scenario};
 
@@ -73,6 +74,11 @@ pub struct StartState {
     pub node_ready: Vec<bool>,
     /// The tick the day is at (time of day over `tick_s`).
     pub tick: u32,
+    /// The MIG profile each replica's pods hold where the cluster says so (its Deployment asks
+    /// for `nvidia.com/mig-<profile>`), in replica order; empty where unknown. A replica on a
+    /// MIG node is seated in a free instance of its profile, so a plan frees and fills the
+    /// instances the cluster really has taken; others by the usual rule.
+    pub held: Vec<Option<MigProfile>>,
 }
 
 /// The placement environment over a backend (the simulator by default).
@@ -101,6 +107,8 @@ pub struct PlacementEnv {
     placement: Vec<usize>,
     /// The slot of shared GPUs each replica holds on its node (`None`: whole GPUs or none).
     seat: Vec<Option<u8>>,
+    /// The profiles [`StartState::held`] gives, while [`PlacementEnv::reset_at`] seats them.
+    held: Vec<Option<MigProfile>>,
     usage: Vec<NodeUsage>,
     background: Background,
     /// The background, usage and mask right after a reset from the scenario's own start,
@@ -185,6 +193,7 @@ impl PlacementEnv {
             next_event: 0,
             placement: Vec::new(),
             seat: vec![None; replicas],
+            held: Vec::new(),
             usage: vec![NodeUsage::default(); nodes],
             background: Background::new(&scenario),
             background_start: None,
@@ -323,6 +332,17 @@ impl PlacementEnv {
     pub fn gpus_in_use(&self) -> u32 {
         let nodes = self.scenario.nodes.iter().zip(&self.usage);
         nodes.filter_map(|(node, usage)| node.gpu.as_ref().map(|g| g.count - usage.free_gpus(Some(g)))).sum()
+    }
+
+    /// The MIG profile of the instance each replica holds (`None` elsewhere): what a copy
+    /// started from here ([`StartState::held`]) seats them in.
+    pub fn held(&self) -> Vec<Option<MigProfile>> {
+        let nodes = &self.scenario.nodes;
+        self.placement
+            .iter()
+            .zip(&self.seat)
+            .map(|(&n, &seat)| sharing::mig_profile_of(nodes[n].gpu.as_ref()?, seat?))
+            .collect()
     }
 
     /// The slot of shared GPUs each replica holds (`None`: whole GPUs or none).
@@ -498,11 +518,31 @@ impl PlacementEnv {
         }
     }
 
+    /// A free instance on node `n` of the MIG profile the cluster shows replica `r` holding
+    /// ([`StartState::held`], while a reset seats it), if there is one.
+    fn held_slot(&self, r: usize, n: usize) -> Option<usize> {
+        let profile = self.held.get(r).copied().flatten()?;
+        let request = &self.scenario.services[self.replica_service[r]].requests;
+        sharing::free_instance_of(
+            self.scenario.nodes[n].gpu.as_ref()?,
+            &self.usage[n].slots,
+            request,
+            profile,
+        )
+    }
+
     fn place(&mut self, r: usize, n: usize) {
         let s = self.replica_service[r];
         let services = self.scenario.services.len();
         let req = self.scenario.services[s].requests;
-        self.seat[r] = self.usage[n].take(self.scenario.nodes[n].gpu.as_ref(), &req);
+        let gpu = self.scenario.nodes[n].gpu.as_ref();
+        self.seat[r] = match (self.held_slot(r, n), gpu) {
+            (Some(slot), Some(g)) => {
+                self.usage[n].take_slot(g, &req, slot);
+                Some(slot as u8)
+            }
+            _ => self.usage[n].take(gpu, &req),
+        };
         self.node_service_count[n * services + s] += 1;
         self.placement[r] = n;
         self.views[r].zone = self.scenario.nodes[n].zone;
@@ -827,6 +867,12 @@ impl PlacementEnv {
                 format!("{} is past the episode's {} ticks", from.tick, self.scenario.episode_ticks),
             ));
         }
+        if !from.held.is_empty() && from.held.len() != replicas {
+            return Err(invalid(
+                "held",
+                format!("{} replicas given, the scenario has {replicas}", from.held.len()),
+            ));
+        }
         self.check_placement(&from.placement)?;
         self.reset_state(seed);
         self.trace.events.clear();
@@ -835,7 +881,9 @@ impl PlacementEnv {
             self.node_ready[n] = ready;
         }
         self.not_ready = from.node_ready.iter().filter(|&&ready| !ready).count() as u32;
+        self.held.clone_from(&from.held);
         self.settle(&from.placement);
+        self.held.clear();
         self.start_background(false);
         Ok(Reset { obs: &self.obs, info: self.info })
     }
@@ -881,11 +929,16 @@ impl PlacementEnv {
     /// and clock already set, and scores the tick that ends now.
     fn settle(&mut self, placement: &[usize]) {
         let (replicas, nodes) = (self.replica_service.len(), self.node_count());
-        // Every replica that moves leaves first, so none waits for a slot another still holds.
-        let moving: Vec<usize> = (0..replicas).filter(|&r| self.placement[r] != placement[r]).collect();
+        // Every replica that moves leaves first, so none waits for a slot another still holds;
+        // those the cluster shows in a MIG instance free at the target take theirs before the
+        // rest are seated by the rule.
+        let holds = |r: usize| self.held.get(r).is_some_and(Option::is_some);
+        let mut moving: Vec<usize> =
+            (0..replicas).filter(|&r| self.placement[r] != placement[r] || holds(r)).collect();
         for &r in &moving {
             self.unplace(r);
         }
+        moving.sort_by_key(|&r| self.held_slot(r, placement[r]).is_none());
         for &r in &moving {
             self.place(r, placement[r]);
         }

@@ -81,10 +81,15 @@ pub fn plan(
     }
     moves.retain(|m| m.from != m.to);
     let mut placement = start.placement.clone();
+    let mut held = start.held.clone();
     for m in &moves {
         placement[m.replica] = m.to;
+        if let Some(h) = held.get_mut(m.replica) {
+            let gpu = env.scenario().nodes[m.to].gpu.as_ref();
+            *h = gpu.zip(m.seat).and_then(|(g, seat)| berth_core::sharing::mig_profile_of(g, seat));
+        }
     }
-    env.reset_at(seed, &StartState { placement, ..start.clone() })?;
+    env.reset_at(seed, &StartState { placement, held, ..start.clone() })?;
     let after = env.steady_cost(None);
     Ok(Plan { moves, before, after })
 }
@@ -102,6 +107,7 @@ mod tests {
             node_ready: vec![true; scenario.nodes.len()],
             // Mid-morning, as the traffic climbs: greedy has a move to make.
             tick: 60,
+            held: Vec::new(),
         }
     }
 

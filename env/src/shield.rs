@@ -148,6 +148,7 @@ impl Policy for ShieldedPolicy {
             placement: env.placement().to_vec(),
             node_ready: env.node_ready().to_vec(),
             tick: env.tick(),
+            held: env.held(),
         };
         if start.tick >= env.scenario().episode_ticks {
             return keep_or_first(env);

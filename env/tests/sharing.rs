@@ -254,3 +254,34 @@ fn gpus_in_use_count_a_shared_gpu_once_and_a_whole_one_per_replica() {
     env.reset_placed(3, &[1, 1, 0, 2, 3, 5, 1, 4]).unwrap();
     assert_eq!(env.gpus_in_use(), 4);
 }
+
+#[test]
+fn a_replica_the_cluster_shows_in_an_instance_is_seated_there_and_a_plan_fills_what_is_left() {
+    let mut env = PlacementEnv::new(berth_env::shipped::shipped("gpu-mig").unwrap()).unwrap();
+    // Embedding replicas 2 and 3 on h100-c-1 (4g.40gb, 2g.20gb, 1g.10gb), 4 and 5 on the L4s.
+    let placement = vec![1, 1, 5, 5, 2, 3, 1, 4];
+    let (big, small, absent) =
+        (MigProfile::parse("4g.40gb"), MigProfile::parse("1g.10gb"), MigProfile::parse("3g.40gb"));
+    let start = |held: Vec<Option<MigProfile>>| berth_env::StartState {
+        placement: placement.clone(),
+        node_ready: vec![true; 7],
+        tick: 100,
+        held,
+    };
+    // Unknown: the rule, smallest first, replica 3 (on h100-c-1 from the start) before
+    // replica 2 moves in: 1g.10gb (slot 2) to 3, then 2g.20gb (slot 1) to 2.
+    env.reset_at(3, &start(Vec::new())).unwrap();
+    assert_eq!(&env.seats()[2..4], &[Some(1), Some(2)]);
+    // Held as the cluster says: 4g.40gb and 1g.10gb; a move in would take the 2g.20gb.
+    let mut held = vec![None; 8];
+    (held[2], held[3]) = (big, small);
+    env.reset_at(3, &start(held.clone())).unwrap();
+    assert_eq!(&env.seats()[2..4], &[Some(0), Some(2)]);
+    assert_eq!(env.held(), held);
+    assert_eq!(env.seat_if_placed(1, 5), Some(1));
+    // A profile the node has no free instance of: the rule again.
+    held[2] = absent;
+    env.reset_at(3, &start(held)).unwrap();
+    assert_eq!(&env.seats()[2..4], &[Some(1), Some(2)], "1g.10gb held first, then the smallest left");
+    assert!(env.reset_at(3, &start(vec![None; 3])).unwrap_err().to_string().contains("held"));
+}

@@ -24,8 +24,12 @@ fn the_shield_never_applies_a_plan_scored_worse_than_keeping() {
         let placement = random_placement(&scenario, &mut rng, &fallback).nodes;
         let mut node_ready: Vec<bool> = (0..scenario.nodes.len()).map(|_| rng.below(5) > 0).collect();
         node_ready[0] = true;
-        let start =
-            StartState { placement, node_ready, tick: rng.below(scenario.episode_ticks as usize) as u32 };
+        let start = StartState {
+            placement,
+            node_ready,
+            tick: rng.below(scenario.episode_ticks as usize) as u32,
+            held: Vec::new(),
+        };
         let limits = PlanLimits { horizon_ticks: 6, max_moves: 4 };
         let s = shield(&mut env, &mut RandomPolicy::new(), &start, seed, limits).unwrap();
         let horizon = limits.horizon_ticks * 2;

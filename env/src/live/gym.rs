@@ -70,7 +70,12 @@ impl LiveEnv {
     fn observe(&self, tick: u32) -> LiveResult<StartState> {
         let snapshot = self.runtime.block_on(Snapshot::read(&self.client, &self.namespace))?;
         let placement = snapshot.placement(self.sim.scenario())?;
-        Ok(StartState { placement: placement.nodes, node_ready: placement.node_ready, tick })
+        Ok(StartState {
+            placement: placement.nodes,
+            node_ready: placement.node_ready,
+            tick,
+            held: placement.held,
+        })
     }
 
     /// Brings the model in line with the cluster if something else changed it (a node

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_core::mig::MigProfile;
 use berth_core::{GpuSharing, GpuSpec, gpu_sharing, limits};
 
 use super::labels;
@@ -66,13 +67,15 @@ pub fn product_label(gpu: &GpuSpec, product: &str) -> String {
 /// The extended resource a one-GPU replica asks for in `seat` on a node with `gpu`: its MIG
 /// instance's profile, else `nvidia.com/gpu` (a whole GPU or a time-sliced share).
 pub fn seat_resource(gpu: Option<&GpuSpec>, seat: Option<u8>) -> String {
-    match (gpu.map(|g| &g.sharing), seat) {
-        (Some(GpuSharing::Mig(layout)), Some(slot)) => {
-            let instances = layout.instances();
-            instances[usize::from(slot) % instances.len()].profile.resource()
-        }
-        _ => labels::GPU_RESOURCE.into(),
+    match gpu.zip(seat).and_then(|(g, slot)| berth_core::sharing::mig_profile_of(g, slot)) {
+        Some(profile) => profile.resource(),
+        None => labels::GPU_RESOURCE.into(),
     }
+}
+
+/// The MIG profile a GPU resource names (`nvidia.com/mig-1g.10gb`), if it names one.
+pub fn resource_profile(resource: &str) -> Option<MigProfile> {
+    MigProfile::parse(resource.strip_prefix(labels::MIG_RESOURCE_PREFIX)?)
 }
 
 impl LiveNode {

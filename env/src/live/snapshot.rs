@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 
 use berth_core::Scenario;
+use berth_core::mig::MigProfile;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DynamicObject, ListParams};
 
 use super::error::during;
 use super::metrics::{self, PodMetricsBody};
-use super::{LiveError, LiveResult, labels};
+use super::{LiveError, LiveResult, labels, sharing};
 
 /// A node as the placement sees it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -91,6 +92,8 @@ pub struct LivePlacement {
     pub serving: Vec<bool>,
     /// Whether each scenario node is Ready (a node missing from the cluster is not).
     pub node_ready: Vec<bool>,
+    /// The MIG profile each replica's Deployment asks for, if one.
+    pub held: Vec<Option<MigProfile>>,
 }
 
 fn node_ready(node: &Node) -> bool {
@@ -256,7 +259,7 @@ impl Snapshot {
             .iter()
             .map(|n| self.nodes.iter().any(|live| live.name == n.name && live.ready))
             .collect();
-        let (mut nodes, mut serving) = (Vec::new(), Vec::new());
+        let (mut nodes, mut serving, mut held) = (Vec::new(), Vec::new(), Vec::new());
         for service in &scenario.services {
             for replica in 0..service.replicas {
                 let live = self.replica(&service.name, replica).ok_or_else(|| {
@@ -281,8 +284,9 @@ impl Snapshot {
                 })?;
                 nodes.push(index);
                 serving.push(live.ready);
+                held.push(live.gpu_resource.as_deref().and_then(sharing::resource_profile));
             }
         }
-        Ok(LivePlacement { nodes, serving, node_ready })
+        Ok(LivePlacement { nodes, serving, node_ready, held })
     }
 }

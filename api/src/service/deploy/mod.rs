@@ -72,6 +72,7 @@ pub async fn measured_latency(live: &LiveCluster, scenario: &Arc<Scenario>) -> R
         placement: placement.nodes,
         node_ready: placement.node_ready,
         tick: tick_now(live, scenario).await,
+        held: placement.held,
     };
     let mut env = PlacementEnv::new(Arc::new(shaped)).map_err(|e| DeployError::Model(e.to_string()))?;
     env.reset_at(scenario.seed, &start).map_err(|e| DeployError::Model(e.to_string()))?;
@@ -116,6 +117,7 @@ pub async fn plan_deploy(
         placement: placement.nodes,
         node_ready: placement.node_ready,
         tick: tick_now(live, &scenario).await,
+        held: placement.held,
     };
     let planned = tokio::task::spawn_blocking({
         let scenario = scenario.clone();

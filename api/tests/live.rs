@@ -255,6 +255,15 @@ async fn serves_moves_and_fails_nodes(client: &kube::Client, scenario: &Scenario
         (Some(to.as_str()), Some(to.as_str()), true)
     );
     assert_ne!(moved.pod, embed.pod, "a new pod serves the moved replica");
+    // The old pod's PodMetrics go with it, as metrics-server's would.
+    let old_pod = embed.pod.clone().unwrap();
+    eventually(
+        "no PodMetrics of the moved replica's old pod",
+        Duration::from_secs(30),
+        read,
+        |s: &Snapshot| s.usage.len() == scenario.replica_count() && s.usage.iter().all(|u| u.pod != old_pod),
+    )
+    .await;
 
     // A node fails: the snapshot shows it NotReady and its replicas not serving; then back.
     let failed = after.replica("router", 0).unwrap().node.clone().unwrap();

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use berth_core::Scenario;
-use berth_env::live::{LiveError, LiveResult, Snapshot, metrics, utilisation};
+use berth_env::live::{LiveError, LiveResult, Snapshot, labels, metrics, utilisation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -34,6 +34,7 @@ pub async fn publish(
     let mut node_cpu = vec![250.0; scenario.nodes.len()];
     let mut node_memory = vec![1024.0; scenario.nodes.len()];
     let pods = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &metrics::pod_metrics());
+    let mut pods_written = HashSet::new();
     for (r, (s, index)) in scenario.replica_keys().into_iter().enumerate() {
         let service = &scenario.services[s];
         let Some(live) = snapshot.replica(&service.name, index) else { continue };
@@ -45,8 +46,7 @@ pub async fn publish(
         let object = json!({
             "apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
             "metadata": {"name": pod, "namespace": namespace,
-                         "labels": {berth_env::live::labels::SERVICE: service.name,
-                                    berth_env::live::labels::REPLICA: index.to_string()},
+                         "labels": {labels::SERVICE: service.name, labels::REPLICA: index.to_string()},
                          "annotations": {"berth.io/utilisation": format!("{:.4}", rho[r])}},
             "timestamp": timestamp, "window": "30s",
             "containers": [{"name": service.name, "usage": {
@@ -55,7 +55,13 @@ pub async fn publish(
         pods.patch(pod, &apply, &Patch::Apply(object))
             .await
             .map_err(|e| LiveError::kube(format!("write the PodMetrics of `{pod}`"), e))?;
+        pods_written.insert(pod.as_str());
     }
+    // A moved replica's old pod is gone, and a pod not serving is not scraped: their
+    // PodMetrics go, as metrics-server's would, instead of piling up.
+    let placed =
+        |m: &DynamicObject| m.metadata.labels.as_ref().is_some_and(|l| l.contains_key(labels::SERVICE));
+    remove_unwritten(&pods, "PodMetrics", placed, &pods_written).await?;
     let nodes = Api::<DynamicObject>::all_with(client.clone(), &metrics::node_metrics());
     let mut written = HashSet::new();
     for (n, node) in scenario.nodes.iter().enumerate() {
@@ -75,23 +81,33 @@ pub async fn publish(
             .await
             .map_err(|e| LiveError::kube(format!("write the NodeMetrics of `{}`", node.name), e))?;
     }
-    remove_unscraped(&nodes, &written).await
+    // Nodes now down or gone: metrics-server stops reporting a node it cannot scrape; left
+    // behind, their NodeMetrics would hold a stale clock and usage.
+    let ours =
+        |m: &DynamicObject| m.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(TIME_OF_DAY));
+    remove_unwritten(&nodes, "NodeMetrics", ours, &written).await
 }
 
-/// Deletes the NodeMetrics this emulator wrote for nodes now down or gone, as metrics-server
-/// stops reporting a node it cannot scrape; left behind, they would hold a stale clock and usage.
-async fn remove_unscraped(nodes: &Api<DynamicObject>, written: &HashSet<&str>) -> LiveResult<()> {
+/// Deletes the metrics objects of `kind` this emulator wrote (`ours`) and did not write this
+/// round (`written`).
+async fn remove_unwritten(
+    api: &Api<DynamicObject>,
+    kind: &str,
+    ours: impl Fn(&DynamicObject) -> bool,
+    written: &HashSet<&str>,
+) -> LiveResult<()> {
     let listed =
-        nodes.list(&ListParams::default()).await.map_err(|e| LiveError::kube("list NodeMetrics", e))?;
-    for stale in listed.items.iter().filter(|m| {
-        m.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(TIME_OF_DAY))
-            && m.metadata.name.as_deref().is_some_and(|name| !written.contains(name))
-    }) {
+        api.list(&ListParams::default()).await.map_err(|e| LiveError::kube(format!("list {kind}"), e))?;
+    for stale in listed
+        .items
+        .iter()
+        .filter(|m| ours(m) && m.metadata.name.as_deref().is_some_and(|name| !written.contains(name)))
+    {
         let name = stale.metadata.name.as_deref().unwrap_or_default();
-        match nodes.delete(name, &DeleteParams::default()).await {
+        match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(LiveError::kube(format!("delete the NodeMetrics of `{name}`"), e)),
+            Err(e) => return Err(LiveError::kube(format!("delete the {kind} of `{name}`"), e)),
         }
     }
     Ok(())

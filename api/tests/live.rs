@@ -175,9 +175,7 @@ fn deploys_onto_shared_gpus(rt: &tokio::runtime::Runtime, client: &kube::Client)
     // A move whose pod never becomes Ready: undone, node and request alike.
     let target = swaps[0]["to"].as_str().unwrap().to_string();
     rt.block_on(annotate(client, &target, "berth.io/emulate-stuck", true));
-    let response = server.post(&deploy, &admin, &json!({"max_moves": 3}));
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let id = start_deploy(&server, &deploy, &admin, &json!({"max_moves": 3}));
     let failed = wait_deployment(&server, &id, &admin);
     rt.block_on(annotate(client, &target, "berth.io/emulate-stuck", false));
     assert_eq!(failed["status"], "rolled_back", "{failed:#}");
@@ -192,9 +190,7 @@ fn deploys_onto_shared_gpus(rt: &tokio::runtime::Runtime, client: &kube::Client)
 
     // For real: each moved GPU replica asks for its slot's resource and serves there; then
     // rolled back on request, requests too.
-    let response = server.post(&deploy, &admin, &json!({"max_moves": 3}));
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let id = start_deploy(&server, &deploy, &admin, &json!({"max_moves": 3}));
     let done = wait_deployment(&server, &id, &admin);
     assert_eq!(done["status"], "succeeded", "{done:#}");
     assert_eq!(done["plan"], planned["plan"], "the same plan as the dry run");
@@ -407,6 +403,13 @@ type Positions = BTreeMap<String, (Option<String>, Option<String>, bool)>;
 fn positions(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) -> Positions {
     let snapshot = rt.block_on(Snapshot::read(client, ns)).unwrap();
     snapshot.replicas.into_iter().map(|r| (r.deployment, (r.pinned_to, r.node, r.ready))).collect()
+}
+
+/// Starts a deploy (`POST path` with `body`, answered 202); its id.
+fn start_deploy(server: &Server, path: &str, token: &str, body: &Value) -> String {
+    let response = server.post(path, token, body);
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string()
 }
 
 fn wait_deployment(server: &Server, id: &str, token: &str) -> Value {
@@ -628,9 +631,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
         "{planned:#}"
     );
     assert_eq!(applied == "keep", planned["plan"].as_array().unwrap().is_empty(), "{planned:#}");
-    let response = server.post(&deploy_replayed, &admin, &json!({"max_moves": 3}));
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let id = start_deploy(&server, &deploy_replayed, &admin, &json!({"max_moves": 3}));
     let done = wait_deployment(&server, &id, &admin);
     assert_eq!(done["status"], "succeeded", "{done:#}");
     assert_eq!(done["plan"], planned["plan"], "the same plan as the dry run");
@@ -697,9 +698,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     for node in &all {
         rt.block_on(annotate(client, node, "berth.io/emulate-stuck", true));
     }
-    let response = server.post(&deploy, &admin, &json!({"max_moves": 3, "shield": false}));
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let id = start_deploy(&server, &deploy, &admin, &json!({"max_moves": 3, "shield": false}));
     // One deploy changes the cluster at a time; a dry run may still look.
     let busy = server.post(&deploy, &admin, &json!({"max_moves": 3, "shield": false}));
     assert_eq!(busy.status(), StatusCode::CONFLICT);
@@ -750,9 +749,7 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
         &database,
         &[("BERTH_LIVE", "true"), ("BERTH_KUBECONFIG", limited.to_str().unwrap()), ("BERTH_NAMESPACE", ns)],
     );
-    let response = limited_server.post(&deploy, &admin, &json!({"max_moves": 3, "shield": false}));
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let id = response.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let id = start_deploy(&limited_server, &deploy, &admin, &json!({"max_moves": 3, "shield": false}));
     let refused = wait_deployment(&limited_server, &id, &admin);
     assert_eq!(refused["plan"], planned["plan"], "the limited account plans as the dry run did");
     assert_eq!(refused["status"], "rolled_back", "{refused:#}");

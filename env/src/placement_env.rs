@@ -938,7 +938,9 @@ impl PlacementEnv {
         for &r in &moving {
             self.unplace(r);
         }
-        moving.sort_by_key(|&r| self.held_slot(r, placement[r]).is_none());
+        if !self.held.is_empty() {
+            moving.sort_by_key(|&r| self.held_slot(r, placement[r]).is_none());
+        }
         for &r in &moving {
             self.place(r, placement[r]);
         }

@@ -117,10 +117,9 @@ impl Env for LiveEnv {
         if let Some(m) = self.sim.decode(action) {
             let (s, index) = self.sim.scenario().replica_keys()[m.replica];
             let deployment = workload::deployment_name(&self.sim.scenario().services[s].name, index);
-            let target = &self.sim.scenario().nodes[m.node];
-            let gpu = (self.sim.scenario().services[s].requests.gpus > 0)
-                .then(|| sharing::seat_resource(target.gpu.as_ref(), self.sim.seat_if_placed(s, m.node)));
-            let node = target.name.clone();
+            let gpu =
+                sharing::replica_resource(self.sim.scenario(), s, m.node, self.sim.seat_if_placed(s, m.node));
+            let node = self.sim.scenario().nodes[m.node].name.clone();
             let moved = self.mover.move_replica(&deployment, &node, gpu.as_deref());
             self.runtime.block_on(moved).map_err(live_error)?;
         }

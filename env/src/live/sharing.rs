@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use berth_core::mig::MigProfile;
-use berth_core::{GpuSharing, GpuSpec, gpu_sharing, limits};
+use berth_core::{GpuSharing, GpuSpec, Scenario, gpu_sharing, limits};
 
 use super::labels;
 use super::snapshot::LiveNode;
@@ -71,6 +71,12 @@ pub fn seat_resource(gpu: Option<&GpuSpec>, seat: Option<u8>) -> String {
         Some(profile) => profile.resource(),
         None => labels::GPU_RESOURCE.into(),
     }
+}
+
+/// The GPU resource a replica of service `s` asks for in `seat` on node `n` (see
+/// [`seat_resource`]); `None` for a service without GPUs, whose requests a move leaves alone.
+pub fn replica_resource(scenario: &Scenario, s: usize, n: usize, seat: Option<u8>) -> Option<String> {
+    (scenario.services[s].requests.gpus > 0).then(|| seat_resource(scenario.nodes[n].gpu.as_ref(), seat))
 }
 
 /// The MIG profile a GPU resource names (`nvidia.com/mig-1g.10gb`), if it names one.

@@ -71,9 +71,8 @@ pub fn gpu_resources(scenario: &Scenario, placement: &[usize]) -> Vec<Option<Str
         .iter()
         .zip(placement)
         .map(|(&s, &n)| {
-            let (requests, gpu) = (&scenario.services[s].requests, scenario.nodes[n].gpu.as_ref());
-            let seat = usage[n].take(gpu, requests);
-            (requests.gpus > 0).then(|| sharing::seat_resource(gpu, seat))
+            let seat = usage[n].take(scenario.nodes[n].gpu.as_ref(), &scenario.services[s].requests);
+            sharing::replica_resource(scenario, s, n, seat)
         })
         .collect()
 }

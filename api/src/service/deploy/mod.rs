@@ -152,16 +152,14 @@ pub async fn plan_deploy(
         .map(|m| {
             let (deployment, service, replica) = deployment_of(&scenario, m.replica);
             let (s, _) = scenario.replica_keys()[m.replica];
-            let to = &scenario.nodes[m.to];
-            let gpu_to = (scenario.services[s].requests.gpus > 0)
-                .then(|| sharing::seat_resource(to.gpu.as_ref(), m.seat));
+            let gpu_to = sharing::replica_resource(&scenario, s, m.to, m.seat);
             let gpu_from = snapshot.replica(&service, replica).and_then(|r| r.gpu_resource.clone());
             PlannedMoveDoc {
                 deployment,
                 service,
                 replica,
                 from: scenario.nodes[m.from].name.clone(),
-                to: to.name.clone(),
+                to: scenario.nodes[m.to].name.clone(),
                 gpu_from,
                 gpu_to,
             }

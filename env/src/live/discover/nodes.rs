@@ -166,24 +166,24 @@ pub(super) fn found_nodes(
                 findings.fill(format!("node `{name}`: no `{}` label, {memory} MiB per GPU", labels::GPU_MEMORY));
                 memory
             });
-            (product, class, known, memory_mib)
+            (class, known, memory_mib)
         });
-        let gpu = match gpu.map(|(_, class, known, memory_mib)| {
-            live.gpu_sharing(memory_mib)
-                .map(|s| s.map(|(count, sharing)| (class, known, memory_mib, count, sharing)))
-        }) {
-            None | Some(Ok(None)) => None,
-            Some(Err(reason)) => {
-                findings.note(format!("node `{name}`: {reason}: left out"));
-                continue;
-            }
-            Some(Ok(Some((class, known, memory_mib, count, sharing)))) => {
-                if sharing.is_shared() {
-                    findings.note(format!("node `{name}`: {}", shared_text(count, &sharing)));
+        let gpu = match gpu {
+            None => None,
+            Some((class, known, memory_mib)) => match live.gpu_sharing(memory_mib) {
+                Err(reason) => {
+                    findings.note(format!("node `{name}`: {reason}: left out"));
+                    continue;
                 }
-                found.speeds.insert(class.clone(), known.map_or(UNKNOWN_SPEED, |p| p.speed));
-                Some(FoundGpu { count, class, memory_mib, sharing })
-            }
+                Ok(None) => None,
+                Ok(Some((count, sharing))) => {
+                    if sharing.is_shared() {
+                        findings.note(format!("node `{name}`: {}", shared_text(count, &sharing)));
+                    }
+                    found.speeds.insert(class.clone(), known.map_or(UNKNOWN_SPEED, |p| p.speed));
+                    Some(FoundGpu { count, class, memory_mib, sharing })
+                }
+            },
         };
         found.nodes.push(FoundNode {
             name,

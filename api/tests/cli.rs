@@ -39,7 +39,7 @@ fn eval_writes_each_policys_days_with_their_gap_to_that_days_oracle() {
     assert!(out.status.success(), "{}", stderr(&out));
     let csv = std::fs::read_to_string(&file).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("policy,seed,cost,mean_latency_ms,slo_miss,moves,gap_to_oracle"));
+    assert_eq!(lines.next(), Some("policy,seed,cost,mean_latency_ms,slo_miss,moves,gap_to_oracle,gpus_used"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 9, "{csv}");
     let seeds: Vec<&str> = rows.iter().filter(|r| r[0] == "greedy").map(|r| r[1]).collect();
@@ -52,6 +52,18 @@ fn eval_writes_each_policys_days_with_their_gap_to_that_days_oracle() {
             rows.iter().filter(|r| r[0] == *policy).map(|r| r[2].parse().unwrap()).collect();
         let mean = costs.iter().sum::<f64>() / 3.0;
         assert!((mean + row["reward"].as_f64().unwrap()).abs() < 1e-9, "{policy}: {mean} against {row}");
+        // Every day has as many ticks, so the days' GPUs average to the table's.
+        let gpus: Vec<f64> = rows
+            .iter()
+            .filter(|r| r[0] == *policy && !r[7].is_empty())
+            .map(|r| r[7].parse().unwrap())
+            .collect();
+        match row["gpus_used"].as_f64() {
+            Some(table) => {
+                assert!((gpus.iter().sum::<f64>() / 3.0 - table).abs() < 1e-9, "{policy}: {gpus:?}")
+            }
+            None => assert!(gpus.is_empty(), "the oracle tracks no GPUs: {csv}"),
+        }
     }
     assert!(rows.iter().filter(|r| r[0] == "oracle").all(|r| r[6] == "0"), "{csv}");
     std::fs::remove_dir_all(&dir).unwrap();

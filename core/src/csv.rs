@@ -1,13 +1,13 @@
 //! Reading the production traces' CSV files: plain comma-separated cells without quotes,
 //! every error naming the file, the line and the column.
 
-/// A CSV cell that could not be read, with where it is.
+/// A CSV cell that could not be read, with where it is, or an import option refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {reason}")]
+#[error("{file}{}: {reason}", if *line == 0 { String::new() } else { format!(":{line}:{column}") })]
 pub struct ImportError {
-    /// The file, as the caller named it.
+    /// The file, as the caller named it, or the option refused.
     pub file: String,
-    /// 1-based line.
+    /// 1-based line; 0 for an option.
     pub line: usize,
     /// 1-based column (character) where the cell starts.
     pub column: usize,

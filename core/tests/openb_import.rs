@@ -4,17 +4,33 @@
 
 use std::collections::BTreeMap;
 
-use berth_core::openb::{CsvFile, ImportError, import_openb, pod_lifetime};
+use berth_core::openb::{CsvFile, ImportError, OpenbOptions, import_openb, pod_lifetime, shares_per_gpu};
+use berth_core::sharing::GpuSharing;
 use berth_core::{GpuClaim, Scenario};
 
 const NODES: &str = include_str!("../../data/openb/openb_node_list_all_node.csv");
 const PODS: &str = include_str!("../../data/openb/openb_pod_list_default.csv");
 const SHIPPED: &str = include_str!("../../scenarios/openb.yaml");
+const SHIPPED_SHARED: &str = include_str!("../../scenarios/openb-shared.yaml");
 /// The window `scenarios/openb.yaml` is generated with (`berth scenario openb`'s default).
 const WINDOW: f64 = 0.8;
+/// The shares per GPU `scenarios/openb-shared.yaml` is generated with.
+const SHARES: u32 = 4;
+
+fn import_with(
+    nodes: &str,
+    pods: &str,
+    options: OpenbOptions,
+) -> Result<berth_core::openb::OpenbImport, ImportError> {
+    import_openb(
+        CsvFile { name: "nodes.csv", text: nodes },
+        CsvFile { name: "pods.csv", text: pods },
+        options,
+    )
+}
 
 fn import(nodes: &str, pods: &str) -> Result<berth_core::openb::OpenbImport, ImportError> {
-    import_openb(CsvFile { name: "nodes.csv", text: nodes }, CsvFile { name: "pods.csv", text: pods }, WINDOW)
+    import_with(nodes, pods, OpenbOptions::default())
 }
 
 /// GPUs per model and node count, straight from the node list's columns.
@@ -80,6 +96,46 @@ fn the_committed_scenario_is_what_the_import_writes() {
     let import = import(NODES, PODS).unwrap();
     assert!(import.yaml == SHIPPED, "scenarios/openb.yaml is stale: run `berth scenario openb`");
     assert_eq!((import.nodes, import.pods, import.background), (1523, 8152, 7255));
+}
+
+#[test]
+fn the_shared_scenario_time_slices_every_gpu_and_lets_embedding_take_a_share() {
+    let options = OpenbOptions { time_slicing: Some(SHARES), ..OpenbOptions::default() };
+    let import = import_with(NODES, PODS, options).unwrap();
+    assert!(
+        import.yaml == SHIPPED_SHARED,
+        "scenarios/openb-shared.yaml is stale: run `berth scenario openb --time-slicing {SHARES}`"
+    );
+    let shared = Scenario::from_yaml(&import.yaml).unwrap();
+    let whole = Scenario::from_yaml(SHIPPED).unwrap();
+    assert_eq!(shared.name, "openb-shared");
+    assert_eq!(shared.background, whole.background, "the same pods");
+    for (s, w) in shared.nodes.iter().zip(&whole.nodes) {
+        assert_eq!(
+            (&s.name, s.zone, s.allocatable.cpu_millicores),
+            (&w.name, w.zone, w.allocatable.cpu_millicores)
+        );
+        let (Some(sg), Some(wg)) = (&s.gpu, &w.gpu) else {
+            assert!(s.gpu.is_none() && w.gpu.is_none(), "{}", s.name);
+            continue;
+        };
+        assert_eq!((sg.count, &sg.model, sg.memory_mib), (wg.count, &wg.model, wg.memory_mib));
+        assert!(wg.sharing == GpuSharing::Whole);
+        let GpuSharing::TimeSliced { replicas, .. } = sg.sharing else {
+            panic!("{} is not time-sliced", s.name)
+        };
+        assert_eq!(replicas, shares_per_gpu(SHARES, sg.count));
+        assert!(sg.count * replicas <= 64 && replicas >= 2, "{}: {} x {replicas}", s.name, sg.count);
+    }
+    let embed = shared.services.iter().find(|s| s.name == "infinity-embed").unwrap();
+    assert!(embed.requests.accepts.time_sliced);
+    assert_eq!(shares_per_gpu(4, 8), 4);
+    assert_eq!(shares_per_gpu(16, 8), 8, "8 GPUs x 8 shares is the most a node takes");
+    for bad in [0, 1, 65] {
+        let options = OpenbOptions { time_slicing: Some(bad), ..OpenbOptions::default() };
+        let err = import_with(NODES, PODS, options).unwrap_err().to_string();
+        assert!(err.contains("--time-slicing") && err.contains(&format!("got {bad}")), "{err}");
+    }
 }
 
 #[test]

@@ -6,16 +6,39 @@
 //! Nodes are chosen by best fit (the node with the least room left after the pod), the
 //! bin-packing a shared GPU cluster's scheduler uses to keep whole GPUs free; CPU-only pods
 //! prefer nodes without GPUs. A pod's GPU share goes to the fullest partly used GPU it fits
-//! on, else to a free GPU, which from then on is not free for a whole-GPU replica.
+//! on, else to a free GPU:
+//! - on a node of whole GPUs, that GPU is from then on not free for a whole-GPU replica;
+//! - on a time-sliced node, the share is a tenant of the GPU like a replica in a share (issue
+//!   30): it takes one of the GPU's shares and its part of the GPU's memory (`gpu_milli`
+//!   thousandths), and counts as a busy tenant, so replicas beside it serve slower;
+//! - MIG-partitioned nodes take no shares: an instance is not a fraction of a GPU a pod can
+//!   ask for by thousandths.
+//!
+//! A pod asking for whole GPUs on a shared node takes GPUs none of whose slots is held, and
+//! holds all their slots while it runs.
 
-use berth_core::{BackgroundPod, GpuClaim, NodeUsage, Resources, Scenario, WHOLE_GPU_MILLI};
+use berth_core::sharing::{GpuSharing, shares_of};
+use berth_core::{BackgroundPod, GpuClaim, GpuSpec, NodeUsage, Resources, Scenario, WHOLE_GPU_MILLI};
 
 /// Where a running pod landed.
 #[derive(Debug, Clone, Copy)]
 struct Landing {
     node: usize,
-    /// Index into the node's shared GPUs, for a GPU share.
-    shared_gpu: Option<usize>,
+    gpu: Held,
+}
+
+/// What a running pod holds of its node's GPUs.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// No GPU, or whole GPUs of a node of whole GPUs (counted in its usage).
+    Counted(u32),
+    /// A share of `milli` thousandths of GPU `gpu` of a node of whole GPUs (an index into its
+    /// shared GPUs).
+    ShareOf { gpu: usize, milli: u32 },
+    /// This time-sliced share, as a slot of the node's shared GPUs.
+    Slot(usize),
+    /// Every slot of the shared GPUs whose bits are set.
+    AllSlotsOf(u64),
 }
 
 /// The background pods' state in one episode.
@@ -111,15 +134,23 @@ impl Background {
             self.pending += 1;
             return;
         };
-        let (gpus, shared_gpu) = match pod.gpu {
-            GpuClaim::None => (0, None),
-            GpuClaim::Whole(k) => (k, None),
-            GpuClaim::Share(milli) => {
+        let shared = scenario.nodes[node].gpu.as_ref().filter(|g| g.sharing.is_shared());
+        let u = &mut usage[node];
+        let gpu = match (pod.gpu, shared) {
+            (GpuClaim::None, _) => Held::Counted(0),
+            (GpuClaim::Whole(k), None) => Held::Counted(k),
+            (GpuClaim::Whole(k), Some(g)) => Held::AllSlotsOf(hold_whole(u, g, k)),
+            (GpuClaim::Share(milli), Some(g)) => {
+                let slot = sliced_share(g, &u.slots, milli).expect("best_node found a share");
+                u.take_slot(g, &slot_memory(share_memory(g, milli)), slot);
+                Held::Slot(slot)
+            }
+            (GpuClaim::Share(milli), None) => {
                 let shares = &mut self.shares[node];
                 match fullest_fitting(shares, milli) {
                     Some(g) => {
                         shares[g] += milli;
-                        (0, Some(g))
+                        Held::ShareOf { gpu: g, milli }
                     }
                     None => {
                         let g = shares.iter().position(|&m| m == 0).unwrap_or_else(|| {
@@ -127,33 +158,44 @@ impl Background {
                             shares.len() - 1
                         });
                         shares[g] = milli;
-                        (1, Some(g))
+                        u.gpus += 1;
+                        Held::ShareOf { gpu: g, milli }
                     }
                 }
             }
         };
-        usage[node].add(&held(pod, gpus));
-        self.landed[p] = Some(Landing { node, shared_gpu });
+        let counted = if let Held::Counted(k) = gpu { k } else { 0 };
+        usage[node].add(&held(pod, counted));
+        self.landed[p] = Some(Landing { node, gpu });
         self.running += 1;
         touched.push(node);
     }
 
     fn end(&mut self, scenario: &Scenario, p: usize, usage: &mut [NodeUsage], touched: &mut Vec<usize>) {
         self.next_end += 1;
-        let Some(Landing { node, shared_gpu }) = self.landed[p].take() else {
+        let Some(Landing { node, gpu }) = self.landed[p].take() else {
             return;
         };
         let pod = &scenario.background[p];
-        let freed_gpus = match (pod.gpu, shared_gpu) {
-            (GpuClaim::Whole(k), _) => k,
-            (GpuClaim::Share(milli), Some(g)) => {
+        let u = &mut usage[node];
+        u.remove(&held(pod, 0));
+        match gpu {
+            Held::Counted(k) => u.gpus -= k,
+            Held::ShareOf { gpu: g, milli } => {
                 let share = &mut self.shares[node][g];
                 *share -= milli;
-                u32::from(*share == 0)
+                u.gpus -= u32::from(*share == 0);
             }
-            _ => 0,
-        };
-        usage[node].remove(&held(pod, freed_gpus));
+            Held::Slot(slot) => u.release(&Resources::default(), Some(slot as u8)),
+            Held::AllSlotsOf(gpus) => {
+                let per_gpu = scenario.nodes[node].gpu.as_ref().map_or(0, |g| g.sharing.slots_per_gpu());
+                for slot in
+                    (0..64).filter(|g| gpus >> g & 1 == 1).flat_map(|g| g * per_gpu..(g + 1) * per_gpu)
+                {
+                    u.release(&Resources::default(), Some(slot as u8));
+                }
+            }
+        }
         self.running -= 1;
         touched.push(node);
     }
@@ -176,14 +218,26 @@ impl Background {
             {
                 continue;
             }
-            let free_gpus = node.gpu.as_ref().map_or(0, |g| g.count - u.gpus);
-            let gpus_left = match pod.gpu {
-                GpuClaim::None => free_gpus,
-                GpuClaim::Whole(k) if k <= free_gpus => free_gpus - k,
-                GpuClaim::Whole(_) => continue,
-                GpuClaim::Share(milli) if fullest_fitting(&self.shares[n], milli).is_some() => free_gpus,
-                GpuClaim::Share(_) if free_gpus > 0 => free_gpus - 1,
-                GpuClaim::Share(_) => continue,
+            let free_gpus = u.free_gpus(node.gpu.as_ref());
+            let shared = node.gpu.as_ref().filter(|g| g.sharing.is_shared());
+            let gpus_left = match (pod.gpu, shared) {
+                (GpuClaim::None, _) => free_gpus,
+                (GpuClaim::Whole(k), _) if k <= free_gpus => free_gpus - k,
+                (GpuClaim::Whole(_), _) => continue,
+                (GpuClaim::Share(milli), Some(g)) => match sliced_share(g, &u.slots, milli) {
+                    Some(slot)
+                        if shares_of(&g.sharing, &u.slots, slot / g.sharing.slots_per_gpu()).tenants > 0 =>
+                    {
+                        free_gpus
+                    }
+                    Some(_) => free_gpus - 1,
+                    None => continue,
+                },
+                (GpuClaim::Share(milli), None) if fullest_fitting(&self.shares[n], milli).is_some() => {
+                    free_gpus
+                }
+                (GpuClaim::Share(_), None) if free_gpus > 0 => free_gpus - 1,
+                (GpuClaim::Share(_), None) => continue,
             };
             let cpu_left = node.allocatable.cpu_millicores - u.cpu_millicores - pod.cpu_millicores;
             let has_gpus = pod.gpu == GpuClaim::None && node.gpu.is_some();
@@ -200,6 +254,54 @@ impl Background {
 /// GPUs taken from (or given back to) the node's free ones.
 fn held(pod: &BackgroundPod, gpus: u32) -> Resources {
     Resources { cpu_millicores: pod.cpu_millicores, memory_mib: pod.memory_mib, gpus, ..Default::default() }
+}
+
+/// GPU memory a share of `milli` thousandths holds on `gpu`, MiB (at least 1).
+fn share_memory(gpu: &GpuSpec, milli: u32) -> u64 {
+    (gpu.memory_mib * u64::from(milli)).div_ceil(u64::from(WHOLE_GPU_MILLI)).max(1)
+}
+
+/// A request that holds `gpu_memory_mib` of a slot and nothing else (the pod's CPU and memory
+/// are counted apart).
+fn slot_memory(gpu_memory_mib: u64) -> Resources {
+    Resources { gpus: 1, gpu_memory_mib, ..Default::default() }
+}
+
+/// The slot a share of `milli` takes on time-sliced `gpu`: a free share on the GPU whose
+/// tenants hold the most memory and still leave room for it (an idle GPU last), the lowest
+/// GPU on ties. `None` on other nodes or where none has room.
+fn sliced_share(gpu: &GpuSpec, slots: &[u64], milli: u32) -> Option<usize> {
+    if !matches!(gpu.sharing, GpuSharing::TimeSliced { .. }) {
+        return None;
+    }
+    let need = share_memory(gpu, milli);
+    (0..gpu.count as usize)
+        .filter_map(|g| {
+            let shares = shares_of(&gpu.sharing, slots, g);
+            let room = shares.memory_mib + need <= gpu.memory_mib;
+            room.then_some((shares.memory_mib, std::cmp::Reverse(g), shares.first_free?))
+        })
+        .max()
+        .map(|(_, _, slot)| slot)
+}
+
+/// Holds every slot of `k` shared GPUs none of whose slots is held (the caller checked there
+/// are that many) for a pod asking for whole GPUs; returns them as bits.
+fn hold_whole(usage: &mut NodeUsage, gpu: &GpuSpec, k: u32) -> u64 {
+    let per_gpu = gpu.sharing.slots_per_gpu();
+    let full = slot_memory(gpu.memory_mib / per_gpu as u64);
+    let idle: Vec<usize> = (0..gpu.count as usize)
+        .filter(|&g| shares_of(&gpu.sharing, &usage.slots, g).tenants == 0)
+        .take(k as usize)
+        .collect();
+    let mut held = 0u64;
+    for g in idle {
+        for slot in g * per_gpu..(g + 1) * per_gpu {
+            usage.take_slot(gpu, &full, slot);
+        }
+        held |= 1 << g;
+    }
+    held
 }
 
 /// The partly used GPU with the least room that still takes `milli`.

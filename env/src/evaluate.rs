@@ -66,6 +66,8 @@ pub struct DayRow {
     pub slo_miss: f64,
     /// Replica moves that day.
     pub moves: u32,
+    /// Physical GPUs with anything on them, mean over that day's ticks (`None` for the oracle).
+    pub gpus_used: Option<f64>,
 }
 
 /// Accumulates ticks into a row.
@@ -80,14 +82,23 @@ struct Summary {
     /// GPUs in use summed over ticks, and the ticks counted (none for the oracle).
     gpus: f64,
     gpu_ticks: f64,
-    /// Per episode: its seed, then the request weight, latency and miss sums of its ticks.
-    days: Vec<(DayRow, f64)>,
+    /// Per episode: its seed and the sums of its ticks.
+    days: Vec<DaySums>,
+}
+
+/// One episode's figures while it runs: `row` holds request-weighted sums until the end.
+#[derive(Debug, Default)]
+struct DaySums {
+    row: DayRow,
+    weight: f64,
+    gpus: f64,
+    gpu_ticks: f64,
 }
 
 impl Summary {
     /// Starts the figures of the episode of `seed`.
     fn day(&mut self, seed: u64) {
-        self.days.push((DayRow { seed, ..DayRow::default() }, 0.0));
+        self.days.push(DaySums { row: DayRow { seed, ..DayRow::default() }, ..DaySums::default() });
     }
 
     fn add(&mut self, m: &TickMetrics, moves: u32, reward: f64) {
@@ -98,7 +109,7 @@ impl Summary {
         self.miss += w * m.slo_miss;
         self.moves += moves as f64;
         self.reward += reward;
-        if let Some((day, weight)) = self.days.last_mut() {
+        if let Some(DaySums { row: day, weight, .. }) = self.days.last_mut() {
             *weight += w;
             day.cost -= reward;
             day.mean_latency_ms += w * m.mean_latency_ms;
@@ -107,17 +118,28 @@ impl Summary {
         }
     }
 
+    /// Counts the GPUs in use after a tick, overall and for the day.
+    fn add_gpus(&mut self, gpus: u32) {
+        self.gpus += f64::from(gpus);
+        self.gpu_ticks += 1.0;
+        if let Some(day) = self.days.last_mut() {
+            day.gpus += f64::from(gpus);
+            day.gpu_ticks += 1.0;
+        }
+    }
+
     fn row(&self, policy: &str, episodes: usize) -> EvalRow {
         let w = self.weight.max(f64::MIN_POSITIVE);
         let days = self
             .days
             .iter()
-            .map(|&(day, weight)| {
-                let weight = weight.max(f64::MIN_POSITIVE);
+            .map(|d| {
+                let weight = d.weight.max(f64::MIN_POSITIVE);
                 DayRow {
-                    mean_latency_ms: day.mean_latency_ms / weight,
-                    slo_miss: day.slo_miss / weight,
-                    ..day
+                    mean_latency_ms: d.row.mean_latency_ms / weight,
+                    slo_miss: d.row.slo_miss / weight,
+                    gpus_used: (d.gpu_ticks > 0.0).then(|| d.gpus / d.gpu_ticks),
+                    ..d.row
                 }
             })
             .collect();
@@ -166,8 +188,7 @@ pub fn run_policy(
             summary.add(&step.info.metrics, step.info.moves, step.reward);
             on_tick(episode, &step.info.metrics);
             let terminal = step.terminated || step.truncated;
-            summary.gpus += f64::from(env.gpus_in_use());
-            summary.gpu_ticks += 1.0;
+            summary.add_gpus(env.gpus_in_use());
             if terminal {
                 break;
             }

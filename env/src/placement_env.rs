@@ -587,8 +587,9 @@ impl PlacementEnv {
         }
     }
 
-    /// After a replica came to or left time-sliced node `n`, every tenant there serves at its
-    /// new share of the GPU (MIG instances and whole GPUs are not affected by neighbours).
+    /// After a replica or a background pod came to or left time-sliced node `n`, every
+    /// tenant there serves at its new share of the GPU (MIG instances and whole GPUs are not
+    /// affected by neighbours).
     fn retime_tenants(&mut self, n: usize) {
         if self.time_sliced(n).is_some() {
             let mut views = std::mem::take(&mut self.views);
@@ -697,6 +698,7 @@ impl PlacementEnv {
         touched.sort_unstable();
         touched.dedup();
         for &n in &touched {
+            self.retime_tenants(n);
             self.refresh_mask_column(n);
             self.refresh_node_obs(n);
         }
@@ -980,6 +982,7 @@ impl PlacementEnv {
             self.usage.clone_from(usage);
             self.mask.copy_from_slice(mask);
             for n in 0..self.node_count() {
+                self.retime_tenants(n);
                 self.refresh_node_obs(n);
             }
         } else {

@@ -8,7 +8,7 @@ use berth_core::Scenario;
 use crate::error::{Error, Result};
 
 /// `(name, YAML)` of every shipped scenario, smallest first.
-pub const SHIPPED: [(&str, &str); 7] = [
+pub const SHIPPED: [(&str, &str); 8] = [
     ("tiny", include_str!("../../scenarios/tiny.yaml")),
     ("gpu-small", include_str!("../../scenarios/gpu-small.yaml")),
     ("gpu-mig", include_str!("../../scenarios/gpu-mig.yaml")),
@@ -16,6 +16,7 @@ pub const SHIPPED: [(&str, &str); 7] = [
     ("gpu-medium", include_str!("../../scenarios/gpu-medium.yaml")),
     ("gpu-large", include_str!("../../scenarios/gpu-large.yaml")),
     ("openb", include_str!("../../scenarios/openb.yaml")),
+    ("openb-shared", include_str!("../../scenarios/openb-shared.yaml")),
 ];
 
 /// The shipped scenarios' names, smallest first.

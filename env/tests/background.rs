@@ -1,9 +1,11 @@
-//! Background pods on a shared cluster: GPU shares block a GPU for whole-GPU replicas,
-//! pods that fit nowhere stay pending, ended pods give their room back, and nothing ever
-//! puts more on a node than it has.
+//! Background pods on a shared cluster: GPU shares block a GPU for whole-GPU replicas, and
+//! on a time-sliced GPU are tenants that slow the replicas beside them; pods that fit nowhere
+//! stay pending, ended pods give their room back, and nothing ever puts more on a node than
+//! it has.
 
 use std::sync::Arc;
 
+use berth_core::sharing::TIME_SLICING_OVERHEAD;
 use berth_core::{Rng, Scenario};
 use berth_env::{Env, PlacementEnv};
 
@@ -37,6 +39,68 @@ fn gpu_shares_take_the_free_gpu_and_give_it_back_when_they_end() {
         let to_free = env.encode(berth_env::Move { replica: r, node: free });
         assert!(env.action_mask()[to_free], "replica {r} may move to the freed GPU again");
     }
+}
+
+const GPU_MIG: &str = include_str!("../../scenarios/gpu-mig.yaml");
+
+/// gpu-mig with `background`, its replicas at `placement` (embedding replicas 2-5; nodes:
+/// h100-a-1 0, l4-b-1 2 and l4-b-2 3, both time-sliced two ways with 24 GiB, h100-c-1 5).
+fn gpu_mig_with(background: &str, placement: &[usize]) -> PlacementEnv {
+    let yaml = format!("{GPU_MIG}\nbackground:\n{background}");
+    let mut env = PlacementEnv::new(Arc::new(Scenario::from_yaml(&yaml).unwrap())).unwrap();
+    env.reset_placed(3, placement).unwrap();
+    env
+}
+
+/// Background pods asking for `(num_gpu, gpu_milli)`, running from before the start to 600 s.
+fn gpu_pods(claims: &[(u32, u32)]) -> String {
+    claims
+        .iter()
+        .map(|(gpus, milli)| {
+            format!(
+                "  - {{cpu_milli: 1000, memory_mib: 1024, num_gpu: {gpus}, gpu_milli: {milli}, from_s: -10, to_s: 600}}\n"
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_share_on_a_time_sliced_gpu_is_a_tenant_that_slows_the_replica_beside_it() {
+    // Half the L4 (12 GiB) beside an 8 GiB replica: fits. 80% (19.2 GiB) does not.
+    let mut env = gpu_mig_with(&gpu_pods(&[(1, 500), (1, 800)]), &[1, 4, 0, 0, 2, 3, 4, 6]);
+    assert_eq!(env.background_pods(), (1, 1), "the 800 share fits beside no replica");
+    // Both L4s hold one replica; best fit ties and takes the lower, l4-b-1.
+    assert_eq!(env.usage()[2].slots.iter().filter(|&&m| m > 0).count(), 2);
+    assert_eq!(env.usage()[2].slots.iter().sum::<u64>(), 8_192 + 12_288);
+    let times: Vec<f64> = env.service_times_ms().collect();
+    let shared = 30.0 * 2.0 / (1.0 - TIME_SLICING_OVERHEAD);
+    assert!((times[4] - shared).abs() < 1e-9, "replica 4 shares l4-b-1: {} ms, expected {shared}", times[4]);
+    assert!((times[5] - 30.0).abs() < 1e-9, "replica 5 is alone on l4-b-2");
+    let onto_shared = env.encode(berth_env::Move { replica: 2, node: 2 });
+    assert!(!env.action_mask()[onto_shared], "l4-b-1's two shares are held");
+    assert_eq!(env.gpus_in_use(), 3, "the pod shares a GPU a replica uses: h100-a-1 and two L4s");
+    env.step(0).unwrap();
+    env.step(0).unwrap();
+    assert_eq!(env.background_pods(), (0, 1), "it ended at 600 s");
+    assert!((env.service_times_ms().nth(4).unwrap() - 30.0).abs() < 1e-9, "alone again");
+    assert!(env.action_mask()[onto_shared]);
+}
+
+#[test]
+fn a_whole_gpu_pod_on_a_shared_node_holds_every_slot_of_an_idle_gpu() {
+    let mut env = gpu_mig_with(&gpu_pods(&[(1, 1000), (2, 1000)]), &[1, 4, 0, 0, 5, 5, 4, 6]);
+    assert_eq!(env.background_pods(), (1, 1), "no node has two idle GPUs");
+    assert_eq!(env.usage()[2].slots, vec![12_288, 12_288], "both shares of l4-b-1 held");
+    assert_eq!(env.gpus_in_use(), 3);
+    for r in 2..6 {
+        assert!(!env.action_mask()[env.encode(berth_env::Move { replica: r, node: 2 })]);
+        assert!(env.action_mask()[env.encode(berth_env::Move { replica: r, node: 3 })]);
+    }
+    env.step(0).unwrap();
+    env.step(0).unwrap();
+    assert_eq!(env.usage()[2].slots, vec![0, 0], "given back");
+    assert_eq!(env.usage()[2].cpu_millicores, 0);
+    assert_eq!(env.gpus_in_use(), 2);
 }
 
 #[test]

@@ -74,7 +74,7 @@ struct TrainArgs {
     /// The algorithm.
     #[arg(long, value_enum, required_unless_present = "task", conflicts_with = "task")]
     agent: Option<AgentArg>,
-    /// Scenario: a YAML file, a shipped name (tiny, gpu-small, gpu-mig, gentd26, gpu-medium, gpu-large, openb), or
+    /// Scenario: a YAML file, a shipped name (tiny, gpu-small, gpu-mig, gentd26, gpu-medium, gpu-large, openb, openb-shared), or
     /// `cartpole` to check the algorithm on CartPole-v1.
     #[arg(long, required_unless_present = "task", conflicts_with = "task")]
     scenario: Option<String>,
@@ -154,7 +154,7 @@ impl From<AgentArg> for AgentKind {
 
 #[derive(Debug, Args)]
 struct EvalArgs {
-    /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-mig, gentd26, gpu-medium, gpu-large, openb).
+    /// Scenario: a YAML file, or a shipped name (tiny, gpu-small, gpu-mig, gentd26, gpu-medium, gpu-large, openb, openb-shared).
     #[arg(long)]
     scenario: String,
     /// Policies to compare, comma-separated: a baseline (random, spread, greedy, descheduler,
@@ -175,7 +175,7 @@ struct EvalArgs {
     #[arg(long)]
     json: bool,
     /// Also write every policy's figures per episode (simulated day) to this CSV file:
-    /// `policy, seed, cost, mean_latency_ms, slo_miss, moves, gap_to_oracle`.
+    /// `policy, seed, cost, mean_latency_ms, slo_miss, moves, gap_to_oracle, gpus_used`.
     #[arg(long)]
     per_day: Option<PathBuf>,
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use berth_core::Scenario;
 use berth_core::cold_start::{cold_starts_yaml, import_cold_starts, interpolate};
-use berth_core::openb::{CsvFile, import_openb};
+use berth_core::openb::{CsvFile, OpenbOptions, import_openb};
 use berth_core::trace::{TraceColumns, import_rate_series, replace_generated, trace_yaml};
 use clap::Args;
 
@@ -23,9 +23,14 @@ pub struct OpenbArgs {
     /// Share of the pods that run at any moment, in (0, 1).
     #[arg(long, default_value_t = 0.8)]
     window: f64,
-    /// Where to write the scenario.
-    #[arg(long, default_value = "scenarios/openb.yaml")]
-    out: PathBuf,
+    /// Time-slice every GPU into this many shares, so the trace's fractional pods are tenants
+    /// of their GPUs and embedding replicas may share them (the `openb-shared` scenario).
+    #[arg(long)]
+    time_slicing: Option<u32>,
+    /// Where to write the scenario [default: scenarios/openb.yaml, or
+    /// scenarios/openb-shared.yaml with --time-slicing].
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// `berth scenario trace`.
@@ -134,17 +139,22 @@ fn read(path: &PathBuf) -> Result<String> {
 pub fn openb(args: OpenbArgs) -> Result<()> {
     let (nodes_text, pods_text) = (read(&args.nodes)?, read(&args.pods)?);
     let (nodes_name, pods_name) = (args.nodes.display().to_string(), args.pods.display().to_string());
+    let options = OpenbOptions { window: args.window, time_slicing: args.time_slicing };
     let import = import_openb(
         CsvFile { name: &nodes_name, text: &nodes_text },
         CsvFile { name: &pods_name, text: &pods_text },
-        args.window,
+        options,
     )?;
+    let out = args.out.unwrap_or_else(|| match args.time_slicing {
+        Some(_) => "scenarios/openb-shared.yaml".into(),
+        None => "scenarios/openb.yaml".into(),
+    });
     let scenario = Scenario::from_yaml(&import.yaml).context("the generated scenario does not load")?;
-    std::fs::write(&args.out, &import.yaml).with_context(|| format!("writing {}", args.out.display()))?;
+    std::fs::write(&out, &import.yaml).with_context(|| format!("writing {}", out.display()))?;
     let gpus: Vec<String> = import.gpus.iter().map(|(model, count)| format!("{model} {count}")).collect();
     println!(
         "{}: {} nodes ({} GPUs: {}), {} replicas, {} of {} pods as background",
-        args.out.display(),
+        out.display(),
         scenario.nodes.len(),
         import.gpus.values().sum::<u64>(),
         gpus.join(", "),

@@ -68,10 +68,11 @@ pub fn bench_table(rows: &[BenchRow]) -> String {
 }
 
 /// Every row's episodes as CSV, one line a policy and day: `policy, seed, cost,
-/// mean_latency_ms, slo_miss, moves, gap_to_oracle` (that day's, empty without an oracle row).
+/// mean_latency_ms, slo_miss, moves, gap_to_oracle, gpus_used` (that day's; the gap empty
+/// without an oracle row, GPUs empty for the oracle).
 pub fn per_day_csv(rows: &[EvalRow]) -> String {
     let oracle = rows.iter().find(|r| r.policy == "oracle");
-    let mut out = String::from("policy,seed,cost,mean_latency_ms,slo_miss,moves,gap_to_oracle\n");
+    let mut out = String::from("policy,seed,cost,mean_latency_ms,slo_miss,moves,gap_to_oracle,gpus_used\n");
     for row in rows {
         // A model's path may hold a comma or a quote: quoted as CSV quotes.
         let name = if row.policy.contains([',', '"']) {
@@ -84,8 +85,9 @@ pub fn per_day_csv(rows: &[EvalRow]) -> String {
                 .and_then(|o| o.days.get(i))
                 .filter(|o| o.seed == day.seed && o.cost > 0.0)
                 .map_or(String::new(), |o| format!("{}", (day.cost - o.cost) / o.cost));
+            let gpus = day.gpus_used.map_or(String::new(), |g| g.to_string());
             out.push_str(&format!(
-                "{name},{},{},{},{},{},{gap}\n",
+                "{name},{},{},{},{},{},{gap},{gpus}\n",
                 day.seed, day.cost, day.mean_latency_ms, day.slo_miss, day.moves
             ));
         }

@@ -141,7 +141,7 @@ impl Background {
             (GpuClaim::Whole(k), None) => Held::Counted(k),
             (GpuClaim::Whole(k), Some(g)) => Held::AllSlotsOf(hold_whole(u, g, k)),
             (GpuClaim::Share(milli), Some(g)) => {
-                let slot = sliced_share(g, &u.slots, milli).expect("best_node found a share");
+                let slot = sliced_share(g, &u.slots, milli).expect("best_node found a share").slot;
                 u.take_slot(g, &slot_memory(share_memory(g, milli)), slot);
                 Held::Slot(slot)
             }
@@ -218,19 +218,17 @@ impl Background {
             {
                 continue;
             }
-            let free_gpus = u.free_gpus(node.gpu.as_ref());
             let shared = node.gpu.as_ref().filter(|g| g.sharing.is_shared());
+            let free_gpus = match (pod.gpu, shared) {
+                (GpuClaim::Share(_), Some(_)) => 0, // the share's own pass counts them
+                _ => u.free_gpus(node.gpu.as_ref()),
+            };
             let gpus_left = match (pod.gpu, shared) {
                 (GpuClaim::None, _) => free_gpus,
                 (GpuClaim::Whole(k), _) if k <= free_gpus => free_gpus - k,
                 (GpuClaim::Whole(_), _) => continue,
                 (GpuClaim::Share(milli), Some(g)) => match sliced_share(g, &u.slots, milli) {
-                    Some(slot)
-                        if shares_of(&g.sharing, &u.slots, slot / g.sharing.slots_per_gpu()).tenants > 0 =>
-                    {
-                        free_gpus
-                    }
-                    Some(_) => free_gpus - 1,
+                    Some(share) => share.idle_gpus.saturating_sub(u.gpus + u32::from(!share.joins)),
                     None => continue,
                 },
                 (GpuClaim::Share(milli), None) if fullest_fitting(&self.shares[n], milli).is_some() => {
@@ -267,22 +265,42 @@ fn slot_memory(gpu_memory_mib: u64) -> Resources {
     Resources { gpus: 1, gpu_memory_mib, ..Default::default() }
 }
 
+/// Where a share lands on a time-sliced node.
+#[derive(Debug, Clone, Copy)]
+struct SlicedShare {
+    slot: usize,
+    /// Whether other tenants are on its GPU.
+    joins: bool,
+    /// GPUs of the node without tenants, before it lands.
+    idle_gpus: u32,
+}
+
 /// The slot a share of `milli` takes on time-sliced `gpu`: a free share on the GPU whose
 /// tenants hold the most memory and still leave room for it (an idle GPU last), the lowest
-/// GPU on ties. `None` on other nodes or where none has room.
-fn sliced_share(gpu: &GpuSpec, slots: &[u64], milli: u32) -> Option<usize> {
-    if !matches!(gpu.sharing, GpuSharing::TimeSliced { .. }) {
-        return None;
+/// GPU on ties. `None` on other nodes or where none has room. One pass over the slots: every
+/// pod start asks it of every node that fits.
+fn sliced_share(gpu: &GpuSpec, slots: &[u64], milli: u32) -> Option<SlicedShare> {
+    let GpuSharing::TimeSliced { replicas, .. } = gpu.sharing else { return None };
+    let (per_gpu, need) = (replicas as usize, share_memory(gpu, milli));
+    let mut best: Option<(u64, usize)> = None;
+    let mut idle_gpus = 0;
+    for g in 0..gpu.count as usize {
+        let (mut memory, mut first_free) = (0u64, None);
+        for slot in g * per_gpu..(g + 1) * per_gpu {
+            match slots.get(slot).copied().unwrap_or(0) {
+                0 => _ = first_free.get_or_insert(slot),
+                held => memory += held,
+            }
+        }
+        idle_gpus += u32::from(memory == 0);
+        if let Some(slot) = first_free
+            && memory + need <= gpu.memory_mib
+            && best.is_none_or(|(fullest, _)| memory > fullest)
+        {
+            best = Some((memory, slot));
+        }
     }
-    let need = share_memory(gpu, milli);
-    (0..gpu.count as usize)
-        .filter_map(|g| {
-            let shares = shares_of(&gpu.sharing, slots, g);
-            let room = shares.memory_mib + need <= gpu.memory_mib;
-            room.then_some((shares.memory_mib, std::cmp::Reverse(g), shares.first_free?))
-        })
-        .max()
-        .map(|(_, _, slot)| slot)
+    best.map(|(memory, slot)| SlicedShare { slot, joins: memory > 0, idle_gpus })
 }
 
 /// Holds every slot of `k` shared GPUs none of whose slots is held (the caller checked there

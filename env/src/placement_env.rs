@@ -593,23 +593,29 @@ impl PlacementEnv {
     fn retime_tenants(&mut self, n: usize) {
         if self.time_sliced(n).is_some() {
             let mut views = std::mem::take(&mut self.views);
-            self.retime_in(&mut views, n, &self.usage[n].slots, None);
+            let retimed = self.retime_in(&mut views, n, &self.usage[n].slots, None);
             self.views = views;
-            self.routing_dirty = true;
+            // Background pods come and go on nodes without replicas every tick: only a
+            // replica's new time changes the routing.
+            self.routing_dirty |= retimed;
         }
     }
 
     /// In `views`, the times of the tenants of node `n` other than `moving`, if its GPUs are
-    /// time-sliced, with its slots as `slots` say.
-    fn retime_in(&self, views: &mut [ReplicaView], n: usize, slots: &[u64], moving: Option<usize>) {
+    /// time-sliced, with its slots as `slots` say; whether any time changed.
+    fn retime_in(&self, views: &mut [ReplicaView], n: usize, slots: &[u64], moving: Option<usize>) -> bool {
         if self.time_sliced(n).is_none() {
-            return;
+            return false;
         }
+        let mut changed = false;
         for (r, view) in views.iter_mut().enumerate() {
             if Some(r) != moving && self.placement[r] == n && self.seat[r].is_some() {
-                view.service_time_ms = self.seated_time(r, n, slots, self.seat[r]);
+                let time = self.seated_time(r, n, slots, self.seat[r]);
+                changed |= time != view.service_time_ms;
+                view.service_time_ms = time;
             }
         }
+        changed
     }
 
     /// Node `n`'s GPUs if they are time-sliced.

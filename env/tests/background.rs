@@ -122,41 +122,62 @@ fn cpu_pods_prefer_nodes_without_gpus_and_whole_gpu_pods_need_free_gpus() {
 
 #[test]
 fn nothing_is_ever_overcommitted_on_openb() {
-    let scenario = berth_env::shipped::shipped("openb").unwrap();
-    let mut env = PlacementEnv::new(scenario.clone()).unwrap();
-    let mut rng = Rng::new(3);
-    env.reset(3);
-    let (running, pending) = env.background_pods();
-    assert!(running > 5500 && pending < 10, "{running} running, {pending} pending at the start");
-    for _ in 0..48 {
-        for (n, (node, u)) in scenario.nodes.iter().zip(env.usage()).enumerate() {
-            assert!(u.cpu_millicores <= node.allocatable.cpu_millicores, "node {n} cpu");
-            assert!(u.memory_mib <= node.allocatable.memory_mib, "node {n} memory");
-            assert!(u.gpus <= node.gpu.as_ref().map_or(0, |g| g.count), "node {n} GPUs");
+    for name in ["openb", "openb-shared"] {
+        let scenario = berth_env::shipped::shipped(name).unwrap();
+        let mut env = PlacementEnv::new(scenario.clone()).unwrap();
+        let mut rng = Rng::new(3);
+        env.reset(3);
+        let (running, pending) = env.background_pods();
+        assert!(running > 5500 && pending < 10, "{name}: {running} running, {pending} pending at the start");
+        for _ in 0..48 {
+            for (n, (node, u)) in scenario.nodes.iter().zip(env.usage()).enumerate() {
+                assert!(u.cpu_millicores <= node.allocatable.cpu_millicores, "{name}: node {n} cpu");
+                assert!(u.memory_mib <= node.allocatable.memory_mib, "{name}: node {n} memory");
+                assert!(u.gpus <= node.gpu.as_ref().map_or(0, |g| g.count), "{name}: node {n} GPUs");
+                if let Some(g) = node.gpu.as_ref().filter(|g| g.sharing.is_shared()) {
+                    // Replicas and pods together: each GPU's tenants within its memory.
+                    for (i, shares) in u.slots.chunks(g.sharing.slots_per_gpu()).enumerate() {
+                        let memory: u64 = shares.iter().sum();
+                        assert!(memory <= g.memory_mib, "{name}: GPU {i} of node {n} holds {memory} MiB");
+                    }
+                }
+            }
+            for (r, seat) in env.seats().iter().enumerate() {
+                if let Some(slot) = seat {
+                    let held = env.usage()[env.placement()[r]].slots[usize::from(*slot)];
+                    assert!(held > 0, "{name}: replica {r}'s share is not held");
+                }
+            }
+            let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
+            let action =
+                if rng.below(2) == 0 && env.action_mask()[0] { 0 } else { open[rng.below(open.len())] };
+            env.step(action).unwrap();
         }
-        let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
-        let action = if rng.below(2) == 0 && env.action_mask()[0] { 0 } else { open[rng.below(open.len())] };
-        env.step(action).unwrap();
     }
 }
 
 #[test]
 fn a_second_reset_restores_the_background_as_the_first_placed_it() {
-    let scenario = berth_env::shipped::shipped("openb").unwrap();
-    let mut fresh = PlacementEnv::new(scenario.clone()).unwrap();
-    let mut env = PlacementEnv::new(scenario).unwrap();
-    let mut rng = Rng::new(5);
-    env.reset(1);
-    for _ in 0..20 {
-        let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
-        env.step(open[rng.below(open.len())]).unwrap();
+    for name in ["openb", "openb-shared"] {
+        let scenario = berth_env::shipped::shipped(name).unwrap();
+        let mut fresh = PlacementEnv::new(scenario.clone()).unwrap();
+        let mut env = PlacementEnv::new(scenario).unwrap();
+        let mut rng = Rng::new(5);
+        env.reset(1);
+        for _ in 0..20 {
+            let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
+            env.step(open[rng.below(open.len())]).unwrap();
+        }
+        let again = env.reset(9).obs.to_vec();
+        // reset_placed never uses the kept state: it places the background afresh.
+        let start = env.placement().to_vec();
+        let placed_afresh = fresh.reset_placed(9, &start).unwrap().obs.to_vec();
+        assert_eq!(placed_afresh, again, "{name}");
+        assert_eq!(fresh.usage(), env.usage(), "{name}");
+        assert_eq!(fresh.action_mask(), env.action_mask(), "{name}");
+        assert_eq!(fresh.background_pods(), env.background_pods(), "{name}");
+        // Replicas that share a GPU with the restored pods serve at their share of it.
+        let times = |e: &PlacementEnv| e.service_times_ms().collect::<Vec<_>>();
+        assert_eq!(times(&fresh), times(&env), "{name}");
     }
-    let again = env.reset(9).obs.to_vec();
-    // reset_placed never uses the kept state: it places the background afresh.
-    let start = env.placement().to_vec();
-    let placed_afresh = fresh.reset_placed(9, &start).unwrap().obs.to_vec();
-    assert_eq!(placed_afresh, again);
-    assert_eq!(fresh.usage(), env.usage());
-    assert_eq!(fresh.action_mask(), env.action_mask());
-    assert_eq!(fresh.background_pods(), env.background_pods());
 }

@@ -185,14 +185,15 @@ pub fn bars(path: &Path, title: &str, y_desc: &str, panels: &[BarPanel]) -> Resu
     let areas = root.margin(36, 0, 0, 0).split_evenly((1, panels.len().max(1)));
     for (panel, area) in panels.iter().zip(&areas) {
         let n = panel.bars.len();
-        let top = panel.bars.iter().map(|b| b.1 + b.2).fold(1.0, f64::max) * 1.1;
+        let (bottom, top) = bar_axis(&panel.bars);
+        let y_desc = if bottom > 0.0 { format!("{y_desc} (axis from {bottom})") } else { y_desc.to_string() };
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, (FONT, 16))
             .margin(10)
             .x_label_area_size(40)
-            .y_label_area_size(56)
+            .y_label_area_size(72)
             // A segmented range over `0..k` has k + 1 segments: `0..n - 1` gives one per bar.
-            .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0.0..top)
+            .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), bottom..top)
             .map_err(|e| err(&e))?;
         let names: Vec<String> = panel.bars.iter().map(|b| b.0.clone()).collect();
         chart
@@ -204,6 +205,7 @@ pub fn bars(path: &Path, title: &str, y_desc: &str, panels: &[BarPanel]) -> Resu
                 _ => String::new(),
             })
             .y_desc(y_desc)
+            .y_label_formatter(&|v| if top >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") })
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
             .draw()
@@ -212,7 +214,7 @@ pub fn bars(path: &Path, title: &str, y_desc: &str, panels: &[BarPanel]) -> Resu
             let c = colour(i);
             chart
                 .draw_series(std::iter::once(Rectangle::new(
-                    [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *mean)],
+                    [(SegmentValue::Exact(i), bottom), (SegmentValue::Exact(i + 1), *mean)],
                     c.mix(0.8).filled(),
                 )))
                 .map_err(|e| err(&e))?;
@@ -224,6 +226,21 @@ pub fn bars(path: &Path, title: &str, y_desc: &str, panels: &[BarPanel]) -> Resu
         }
     }
     root.present().map_err(|e| err(&e))
+}
+
+/// The value axis of a panel of bars: from 0, unless every bar stands so far above it that
+/// their differences would not show (the lowest whisker above half the highest), then from a
+/// round figure a little below the lowest whisker; the top a tenth above the highest.
+fn bar_axis(bars: &[(String, f64, f64)]) -> (f64, f64) {
+    let high = bars.iter().map(|b| b.1 + b.2).fold(1.0, f64::max);
+    let low = bars.iter().map(|b| b.1 - b.2).fold(f64::INFINITY, f64::min);
+    if !(low.is_finite() && low > high / 2.0) {
+        return (0.0, high * 1.1);
+    }
+    let span = (high - low).max(high * 1e-3);
+    let step = 10f64.powf(span.log10().floor());
+    let bottom = ((low - span * 0.5) / step).floor() * step;
+    (bottom.max(0.0), high + (high - bottom) * 0.1)
 }
 
 /// Latency over one simulated day: `(label, latency per tick)`, tick length in hours.
@@ -313,5 +330,20 @@ mod tests {
         // bin 10: seed 1 has 3.0, seed 2 carries 5.0
         assert_eq!((b[10].1, b[10].2, b[10].3), (4.0, 3.0, 5.0));
         assert_eq!(b.len(), BINS);
+    }
+
+    #[test]
+    fn bars_far_above_zero_get_an_axis_that_shows_their_differences() {
+        let bar = |mean: f64, half: f64| ("p".to_string(), mean, half);
+        // Latencies from 100 to 800 ms: from 0.
+        assert_eq!(bar_axis(&[bar(100.0, 5.0), bar(800.0, 80.0)]), (0.0, 880.0 * 1.1));
+        // 4,621 to 4,716 GPUs: from a round figure below the lowest whisker.
+        let (bottom, top) = bar_axis(&[bar(4621.0, 1.2), bar(4716.0, 2.7)]);
+        assert_eq!(bottom, 4570.0, "half the span (49.5) below 4,619.8, in tens");
+        assert!(top > 4718.7 && top < 4740.0, "{top}");
+        // Identical bars still get a range, and nothing goes below 0.
+        let (bottom, top) = bar_axis(&[bar(4.0, 0.0), bar(4.0, 0.0)]);
+        assert!(bottom < 4.0 && top > 4.0 && bottom >= 0.0, "{bottom}..{top}");
+        assert_eq!(bar_axis(&[]), (0.0, 1.1));
     }
 }

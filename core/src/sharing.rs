@@ -145,13 +145,18 @@ pub struct Shares {
 /// where free).
 pub fn shares_of(sharing: &GpuSharing, taken: &[u64], g: usize) -> Shares {
     let k = sharing.slots_per_gpu();
-    let held = |i: usize| taken.get(i).copied().unwrap_or(0);
-    let slots = g * k..(g + 1) * k;
-    Shares {
-        tenants: slots.clone().filter(|&i| held(i) > 0).count(),
-        memory_mib: slots.clone().map(held).sum(),
-        first_free: slots.clone().find(|&i| held(i) == 0),
+    let mut shares = Shares { tenants: 0, memory_mib: 0, first_free: None };
+    // One pass: masks and background pods ask this of every GPU of every node they try.
+    for slot in g * k..(g + 1) * k {
+        match taken.get(slot).copied().unwrap_or(0) {
+            0 => _ = shares.first_free.get_or_insert(slot),
+            held => {
+                shares.tenants += 1;
+                shares.memory_mib += held;
+            }
+        }
     }
+    shares
 }
 
 /// The free MIG instances of a node's GPUs that `request` accepts (its profile or larger,

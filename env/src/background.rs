@@ -219,23 +219,26 @@ impl Background {
                 continue;
             }
             let shared = node.gpu.as_ref().filter(|g| g.sharing.is_shared());
-            let free_gpus = match (pod.gpu, shared) {
-                (GpuClaim::Share(_), Some(_)) => 0, // the share's own pass counts them
-                _ => u.free_gpus(node.gpu.as_ref()),
-            };
+            // Not for a share on a time-sliced node: its own pass over the slots counts them.
+            let free_gpus = || u.free_gpus(node.gpu.as_ref());
             let gpus_left = match (pod.gpu, shared) {
-                (GpuClaim::None, _) => free_gpus,
-                (GpuClaim::Whole(k), _) if k <= free_gpus => free_gpus - k,
-                (GpuClaim::Whole(_), _) => continue,
+                (GpuClaim::None, _) => free_gpus(),
+                (GpuClaim::Whole(k), _) => match free_gpus().checked_sub(k) {
+                    Some(left) => left,
+                    None => continue,
+                },
                 (GpuClaim::Share(milli), Some(g)) => match sliced_share(g, &u.slots, milli) {
                     Some(share) => share.idle_gpus.saturating_sub(u.gpus + u32::from(!share.joins)),
                     None => continue,
                 },
-                (GpuClaim::Share(milli), None) if fullest_fitting(&self.shares[n], milli).is_some() => {
-                    free_gpus
+                (GpuClaim::Share(milli), None) => {
+                    let free = free_gpus();
+                    match (fullest_fitting(&self.shares[n], milli), free) {
+                        (Some(_), _) => free,
+                        (None, 0) => continue,
+                        (None, _) => free - 1,
+                    }
                 }
-                (GpuClaim::Share(_), None) if free_gpus > 0 => free_gpus - 1,
-                (GpuClaim::Share(_), None) => continue,
             };
             let cpu_left = node.allocatable.cpu_millicores - u.cpu_millicores - pod.cpu_millicores;
             let has_gpus = pod.gpu == GpuClaim::None && node.gpu.is_some();
@@ -280,24 +283,20 @@ struct SlicedShare {
 /// GPU on ties. `None` on other nodes or where none has room. One pass over the slots: every
 /// pod start asks it of every node that fits.
 fn sliced_share(gpu: &GpuSpec, slots: &[u64], milli: u32) -> Option<SlicedShare> {
-    let GpuSharing::TimeSliced { replicas, .. } = gpu.sharing else { return None };
-    let (per_gpu, need) = (replicas as usize, share_memory(gpu, milli));
+    if !matches!(gpu.sharing, GpuSharing::TimeSliced { .. }) {
+        return None;
+    }
+    let need = share_memory(gpu, milli);
     let mut best: Option<(u64, usize)> = None;
     let mut idle_gpus = 0;
     for g in 0..gpu.count as usize {
-        let (mut memory, mut first_free) = (0u64, None);
-        for slot in g * per_gpu..(g + 1) * per_gpu {
-            match slots.get(slot).copied().unwrap_or(0) {
-                0 => _ = first_free.get_or_insert(slot),
-                held => memory += held,
-            }
-        }
-        idle_gpus += u32::from(memory == 0);
-        if let Some(slot) = first_free
-            && memory + need <= gpu.memory_mib
-            && best.is_none_or(|(fullest, _)| memory > fullest)
+        let shares = shares_of(&gpu.sharing, slots, g);
+        idle_gpus += u32::from(shares.tenants == 0);
+        if let Some(slot) = shares.first_free
+            && shares.memory_mib + need <= gpu.memory_mib
+            && best.is_none_or(|(fullest, _)| shares.memory_mib > fullest)
         {
-            best = Some((memory, slot));
+            best = Some((shares.memory_mib, slot));
         }
     }
     best.map(|(memory, slot)| SlicedShare { slot, joins: memory > 0, idle_gpus })

@@ -6,8 +6,6 @@
 pub mod descheduler;
 pub mod placed;
 
-use std::collections::HashSet;
-
 use berth_core::Rng;
 
 use crate::PlacementEnv;
@@ -101,14 +99,21 @@ impl Policy for GreedyPolicy {
         let keep =
             if mask[0] { env.steady_cost(None).cost - scenario.reward.move_cost } else { f64::INFINITY };
         let mut best = (0, keep);
-        let mut tried = HashSet::new();
+        // Nodes in the same zone with the same hardware score the same: try one. A flag per
+        // (zone, class), not a hash set: on 1,523 nodes and 200 replicas hashing the pairs
+        // took a fifth of greedy's time.
+        let classes = scenario.classes.len();
+        let mut tried = vec![false; scenario.zones.len() * classes];
         for r in 0..env.placement().len() {
             let s = env.replica_service()[r];
-            tried.clear();
+            tried.fill(false);
             for n in 0..env.node_count() {
                 let action = env.encode(Move { replica: r, node: n });
-                // Nodes in the same zone with the same hardware score the same: try one.
-                if !mask[action] || !tried.insert((scenario.nodes[n].zone, scenario.class_on(s, n))) {
+                if !mask[action] {
+                    continue;
+                }
+                let pair = scenario.nodes[n].zone * classes + scenario.class_on(s, n);
+                if std::mem::replace(&mut tried[pair], true) {
                     continue;
                 }
                 let cost = env.steady_cost(Some(Move { replica: r, node: n })).cost;

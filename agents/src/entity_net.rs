@@ -51,6 +51,10 @@ pub struct EntityNet {
     key: Linear,
     value_hidden: Linear,
     value: Linear,
+    /// Whether keeping is weighed against the mean of the replicas' move scores rather than
+    /// their sum ([`EntityNet::with_keep_against_mean`]).
+    #[module(skip)]
+    keep_against_mean: bool,
 }
 
 /// States' entity observations stacked row-wise, with the indices that tie rows together.
@@ -182,7 +186,31 @@ impl EntityNet {
             key: linear(h, h),
             value_hidden: linear(h, h),
             value: linear(h, 1),
+            keep_against_mean: false,
         }
+    }
+
+    /// The network with keeping weighed against the mean of the replicas' scores: the keep
+    /// logit gains `ln(replicas open)`, so `P(keep) = e^k / (e^k + mean e^l)`. Against their
+    /// sum (the default, as models were first trained) the chance of keeping falls as
+    /// replicas are added, and a policy trained on 16 replicas moves nearly every tick on 200.
+    pub fn with_keep_against_mean(mut self, on: bool) -> Self {
+        self.keep_against_mean = on;
+        self
+    }
+
+    /// The first head's logits over every state's replicas, then every state's keep entry;
+    /// `open_replicas[b]` counts the replicas state `b` may move.
+    fn first_head(&self, batch: &EntityBatch, e: &Embedded, open_replicas: &[usize]) -> Tensor<1> {
+        let (replica, keep) = self.replica_logits(batch, e);
+        let keep = if self.keep_against_mean {
+            let offsets: Vec<f32> = open_replicas.iter().map(|&n| (n.max(1) as f32).ln()).collect();
+            let len = offsets.len();
+            keep + Tensor::<1>::from_data(TensorData::new(offsets, [len]), &e.context.device())
+        } else {
+            keep
+        };
+        Tensor::cat(vec![replica, keep], 0)
     }
 
     /// Number of weights and biases.
@@ -304,19 +332,32 @@ pub struct Decision {
 
 impl Decision {
     /// The masks of `mask` (the env's flat mask over `1 + replicas · nodes` actions) and the
-    /// decision behind `action`.
+    /// decision behind `action`, with a node row for every node.
     pub fn from_action(mask: &[bool], replicas: usize, nodes: usize, action: usize) -> Self {
-        let row = |r: usize| &mask[1 + r * nodes..1 + (r + 1) * nodes];
-        let mut open: Vec<bool> = (0..replicas).map(|r| row(r).contains(&true)).collect();
-        open.push(mask[0]);
-        match action.checked_sub(1) {
-            None => Self { open, pick: Pick::Keep, nodes: None },
-            Some(a) => {
-                let (r, n) = (a / nodes, a % nodes);
-                Self { open, pick: Pick::Replica(r), nodes: Some((row(r).to_vec(), n)) }
-            }
-        }
+        let rows: Vec<u32> = (0..nodes as u32).collect();
+        Self::in_rows(mask, replicas, &rows, action).expect("every node has a row")
     }
+
+    /// [`Decision::from_action`] as a network sees it whose node rows are the env's nodes
+    /// `rows` (ascending): `None` when `action` moves a replica to a node without a row.
+    pub fn in_rows(mask: &[bool], replicas: usize, rows: &[u32], action: usize) -> Option<Self> {
+        let nodes = env_nodes(mask, replicas);
+        let allowed = |r: usize, n: u32| mask[1 + r * nodes + n as usize];
+        let mut open: Vec<bool> = (0..replicas).map(|r| rows.iter().any(|&n| allowed(r, n))).collect();
+        open.push(mask[0]);
+        let Some(a) = action.checked_sub(1) else {
+            return Some(Self { open, pick: Pick::Keep, nodes: None });
+        };
+        let (r, n) = (a / nodes, a % nodes);
+        let row = rows.binary_search(&(n as u32)).ok()?;
+        let open_rows = rows.iter().map(|&n| allowed(r, n)).collect();
+        Some(Self { open, pick: Pick::Replica(r), nodes: Some((open_rows, row)) })
+    }
+}
+
+/// The env's node count behind a flat mask of `1 + replicas · nodes` actions.
+fn env_nodes(mask: &[bool], replicas: usize) -> usize {
+    (mask.len() - 1).checked_div(replicas).unwrap_or(0)
 }
 
 impl EntityNet {
@@ -334,7 +375,6 @@ impl EntityNet {
         decisions: &[Decision],
     ) -> (Tensor<1>, Tensor<1>) {
         let device = e.context.device();
-        let (replica, keep) = self.replica_logits(batch, e);
         // Head 1 over every state's replicas, then every state's keep entry.
         let mut open = Vec::new();
         let mut segment = Vec::new();
@@ -352,7 +392,10 @@ impl EntityNet {
         open.extend(decisions.iter().map(|d| d.open[d.open.len() - 1]));
         segment.extend(0..decisions.len());
         let states = decisions.len();
-        let head1_all = segment_log_softmax(Tensor::cat(vec![replica, keep], 0), &open, &segment, states);
+        let open_replicas: Vec<usize> =
+            decisions.iter().map(|d| d.open[..d.open.len() - 1].iter().filter(|&&o| o).count()).collect();
+        let head1_all =
+            segment_log_softmax(self.first_head(batch, e, &open_replicas), &open, &segment, states);
         let entropy1 = segment_entropy(head1_all.clone(), &segment, states);
         let head1 = head1_all.select(0, ints(&picked, &device));
         // Head 2 for states that moved a replica; keeping adds nothing.
@@ -390,16 +433,18 @@ impl EntityNet {
 
     /// Samples an action for `env`'s current state (the most likely one when `greedy`),
     /// with its log-probability. Only actions the env's mask allows are ever taken.
+    /// `candidates`: the node rows it reads ([`berth_env::entity::observe_in`]).
     pub fn act(
         &self,
         env: &berth_env::PlacementEnv,
+        candidates: Option<usize>,
         device: &Device,
         rng: &mut berth_core::Rng,
         greedy: bool,
     ) -> (usize, f32) {
         use berth_env::Env;
         let mut obs = EntityObs::default();
-        berth_env::entity::observe(env, &mut obs);
+        berth_env::entity::observe_in(env, candidates, &mut obs);
         let step = self.decide(&obs, env.action_mask(), device, rng, greedy);
         (step.action, step.log_prob)
     }
@@ -414,34 +459,100 @@ impl EntityNet {
         rng: &mut berth_core::Rng,
         greedy: bool,
     ) -> Decided {
-        let batch = EntityBatch::new(&[obs], device);
+        self.decide_all(&[obs], &[mask], device, rng, greedy).pop().expect("one state")
+    }
+
+    /// [`EntityNet::decide`] for several states in one pass of the network (a rollout's env
+    /// copies): on a large cluster a pass per state cost more in dispatch than in arithmetic.
+    /// The draws are made state by state, first heads before second heads.
+    pub fn decide_all(
+        &self,
+        states: &[&EntityObs],
+        masks: &[&[bool]],
+        device: &Device,
+        rng: &mut berth_core::Rng,
+        greedy: bool,
+    ) -> Vec<Decided> {
+        use crate::nets::values;
+        let batch = EntityBatch::new(states, device);
         let e = self.embed(&batch);
-        let value = crate::nets::values(self.value(&e))[0];
-        let (_, nodes, _, replicas) = batch.span(0);
-        let keep_only = Decision::from_action(mask, replicas, nodes, 0);
-        let (replica, keep) = self.replica_logits(&batch, &e);
-        let segment = vec![0; replicas + 1];
-        let head1 = crate::nets::values(segment_log_softmax(
-            Tensor::cat(vec![replica, keep], 0),
-            &keep_only.open,
+        let state_values = values(self.value(&e));
+        let kept: Vec<Decision> = (0..states.len())
+            .map(|b| Decision::in_rows(masks[b], batch.span(b).3, &states[b].node_ids, 0).expect("no node"))
+            .collect();
+        // Head 1: every state's replica rows, then every state's keep entry.
+        let (mut open, mut segment) = (Vec::new(), Vec::new());
+        for (b, d) in kept.iter().enumerate() {
+            open.extend_from_slice(&d.open[..d.open.len() - 1]);
+            segment.extend(std::iter::repeat_n(b, d.open.len() - 1));
+        }
+        let replica_rows = open.len();
+        let open_replicas: Vec<usize> =
+            kept.iter().map(|d| d.open[..d.open.len() - 1].iter().filter(|&&o| o).count()).collect();
+        open.extend(kept.iter().map(|d| d.open[d.open.len() - 1]));
+        segment.extend(0..states.len());
+        let head1 = values(segment_log_softmax(
+            self.first_head(&batch, &e, &open_replicas),
+            &open,
             &segment,
-            1,
+            states.len(),
         ));
-        let first = draw(&head1, &keep_only.open, rng, greedy);
-        if first == replicas {
-            return Decided { action: 0, decision: keep_only, log_prob: head1[first], value };
+        let picks: Vec<(usize, f32)> = (0..states.len())
+            .map(|b| {
+                let (_, _, first, count) = batch.span(b);
+                let entries: Vec<usize> = (first..first + count).chain([replica_rows + b]).collect();
+                let lp: Vec<f32> = entries.iter().map(|&i| head1[i]).collect();
+                let on: Vec<bool> = entries.iter().map(|&i| open[i]).collect();
+                let i = draw(&lp, &on, rng, greedy);
+                (i, lp[i])
+            })
+            .collect();
+        // Head 2 for the states that move a replica (the others score a stand-in row).
+        let moves = |b: usize| picks[b].0 < batch.span(b).3;
+        let chosen: Vec<usize> =
+            (0..states.len()).map(|b| if moves(b) { batch.span(b).2 + picks[b].0 } else { 0 }).collect();
+        let moving = (0..states.len()).any(moves);
+        let (mut open, mut segment) = (Vec::new(), Vec::new());
+        for (b, &(first, _)) in picks.iter().enumerate() {
+            let (rows, replicas) = (&states[b].node_ids, batch.span(b).3);
+            let nodes = env_nodes(masks[b], replicas);
+            if first < replicas {
+                open.extend(rows.iter().map(|&n| masks[b][1 + first * nodes + n as usize]));
+            } else {
+                open.extend((0..rows.len()).map(|i| i == 0));
+            }
+            segment.extend(std::iter::repeat_n(b, rows.len()));
         }
-        let node_logits = self.node_logits(&batch, &e, &[first]);
-        let row = &mask[1 + first * nodes..1 + (first + 1) * nodes];
-        let head2 = crate::nets::values(segment_log_softmax(node_logits, row, &vec![0; nodes], 1));
-        let n = draw(&head2, row, rng, greedy);
-        let action = 1 + first * nodes + n;
-        Decided {
-            action,
-            decision: Decision::from_action(mask, replicas, nodes, action),
-            log_prob: head1[first] + head2[n],
-            value,
-        }
+        let head2 = if moving {
+            values(segment_log_softmax(self.node_logits(&batch, &e, &chosen), &open, &segment, states.len()))
+        } else {
+            Vec::new()
+        };
+        picks
+            .into_iter()
+            .enumerate()
+            .map(|(b, (first, lp1))| {
+                let (start, count, _, replicas) = batch.span(b);
+                if first == replicas {
+                    return Decided {
+                        action: 0,
+                        decision: kept[b].clone(),
+                        log_prob: lp1,
+                        value: state_values[b],
+                    };
+                }
+                let rows = &states[b].node_ids;
+                let n = draw(&head2[start..start + count], &open[start..start + count], rng, greedy);
+                let action = 1 + first * env_nodes(masks[b], replicas) + rows[n] as usize;
+                Decided {
+                    action,
+                    decision: Decision::in_rows(masks[b], replicas, rows, action)
+                        .expect("the node has a row"),
+                    log_prob: lp1 + head2[start + n],
+                    value: state_values[b],
+                }
+            })
+            .collect()
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use berth_core::Rng;
 use berth_env::PlacementEnv;
-use berth_env::entity::{EntityObs, observe};
+use berth_env::entity::{EntityObs, observe_in};
 use berth_env::gym::Env;
 use berth_env::shapes::{Condition, Curriculum, ShapeRanges};
 use burn::grad_clipping::GradientClippingConfig;
@@ -37,16 +37,21 @@ pub struct EntityPpoAgent {
     services: Vec<String>,
     rng: Rng,
     obs: EntityObs,
+    /// Candidate nodes per service it reads (`None`: every node), as it was trained.
+    candidates: Option<usize>,
 }
 
 impl EntityPpoAgent {
-    /// Rebuilds an agent from [`Agent::weights`].
-    pub fn from_weights(bytes: &[u8], services: Vec<String>, hidden: usize, seed: u64) -> Result<Self> {
+    /// Rebuilds an agent from [`Agent::weights`] and the config it was trained with.
+    pub fn from_weights(bytes: &[u8], services: Vec<String>, config: &PpoConfig, seed: u64) -> Result<Self> {
         let devices = Devices::cpu();
         let record = record_from_bytes(bytes, "PPO (entity)")?;
-        let shape = EntityShape { services: services.len(), hidden };
-        let net = EntityNet::new(shape, &devices.plain).load_record(record);
-        Ok(Self { net, devices, services, rng: Rng::derive(seed, 0x990), obs: EntityObs::default() })
+        let shape = EntityShape { services: services.len(), hidden: config.hidden };
+        let net = EntityNet::new(shape, &devices.plain)
+            .load_record(record)
+            .with_keep_against_mean(config.keep_against_mean);
+        let (rng, obs) = (Rng::derive(seed, 0x990), EntityObs::default());
+        Ok(Self { net, devices, services, rng, obs, candidates: candidates(config) })
     }
 
     /// Parameters of a network for `services` services at width `hidden`.
@@ -73,7 +78,7 @@ impl Agent for EntityPpoAgent {
     }
 
     fn act_in(&mut self, env: &PlacementEnv, mode: ActMode) -> usize {
-        observe(env, &mut self.obs);
+        observe_in(env, self.candidates, &mut self.obs);
         let greedy = mode == ActMode::Greedy;
         self.net.decide(&self.obs, env.action_mask(), &self.devices.plain, &mut self.rng, greedy).action
     }
@@ -129,11 +134,18 @@ pub fn train(
     for (e, condition) in envs.iter_mut().zip(&mut conditions) {
         *condition = next_episode(e, curriculum.as_mut(), &mut episode_seed)?;
     }
-    let mut net = seeded(devices, seed, || EntityNet::new(shape, &devices.train));
+    let rows = candidates(config);
+    let mut net = seeded(devices, seed, || EntityNet::new(shape, &devices.train))
+        .with_keep_against_mean(config.keep_against_mean);
     if config.keep_prior > 0.0 {
-        let open = Decision::from_action(env.action_mask(), env.placement().len(), env.node_count(), 0);
+        let mut start = EntityObs::default();
+        observe_in(env, rows, &mut start);
+        let open = Decision::in_rows(env.action_mask(), env.placement().len(), &start.node_ids, 0)
+            .expect("keeping has no node");
         let replicas_open = open.open.iter().filter(|&&o| o).count();
-        net = with_keep_bias(net, keep_logit(config.keep_prior, replicas_open));
+        // Against the mean, keeping faces one replica's worth of mass, whatever their number.
+        let weighed = if config.keep_against_mean { 2 } else { replicas_open };
+        net = with_keep_bias(net, keep_logit(config.keep_prior, weighed));
     }
     let mut optimizer = AdamConfig::new()
         .with_epsilon(1e-5)
@@ -162,14 +174,18 @@ pub fn train(
             values: Vec::with_capacity(batch),
         };
         for _ in 0..t_max {
-            for (i, e) in envs.iter_mut().enumerate() {
-                observe(e, &mut current[i]);
-                let (replicas, nodes) = (e.placement().len(), e.node_count());
-                let step = acting.decide(&current[i], e.action_mask(), &devices.plain, &mut rng, false);
+            for (e, obs) in envs.iter().zip(&mut current) {
+                observe_in(e, rows, obs);
+            }
+            let states: Vec<&EntityObs> = current.iter().collect();
+            let masks: Vec<&[bool]> = envs.iter().map(|e| e.action_mask()).collect();
+            let steps = acting.decide_all(&states, &masks, &devices.plain, &mut rng, false);
+            for ((i, e), step) in envs.iter_mut().enumerate().zip(steps) {
+                let replicas = e.placement().len();
                 let teacher = (teacher_coef > 0.0)
                     .then(|| e.teacher_action())
                     .flatten()
-                    .map(|a| Decision::from_action(e.action_mask(), replicas, nodes, a));
+                    .and_then(|a| Decision::in_rows(e.action_mask(), replicas, &current[i].node_ids, a));
                 taught += u64::from(teacher.is_some());
                 agreed += u64::from(teacher.as_ref() == Some(&step.decision));
                 roll.obs.push(current[i].clone());
@@ -185,7 +201,7 @@ pub fn train(
                 episode_return[i] += reward;
                 episode_length[i] += 1;
                 if truncated {
-                    observe(e, &mut current[i]);
+                    observe_in(e, rows, &mut current[i]);
                     r += config.gamma as f32 * value_of(&acting, &current[i], &devices.plain);
                     window.finished(episode_return[i], episode_length[i]);
                     if let (Some(c), Some(condition)) = (curriculum.as_mut(), conditions[i]) {
@@ -202,7 +218,7 @@ pub fn train(
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                observe(e, &mut current[i]);
+                observe_in(e, rows, &mut current[i]);
                 value_of(&acting, &current[i], &devices.plain)
             })
             .collect();
@@ -226,7 +242,13 @@ pub fn train(
         };
         window.close((global_step, total), start, log, progress, |row| update.row(row))?;
     }
-    Ok(EntityPpoAgent { net: acting, devices: devices.clone(), services, rng, obs: EntityObs::default() })
+    let obs = EntityObs::default();
+    Ok(EntityPpoAgent { net: acting, devices: devices.clone(), services, rng, obs, candidates: rows })
+}
+
+/// The candidate nodes per service of `config` (`None`: every node).
+fn candidates(config: &PpoConfig) -> Option<usize> {
+    (config.candidate_nodes > 0).then_some(config.candidate_nodes)
 }
 
 /// Starts `env`'s next episode: the curriculum's next variation and day when training
@@ -296,15 +318,17 @@ fn learn(
         vector(pick(returns)),
         config.clip_vloss.then_some(config.clip_coef),
     );
-    // Kickstarting: minus the mean log-probability of the teacher's decisions, where it had one.
-    let taught: Vec<usize> = (0..b).filter(|&k| roll.teacher[idx[k]].is_some()).collect();
-    let kickstart = (teacher_coef > 0.0 && !taught.is_empty()).then(|| {
-        let states: Vec<&EntityObs> = taught.iter().map(|&k| states[k]).collect();
-        let teacher: Vec<Decision> =
-            taught.iter().map(|&k| roll.teacher[idx[k]].clone().expect("taught")).collect();
-        let batch = EntityBatch::new(&states, d);
-        let e = net.embed(&batch);
-        net.log_prob(&batch, &e, &teacher).sum().div_scalar(b as f64).neg() * teacher_coef
+    // Kickstarting: minus the mean log-probability of the teacher's decisions, where it had
+    // one, on the same embeddings (a state without one contributes its own decision, weighed 0).
+    let taught: Vec<f32> = idx.iter().map(|&i| f32::from(u8::from(roll.teacher[i].is_some()))).collect();
+    let kickstart = (teacher_coef > 0.0 && taught.contains(&1.0)).then(|| {
+        let teacher: Vec<Decision> = idx
+            .iter()
+            .zip(&decisions)
+            .map(|(&i, own)| roll.teacher[i].clone().unwrap_or_else(|| own.clone()))
+            .collect();
+        let log_prob = net.log_prob(&batch, &e, &teacher) * vector(taught);
+        log_prob.sum().div_scalar(b as f64).neg() * teacher_coef
     });
     let (loss, stats) = combined_loss(config, pg_loss, entropy, v_loss, kickstart, (approx_kl, clipfrac));
     let grads = GradientsParams::from_grads(loss.backward(), &net);

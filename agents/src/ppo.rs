@@ -37,6 +37,9 @@ pub const MAX_ROLLOUT: usize = 1_000_000;
 /// Most passes over one rollout.
 pub const MAX_UPDATE_EPOCHS: usize = 1_000;
 
+/// Most candidate nodes per service.
+pub const MAX_CANDIDATE_NODES: usize = 100_000;
+
 /// Hyperparameters of PPO (CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -98,6 +101,16 @@ pub struct PpoConfig {
     /// where the policy trailed `greedy`, the further behind the more often (Genet-style;
     /// [`berth_env::shapes::Curriculum`]). `greedy` runs once on each new variation.
     pub oversample_trailing: f64,
+    /// With the entity network: node rows for the candidate nodes only (those replicas run
+    /// on and, per service, this many best places to move one to;
+    /// [`berth_env::candidates`]), so a state costs the network about the same on 1,500 nodes
+    /// as on 50. 0: a row for every node.
+    pub candidate_nodes: usize,
+    /// With the entity network: keeping weighs against the mean of the replicas' move scores,
+    /// not their sum, so the chance of keeping does not fall as replicas are added (for
+    /// models meant for larger clusters than they trained on). Off by default, as the first
+    /// entity models were trained.
+    pub keep_against_mean: bool,
 }
 
 /// Which network a PPO policy uses.
@@ -137,6 +150,8 @@ impl Default for PpoConfig {
             network: PolicyNetwork::Flat,
             vary_shapes: false,
             oversample_trailing: 0.0,
+            candidate_nodes: 0,
+            keep_against_mean: false,
         }
     }
 }
@@ -193,6 +208,13 @@ impl PpoConfig {
         }
         if self.vary_shapes && self.network != PolicyNetwork::Entity {
             return bad("vary_shapes", "needs network = \"entity\": the flat network is bound to one shape");
+        }
+        if self.candidate_nodes > 0 && self.network != PolicyNetwork::Entity {
+            return bad("candidate_nodes", "needs network = \"entity\": the flat network reads every node");
+        }
+        Error::at_most("candidate_nodes", self.candidate_nodes, MAX_CANDIDATE_NODES)?;
+        if self.keep_against_mean && self.network != PolicyNetwork::Entity {
+            return bad("keep_against_mean", "needs network = \"entity\"");
         }
         if !(0.0..=1.0).contains(&self.oversample_trailing) {
             return bad("oversample_trailing", "must be in [0, 1]");

@@ -329,12 +329,8 @@ pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agen
         let parameters = EntityPpoAgent::parameters(header.services.len(), ppo.hidden) as u64;
         check_weight_bytes(&model.weights, parameters)?;
         return rebuilt("the entity network", &|| {
-            let agent = EntityPpoAgent::from_weights(
-                &model.weights,
-                header.services.clone(),
-                ppo.hidden,
-                header.seed,
-            )?;
+            let agent =
+                EntityPpoAgent::from_weights(&model.weights, header.services.clone(), &ppo, header.seed)?;
             Ok(Box::new(agent))
         });
     }

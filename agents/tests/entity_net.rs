@@ -1,13 +1,14 @@
 //! The size-agnostic network: its parameter count does not depend on the cluster's size,
 //! both heads only ever choose what the masks allow, and an action's probability is the
-//! product of the two heads' (so the probabilities of all allowed actions sum to one).
+//! product of the two heads' (so the probabilities of all allowed actions sum to one), on
+//! every node or on the candidate nodes alone.
 
 use std::sync::Arc;
 
 use berth_agents::entity_net::{Decision, EntityBatch, EntityNet, EntityShape};
 use berth_agents::nets::{Devices, values};
 use berth_core::{Rng, Scenario};
-use berth_env::entity::{EntityObs, observe};
+use berth_env::entity::{EntityObs, observe, observe_in};
 use berth_env::shipped::shipped;
 use berth_env::{Env, PlacementEnv};
 use proptest::prelude::*;
@@ -39,13 +40,17 @@ fn the_parameter_count_does_not_depend_on_nodes_or_replicas() {
 /// Actions an untrained network takes over a day with failures and background pods, each
 /// checked against the env's mask before it is stepped.
 fn play(scenario: Arc<Scenario>, seed: u64, ticks: usize, greedy: bool) {
+    play_in(scenario, None, seed, ticks, greedy);
+}
+
+fn play_in(scenario: Arc<Scenario>, candidates: Option<usize>, seed: u64, ticks: usize, greedy: bool) {
     let devices = Devices::cpu();
     let model = net(scenario.services.len());
     let mut env = PlacementEnv::new(scenario).unwrap();
     let mut rng = Rng::new(seed);
     env.reset(seed);
     for _ in 0..ticks {
-        let (action, log_prob) = model.act(&env, &devices.plain, &mut rng, greedy);
+        let (action, log_prob) = model.act(&env, candidates, &devices.plain, &mut rng, greedy);
         assert!(env.action_mask()[action], "action {action} is masked");
         assert!(log_prob <= 1e-5 && log_prob > -1e6, "log-probability {log_prob}");
         env.step(action).unwrap();
@@ -62,30 +67,41 @@ fn the_network_acts_on_any_cluster_within_the_masks() {
         "  - {name: l4-c, zone: zone-b, cpu_millicores: 16000, memory_mib: 65536, gpu: {count: 1, model: l4, memory_mib: 24576}}\nservices:",
     );
     play(Arc::new(Scenario::from_yaml(&more).unwrap()), 3, 96, false);
+    // On candidate rows alone, failures (evacuations) included.
+    play_in(shipped("gpu-medium").unwrap(), Some(2), 5, 288, false);
+    play_in(shipped("openb").unwrap(), Some(8), 1, 6, false);
 }
 
-/// The log-probability of every action of the env's flat space under `model`, batched.
-fn every_log_prob(model: &EntityNet, env: &PlacementEnv) -> Vec<(usize, f32)> {
+/// The log-probability of every allowed action of the env's flat space that the network's
+/// node rows can express (every one, on every node), batched.
+fn every_log_prob(model: &EntityNet, env: &PlacementEnv, candidates: Option<usize>) -> Vec<(usize, f32)> {
     let device = Devices::cpu().plain;
     let mut obs = EntityObs::default();
-    observe(env, &mut obs);
+    observe_in(env, candidates, &mut obs);
     let mask = env.action_mask();
-    let allowed: Vec<usize> = (0..mask.len()).filter(|&a| mask[a]).collect();
-    let states: Vec<&EntityObs> = allowed.iter().map(|_| &obs).collect();
-    let batch = EntityBatch::new(&states, &device);
-    let decisions: Vec<Decision> = allowed
-        .iter()
-        .map(|&a| Decision::from_action(mask, env.placement().len(), env.node_count(), a))
+    let decisions: Vec<(usize, Decision)> = (0..mask.len())
+        .filter(|&a| mask[a])
+        .filter_map(|a| Decision::in_rows(mask, env.placement().len(), &obs.node_ids, a).map(|d| (a, d)))
         .collect();
+    if candidates.is_none() {
+        assert_eq!(decisions.len(), mask.iter().filter(|&&m| m).count(), "every node has a row");
+    }
+    let states: Vec<&EntityObs> = decisions.iter().map(|_| &obs).collect();
+    let batch = EntityBatch::new(&states, &device);
     let e = model.embed(&batch);
-    allowed.into_iter().zip(values(model.log_prob(&batch, &e, &decisions))).collect()
+    let (actions, decisions): (Vec<usize>, Vec<Decision>) = decisions.into_iter().unzip();
+    actions.into_iter().zip(values(model.log_prob(&batch, &e, &decisions))).collect()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn allowed_actions_share_all_the_probability(seed in 0u64..1_000, steps in 0usize..40) {
+    fn allowed_actions_share_all_the_probability(
+        seed in 0u64..1_000,
+        steps in 0usize..40,
+        candidates in prop_oneof![Just(None), Just(Some(1usize))],
+    ) {
         let scenario = shipped("gpu-small").unwrap();
         let model = net(scenario.services.len());
         let mut env = PlacementEnv::new(scenario).unwrap();
@@ -95,11 +111,11 @@ proptest! {
             let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
             env.step(open[rng.below(open.len())]).unwrap();
         }
-        let all = every_log_prob(&model, &env);
+        let all = every_log_prob(&model, &env, candidates);
         let total: f64 = all.iter().map(|&(_, lp)| f64::from(lp).exp()).sum();
         prop_assert!((total - 1.0).abs() < 1e-3, "probabilities of the allowed actions sum to {total}");
         // The batched sum of both heads is what acting computes for the same action.
-        let (action, acted) = model.act(&env, &Devices::cpu().plain, &mut rng, true);
+        let (action, acted) = model.act(&env, candidates, &Devices::cpu().plain, &mut rng, true);
         let batched = all.iter().find(|&&(a, _)| a == action).map(|&(_, lp)| lp).unwrap();
         prop_assert!((batched - acted).abs() < 1e-4, "batched {batched}, acting {acted}");
     }
@@ -139,4 +155,29 @@ fn gradients_reach_every_layer_through_both_heads() {
     let mut visitor = NoGrad(&grads, 0);
     model.visit(&mut visitor);
     assert_eq!(visitor.1, 0, "{} parameters got no gradient", visitor.1);
+}
+
+#[test]
+fn keeping_against_the_mean_divides_the_odds_of_moving_by_the_replicas_open() {
+    let device = Devices::cpu().plain;
+    let mut env = PlacementEnv::new(shipped("gpu-medium").unwrap()).unwrap();
+    env.reset(6);
+    let mut obs = EntityObs::default();
+    observe(&env, &mut obs);
+    let mask = env.action_mask();
+    let keep = Decision::from_action(mask, env.placement().len(), env.node_count(), 0);
+    let open = keep.open[..keep.open.len() - 1].iter().filter(|&&o| o).count();
+    assert!(open > 1, "{open} replicas open");
+    let batch = EntityBatch::new(&[&obs], &device);
+    let p_keep = |model: &EntityNet| {
+        let e = model.embed(&batch);
+        f64::from(values(model.log_prob(&batch, &e, std::slice::from_ref(&keep)))[0]).exp()
+    };
+    let model = net(3);
+    let against_sum = p_keep(&model);
+    let against_mean = p_keep(&model.clone().with_keep_against_mean(true));
+    // P = e^k / (e^k + S) against the sum S of the replicas' e^l, and against S / open.
+    let odds = |p: f64| (1.0 - p) / p;
+    let ratio = odds(against_sum) / odds(against_mean);
+    assert!((ratio - open as f64).abs() < 1e-2 * open as f64, "odds ratio {ratio}, {open} replicas open");
 }

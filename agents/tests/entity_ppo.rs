@@ -130,3 +130,47 @@ fn training_across_shapes_needs_the_entity_network_and_runs_with_it() {
     let trained = train(&request(hp), &mut |_| Flow::Continue).unwrap();
     assert!(trained.log.rows().iter().any(|r| r.episodic_return.is_some()), "episodes finished");
 }
+
+#[test]
+fn a_model_on_candidate_nodes_moves_only_to_them_and_loads_as_trained() {
+    let request = |hyperparameters: serde_json::Value| TrainRequest {
+        agent: AgentKind::Ppo,
+        target: Target::Placement(shipped("gpu-medium").unwrap()),
+        steps: Some(512),
+        seed: 9,
+        hyperparameters,
+        device: Default::default(),
+    };
+    for name in ["candidate_nodes", "keep_against_mean"] {
+        let value = if name == "candidate_nodes" { serde_json::json!(2) } else { serde_json::json!(true) };
+        let err = train(&request(serde_json::json!({ name: value })), &mut |_| Flow::Continue)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains(name) && err.contains("entity"), "{err}");
+    }
+    let hp = serde_json::json!({"network": "entity", "candidate_nodes": 2, "num_envs": 2, "num_steps": 64,
+                                "hidden": 16, "teacher_coef": 0.0, "keep_against_mean": true});
+    let mut trained = train(&request(hp), &mut |_| Flow::Continue).unwrap();
+    let model = SavedModel::from_bytes(&trained.model.to_bytes()).unwrap();
+    let mut env = PlacementEnv::new(shipped("gpu-medium").unwrap()).unwrap();
+    let mut loaded = load_agent(&model, &env).unwrap();
+    let mut rows = berth_env::entity::EntityObs::default();
+    env.reset(4);
+    let mut moves = 0;
+    for _ in 0..150 {
+        let a = trained.agent.act_in(&env, ActMode::Greedy);
+        assert_eq!(a, loaded.act_in(&env, ActMode::Greedy));
+        // Sampled, the barely trained policy moves often: each move is checked.
+        let a = loaded.act_in(&env, ActMode::Explore);
+        assert!(env.action_mask()[a], "masked action {a}");
+        if a != 0 {
+            berth_env::entity::observe_candidates(&env, 2, &mut rows);
+            let node = ((a - 1) % env.node_count()) as u32;
+            assert!(rows.node_ids.contains(&node), "node {node} is no candidate: {:?}", rows.node_ids);
+            moves += 1;
+        }
+        env.step(a).unwrap();
+    }
+    assert!(moves > 0, "the policy never moved, so nothing was checked");
+}

@@ -10,6 +10,7 @@
 //! The flat vector of [`crate::PlacementEnv`] stays, for Q-learning and the flat networks.
 
 use crate::PlacementEnv;
+use crate::candidates::candidate_nodes;
 use crate::gym::Env;
 
 /// Node features before the per-service block, in order.
@@ -76,8 +77,11 @@ pub struct EntityObs {
     pub groups: Vec<f32>,
     /// [`GLOBAL_FEATURES`].
     pub global: Vec<f32>,
-    /// The node each replica runs on: the edges of message passing.
+    /// The node row each replica runs on: the edges of message passing.
     pub replica_node: Vec<u32>,
+    /// The env's node of each node row, ascending: every node, or the candidates of
+    /// [`observe_candidates`].
+    pub node_ids: Vec<u32>,
     /// The zone of each node (zones are relations, not features).
     pub node_zone: Vec<u32>,
     /// The zone of each user group.
@@ -116,8 +120,20 @@ pub fn group_width(services: usize) -> usize {
     GROUP_FEATURES.len() + services
 }
 
-/// Fills `out` with the entity observation of `env`'s current state.
+/// Fills `out` with the entity observation of `env`'s current state, a row for every node.
 pub fn observe(env: &PlacementEnv, out: &mut EntityObs) {
+    observe_in(env, None, out);
+}
+
+/// Fills `out` with the entity observation of `env`'s current state with node rows for the
+/// candidate nodes only ([`crate::candidates`]): the nodes replicas run on and, per service,
+/// the `per_service` best places to move one to. The global features still count every node.
+pub fn observe_candidates(env: &PlacementEnv, per_service: usize, out: &mut EntityObs) {
+    observe_in(env, Some(per_service), out);
+}
+
+/// [`observe`] with every node, [`observe_candidates`] with `Some(per_service)`.
+pub fn observe_in(env: &PlacementEnv, candidates: Option<usize>, out: &mut EntityObs) {
     let scenario = env.scenario();
     let (services, zones) = (scenario.services.len(), scenario.zones.len());
     let slo = scenario.slo_ms;
@@ -143,16 +159,35 @@ pub fn observe(env: &PlacementEnv, out: &mut EntityObs) {
     let utilisation = env.replica_utilisation();
     let load = env.node_load();
     out.services = services;
+    match candidates {
+        Some(per_service) => {
+            candidate_nodes(env, per_service, &demand_rtt, &mut out.node_ids);
+            if !leaves_an_action_open(env, &out.node_ids) {
+                out.node_ids.clear();
+                out.node_ids.extend(0..scenario.nodes.len() as u32);
+            }
+        }
+        None => {
+            out.node_ids.clear();
+            out.node_ids.extend(0..scenario.nodes.len() as u32);
+        }
+    }
+    let mut row_of = vec![u32::MAX; scenario.nodes.len()];
+    for (row, &n) in out.node_ids.iter().enumerate() {
+        row_of[n as usize] = row as u32;
+    }
     out.node_zone.clear();
-    out.node_zone.extend(scenario.nodes.iter().map(|n| n.zone as u32));
+    out.node_zone.extend(out.node_ids.iter().map(|&n| scenario.nodes[n as usize].zone as u32));
     out.group_zone.clear();
     out.group_zone.extend(scenario.user_groups.iter().map(|g| g.zone as u32));
     out.replica_node.clear();
-    out.replica_node.extend(placement.iter().map(|&n| n as u32));
+    out.replica_node.extend(placement.iter().map(|&n| row_of[n]));
 
     out.nodes.clear();
     let view = env.cluster_view();
-    for (n, node) in scenario.nodes.iter().enumerate() {
+    for &n in &out.node_ids {
+        let n = n as usize;
+        let node = &scenario.nodes[n];
         let u = &env.usage()[n];
         let taken = u.gpu_fraction(node.gpu.as_ref());
         let has_gpus = node.gpu.is_some();
@@ -214,6 +249,15 @@ pub fn observe(env: &PlacementEnv, out: &mut EntityObs) {
         ratio(f64::from(info.unavailable_replicas), placement.len() as f64),
         ratio(total_rate, peak_total),
     ]);
+}
+
+/// Whether keeping, or moving some replica to one of `rows`, is allowed now: a network that
+/// sees only those nodes must have something to choose (evacuating a failed node forbids
+/// keeping, and the candidates need not hold an open target; then every node is a row).
+fn leaves_an_action_open(env: &PlacementEnv, rows: &[u32]) -> bool {
+    let mask = env.action_mask();
+    let nodes = env.node_count();
+    mask[0] || (0..env.placement().len()).any(|r| rows.iter().any(|&n| mask[1 + r * nodes + n as usize]))
 }
 
 /// [`PAIR_FEATURES`] of moving replica `r` to node `n`. The cost change is what `greedy`

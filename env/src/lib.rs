@@ -3,7 +3,8 @@
 //! - [`gym`]: the Gymnasium-shaped [`Env`] trait every env here follows.
 //! - [`PlacementEnv`]: the placement gym over a [`Backend`] (the simulator, [`SimBackend`]).
 //! - [`entity`]: the state as rows of scale-free features of nodes, replicas and user groups,
-//!   for networks that act on any cluster size.
+//!   for networks that act on any cluster size; [`candidates`]: the bounded set of nodes
+//!   it may describe on a large cluster.
 //! - [`cost`]: the latency model and reward. [`background`]: other workloads' pods that
 //!   hold capacity on a shared cluster while they run.
 //! - [`VecEnv`]: N copies with auto-reset, seeded per copy. [`CartPole`] for checking agents.
@@ -21,6 +22,7 @@ pub mod backend;
 pub mod background;
 pub mod baselines;
 pub mod bench;
+pub mod candidates;
 pub mod cartpole;
 pub mod checker;
 pub mod cost;

@@ -105,3 +105,79 @@ fn features_follow_the_state() {
     assert_eq!(after.replicas[features..features + 4], [0.0, 0.0, after.replicas[features + 2], time]);
     assert_eq!(after.replica_node[0] as usize, free);
 }
+
+/// The candidate rows of `per_service` and the full observation of the same state.
+fn both_views(env: &PlacementEnv, per_service: usize) -> (EntityObs, EntityObs) {
+    let mut rows = EntityObs::default();
+    entity::observe_candidates(env, per_service, &mut rows);
+    (rows, observed(env))
+}
+
+#[test]
+fn candidate_rows_are_the_full_rows_of_the_nodes_replicas_run_on_and_the_best_targets() {
+    let mut env = PlacementEnv::new(berth_env::shipped::shipped("gpu-large").unwrap()).unwrap();
+    env.reset(3);
+    let mut rng = Rng::new(3);
+    for tick in 0..40 {
+        let (rows, full) = both_views(&env, 4);
+        let w = rows.node_width();
+        assert!(rows.node_ids.windows(2).all(|p| p[0] < p[1]), "ascending and distinct");
+        let hosting: std::collections::BTreeSet<usize> = env.placement().iter().copied().collect();
+        let services = env.scenario().services.len();
+        assert!(
+            rows.node_ids.len() <= hosting.len() + 4 * services,
+            "tick {tick}: {} rows",
+            rows.node_ids.len()
+        );
+        assert!(rows.node_ids.len() > hosting.len(), "some candidate besides the replicas' nodes");
+        for (row, &n) in rows.node_ids.iter().enumerate() {
+            let n = n as usize;
+            assert_eq!(rows.nodes[row * w..(row + 1) * w], full.nodes[n * w..(n + 1) * w], "node {n}");
+            assert_eq!(rows.node_zone[row], full.node_zone[n]);
+            // A candidate no replica runs on is a ready node some service fits on now.
+            if !hosting.contains(&n) {
+                let fits = (0..services).any(|s| env.cluster_view().fits(s, n));
+                assert!(env.node_ready()[n] && fits, "node {n}");
+            }
+        }
+        // Replica rows are unchanged; their edges point at their nodes' rows.
+        assert_eq!(rows.replicas, full.replicas);
+        assert_eq!((rows.groups.clone(), rows.global.clone()), (full.groups, full.global));
+        for (r, &row) in rows.replica_node.iter().enumerate() {
+            assert_eq!(rows.node_ids[row as usize] as usize, env.placement()[r]);
+        }
+        let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
+        let keep = open[0] == 0 && rng.below(4) > 0;
+        env.step(if keep { 0 } else { open[rng.below(open.len())] }).unwrap();
+    }
+    // As many candidates as nodes: every node is a row, as without candidates.
+    let (rows, full) = both_views(&env, env.node_count());
+    assert_eq!(rows, full);
+}
+
+#[test]
+fn candidate_rows_always_leave_an_action_open() {
+    let shape = common::Shape { nodes: 7, services: 3, max_replicas: 3, failures: true, sharing: true };
+    let mut narrowed = 0;
+    for seed in 0..40 {
+        let Some(scenario) = common::random_scenario(seed, &shape) else { continue };
+        let Ok(mut env) = PlacementEnv::new(scenario) else { continue };
+        let mut rng = Rng::new(seed);
+        env.reset(seed);
+        let mut rows = EntityObs::default();
+        for _ in 0..48 {
+            entity::observe_candidates(&env, 1, &mut rows);
+            narrowed += usize::from(rows.node_ids.len() < env.node_count());
+            let (mask, nodes) = (env.action_mask(), env.node_count());
+            let open = mask[0]
+                || (0..env.placement().len())
+                    .any(|r| rows.node_ids.iter().any(|&n| mask[1 + r * nodes + n as usize]));
+            assert!(open, "seed {seed}: nothing open among the rows {:?}", rows.node_ids);
+            let open: Vec<usize> = (0..env.action_count()).filter(|&a| mask[a]).collect();
+            if env.step(open[rng.below(open.len())]).unwrap().truncated {
+                break;
+            }
+        }
+    }
+    assert!(narrowed > 100, "the candidates left out some node only {narrowed} times");
+}

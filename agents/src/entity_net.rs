@@ -463,7 +463,7 @@ impl EntityNet {
     }
 
     /// [`EntityNet::decide`] for several states in one pass of the network (a rollout's env
-    /// copies): on a large cluster a pass per state cost more in dispatch than in arithmetic.
+    /// copies), so the per-operation overhead is paid once for all of them.
     /// The draws are made state by state, first heads before second heads.
     pub fn decide_all(
         &self,

@@ -199,18 +199,36 @@ impl EntityNet {
         self
     }
 
-    /// The first head's logits over every state's replicas, then every state's keep entry;
-    /// `open_replicas[b]` counts the replicas state `b` may move.
-    fn first_head(&self, batch: &EntityBatch, e: &Embedded, open_replicas: &[usize]) -> Tensor<1> {
+    /// The first head's log-probabilities over every state's replica rows, then every
+    /// state's keep entry, with the open flags and the segments (states) they were taken over.
+    fn first_head(
+        &self,
+        batch: &EntityBatch,
+        e: &Embedded,
+        decisions: &[Decision],
+    ) -> (Tensor<1>, Vec<bool>, Vec<usize>) {
+        let (mut open, mut segment) = (Vec::new(), Vec::new());
+        for (b, d) in decisions.iter().enumerate() {
+            let replicas = d.open.len() - 1;
+            open.extend_from_slice(&d.open[..replicas]);
+            segment.extend(std::iter::repeat_n(b, replicas));
+        }
+        open.extend(decisions.iter().map(|d| d.open[d.open.len() - 1]));
+        segment.extend(0..decisions.len());
         let (replica, keep) = self.replica_logits(batch, e);
         let keep = if self.keep_against_mean {
-            let offsets: Vec<f32> = open_replicas.iter().map(|&n| (n.max(1) as f32).ln()).collect();
+            let offsets: Vec<f32> = decisions
+                .iter()
+                .map(|d| (d.open[..d.open.len() - 1].iter().filter(|&&o| o).count().max(1) as f32).ln())
+                .collect();
             let len = offsets.len();
             keep + Tensor::<1>::from_data(TensorData::new(offsets, [len]), &e.context.device())
         } else {
             keep
         };
-        Tensor::cat(vec![replica, keep], 0)
+        let log_probs =
+            segment_log_softmax(Tensor::cat(vec![replica, keep], 0), &open, &segment, decisions.len());
+        (log_probs, open, segment)
     }
 
     /// Number of weights and biases.
@@ -376,26 +394,15 @@ impl EntityNet {
     ) -> (Tensor<1>, Tensor<1>) {
         let device = e.context.device();
         // Head 1 over every state's replicas, then every state's keep entry.
-        let mut open = Vec::new();
-        let mut segment = Vec::new();
-        let mut picked = Vec::with_capacity(decisions.len());
-        let replica_rows: usize = batch.spans.iter().map(|s| s.3).sum();
-        for (b, d) in decisions.iter().enumerate() {
-            let (_, _, first, count) = batch.span(b);
-            open.extend_from_slice(&d.open[..count]);
-            segment.extend(std::iter::repeat_n(b, count));
-            picked.push(match d.pick {
-                Pick::Replica(r) => first + r,
-                Pick::Keep => replica_rows + b,
-            });
-        }
-        open.extend(decisions.iter().map(|d| d.open[d.open.len() - 1]));
-        segment.extend(0..decisions.len());
         let states = decisions.len();
-        let open_replicas: Vec<usize> =
-            decisions.iter().map(|d| d.open[..d.open.len() - 1].iter().filter(|&&o| o).count()).collect();
-        let head1_all =
-            segment_log_softmax(self.first_head(batch, e, &open_replicas), &open, &segment, states);
+        let (head1_all, _, segment) = self.first_head(batch, e, decisions);
+        let replica_rows = segment.len() - states;
+        let picked: Vec<usize> = (0..states)
+            .map(|b| match decisions[b].pick {
+                Pick::Replica(r) => batch.span(b).2 + r,
+                Pick::Keep => replica_rows + b,
+            })
+            .collect();
         let entropy1 = segment_entropy(head1_all.clone(), &segment, states);
         let head1 = head1_all.select(0, ints(&picked, &device));
         // Head 2 for states that moved a replica; keeping adds nothing.
@@ -481,22 +488,9 @@ impl EntityNet {
             .map(|b| Decision::in_rows(masks[b], batch.span(b).3, &states[b].node_ids, 0).expect("no node"))
             .collect();
         // Head 1: every state's replica rows, then every state's keep entry.
-        let (mut open, mut segment) = (Vec::new(), Vec::new());
-        for (b, d) in kept.iter().enumerate() {
-            open.extend_from_slice(&d.open[..d.open.len() - 1]);
-            segment.extend(std::iter::repeat_n(b, d.open.len() - 1));
-        }
-        let replica_rows = open.len();
-        let open_replicas: Vec<usize> =
-            kept.iter().map(|d| d.open[..d.open.len() - 1].iter().filter(|&&o| o).count()).collect();
-        open.extend(kept.iter().map(|d| d.open[d.open.len() - 1]));
-        segment.extend(0..states.len());
-        let head1 = values(segment_log_softmax(
-            self.first_head(&batch, &e, &open_replicas),
-            &open,
-            &segment,
-            states.len(),
-        ));
+        let (head1, open, _) = self.first_head(&batch, &e, &kept);
+        let head1 = values(head1);
+        let replica_rows = open.len() - states.len();
         let picks: Vec<(usize, f32)> = (0..states.len())
             .map(|b| {
                 let (_, _, first, count) = batch.span(b);
@@ -541,16 +535,16 @@ impl EntityNet {
                         value: state_values[b],
                     };
                 }
-                let rows = &states[b].node_ids;
-                let n = draw(&head2[start..start + count], &open[start..start + count], rng, greedy);
-                let action = 1 + first * env_nodes(masks[b], replicas) + rows[n] as usize;
-                Decided {
-                    action,
-                    decision: Decision::in_rows(masks[b], replicas, rows, action)
-                        .expect("the node has a row"),
-                    log_prob: lp1 + head2[start + n],
-                    value: state_values[b],
-                }
+                let node_open = &open[start..start + count];
+                let n = draw(&head2[start..start + count], node_open, rng, greedy);
+                let action = 1 + first * env_nodes(masks[b], replicas) + states[b].node_ids[n] as usize;
+                // The same masks as keeping's, with the moved replica's open rows.
+                let decision = Decision {
+                    open: kept[b].open.clone(),
+                    pick: Pick::Replica(first),
+                    nodes: Some((node_open.to_vec(), n)),
+                };
+                Decided { action, decision, log_prob: lp1 + head2[start + n], value: state_values[b] }
             })
             .collect()
     }

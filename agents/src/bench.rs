@@ -9,7 +9,7 @@ use berth_core::Scenario;
 use berth_env::PlacementEnv;
 use serde::Serialize;
 
-use crate::entity_net::{EntityNet, EntityShape};
+use crate::entity_net::EntityNet;
 use crate::error::Result;
 use crate::nets::{Devices, seeded};
 use crate::ppo::{PolicyNetwork, PpoConfig};
@@ -50,7 +50,7 @@ pub fn entity(
     let config = PpoConfig { network: PolicyNetwork::Entity, ..crate::train::config(overrides)? };
     config.validate()?;
     let devices = Devices::cpu();
-    let shape = EntityShape { services: scenario.services.len(), hidden: config.hidden };
+    let shape = crate::entity_ppo::shape(scenario.services.len(), &config);
     let started = Instant::now();
     let net = seeded(&devices, 1, || EntityNet::new(shape, &devices.train));
     let build_ms = started.elapsed().as_secs_f64() * 1000.0;

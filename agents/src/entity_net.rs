@@ -15,7 +15,8 @@
 //! A batch stacks the states' rows ([`EntityBatch`]), so states of different shapes train
 //! together.
 
-use berth_env::entity::{EntityObs, GLOBAL_FEATURES};
+use berth_env::entity::{self, EntityObs};
+use berth_env::gains::{MOVE_FEATURES, move_features};
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
@@ -32,6 +33,8 @@ pub struct EntityShape {
     pub services: usize,
     /// Width of every embedding.
     pub hidden: usize,
+    /// Whether it reads the gain features ([`EntityObs::gains`]).
+    pub gains: bool,
 }
 
 /// The policy and value network over entity observations.
@@ -49,12 +52,17 @@ pub struct EntityNet {
     keep_score: Linear,
     query: Linear,
     key: Linear,
+    /// With gains: embeds the move features of the chosen replica's targets into their keys.
+    moves_in: Option<Linear>,
     value_hidden: Linear,
     value: Linear,
     /// Whether keeping is weighed against the mean of the replicas' move scores rather than
     /// their sum ([`EntityNet::with_keep_against_mean`]).
     #[module(skip)]
     keep_against_mean: bool,
+    /// Whether it reads the gain features ([`EntityShape::gains`]).
+    #[module(skip)]
+    gains: bool,
 }
 
 /// States' entity observations stacked row-wise, with the indices that tie rows together.
@@ -90,12 +98,14 @@ pub struct Embedded {
 impl EntityBatch {
     /// Stacks `states` (all of the same services) on `device`.
     pub fn new(states: &[&EntityObs], device: &Device) -> Self {
-        let services = states.first().map_or(0, |s| s.services);
-        let (node_w, replica_w, group_w) = (
-            berth_env::entity::node_width(services),
-            berth_env::entity::replica_width(services),
-            berth_env::entity::group_width(services),
-        );
+        let first = states.first().map_or_else(EntityObs::default, |s| EntityObs {
+            services: s.services,
+            gains: s.gains,
+            ..EntityObs::default()
+        });
+        let (services, gains) = (first.services, first.gains);
+        let (node_w, replica_w, group_w, global_w) =
+            (first.node_width(), first.replica_width(), first.group_width(), first.global_width());
         let (mut nodes, mut replicas, mut groups, mut global) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut replica_node, mut node_state, mut replica_state, mut group_state) =
@@ -104,7 +114,7 @@ impl EntityBatch {
         let mut hosted = Vec::new();
         let mut spans = Vec::with_capacity(states.len());
         for (b, s) in states.iter().enumerate() {
-            assert_eq!(s.services, services, "a batch holds states of the same services");
+            assert_eq!((s.services, s.gains), (services, gains), "a batch holds states of one kind");
             let (n_rows, r_rows, g_rows) =
                 (s.nodes.len() / node_w, s.replicas.len() / replica_w, s.groups.len() / group_w);
             let node_base = node_state.len();
@@ -141,7 +151,7 @@ impl EntityBatch {
             nodes: float(nodes, node_w),
             replicas: float(replicas, replica_w),
             groups: float(groups, group_w),
-            global: float(global, GLOBAL_FEATURES.len()),
+            global: float(global, global_w),
             replica_node: int(replica_node),
             node_state: int(node_state),
             replica_state: int(replica_state),
@@ -169,13 +179,13 @@ impl EntityNet {
     /// A network for `shape`, with burn's default initialisation.
     pub fn new(shape: EntityShape, device: &Device) -> Self {
         let h = shape.hidden;
-        let s = shape.services;
+        let (s, gains) = (shape.services, shape.gains);
         let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
         Self {
-            node_in: linear(berth_env::entity::node_width(s), h),
-            replica_in: linear(berth_env::entity::replica_width(s), h),
-            group_in: linear(berth_env::entity::group_width(s), h),
-            global_in: linear(GLOBAL_FEATURES.len(), h),
+            node_in: linear(entity::node_width(s, gains), h),
+            replica_in: linear(entity::replica_width(s, gains), h),
+            group_in: linear(entity::group_width(s), h),
+            global_in: linear(entity::global_width(gains), h),
             node_update: linear(2 * h, h),
             replica_update: linear(2 * h, h),
             context: linear(4 * h, h),
@@ -184,10 +194,17 @@ impl EntityNet {
             keep_score: linear(h, 1),
             query: linear(2 * h, h),
             key: linear(h, h),
+            moves_in: gains.then(|| linear(MOVE_FEATURES.len(), h)),
             value_hidden: linear(h, h),
             value: linear(h, 1),
             keep_against_mean: false,
+            gains,
         }
+    }
+
+    /// An empty observation of the kind this network reads, for [`entity::observe_in`].
+    pub fn observation(&self) -> EntityObs {
+        EntityObs { gains: self.gains, ..EntityObs::default() }
     }
 
     /// The network with keeping weighed against the mean of the replicas' scores: the keep
@@ -286,14 +303,29 @@ impl EntityNet {
 
     /// Second head, clipped logits of every node row `[nodes]` for the replica `chosen[b]`
     /// (a replica row) of each state: the scaled dot product of the node's key with the
-    /// replica's query.
-    pub fn node_logits(&self, batch: &EntityBatch, e: &Embedded, chosen: &[usize]) -> Tensor<1> {
+    /// replica's query. A network reading gains adds to each node's embedding that of
+    /// `moves`, the [`MOVE_FEATURES`] of moving the chosen replica there (`[nodes, 3]`).
+    pub fn node_logits(
+        &self,
+        batch: &EntityBatch,
+        e: &Embedded,
+        chosen: &[usize],
+        moves: &[f32],
+    ) -> Tensor<1> {
         let device = e.context.device();
         let rows = ints(chosen, &device);
         let replica = e.replicas.clone().select(0, rows);
         let query = self.query.forward(Tensor::cat(vec![replica, e.context.clone()], 1));
         let per_node = query.select(0, batch.node_state.clone());
-        let keys = self.key.forward(e.nodes.clone());
+        let nodes = match &self.moves_in {
+            Some(moves_in) => {
+                let width = MOVE_FEATURES.len();
+                let data = TensorData::new(moves.to_vec(), [moves.len() / width, width]);
+                e.nodes.clone() + relu(moves_in.forward(Tensor::<2>::from_data(data, &device)))
+            }
+            None => e.nodes.clone(),
+        };
+        let keys = self.key.forward(nodes);
         let [_, h] = keys.dims();
         clip((keys * per_node).sum_dim(1).div_scalar((h as f64).sqrt())).flatten(0, 1)
     }
@@ -346,6 +378,9 @@ pub struct Decision {
     pub pick: Pick,
     /// For a moved replica, the nodes open to it, and the one chosen.
     pub nodes: Option<(Vec<bool>, usize)>,
+    /// For a moved replica, as a network reading gains sees its targets: the
+    /// [`MOVE_FEATURES`] of each node row, row-major; else empty.
+    pub moves: Vec<f32>,
 }
 
 impl Decision {
@@ -364,12 +399,22 @@ impl Decision {
         let mut open: Vec<bool> = (0..replicas).map(|r| rows.iter().any(|&n| allowed(r, n))).collect();
         open.push(mask[0]);
         let Some(a) = action.checked_sub(1) else {
-            return Some(Self { open, pick: Pick::Keep, nodes: None });
+            return Some(Self { open, pick: Pick::Keep, nodes: None, moves: Vec::new() });
         };
         let (r, n) = (a / nodes, a % nodes);
         let row = rows.binary_search(&(n as u32)).ok()?;
         let open_rows = rows.iter().map(|&n| allowed(r, n)).collect();
-        Some(Self { open, pick: Pick::Replica(r), nodes: Some((open_rows, row)) })
+        Some(Self { open, pick: Pick::Replica(r), nodes: Some((open_rows, row)), moves: Vec::new() })
+    }
+
+    /// The decision with the move features of its moved replica's targets, `rows`, in `env`
+    /// (for a network reading gains).
+    pub fn with_moves(mut self, env: &berth_env::PlacementEnv, rows: &[u32]) -> Self {
+        self.moves.clear();
+        if let Pick::Replica(r) = self.pick {
+            move_features(env, r, rows, &mut self.moves);
+        }
+        self
     }
 }
 
@@ -412,7 +457,24 @@ impl EntityNet {
                 Pick::Keep => batch.span(b).2,
             })
             .collect();
-        let nodes = self.node_logits(batch, e, &chosen);
+        let mut moves = Vec::new();
+        if self.moves_in.is_some() {
+            for (b, d) in decisions.iter().enumerate() {
+                let count = batch.span(b).1;
+                match d.nodes {
+                    Some(_) => {
+                        assert_eq!(
+                            d.moves.len(),
+                            count * MOVE_FEATURES.len(),
+                            "a move's features per node row"
+                        );
+                        moves.extend_from_slice(&d.moves);
+                    }
+                    None => moves.resize(moves.len() + count * MOVE_FEATURES.len(), 0.0),
+                }
+            }
+        }
+        let nodes = self.node_logits(batch, e, &chosen, &moves);
         let (mut open, mut segment, mut picked, mut moved) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (b, d) in decisions.iter().enumerate() {
             let (first, count, _, _) = batch.span(b);
@@ -449,24 +511,23 @@ impl EntityNet {
         rng: &mut berth_core::Rng,
         greedy: bool,
     ) -> (usize, f32) {
-        use berth_env::Env;
-        let mut obs = EntityObs::default();
+        let mut obs = self.observation();
         berth_env::entity::observe_in(env, candidates, &mut obs);
-        let step = self.decide(&obs, env.action_mask(), device, rng, greedy);
+        let step = self.decide(&obs, env, device, rng, greedy);
         (step.action, step.log_prob)
     }
 
-    /// Samples an action (the most likely one when `greedy`) in the state `obs` under the
-    /// env's flat `mask`, with its decision, log-probability and the state's value.
+    /// Samples an action (the most likely one when `greedy`) in the state `obs` of `env`,
+    /// under its mask, with its decision, log-probability and the state's value.
     pub fn decide(
         &self,
         obs: &EntityObs,
-        mask: &[bool],
+        env: &berth_env::PlacementEnv,
         device: &Device,
         rng: &mut berth_core::Rng,
         greedy: bool,
     ) -> Decided {
-        self.decide_all(&[obs], &[mask], device, rng, greedy).pop().expect("one state")
+        self.decide_all(&[obs], &[env], device, rng, greedy).pop().expect("one state")
     }
 
     /// [`EntityNet::decide`] for several states in one pass of the network (a rollout's env
@@ -475,12 +536,14 @@ impl EntityNet {
     pub fn decide_all(
         &self,
         states: &[&EntityObs],
-        masks: &[&[bool]],
+        envs: &[&berth_env::PlacementEnv],
         device: &Device,
         rng: &mut berth_core::Rng,
         greedy: bool,
     ) -> Vec<Decided> {
         use crate::nets::values;
+        use berth_env::Env;
+        let masks: Vec<&[bool]> = envs.iter().map(|e| e.action_mask()).collect();
         let batch = EntityBatch::new(states, device);
         let e = self.embed(&batch);
         let state_values = values(self.value(&e));
@@ -506,19 +569,27 @@ impl EntityNet {
         let chosen: Vec<usize> =
             (0..states.len()).map(|b| if moves(b) { batch.span(b).2 + picks[b].0 } else { 0 }).collect();
         let moving = (0..states.len()).any(moves);
-        let (mut open, mut segment) = (Vec::new(), Vec::new());
+        let (mut open, mut segment, mut moves) = (Vec::new(), Vec::new(), Vec::new());
+        let width = MOVE_FEATURES.len();
         for (b, &(first, _)) in picks.iter().enumerate() {
             let (rows, replicas) = (&states[b].node_ids, batch.span(b).3);
             let nodes = env_nodes(masks[b], replicas);
             if first < replicas {
                 open.extend(rows.iter().map(|&n| masks[b][1 + first * nodes + n as usize]));
+                if self.moves_in.is_some() {
+                    move_features(envs[b], first, rows, &mut moves);
+                }
             } else {
                 open.extend((0..rows.len()).map(|i| i == 0));
+                if self.moves_in.is_some() {
+                    moves.resize(moves.len() + rows.len() * width, 0.0);
+                }
             }
             segment.extend(std::iter::repeat_n(b, rows.len()));
         }
         let head2 = if moving {
-            values(segment_log_softmax(self.node_logits(&batch, &e, &chosen), &open, &segment, states.len()))
+            let logits = self.node_logits(&batch, &e, &chosen, &moves);
+            values(segment_log_softmax(logits, &open, &segment, states.len()))
         } else {
             Vec::new()
         };
@@ -543,6 +614,9 @@ impl EntityNet {
                     open: kept[b].open.clone(),
                     pick: Pick::Replica(first),
                     nodes: Some((node_open.to_vec(), n)),
+                    moves: moves
+                        .get(start * width..(start + count) * width)
+                        .map_or_else(Vec::new, <[f32]>::to_vec),
                 };
                 Decided { action, decision, log_prob: lp1 + head2[start + n], value: state_values[b] }
             })

@@ -46,17 +46,16 @@ impl EntityPpoAgent {
     pub fn from_weights(bytes: &[u8], services: Vec<String>, config: &PpoConfig, seed: u64) -> Result<Self> {
         let devices = Devices::cpu();
         let record = record_from_bytes(bytes, "PPO (entity)")?;
-        let shape = EntityShape { services: services.len(), hidden: config.hidden };
-        let net = EntityNet::new(shape, &devices.plain)
+        let net = EntityNet::new(shape(services.len(), config), &devices.plain)
             .load_record(record)
             .with_keep_against_mean(config.keep_against_mean);
-        let (rng, obs) = (Rng::derive(seed, 0x990), EntityObs::default());
+        let (rng, obs) = (Rng::derive(seed, 0x990), net.observation());
         Ok(Self { net, devices, services, rng, obs, candidates: candidates(config) })
     }
 
-    /// Parameters of a network for `services` services at width `hidden`.
-    pub fn parameters(services: usize, hidden: usize) -> usize {
-        EntityNet::new(EntityShape { services, hidden }, &Device::flex()).parameters()
+    /// Parameters of the network `config` builds for `services` services.
+    pub fn parameters(services: usize, config: &PpoConfig) -> usize {
+        EntityNet::new(shape(services, config), &Device::flex()).parameters()
     }
 
     /// The services it knows.
@@ -80,7 +79,7 @@ impl Agent for EntityPpoAgent {
     fn act_in(&mut self, env: &PlacementEnv, mode: ActMode) -> usize {
         observe_in(env, self.candidates, &mut self.obs);
         let greedy = mode == ActMode::Greedy;
-        self.net.decide(&self.obs, env.action_mask(), &self.devices.plain, &mut self.rng, greedy).action
+        self.net.decide(&self.obs, env, &self.devices.plain, &mut self.rng, greedy).action
     }
 
     fn weights(&self) -> Vec<u8> {
@@ -120,7 +119,6 @@ pub fn train(
     config.validate()?;
     let scenario = env.scenario().clone();
     let services: Vec<String> = scenario.services.iter().map(|s| s.name.clone()).collect();
-    let shape = EntityShape { services: services.len(), hidden: config.hidden };
     let (n, t_max) = (config.num_envs, config.num_steps);
     let batch = config.batch_size();
     let updates = steps.div_ceil(batch as u64).max(1);
@@ -135,10 +133,11 @@ pub fn train(
         *condition = next_episode(e, curriculum.as_mut(), &mut episode_seed)?;
     }
     let rows = candidates(config);
+    let shape = shape(services.len(), config);
     let mut net = seeded(devices, seed, || EntityNet::new(shape, &devices.train))
         .with_keep_against_mean(config.keep_against_mean);
     if config.keep_prior > 0.0 {
-        let mut start = EntityObs::default();
+        let mut start = net.observation();
         observe_in(env, rows, &mut start);
         let open = Decision::in_rows(env.action_mask(), env.placement().len(), &start.node_ids, 0)
             .expect("keeping has no node");
@@ -157,7 +156,7 @@ pub fn train(
     let mut scaler = RewardScaler::new(n, config.gamma);
     let mut window = Window::default();
     let (mut episode_return, mut episode_length) = (vec![0.0; n], vec![0u64; n]);
-    let mut current: Vec<EntityObs> = vec![EntityObs::default(); n];
+    let mut current: Vec<EntityObs> = vec![net.observation(); n];
     let start = Instant::now();
     let mut global_step = 0u64;
     for update in 1..=updates {
@@ -178,14 +177,15 @@ pub fn train(
                 observe_in(e, rows, obs);
             }
             let states: Vec<&EntityObs> = current.iter().collect();
-            let masks: Vec<&[bool]> = envs.iter().map(|e| e.action_mask()).collect();
-            let steps = acting.decide_all(&states, &masks, &devices.plain, &mut rng, false);
+            let copies: Vec<&PlacementEnv> = envs.iter().collect();
+            let steps = acting.decide_all(&states, &copies, &devices.plain, &mut rng, false);
             for ((i, e), step) in envs.iter_mut().enumerate().zip(steps) {
                 let replicas = e.placement().len();
                 let teacher = (teacher_coef > 0.0)
                     .then(|| e.teacher_action())
                     .flatten()
-                    .and_then(|a| Decision::in_rows(e.action_mask(), replicas, &current[i].node_ids, a));
+                    .and_then(|a| Decision::in_rows(e.action_mask(), replicas, &current[i].node_ids, a))
+                    .map(|d| if config.gain_features { d.with_moves(e, &current[i].node_ids) } else { d });
                 taught += u64::from(teacher.is_some());
                 agreed += u64::from(teacher.as_ref() == Some(&step.decision));
                 roll.obs.push(current[i].clone());
@@ -242,8 +242,13 @@ pub fn train(
         };
         window.close((global_step, total), start, log, progress, |row| update.row(row))?;
     }
-    let obs = EntityObs::default();
+    let obs = acting.observation();
     Ok(EntityPpoAgent { net: acting, devices: devices.clone(), services, rng, obs, candidates: rows })
+}
+
+/// The network `config` builds for `services` services.
+pub fn shape(services: usize, config: &PpoConfig) -> EntityShape {
+    EntityShape { services, hidden: config.hidden, gains: config.gain_features }
 }
 
 /// The candidate nodes per service of `config` (`None`: every node).

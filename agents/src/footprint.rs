@@ -115,12 +115,13 @@ pub fn estimate(
                 let groups = scenario.user_groups.len() as u64;
                 // A state's rows, its relations, the two heads' masks for the action and the
                 // teacher's, and the row's scalars.
-                let floats = nodes * node_width(services) as u64
-                    + replicas * replica_width(services) as u64
+                let gains = ppo.gain_features;
+                let floats = nodes * node_width(services, gains) as u64
+                    + replicas * replica_width(services, gains) as u64
                     + groups * group_width(services) as u64
                     + 2 * (nodes + replicas)
                     + 8;
-                let params = EntityPpoAgent::parameters(services, ppo.hidden) as u64;
+                let params = EntityPpoAgent::parameters(services, &ppo) as u64;
                 // Embeddings of every node and replica through the layers, forward and backward.
                 (
                     params,

@@ -111,6 +111,12 @@ pub struct PpoConfig {
     /// models meant for larger clusters than they trained on). Off by default, as the first
     /// entity models were trained.
     pub keep_against_mean: bool,
+    /// With the entity network: rows also carry what moves are worth (each replica's
+    /// removal, each service's addition on each node, the best estimated move;
+    /// [`berth_env::gains`]), the terms `greedy` ranks moves by, so a policy can carry
+    /// `greedy`'s judgement to clusters it never saw. Off by default, as the first entity
+    /// models were trained.
+    pub gain_features: bool,
 }
 
 /// Which network a PPO policy uses.
@@ -152,6 +158,7 @@ impl Default for PpoConfig {
             oversample_trailing: 0.0,
             candidate_nodes: 0,
             keep_against_mean: false,
+            gain_features: false,
         }
     }
 }
@@ -215,6 +222,9 @@ impl PpoConfig {
         Error::at_most("candidate_nodes", self.candidate_nodes, MAX_CANDIDATE_NODES)?;
         if self.keep_against_mean && self.network != PolicyNetwork::Entity {
             return bad("keep_against_mean", "needs network = \"entity\"");
+        }
+        if self.gain_features && self.network != PolicyNetwork::Entity {
+            return bad("gain_features", "needs network = \"entity\"");
         }
         if !(0.0..=1.0).contains(&self.oversample_trailing) {
             return bad("oversample_trailing", "must be in [0, 1]");

@@ -326,7 +326,7 @@ pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agen
         // Any cluster of the services it knows: no size to match.
         ppo.validate()?;
         entity_ppo::check_services(&header.services, env.scenario())?;
-        let parameters = EntityPpoAgent::parameters(header.services.len(), ppo.hidden) as u64;
+        let parameters = EntityPpoAgent::parameters(header.services.len(), &ppo) as u64;
         check_weight_bytes(&model.weights, parameters)?;
         return rebuilt("the entity network", &|| {
             let agent =

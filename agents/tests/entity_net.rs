@@ -16,7 +16,11 @@ use proptest::prelude::*;
 const TINY: &str = include_str!("../../scenarios/tiny.yaml");
 
 fn net(services: usize) -> EntityNet {
-    EntityNet::new(EntityShape { services, hidden: 32 }, &Devices::cpu().plain)
+    net_reading(services, false)
+}
+
+fn net_reading(services: usize, gains: bool) -> EntityNet {
+    EntityNet::new(EntityShape { services, hidden: 32, gains }, &Devices::cpu().plain)
 }
 
 #[test]
@@ -40,12 +44,19 @@ fn the_parameter_count_does_not_depend_on_nodes_or_replicas() {
 /// Actions an untrained network takes over a day with failures and background pods, each
 /// checked against the env's mask before it is stepped.
 fn play(scenario: Arc<Scenario>, seed: u64, ticks: usize, greedy: bool) {
-    play_in(scenario, None, seed, ticks, greedy);
+    play_in(scenario, None, false, seed, ticks, greedy);
 }
 
-fn play_in(scenario: Arc<Scenario>, candidates: Option<usize>, seed: u64, ticks: usize, greedy: bool) {
+fn play_in(
+    scenario: Arc<Scenario>,
+    candidates: Option<usize>,
+    gains: bool,
+    seed: u64,
+    ticks: usize,
+    greedy: bool,
+) {
     let devices = Devices::cpu();
-    let model = net(scenario.services.len());
+    let model = net_reading(scenario.services.len(), gains);
     let mut env = PlacementEnv::new(scenario).unwrap();
     let mut rng = Rng::new(seed);
     env.reset(seed);
@@ -68,20 +79,24 @@ fn the_network_acts_on_any_cluster_within_the_masks() {
     );
     play(Arc::new(Scenario::from_yaml(&more).unwrap()), 3, 96, false);
     // On candidate rows alone, failures (evacuations) included.
-    play_in(shipped("gpu-medium").unwrap(), Some(2), 5, 288, false);
-    play_in(shipped("openb").unwrap(), Some(8), 1, 6, false);
+    play_in(shipped("gpu-medium").unwrap(), Some(2), false, 5, 288, false);
+    play_in(shipped("openb").unwrap(), Some(8), false, 1, 6, false);
+    // Reading the gain rows as well.
+    play_in(shipped("gpu-medium").unwrap(), Some(2), true, 6, 288, false);
+    play_in(shipped("gpu-mig").unwrap(), None, true, 7, 96, false);
 }
 
 /// The log-probability of every allowed action of the env's flat space that the network's
 /// node rows can express (every one, on every node), batched.
 fn every_log_prob(model: &EntityNet, env: &PlacementEnv, candidates: Option<usize>) -> Vec<(usize, f32)> {
     let device = Devices::cpu().plain;
-    let mut obs = EntityObs::default();
+    let mut obs = model.observation();
     observe_in(env, candidates, &mut obs);
     let mask = env.action_mask();
     let decisions: Vec<(usize, Decision)> = (0..mask.len())
         .filter(|&a| mask[a])
         .filter_map(|a| Decision::in_rows(mask, env.placement().len(), &obs.node_ids, a).map(|d| (a, d)))
+        .map(|(a, d)| (a, if obs.gains { d.with_moves(env, &obs.node_ids) } else { d }))
         .collect();
     if candidates.is_none() {
         assert_eq!(decisions.len(), mask.iter().filter(|&&m| m).count(), "every node has a row");
@@ -101,9 +116,10 @@ proptest! {
         seed in 0u64..1_000,
         steps in 0usize..40,
         candidates in prop_oneof![Just(None), Just(Some(1usize))],
+        gains in any::<bool>(),
     ) {
         let scenario = shipped("gpu-small").unwrap();
-        let model = net(scenario.services.len());
+        let model = net_reading(scenario.services.len(), gains);
         let mut env = PlacementEnv::new(scenario).unwrap();
         let mut rng = Rng::new(seed);
         env.reset(seed);
@@ -136,17 +152,24 @@ fn gradients_reach_every_layer_through_both_heads() {
     }
     let devices = Devices::cpu();
     let scenario = shipped("gpu-small").unwrap();
-    let model = EntityNet::new(EntityShape { services: scenario.services.len(), hidden: 16 }, &devices.train);
+    // Reading gains, so the move features' layer is reached too.
+    let model = EntityNet::new(
+        EntityShape { services: scenario.services.len(), hidden: 16, gains: true },
+        &devices.train,
+    );
     let mut env = PlacementEnv::new(scenario).unwrap();
     env.reset(3);
-    let mut obs = EntityObs::default();
+    let mut obs = model.observation();
     observe(&env, &mut obs);
     let mask = env.action_mask();
     let moves: Vec<usize> = (1..mask.len()).filter(|&a| mask[a]).take(3).collect();
     let decisions: Vec<Decision> = [0]
         .into_iter()
         .chain(moves)
-        .map(|a| Decision::from_action(mask, env.placement().len(), env.node_count(), a))
+        .map(|a| {
+            Decision::from_action(mask, env.placement().len(), env.node_count(), a)
+                .with_moves(&env, &obs.node_ids)
+        })
         .collect();
     let batch = EntityBatch::new(&vec![&obs; decisions.len()], &devices.train);
     let e = model.embed(&batch);

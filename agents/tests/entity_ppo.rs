@@ -132,7 +132,7 @@ fn training_across_shapes_needs_the_entity_network_and_runs_with_it() {
 }
 
 #[test]
-fn a_model_on_candidate_nodes_moves_only_to_them_and_loads_as_trained() {
+fn a_model_on_candidate_nodes_and_gains_moves_only_to_them_and_loads_as_trained() {
     let request = |hyperparameters: serde_json::Value| TrainRequest {
         agent: AgentKind::Ppo,
         target: Target::Placement(shipped("gpu-medium").unwrap()),
@@ -141,7 +141,7 @@ fn a_model_on_candidate_nodes_moves_only_to_them_and_loads_as_trained() {
         hyperparameters,
         device: Default::default(),
     };
-    for name in ["candidate_nodes", "keep_against_mean"] {
+    for name in ["candidate_nodes", "keep_against_mean", "gain_features"] {
         let value = if name == "candidate_nodes" { serde_json::json!(2) } else { serde_json::json!(true) };
         let err = train(&request(serde_json::json!({ name: value })), &mut |_| Flow::Continue)
             .err()
@@ -150,7 +150,8 @@ fn a_model_on_candidate_nodes_moves_only_to_them_and_loads_as_trained() {
         assert!(err.contains(name) && err.contains("entity"), "{err}");
     }
     let hp = serde_json::json!({"network": "entity", "candidate_nodes": 2, "num_envs": 2, "num_steps": 64,
-                                "hidden": 16, "teacher_coef": 0.0, "keep_against_mean": true});
+                                "hidden": 16, "teacher_coef": 0.0, "keep_against_mean": true,
+                                "gain_features": true});
     let mut trained = train(&request(hp), &mut |_| Flow::Continue).unwrap();
     let model = SavedModel::from_bytes(&trained.model.to_bytes()).unwrap();
     let mut env = PlacementEnv::new(shipped("gpu-medium").unwrap()).unwrap();

@@ -11,6 +11,7 @@
 
 use crate::PlacementEnv;
 use crate::candidates::candidate_nodes;
+use crate::gains::Gains;
 use crate::gym::Env;
 
 /// Node features before the per-service block, in order.
@@ -56,6 +57,25 @@ pub const GLOBAL_FEATURES: [&str; 5] = [
     "demand",               // requests/s now / the sum of the groups' peak rates
 ];
 
+/// With gains ([`EntityObs::gains`]): node features per service after every service's
+/// [`NODE_SERVICE_FEATURES`] ([`crate::gains`]; changes of the tick's steady cost, as
+/// fractions of it, in [-1, 1]).
+pub const NODE_GAIN_FEATURES: [&str; 1] = [
+    "addition", // the change from one more replica of the service here (0 where none may move)
+];
+/// With gains: replica features after [`REPLICA_FEATURES`].
+pub const REPLICA_GAIN_FEATURES: [&str; 3] = [
+    "removal",            // the change from taking it away
+    "best_move",          // removal plus the lowest addition over the nodes it may move to (1: none)
+    "best_move_in_moves", // best_move's change of cost / a move's cost, in [-4, 4], / 4 (1: none)
+];
+/// With gains: global features after [`GLOBAL_FEATURES`].
+pub const GLOBAL_GAIN_FEATURES: [&str; 3] = [
+    "best_move",          // the lowest best_move of any replica
+    "move_cost",          // the cost of a move / the tick's steady cost, capped at 1
+    "best_move_in_moves", // the lowest best_move_in_moves of any replica
+];
+
 /// Features of one candidate move (replica, node), computed on demand by [`pair_features`].
 pub const PAIR_FEATURES: [&str; 4] = [
     "allowed",     // flag: the mask allows the move now
@@ -69,6 +89,9 @@ pub const PAIR_FEATURES: [&str; 4] = [
 pub struct EntityObs {
     /// Number of services (the per-service widths).
     pub services: usize,
+    /// Whether rows carry the gain features ([`NODE_GAIN_FEATURES`] and the others): set by
+    /// the caller before observing, as the model reading them was built.
+    pub gains: bool,
     /// `nodes × node_width()`.
     pub nodes: Vec<f32>,
     /// `replicas × replica_width()`.
@@ -91,28 +114,39 @@ pub struct EntityObs {
 impl EntityObs {
     /// Features per node.
     pub fn node_width(&self) -> usize {
-        node_width(self.services)
+        node_width(self.services, self.gains)
     }
 
     /// Features per replica.
     pub fn replica_width(&self) -> usize {
-        replica_width(self.services)
+        replica_width(self.services, self.gains)
     }
 
     /// Features per user group.
     pub fn group_width(&self) -> usize {
         group_width(self.services)
     }
+
+    /// Global features.
+    pub fn global_width(&self) -> usize {
+        global_width(self.gains)
+    }
 }
 
-/// Features per node for `services` services.
-pub fn node_width(services: usize) -> usize {
-    NODE_FEATURES.len() + NODE_SERVICE_FEATURES.len() * services
+/// Features per node for `services` services, with or without the gain features.
+pub fn node_width(services: usize, gains: bool) -> usize {
+    let per_service = NODE_SERVICE_FEATURES.len() + if gains { NODE_GAIN_FEATURES.len() } else { 0 };
+    NODE_FEATURES.len() + per_service * services
 }
 
-/// Features per replica for `services` services.
-pub fn replica_width(services: usize) -> usize {
-    services + REPLICA_FEATURES.len()
+/// Features per replica for `services` services, with or without the gain features.
+pub fn replica_width(services: usize, gains: bool) -> usize {
+    services + REPLICA_FEATURES.len() + if gains { REPLICA_GAIN_FEATURES.len() } else { 0 }
+}
+
+/// Global features, with or without the gain features.
+pub fn global_width(gains: bool) -> usize {
+    GLOBAL_FEATURES.len() + if gains { GLOBAL_GAIN_FEATURES.len() } else { 0 }
 }
 
 /// Features per user group for `services` services.
@@ -158,6 +192,10 @@ pub fn observe_in(env: &PlacementEnv, candidates: Option<usize>, out: &mut Entit
     let placement = env.placement();
     let utilisation = env.replica_utilisation();
     let load = env.node_load();
+    let mut gains = Gains::default();
+    if out.gains {
+        crate::gains::gains(env, &mut gains);
+    }
     out.services = services;
     match candidates {
         Some(per_service) => {
@@ -206,6 +244,9 @@ pub fn observe_in(env: &PlacementEnv, candidates: Option<usize>, out: &mut Entit
             let time = env.time_if_placed(s, n);
             out.nodes.extend([flag(view.fits(s, n)), time.map_or(0.0, |t| ratio(t, slo))]);
         }
+        if out.gains {
+            out.nodes.extend((0..services).map(|s| gains.addition[s * scenario.nodes.len() + n]));
+        }
     }
 
     out.replicas.clear();
@@ -228,6 +269,9 @@ pub fn observe_in(env: &PlacementEnv, candidates: Option<usize>, out: &mut Entit
             demand_rtt[zone],
             ratio(f64::from(in_zone[s * zones + zone]), f64::from(scenario.services[s].replicas)),
         ]);
+        if out.gains {
+            out.replicas.extend([gains.removal[r], gains.best_move[r], gains.best_move_in_moves[r]]);
+        }
     }
 
     out.groups.clear();
@@ -249,6 +293,9 @@ pub fn observe_in(env: &PlacementEnv, candidates: Option<usize>, out: &mut Entit
         ratio(f64::from(info.unavailable_replicas), placement.len() as f64),
         ratio(total_rate, peak_total),
     ]);
+    if out.gains {
+        out.global.extend([gains.best(), gains.move_cost, gains.best_in_moves()]);
+    }
 }
 
 /// Whether keeping, or moving some replica to one of `rows`, is allowed now: a network that
@@ -275,8 +322,7 @@ pub fn pair_features(env: &PlacementEnv, r: usize, n: usize) -> [f32; 4] {
     };
     let cost_change = if allowed {
         let before = env.steady_cost(None).cost;
-        let after = env.steady_cost(Some(crate::Move { replica: r, node: n })).cost;
-        if before > 0.0 { ((after / before) - 1.0).clamp(-1.0, 1.0) as f32 } else { 0.0 }
+        crate::gains::relative(before, env.steady_cost(Some(crate::Move { replica: r, node: n })).cost)
     } else {
         0.0
     };

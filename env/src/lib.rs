@@ -30,6 +30,7 @@ pub mod entity;
 mod error;
 pub mod evaluate;
 pub mod fixed;
+pub mod gains;
 pub mod gym;
 #[cfg(feature = "live")]
 pub mod live;

@@ -1004,10 +1004,7 @@ impl PlacementEnv {
     /// What the tick would cost, with the rates last observed, if `mv` were made and every
     /// replica on a Ready node were serving: the steady state the greedy baseline compares.
     pub fn steady_cost(&self, mv: Option<Move>) -> TickMetrics {
-        let mut views = self.views.clone();
-        for (r, v) in views.iter_mut().enumerate() {
-            v.up = self.node_ready[self.placement[r]];
-        }
+        let mut views = self.steady_views();
         if let Some(Move { replica, node }) = mv {
             let s = self.replica_service[replica];
             views[replica] = ReplicaView {
@@ -1019,6 +1016,36 @@ impl PlacementEnv {
             self.reseat(&mut views, replica, node);
         }
         self.model.score(&views, self.current_rates())
+    }
+
+    /// [`PlacementEnv::steady_cost`] with replica `r` gone: what it is worth where it is.
+    pub fn steady_cost_without(&self, r: usize) -> TickMetrics {
+        let mut views = self.steady_views();
+        views[r].up = false;
+        self.model.score(&views, self.current_rates())
+    }
+
+    /// [`PlacementEnv::steady_cost`] with one replica of service `s` more, on node `n`, at
+    /// the time it would serve there ([`PlacementEnv::time_if_placed`]; the tenants it would
+    /// slow on shared GPUs are not retimed). What a move of an `s` replica there would add.
+    pub fn steady_cost_with_added(&self, s: usize, n: usize) -> TickMetrics {
+        let mut views = self.steady_views();
+        views.push(ReplicaView {
+            service: s,
+            zone: self.scenario.nodes[n].zone,
+            service_time_ms: self.time_if_placed(s, n).unwrap_or(f64::INFINITY),
+            up: self.node_ready[n],
+        });
+        self.model.score(&views, self.current_rates())
+    }
+
+    /// The replicas as the steady state sees them: every one on a Ready node serving.
+    fn steady_views(&self) -> Vec<ReplicaView> {
+        let mut views = self.views.clone();
+        for (r, v) in views.iter_mut().enumerate() {
+            v.up = self.node_ready[self.placement[r]];
+        }
+        views
     }
 
     /// In `views`, the service times after replica `r` moved to `to`, where either node's

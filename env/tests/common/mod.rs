@@ -115,3 +115,29 @@ pub fn random_scenario(seed: u64, shape: &Shape) -> Option<Arc<Scenario>> {
     }
     Scenario::from_yaml(&y).ok().map(Arc::new)
 }
+
+/// Walks `ticks` random allowed moves on each random scenario of `shape` drawn from `seeds`
+/// that is placeable, calling `check(seed, env)` before every move; returns the states checked.
+pub fn random_walks(
+    seeds: std::ops::Range<u64>,
+    shape: &Shape,
+    ticks: usize,
+    mut check: impl FnMut(u64, &berth_env::PlacementEnv),
+) -> usize {
+    use berth_env::Env;
+    let mut checked = 0;
+    for seed in seeds {
+        let Some(scenario) = random_scenario(seed, shape) else { continue };
+        let Ok(mut env) = berth_env::PlacementEnv::new(scenario) else { continue };
+        let mut rng = Rng::new(seed);
+        env.reset(seed);
+        for _ in 0..ticks {
+            check(seed, &env);
+            checked += 1;
+            let allowed: Vec<usize> =
+                (0..env.action_mask().len()).filter(|&a| env.action_mask()[a]).collect();
+            env.step(allowed[rng.below(allowed.len())]).unwrap();
+        }
+    }
+    checked
+}

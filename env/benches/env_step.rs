@@ -63,6 +63,14 @@ fn entity_observation(c: &mut Criterion) {
                 black_box(obs.nodes[0])
             })
         });
+        // With the gain rows, on candidate nodes, as a model with `gain_features` reads.
+        let mut obs = berth_env::entity::EntityObs { gains: true, ..Default::default() };
+        group.bench_function(format!("{name}-gains-candidates-8"), |b| {
+            b.iter(|| {
+                berth_env::entity::observe_candidates(&env, 8, &mut obs);
+                black_box(obs.nodes[0])
+            })
+        });
     }
     group.finish();
 }

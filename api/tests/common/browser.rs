@@ -30,6 +30,8 @@ pub struct Browser {
     http: Client,
     /// Where a failing test's screenshots go.
     pub shots: std::path::PathBuf,
+    /// Chromium's profile, removed when the browser closes.
+    profile: std::path::PathBuf,
 }
 
 /// An element of the page.
@@ -69,7 +71,7 @@ impl Browser {
             http.post(format!("{root}/session")).json(&capabilities).send().unwrap().json().unwrap();
         let id = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}"));
         let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
-        Self { name: name.to_string(), driver, base: format!("{root}/session/{id}"), http, shots }
+        Self { name: name.to_string(), driver, base: format!("{root}/session/{id}"), http, shots, profile }
     }
 
     fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
@@ -199,6 +201,7 @@ impl Drop for Browser {
         let _ = self.call(reqwest::Method::DELETE, "", None);
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub http: Client,
+    /// Its users file, removed when it is dropped.
+    users: std::path::PathBuf,
 }
 
 pub fn unique_database(test: &str) -> String {
@@ -32,10 +34,13 @@ pub fn unique_database(test: &str) -> String {
     format!("berth_test_{test}_{}_{nanos}", std::process::id())
 }
 
+/// A new users file: a user of each role, every one with the password "pw-operator" (olga is
+/// the operator). One per server, so servers started side by side never read a file another
+/// is rewriting.
 pub fn users_file() -> std::path::PathBuf {
-    // The hash of "pw-operator", made once with `berth hash-password`; a user of each role
-    // has it (olga is the operator).
-    let path = std::env::temp_dir().join(format!("berth-users-{}.toml", std::process::id()));
+    static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("berth-users-{}-{n}.toml", std::process::id()));
     let hash = Command::new(BERTH)
         .arg("hash-password")
         .stdin(Stdio::piped())
@@ -63,6 +68,7 @@ impl Server {
     }
 
     pub fn start_with(database: &str, env: &[(&str, &str)]) -> Self {
+        let users = users_file();
         let mut child = Command::new(BERTH)
             .arg("serve")
             .env("BERTH_LISTEN", "127.0.0.1:0")
@@ -72,7 +78,7 @@ impl Server {
             .env("BERTH_TASK_LEASE_S", "1")
             .env("BERTH_CLUSTER_TICK_S", "0.01")
             .env("BERTH_METRICS_INTERVAL_S", "0.2")
-            .env("BERTH_USERS", users_file())
+            .env("BERTH_USERS", &users)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
@@ -81,7 +87,7 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let base = line.trim().rsplit(' ').next().unwrap().to_string();
         assert!(base.starts_with("http://127.0.0.1:"), "first line: {line:?}");
-        Self { child, base, http: Client::new() }
+        Self { child, base, http: Client::new(), users }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -130,6 +136,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_file(&self.users);
     }
 }
 

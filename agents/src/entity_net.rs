@@ -98,14 +98,13 @@ pub struct Embedded {
 impl EntityBatch {
     /// Stacks `states` (all of the same services) on `device`.
     pub fn new(states: &[&EntityObs], device: &Device) -> Self {
-        let first = states.first().map_or_else(EntityObs::default, |s| EntityObs {
-            services: s.services,
-            gains: s.gains,
-            ..EntityObs::default()
-        });
-        let (services, gains) = (first.services, first.gains);
-        let (node_w, replica_w, group_w, global_w) =
-            (first.node_width(), first.replica_width(), first.group_width(), first.global_width());
+        let (services, gains) = states.first().map_or((0, false), |s| (s.services, s.gains));
+        let (node_w, replica_w, group_w, global_w) = (
+            entity::node_width(services, gains),
+            entity::replica_width(services, gains),
+            entity::group_width(services),
+            entity::global_width(gains),
+        );
         let (mut nodes, mut replicas, mut groups, mut global) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut replica_node, mut node_state, mut replica_state, mut group_state) =
@@ -614,9 +613,12 @@ impl EntityNet {
                     open: kept[b].open.clone(),
                     pick: Pick::Replica(first),
                     nodes: Some((node_open.to_vec(), n)),
-                    moves: moves
-                        .get(start * width..(start + count) * width)
-                        .map_or_else(Vec::new, <[f32]>::to_vec),
+                    // Empty for a network without gains: it wrote no move features.
+                    moves: if moves.is_empty() {
+                        Vec::new()
+                    } else {
+                        moves[start * width..(start + count) * width].to_vec()
+                    },
                 };
                 Decided { action, decision, log_prob: lp1 + head2[start + n], value: state_values[b] }
             })

@@ -159,25 +159,15 @@ fn candidate_rows_are_the_full_rows_of_the_nodes_replicas_run_on_and_the_best_ta
 fn candidate_rows_always_leave_an_action_open() {
     let shape = common::Shape { nodes: 7, services: 3, max_replicas: 3, failures: true, sharing: true };
     let mut narrowed = 0;
-    for seed in 0..40 {
-        let Some(scenario) = common::random_scenario(seed, &shape) else { continue };
-        let Ok(mut env) = PlacementEnv::new(scenario) else { continue };
-        let mut rng = Rng::new(seed);
-        env.reset(seed);
-        let mut rows = EntityObs::default();
-        for _ in 0..48 {
-            entity::observe_candidates(&env, 1, &mut rows);
-            narrowed += usize::from(rows.node_ids.len() < env.node_count());
-            let (mask, nodes) = (env.action_mask(), env.node_count());
-            let open = mask[0]
-                || (0..env.placement().len())
-                    .any(|r| rows.node_ids.iter().any(|&n| mask[1 + r * nodes + n as usize]));
-            assert!(open, "seed {seed}: nothing open among the rows {:?}", rows.node_ids);
-            let open: Vec<usize> = (0..env.action_count()).filter(|&a| mask[a]).collect();
-            if env.step(open[rng.below(open.len())]).unwrap().truncated {
-                break;
-            }
-        }
-    }
+    let mut rows = EntityObs::default();
+    common::random_walks(0..40, &shape, 24, |seed, env| {
+        entity::observe_candidates(env, 1, &mut rows);
+        narrowed += usize::from(rows.node_ids.len() < env.node_count());
+        let (mask, nodes) = (env.action_mask(), env.node_count());
+        let open = mask[0]
+            || (0..env.placement().len())
+                .any(|r| rows.node_ids.iter().any(|&n| mask[1 + r * nodes + n as usize]));
+        assert!(open, "seed {seed}: nothing open among the rows {:?}", rows.node_ids);
+    });
     assert!(narrowed > 100, "the candidates left out some node only {narrowed} times");
 }

@@ -308,7 +308,7 @@ fn the_berth_chart_installs_and_its_service_account_has_the_least_rights() {
 
     rt.block_on(async {
         let config = token_kubeconfig(&admin, home, "b-berth").await;
-        let berth = live::connect(Some(&config)).await.unwrap();
+        let berth = live::connect(Some(config.path())).await.unwrap();
         // Allowed: reading the placement and moving a replica (and back), its GPU request
         // swapped for a MIG instance's on the way and restored on the way back.
         let snapshot = Snapshot::read(&berth, serving).await.unwrap();

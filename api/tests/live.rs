@@ -747,7 +747,11 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     let limited = rt.block_on(service_account(client, ns, "deployer", rules, nodes_only));
     let limited_server = Server::start_with(
         &database,
-        &[("BERTH_LIVE", "true"), ("BERTH_KUBECONFIG", limited.to_str().unwrap()), ("BERTH_NAMESPACE", ns)],
+        &[
+            ("BERTH_LIVE", "true"),
+            ("BERTH_KUBECONFIG", limited.path().to_str().unwrap()),
+            ("BERTH_NAMESPACE", ns),
+        ],
     );
     let id = start_deploy(&limited_server, &deploy, &admin, &json!({"max_moves": 3, "shield": false}));
     let refused = wait_deployment(&limited_server, &id, &admin);
@@ -990,7 +994,7 @@ fn too_few_rights_is_a_clear_403_naming_what_was_refused() {
         // A service account that may read Deployments, but not patch them nor list nodes.
         let rules = json!([{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}]);
         let config = service_account(&admin, ns, "reader", rules, json!([])).await;
-        let reader = live::connect(Some(&config)).await.unwrap();
+        let reader = live::connect(Some(config.path())).await.unwrap();
 
         let error = Mover::new(reader.clone(), ns)
             .pin(&workload::deployment_name("infinity-embed", 0), "l4-a", None)
@@ -1007,7 +1011,7 @@ fn too_few_rights_is_a_clear_403_naming_what_was_refused() {
         let out_file = std::env::temp_dir().join(format!("berth-discover-403-{}.yaml", std::process::id()));
         let out = Command::new(BERTH)
             .args(["scenario", "discover", "--namespace", ns, "--kubeconfig"])
-            .arg(&config)
+            .arg(config.path())
             .arg("--out")
             .arg(&out_file)
             .output()

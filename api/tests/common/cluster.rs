@@ -1,7 +1,7 @@
 //! What the tests against the test API server share: its admin kubeconfig and client, fresh
 //! namespaces, polling, and service accounts with kubeconfigs of their own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_env::live;
@@ -75,7 +75,7 @@ pub async fn service_account(
     name: &str,
     rules: Value,
     cluster_rules: Value,
-) -> PathBuf {
+) -> Kubeconfig {
     let create = async |kind: &str, object: Value| {
         let object: DynamicObject = serde_json::from_value(object).unwrap();
         let (group, version) =
@@ -113,7 +113,7 @@ pub async fn service_account(
 
 /// A kubeconfig for the service account `name` of `ns` (which exists), with the token from
 /// the secret the controller-manager makes for it.
-pub async fn token_kubeconfig(admin: &kube::Client, ns: &str, name: &str) -> PathBuf {
+pub async fn token_kubeconfig(admin: &kube::Client, ns: &str, name: &str) -> Kubeconfig {
     let secrets = Api::<Secret>::namespaced(admin.clone(), ns);
     let token = eventually(
         "the service account's token",
@@ -145,5 +145,21 @@ pub async fn token_kubeconfig(admin: &kube::Client, ns: &str, name: &str) -> Pat
         .join("\n");
     let path = std::env::temp_dir().join(format!("berth-test-{ns}-{name}-{}.kubeconfig", std::process::id()));
     std::fs::write(&path, config).unwrap();
-    path
+    Kubeconfig(path)
+}
+
+/// A service account's kubeconfig file, removed when dropped: it holds the account's token,
+/// which should not outlive the test in the temp dir.
+pub struct Kubeconfig(PathBuf);
+
+impl Kubeconfig {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Kubeconfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -81,6 +81,24 @@ pub struct StartState {
     pub held: Vec<Option<MigProfile>>,
 }
 
+/// The background pods placed on a state, with the usage and mask they leave.
+#[derive(Debug, Clone)]
+struct PlacedBackground {
+    background: Background,
+    usage: Vec<NodeUsage>,
+    mask: Vec<bool>,
+}
+
+/// What placing the background at a reset depends on besides the scenario: the clock, where
+/// each replica stands and which shared slot it holds, and which nodes are Ready.
+#[derive(Debug, Clone, PartialEq)]
+struct BackgroundKey {
+    tick: u32,
+    placement: Vec<usize>,
+    seat: Vec<Option<u8>>,
+    node_ready: Vec<bool>,
+}
+
 /// The placement environment over a backend (the simulator by default).
 #[derive(Debug, Clone)]
 pub struct PlacementEnv {
@@ -114,7 +132,11 @@ pub struct PlacementEnv {
     /// The background, usage and mask right after a reset from the scenario's own start,
     /// kept after the first: placing an `openb` day's 5,800 running pods costs more than
     /// the episode's steps.
-    background_start: Option<(Background, Vec<NodeUsage>, Vec<bool>)>,
+    background_start: Option<PlacedBackground>,
+    /// The same after the last reset from another start, and the state it was placed on:
+    /// the shield resets a copy to one start several times a tick, and on `openb` placing the
+    /// pods was two thirds of its time.
+    background_at: Option<(BackgroundKey, PlacedBackground)>,
     /// Nodes the background changed in the last tick (scratch).
     touched: Vec<usize>,
     node_service_count: Vec<u32>,
@@ -197,6 +219,7 @@ impl PlacementEnv {
             usage: vec![NodeUsage::default(); nodes],
             background: Background::new(&scenario),
             background_start: None,
+            background_at: None,
             touched: Vec::new(),
             node_service_count: vec![0; nodes * services],
             node_ready: vec![true; nodes],
@@ -983,19 +1006,34 @@ impl PlacementEnv {
         if self.scenario.background.is_empty() {
             return;
         }
-        if let Some((background, usage, mask)) = self.background_start.as_ref().filter(|_| from_own_start) {
-            self.background.clone_from(background);
-            self.usage.clone_from(usage);
-            self.mask.copy_from_slice(mask);
+        let key = (!from_own_start).then(|| BackgroundKey {
+            tick: self.tick,
+            placement: self.placement.clone(),
+            seat: self.seat.clone(),
+            node_ready: self.node_ready.clone(),
+        });
+        let cached = match &key {
+            None => self.background_start.as_ref(),
+            Some(key) => self.background_at.as_ref().filter(|(at, _)| at == key).map(|(_, placed)| placed),
+        };
+        if let Some(placed) = cached {
+            self.background.clone_from(&placed.background);
+            self.usage.clone_from(&placed.usage);
+            self.mask.copy_from_slice(&placed.mask);
             for n in 0..self.node_count() {
                 self.retime_tenants(n);
                 self.refresh_node_obs(n);
             }
         } else {
             self.advance_background();
-            if from_own_start {
-                self.background_start =
-                    Some((self.background.clone(), self.usage.clone(), self.mask.clone()));
+            let placed = PlacedBackground {
+                background: self.background.clone(),
+                usage: self.usage.clone(),
+                mask: self.mask.clone(),
+            };
+            match key {
+                None => self.background_start = Some(placed),
+                Some(key) => self.background_at = Some((key, placed)),
             }
         }
         self.refresh_evacuation();

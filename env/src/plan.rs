@@ -57,6 +57,40 @@ pub fn plan(
     seed: u64,
     limits: PlanLimits,
 ) -> Result<Plan> {
+    let (moves, before) = planned_moves(env, policy, start, seed, limits)?;
+    let after = cost_after(env, start, seed, &moves)?;
+    Ok(Plan { moves, before, after })
+}
+
+/// The cost model's tick at the placement `moves` lead to from `start`, every moved replica
+/// serving, with the traffic of the start tick (episode `seed`): a plan's `after`.
+pub fn cost_after(
+    env: &mut PlacementEnv,
+    start: &StartState,
+    seed: u64,
+    moves: &[PlannedMove],
+) -> Result<TickMetrics> {
+    let mut placement = start.placement.clone();
+    let mut held = start.held.clone();
+    for m in moves {
+        placement[m.replica] = m.to;
+        if let Some(h) = held.get_mut(m.replica) {
+            let gpu = env.scenario().nodes[m.to].gpu.as_ref();
+            *h = gpu.zip(m.seat).and_then(|(g, seat)| berth_core::sharing::mig_profile_of(g, seat));
+        }
+    }
+    env.reset_at(seed, &StartState { placement, held, ..start.clone() })?;
+    Ok(env.steady_cost(None))
+}
+
+/// [`plan`]'s moves and its `before`, without simulating the placement they lead to.
+pub fn planned_moves(
+    env: &mut PlacementEnv,
+    policy: &mut dyn Policy,
+    start: &StartState,
+    seed: u64,
+    limits: PlanLimits,
+) -> Result<(Vec<PlannedMove>, TickMetrics)> {
     env.reset_at(seed, start)?;
     policy.reset(seed);
     let before = env.steady_cost(None);
@@ -80,18 +114,7 @@ pub fn plan(
         env.step(action)?;
     }
     moves.retain(|m| m.from != m.to);
-    let mut placement = start.placement.clone();
-    let mut held = start.held.clone();
-    for m in &moves {
-        placement[m.replica] = m.to;
-        if let Some(h) = held.get_mut(m.replica) {
-            let gpu = env.scenario().nodes[m.to].gpu.as_ref();
-            *h = gpu.zip(m.seat).and_then(|(g, seat)| berth_core::sharing::mig_profile_of(g, seat));
-        }
-    }
-    env.reset_at(seed, &StartState { placement, held, ..start.clone() })?;
-    let after = env.steady_cost(None);
-    Ok(Plan { moves, before, after })
+    Ok((moves, before))
 }
 
 #[cfg(test)]

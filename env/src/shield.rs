@@ -5,9 +5,11 @@
 //!
 //! A plan's cost is the simulated cost of making its moves one a tick from the start (cold
 //! starts and move costs included) and then holding, summed over twice the plan's horizon, on
-//! the same traffic for all three. [`ShieldedPolicy`] does the same at every tick of an
-//! episode, for `berth eval`'s `shield:<policy>` rows, on a forecast of the traffic (another
-//! draw of the scenario's model than the day being scored) rather than the day itself.
+//! the same traffic for all three. [`ShieldedPolicy`] is its per-tick form, for `berth eval`'s
+//! `shield:<policy>` rows: where the policy's move now differs from `greedy`'s, it weighs the
+//! two plans that start with them on forecasts of the traffic (other draws of the scenario's
+//! model than the day being scored) and takes `greedy`'s move unless the policy's plan is
+//! cheaper; where they agree it simulates nothing.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use berth_core::Rng;
 
 use crate::baselines::{GreedyPolicy, Policy};
 use crate::gym::{Env, first_allowed};
-use crate::plan::{Plan, PlanLimits, PlannedMove, plan};
+use crate::plan::{Plan, PlanLimits, PlannedMove, cost_after, planned_moves};
 use crate::{Move, PlacementEnv, Result, StartState};
 
 /// Which plan the shield let through.
@@ -64,21 +66,36 @@ pub fn shield(
     seed: u64,
     limits: PlanLimits,
 ) -> Result<Shielded> {
-    let own = plan(env, policy, start, seed, limits)?;
-    let greedy = plan(env, &mut GreedyPolicy, start, seed, limits)?;
+    let (own, before) = planned_moves(env, policy, start, seed, limits)?;
+    let (greedy, _) = planned_moves(env, &mut GreedyPolicy, start, seed, limits)?;
+    // Every rollout starts from `start`, so the copy places its background pods once.
     let horizon = limits.horizon_ticks.saturating_mul(2);
-    let policy_cost = rollout_cost(env, start, &own.moves, seed, horizon)?;
-    let greedy_cost = rollout_cost(env, start, &greedy.moves, seed, horizon)?;
+    let policy_cost = rollout_cost(env, start, &own, seed, horizon)?;
+    let greedy_cost = rollout_cost(env, start, &greedy, seed, horizon)?;
     let keep_cost = rollout_cost(env, start, &[], seed, horizon)?;
-    let keep = Plan { moves: Vec::new(), before: own.before, after: own.before };
     // Keeping wins ties, then the policy: a candidate must be strictly cheaper to win.
-    let mut best = (Choice::Keep, keep_cost, keep);
-    for (choice, cost, plan) in [(Choice::Policy, policy_cost, own), (Choice::Greedy, greedy_cost, greedy)] {
+    let mut best = (Choice::Keep, keep_cost, Vec::new());
+    for (choice, cost, moves) in [(Choice::Policy, policy_cost, own), (Choice::Greedy, greedy_cost, greedy)] {
         if cost < best.1 - 1e-9 {
-            best = (choice, cost, plan);
+            best = (choice, cost, moves);
         }
     }
-    Ok(Shielded { choice: best.0, plan: best.2, policy_cost, greedy_cost, keep_cost })
+    let after = if best.2.is_empty() { before } else { cost_after(env, start, seed, &best.2)? };
+    let plan = Plan { moves: best.2, before, after };
+    Ok(Shielded { choice: best.0, plan, policy_cost, greedy_cost, keep_cost })
+}
+
+/// The simulated cost of `policy`'s plan from `start` over twice the plan's horizon, planned
+/// and scored on the traffic of episode `seed`.
+fn plan_cost(
+    env: &mut PlacementEnv,
+    policy: &mut dyn Policy,
+    start: &StartState,
+    seed: u64,
+    limits: PlanLimits,
+) -> Result<f64> {
+    let (moves, _) = planned_moves(env, policy, start, seed, limits)?;
+    rollout_cost(env, start, &moves, seed, limits.horizon_ticks.saturating_mul(2))
 }
 
 /// The simulated cost (minus the summed reward) of making `moves` one a tick from `start`,
@@ -113,9 +130,12 @@ fn keep_or_first(env: &PlacementEnv) -> usize {
     if env.action_mask()[0] { 0 } else { first_allowed(env.action_mask()) }
 }
 
-/// A policy behind the shield, for evaluation: at every tick it plans from where the episode
-/// stands on a scratch copy of the cluster, with a forecast of the traffic, and takes the
-/// first move of the plan the shield lets through.
+/// A policy behind the shield, for evaluation. At every tick it asks the policy and `greedy`
+/// for their move from where the episode stands, on the day's traffic as it is now. Where the
+/// two agree it takes the move; where they differ it plans on from each move on a scratch copy
+/// of the cluster, with [`FORECASTS`] forecasts of the traffic, and takes the policy's move
+/// only if its plans cost less in sum. So behind the shield `greedy` is `greedy`, and a policy
+/// strays from it only where the simulator expects it to gain.
 pub struct ShieldedPolicy {
     inner: Box<dyn Policy>,
     name: String,
@@ -124,11 +144,40 @@ pub struct ShieldedPolicy {
     forecast: u64,
 }
 
+/// Forecast draws the per-tick shield weighs each move on: more draws, fewer wrong picks from
+/// one unlucky forecast, at one pair of plans a draw.
+pub const FORECASTS: u64 = 2;
+
 impl ShieldedPolicy {
     /// `inner` behind the shield, named `shield:<its name>`.
     pub fn new(inner: Box<dyn Policy>) -> Self {
         let name = format!("shield:{}", inner.name());
         Self { inner, name, scratch: None, limits: PlanLimits::default(), forecast: 0 }
+    }
+
+    /// How much cheaper, summed over the forecasts, the plan from the policy's move `own` is
+    /// than the plan from `greedy`'s move `greedy`; `None` where the simulation fails.
+    fn advantage(&mut self, env: &PlacementEnv, own: usize, greedy: usize) -> Option<f64> {
+        let start = StartState {
+            placement: env.placement().to_vec(),
+            node_ready: env.node_ready().to_vec(),
+            tick: env.tick(),
+            held: env.held(),
+        };
+        if self.scratch.as_ref().is_none_or(|e| !Arc::ptr_eq(e.scenario(), env.scenario())) {
+            self.scratch = PlacementEnv::new(env.scenario().clone()).ok();
+        }
+        let scratch = self.scratch.as_mut()?;
+        let mut advantage = 0.0;
+        for draw in 0..FORECASTS {
+            let seed = Rng::derive(self.forecast, u64::from(start.tick) * FORECASTS + draw).next_u64();
+            let mut policy = Starting { first: Some(own), then: self.inner.as_mut() };
+            let policy_cost = plan_cost(scratch, &mut policy, &start, seed, self.limits).ok()?;
+            let mut baseline = Starting { first: Some(greedy), then: &mut GreedyPolicy };
+            let greedy_cost = plan_cost(scratch, &mut baseline, &start, seed, self.limits).ok()?;
+            advantage += greedy_cost - policy_cost;
+        }
+        Some(advantage)
     }
 }
 
@@ -144,26 +193,39 @@ impl Policy for ShieldedPolicy {
     }
 
     fn act(&mut self, env: &PlacementEnv) -> usize {
-        let start = StartState {
-            placement: env.placement().to_vec(),
-            node_ready: env.node_ready().to_vec(),
-            tick: env.tick(),
-            held: env.held(),
-        };
-        if start.tick >= env.scenario().episode_ticks {
-            return keep_or_first(env);
+        let greedy = GreedyPolicy.act(env);
+        let own = self.inner.act(env);
+        if own == greedy || !env.action_mask().get(own).copied().unwrap_or(false) {
+            return greedy;
         }
-        if self.scratch.as_ref().is_none_or(|e| !Arc::ptr_eq(e.scenario(), env.scenario())) {
-            self.scratch = PlacementEnv::new(env.scenario().clone()).ok();
+        // Ties and failed simulations go to `greedy`.
+        match self.advantage(env, own, greedy) {
+            Some(advantage) if advantage > 1e-9 => own,
+            _ => greedy,
         }
-        let Some(scratch) = self.scratch.as_mut() else { return keep_or_first(env) };
-        let seed = self.forecast.wrapping_add(u64::from(start.tick));
-        let chosen = shield(scratch, self.inner.as_mut(), &start, seed, self.limits);
-        let first = chosen.ok().and_then(|s| s.plan.moves.first().copied());
-        first
-            .map(|m| env.encode(Move { replica: m.replica, node: m.to }))
-            .filter(|&a| env.action_mask()[a])
-            .unwrap_or_else(|| keep_or_first(env))
+    }
+}
+
+/// A policy whose first action of an episode is fixed: the plan of a move already chosen.
+struct Starting<'a> {
+    first: Option<usize>,
+    then: &'a mut dyn Policy,
+}
+
+impl Policy for Starting<'_> {
+    fn name(&self) -> &str {
+        self.then.name()
+    }
+
+    fn reset(&mut self, seed: u64) {
+        self.then.reset(seed);
+    }
+
+    fn act(&mut self, env: &PlacementEnv) -> usize {
+        match self.first.take() {
+            Some(action) if env.action_mask().get(action).copied().unwrap_or(false) => action,
+            _ => self.then.act(env),
+        }
     }
 }
 
@@ -186,6 +248,18 @@ mod tests {
         assert_eq!(row.policy, "shield:random");
         assert!(row.moves < bare.moves / 10.0, "{row:?} against {bare:?}");
         assert!(row.reward > bare.reward * 0.5, "{row:?} against {bare:?}");
+    }
+
+    /// Behind the shield `greedy` is `greedy`, move for move: its moves agree with themselves,
+    /// so nothing is simulated and nothing changes.
+    #[test]
+    fn greedy_behind_the_shield_is_greedy() {
+        let mut env = PlacementEnv::new(shipped::load("gpu-small").unwrap()).unwrap();
+        let seeds = [11, 12];
+        let bare = run_policy(&mut env, &mut GreedyPolicy, &seeds, &mut |_, _| {}).unwrap();
+        let mut shielded = ShieldedPolicy::new(Box::new(GreedyPolicy));
+        let row = run_policy(&mut env, &mut shielded, &seeds, &mut |_, _| {}).unwrap();
+        assert_eq!((row.reward, row.moves), (bare.reward, bare.moves), "{row:?} against {bare:?}");
     }
 
     #[test]

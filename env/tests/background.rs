@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use berth_core::sharing::TIME_SLICING_OVERHEAD;
 use berth_core::{Rng, Scenario};
-use berth_env::{Env, PlacementEnv};
+use berth_env::{Env, PlacementEnv, StartState};
 
 const TINY: &str = include_str!("../../scenarios/tiny.yaml");
 
@@ -162,22 +162,68 @@ fn a_second_reset_restores_the_background_as_the_first_placed_it() {
         let scenario = berth_env::shipped::shipped(name).unwrap();
         let mut fresh = PlacementEnv::new(scenario.clone()).unwrap();
         let mut env = PlacementEnv::new(scenario).unwrap();
-        let mut rng = Rng::new(5);
         env.reset(1);
-        for _ in 0..20 {
-            let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
-            env.step(open[rng.below(open.len())]).unwrap();
-        }
-        let again = env.reset(9).obs.to_vec();
-        // reset_placed never uses the kept state: it places the background afresh.
+        random_steps(&mut env, &mut Rng::new(5), 20);
+        env.reset(9);
+        // A fresh copy places the background afresh.
         let start = env.placement().to_vec();
-        let placed_afresh = fresh.reset_placed(9, &start).unwrap().obs.to_vec();
-        assert_eq!(placed_afresh, again, "{name}");
-        assert_eq!(fresh.usage(), env.usage(), "{name}");
-        assert_eq!(fresh.action_mask(), env.action_mask(), "{name}");
-        assert_eq!(fresh.background_pods(), env.background_pods(), "{name}");
-        // Replicas that share a GPU with the restored pods serve at their share of it.
-        let times = |e: &PlacementEnv| e.service_times_ms().collect::<Vec<_>>();
-        assert_eq!(times(&fresh), times(&env), "{name}");
+        fresh.reset_placed(9, &start).unwrap();
+        assert_alike(name, &fresh, &env);
     }
+}
+
+/// The shield resets one copy to a start state many times, and the copy keeps the background
+/// it placed on the last such state: a reset to it again, or to another state after it (the
+/// clock, a node's readiness or a replica's node changed), is what placing afresh gives.
+#[test]
+fn resets_from_start_states_restore_the_background_as_placing_it_afresh() {
+    for name in ["openb", "openb-shared"] {
+        let scenario = berth_env::shipped::shipped(name).unwrap();
+        let mut env = PlacementEnv::new(scenario.clone()).unwrap();
+        let mut rng = Rng::new(7);
+        env.reset(2);
+        random_steps(&mut env, &mut rng, 30);
+        let here = StartState {
+            placement: env.placement().to_vec(),
+            node_ready: env.node_ready().to_vec(),
+            tick: env.tick(),
+            held: env.held(),
+        };
+        let later = StartState { tick: here.tick + 40, ..here.clone() };
+        let mut one_down = here.clone();
+        let empty = (0..env.node_count()).find(|n| !here.placement.contains(n)).unwrap();
+        one_down.node_ready[empty] = false;
+        random_steps(&mut env, &mut rng, 10);
+        let moved = StartState { placement: env.placement().to_vec(), ..here.clone() };
+        assert_ne!(moved.placement, here.placement, "{name}: the walk moved a replica");
+        for (seed, start) in
+            [(3, &here), (4, &here), (5, &later), (6, &here), (7, &one_down), (8, &moved), (9, &here)]
+        {
+            env.reset_at(seed, start).unwrap();
+            let mut fresh = PlacementEnv::new(scenario.clone()).unwrap();
+            fresh.reset_at(seed, start).unwrap();
+            assert_alike(name, &fresh, &env);
+        }
+    }
+}
+
+/// `steps` random allowed actions.
+fn random_steps(env: &mut PlacementEnv, rng: &mut Rng, steps: usize) {
+    for _ in 0..steps {
+        let open: Vec<usize> = (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
+        env.step(open[rng.below(open.len())]).unwrap();
+    }
+}
+
+/// `env` stands where `fresh` does: its observation, node usage, mask, background pods and
+/// the service times of replicas beside them.
+fn assert_alike(name: &str, fresh: &PlacementEnv, env: &PlacementEnv) {
+    let obs = |e: &PlacementEnv| e.observation().to_vec();
+    assert_eq!(obs(fresh), obs(env), "{name}");
+    assert_eq!(fresh.usage(), env.usage(), "{name}");
+    assert_eq!(fresh.action_mask(), env.action_mask(), "{name}");
+    assert_eq!(fresh.background_pods(), env.background_pods(), "{name}");
+    // Replicas that share a GPU with the restored pods serve at their share of it.
+    let times = |e: &PlacementEnv| e.service_times_ms().collect::<Vec<_>>();
+    assert_eq!(times(fresh), times(env), "{name}");
 }

@@ -181,8 +181,12 @@ pub fn train(
             let steps = acting.decide_all(&states, &copies, &devices.plain, &mut rng, false);
             for ((i, e), step) in envs.iter_mut().enumerate().zip(steps) {
                 let replicas = e.placement().len();
+                // With gains the observation found `greedy`'s action on its routings already.
                 let teacher = (teacher_coef > 0.0)
-                    .then(|| e.teacher_action())
+                    .then(|| match current[i].greedy {
+                        Some(action) => e.action_mask()[action].then_some(action),
+                        None => e.teacher_action(),
+                    })
                     .flatten()
                     .and_then(|a| Decision::in_rows(e.action_mask(), replicas, &current[i].node_ids, a))
                     .map(|d| if config.gain_features { d.with_moves(e, &current[i].node_ids) } else { d });

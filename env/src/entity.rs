@@ -109,6 +109,8 @@ pub struct EntityObs {
     pub node_zone: Vec<u32>,
     /// The zone of each user group.
     pub group_zone: Vec<u32>,
+    /// With gains, the action `greedy` takes in this state ([`crate::gains::Gains::greedy`]).
+    pub greedy: Option<usize>,
 }
 
 impl EntityObs {
@@ -196,6 +198,7 @@ pub fn observe_in(env: &PlacementEnv, candidates: Option<usize>, out: &mut Entit
     if out.gains {
         crate::gains::gains(env, &mut gains);
     }
+    out.greedy = out.gains.then_some(gains.greedy);
     out.services = services;
     match candidates {
         Some(per_service) => {

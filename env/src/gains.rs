@@ -29,6 +29,9 @@ pub struct Gains {
     pub best_move_in_moves: Vec<f32>,
     /// The cost of one move over the cost now, capped at 1: the saving a move must beat.
     pub move_cost: f32,
+    /// The action `greedy` takes in this state, found on the same routings as the best moves
+    /// (a teacher that reads it computes no `greedy` of its own).
+    pub greedy: usize,
 }
 
 impl Gains {
@@ -80,14 +83,24 @@ pub fn gains(env: &PlacementEnv, out: &mut Gains) {
         }
     }
 
-    // Each replica's best move, routed whole.
+    // Each replica's best move, routed whole; and `greedy`'s pick among them, by its own rule
+    // and in its order (a node whose class was scored before scores the same, and loses).
+    let keep = if mask[0] { now - move_cost } else { f64::INFINITY };
+    let mut greedy = (0, keep);
     let best_cost: Vec<f64> = (0..replicas)
         .map(|r| {
             let mut best = f64::INFINITY;
-            move_costs(env, r, 0..nodes, |_, cost| best = best.min(cost.unwrap_or(f64::INFINITY)));
+            move_costs(env, r, 0..nodes, |n, cost| {
+                let Some(cost) = cost else { return };
+                best = best.min(cost);
+                if cost < greedy.1 - 1e-12 {
+                    greedy = (env.encode(Move { replica: r, node: n }), cost);
+                }
+            });
             best
         })
         .collect();
+    out.greedy = greedy.0;
     out.best_move.clear();
     out.best_move.extend(best_cost.iter().map(|&b| if b.is_finite() { change(b) } else { 1.0 }));
     out.best_move_in_moves.clear();

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use berth_core::Scenario;
-use berth_env::baselines::Policy;
+use berth_env::baselines::{GreedyPolicy, Policy};
 use berth_env::entity::{self, EntityObs, GLOBAL_GAIN_FEATURES, NODE_GAIN_FEATURES, REPLICA_GAIN_FEATURES};
 use berth_env::gains::{Gains, MOVE_FEATURES, gains, move_features};
 use berth_env::{Env, Move, PlacementEnv};
@@ -53,6 +53,29 @@ fn one_routing_per_class_scores_every_node_as_its_own_routing_would() {
         }
     });
     assert!(moves > 500, "only {moves} moves checked");
+}
+
+/// A teacher reads `greedy`'s action off the gains: it is `greedy`'s, tie for tie, on random
+/// clusters with failed nodes (replicas to evacuate, where keeping is not allowed).
+#[test]
+fn the_gains_carry_greedys_action() {
+    let shape = common::Shape { nodes: 8, services: 3, max_replicas: 4, failures: true, sharing: true };
+    let mut g = Gains::default();
+    let (mut moved, mut evacuated) = (0, 0);
+    let checked = common::random_walks(0..40, &shape, 16, |seed, env| {
+        gains(env, &mut g);
+        let greedy = GreedyPolicy.act(env);
+        assert_eq!(g.greedy, greedy, "seed {seed} tick {}", env.tick());
+        moved += usize::from(greedy != 0);
+        evacuated += usize::from(!env.action_mask()[0]);
+        let mut obs = EntityObs { gains: true, ..EntityObs::default() };
+        entity::observe(env, &mut obs);
+        assert_eq!(obs.greedy, Some(greedy), "seed {seed}");
+    });
+    assert!(
+        checked > 300 && moved > 30 && evacuated > 5,
+        "{checked} states, {moved} moves, {evacuated} evacuations"
+    );
 }
 
 #[test]

@@ -327,6 +327,17 @@ impl PlacementEnv {
         self.views.iter().map(|v| v.service_time_ms)
     }
 
+    /// Where the episode stands, as a start for [`PlacementEnv::reset_at`]: a plan or a
+    /// shield rolled forward from here on a copy.
+    pub fn start_state(&self) -> StartState {
+        StartState {
+            placement: self.placement.clone(),
+            node_ready: self.node_ready.clone(),
+            tick: self.tick,
+            held: self.held(),
+        }
+    }
+
     /// The mean service time a replica of service `s` would have on node `n` now, ms: its
     /// hardware's, slowed by the slot of shared GPUs it would take there, with the tenant it
     /// would make (`None` where `s` cannot run on `n`'s hardware).

@@ -183,12 +183,7 @@ fn resets_from_start_states_restore_the_background_as_placing_it_afresh() {
         let mut rng = Rng::new(7);
         env.reset(2);
         random_steps(&mut env, &mut rng, 30);
-        let here = StartState {
-            placement: env.placement().to_vec(),
-            node_ready: env.node_ready().to_vec(),
-            tick: env.tick(),
-            held: env.held(),
-        };
+        let here = env.start_state();
         let later = StartState { tick: here.tick + 40, ..here.clone() };
         let mut one_down = here.clone();
         let empty = (0..env.node_count()).find(|n| !here.placement.contains(n)).unwrap();

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::entity_net::EntityNet;
 use crate::error::Result;
+use crate::nets::PolicyNetwork;
 use crate::nets::{Devices, seeded};
-use crate::ppo::{PolicyNetwork, PpoConfig};
+use crate::ppo::PpoConfig;
 use crate::progress::Flow;
 use crate::run_log::RunLog;
 

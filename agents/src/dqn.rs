@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{ActMode, Agent, AgentKind, masked_argmax, random_allowed};
 use crate::error::{Error, Result};
 use crate::n_step::{Folded, NStep};
-use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, seeded, values};
+use crate::nets::{Devices, Mlp, NetworkShape, PolicyNetwork, matrix, record_from_bytes, seeded, values};
 use crate::progress::{Flow, Progress};
 use crate::run_log::{LogRow, REPORT_EVERY, RunLog, Window};
 use crate::schedule::Linear as LinearSchedule;
@@ -31,6 +31,8 @@ pub const MAX_BATCH_SIZE: usize = 65_536;
 pub const MAX_N_STEP: usize = 1_000;
 /// Most validation episodes per scoring.
 pub const MAX_VALIDATION_EPISODES: usize = 1_000;
+/// Most candidate moves per replica the entity network scores.
+pub const MAX_CANDIDATE_MOVES: usize = 64;
 
 /// Hyperparameters of DQN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +106,26 @@ pub struct DqnConfig {
     pub validation_episodes: usize,
     /// Steps between validations, from `learning_starts` on; the last step is always scored.
     pub validation_every: u64,
+    /// The Q-network: `flat` (an MLP over the flat observation with an output per action,
+    /// bound to one cluster's size) or `entity` (the size-agnostic network scoring a few
+    /// candidate moves per replica, [`crate::entity_dqn`]; placement scenarios only).
+    pub network: PolicyNetwork,
+    /// With the entity network: the moves scored per replica, its best targets by the change
+    /// in steady cost `greedy` would score, one per distinct change (nodes alike in zone and
+    /// hardware score alike). Keeping is always scored too.
+    pub candidate_moves: usize,
+    /// With the entity network: node rows for the candidate nodes only, as PPO's
+    /// `candidate_nodes` (0: a row for every node).
+    pub candidate_nodes: usize,
+    /// With the entity network: rows also carry what moves are worth, as PPO's
+    /// `gain_features`.
+    pub gain_features: bool,
+    /// With the entity network: every episode on a new variation of the scenario, as PPO's
+    /// `vary_shapes`.
+    pub vary_shapes: bool,
+    /// With `vary_shapes`: the share of episodes that replay a variation and day where the
+    /// policy trailed `greedy`, as PPO's `oversample_trailing`.
+    pub oversample_trailing: f64,
 }
 
 impl Default for DqnConfig {
@@ -129,6 +151,12 @@ impl Default for DqnConfig {
             explore_teacher: 0.5,
             validation_episodes: 3,
             validation_every: 20_000,
+            network: PolicyNetwork::Flat,
+            candidate_moves: 2,
+            candidate_nodes: 0,
+            gain_features: false,
+            vary_shapes: false,
+            oversample_trailing: 0.0,
         }
     }
 }
@@ -205,6 +233,38 @@ impl DqnConfig {
         }
         if !(0.0..1.0).contains(&self.action_gap) {
             return bad("action_gap", "must be in [0, 1)");
+        }
+        self.validate_entity()
+    }
+
+    /// Checks the fields of the entity network: set only with it, in range.
+    fn validate_entity(&self) -> Result<()> {
+        let bad = |name: &str, reason: &str| Err(Error::Config { name: name.into(), reason: reason.into() });
+        let entity = self.network == PolicyNetwork::Entity;
+        let needs = "needs network = \"entity\": the flat network is bound to one shape and reads every node";
+        if !entity && (self.vary_shapes || self.candidate_nodes > 0 || self.gain_features) {
+            let name = if self.vary_shapes {
+                "vary_shapes"
+            } else if self.candidate_nodes > 0 {
+                "candidate_nodes"
+            } else {
+                "gain_features"
+            };
+            return bad(name, needs);
+        }
+        if entity && self.tau < 1.0 {
+            return bad(
+                "tau",
+                "must be 1 with network = \"entity\" (its target network is copied, not averaged)",
+            );
+        }
+        if self.candidate_moves == 0 {
+            return bad("candidate_moves", "must be at least 1");
+        }
+        Error::at_most("candidate_moves", self.candidate_moves, MAX_CANDIDATE_MOVES)?;
+        Error::at_most("candidate_nodes", self.candidate_nodes, crate::ppo::MAX_CANDIDATE_NODES)?;
+        if !(0.0..=1.0).contains(&self.oversample_trailing) {
+            return bad("oversample_trailing", "must be in [0, 1]");
         }
         Ok(())
     }
@@ -327,11 +387,18 @@ impl Replay {
     }
 
     /// Stores `t`, which ended in `next_obs` (with `next_mask`), `terminated` or not.
-    fn push(&mut self, t: &Folded, next_obs: &[f32], next_mask: &[bool], terminated: bool) {
+    fn push(
+        &mut self,
+        t: &Folded<(Vec<f32>, Vec<bool>)>,
+        next_obs: &[f32],
+        next_mask: &[bool],
+        terminated: bool,
+    ) {
         let i = self.next;
         let (o, a) = (self.obs_len, self.actions);
-        self.obs[i * o..(i + 1) * o].copy_from_slice(&t.obs);
-        self.masks[i * a..(i + 1) * a].copy_from_slice(&t.mask);
+        let (obs, mask) = &t.state;
+        self.obs[i * o..(i + 1) * o].copy_from_slice(obs);
+        self.masks[i * a..(i + 1) * a].copy_from_slice(mask);
         self.next_obs[i * o..(i + 1) * o].copy_from_slice(next_obs);
         self.next_masks[i * a..(i + 1) * a].copy_from_slice(next_mask);
         self.action[i] = t.action;
@@ -502,7 +569,7 @@ pub fn train<E: Env + Clone>(
         let (reward, terminated, truncated) = (s.reward, s.terminated, s.truncated);
         let next = s.obs.to_vec();
         // The step's observation and mask move into the n-step queue: `obs` is replaced below.
-        for folded in n_step.push(std::mem::take(&mut obs), mask, action, reward, terminated || truncated) {
+        for folded in n_step.push((std::mem::take(&mut obs), mask), action, reward, terminated || truncated) {
             replay.push(&folded, &next, env.action_mask(), terminated);
         }
         window.step(reward, terminated || truncated);
@@ -548,25 +615,52 @@ pub fn train<E: Env + Clone>(
             && step > config.learning_starts
             && (step % config.validation_every == 0 || step == steps)
         {
-            validated = Some(v.offer(step, |obs, mask| agent.greedy(obs, mask), || agent.net.clone())?);
+            let greedy = |env: &E| agent.greedy(env.observation(), env.action_mask());
+            validated = Some(v.offer(step, greedy, || agent.net.clone())?);
         }
-        if step % log_every == 0 || step == steps {
-            let (epsilon, validation_return) = (agent.epsilon, validated.take());
-            window.close((step, steps), start, log, progress, |row| LogRow {
-                learning_rate: Some(config.learning_rate),
-                epsilon: Some(epsilon),
-                validation_return,
-                ..row
-            })?;
-        } else if step % REPORT_EVERY == 0 {
-            window.report((step, steps), start, progress)?;
-        }
+        let at = Logged { step, steps, log_every, epsilon: agent.epsilon, start };
+        log_row(&mut window, at, config, &mut validated, log, progress)?;
     }
     (agent.epsilon, agent.explore_teacher) = (0.0, 0.0);
     if let Some(best) = validation.and_then(Validation::into_best) {
         agent.net = best.policy;
     }
     Ok(agent)
+}
+
+/// Where a DQN run stands, for its log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Logged {
+    pub step: u64,
+    pub steps: u64,
+    pub log_every: u64,
+    pub epsilon: f64,
+    pub start: Instant,
+}
+
+/// Closes the window into a log row every `log_every` steps and at the last (with the
+/// last validation's score, which it takes), else reports progress every so often.
+pub(crate) fn log_row(
+    window: &mut Window,
+    at: Logged,
+    config: &DqnConfig,
+    validated: &mut Option<f64>,
+    log: &mut RunLog,
+    progress: &mut dyn FnMut(Progress) -> Flow,
+) -> Result<()> {
+    let Logged { step, steps, log_every, epsilon, start } = at;
+    if step % log_every == 0 || step == steps {
+        let validation_return = validated.take();
+        window.close((step, steps), start, log, progress, |row| LogRow {
+            learning_rate: Some(config.learning_rate),
+            epsilon: Some(epsilon),
+            validation_return,
+            ..row
+        })?;
+    } else if step % REPORT_EVERY == 0 {
+        window.report((step, steps), start, progress)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -716,7 +810,8 @@ mod tests {
         assert!(best > scores[scores.len() - 1], "this seed's last policy is not its best: {scores:?}");
         // The same seed gives the same validation episodes: the returned policy scores the best.
         let mut rescore = Validation::new(CartPole::new(), 2, seed);
-        let returned = rescore.offer(0, |obs, mask| agent.act(obs, mask, ActMode::Greedy), || ()).unwrap();
+        let greedy = |env: &CartPole| agent.act(env.observation(), env.action_mask(), ActMode::Greedy);
+        let returned = rescore.offer(0, greedy, || ()).unwrap();
         assert_eq!(returned, best, "{scores:?}");
         assert!(DqnConfig { validation_every: 0, ..Default::default() }.validate().is_err());
     }

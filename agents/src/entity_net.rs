@@ -90,9 +90,12 @@ pub struct EntityBatch {
 /// The network's embeddings of a batch: what both heads read.
 #[derive(Debug, Clone)]
 pub struct Embedded {
-    nodes: Tensor<2>,
-    replicas: Tensor<2>,
-    context: Tensor<2>,
+    /// Node rows, `[nodes, hidden]`.
+    pub(crate) nodes: Tensor<2>,
+    /// Replica rows, `[replicas, hidden]`.
+    pub(crate) replicas: Tensor<2>,
+    /// Each state's pooled context, `[states, hidden]`.
+    pub(crate) context: Tensor<2>,
 }
 
 impl EntityBatch {
@@ -667,7 +670,8 @@ fn segment_entropy(log_probs: Tensor<1>, segment: &[usize], segments: usize) -> 
         .neg()
 }
 
-fn ints(v: &[usize], device: &Device) -> Tensor<1, Int> {
+/// `v` as an index tensor on `device`.
+pub(crate) fn ints(v: &[usize], device: &Device) -> Tensor<1, Int> {
     Tensor::<1, Int>::from_data(
         TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), [v.len()]),
         device,

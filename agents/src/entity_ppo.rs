@@ -262,7 +262,7 @@ fn candidates(config: &PpoConfig) -> Option<usize> {
 
 /// Starts `env`'s next episode: the curriculum's next variation and day when training
 /// across shapes (the condition returned), else the next day of the same cluster.
-fn next_episode(
+pub(crate) fn next_episode(
     env: &mut PlacementEnv,
     curriculum: Option<&mut Curriculum>,
     days: &mut Rng,

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod bench;
 pub mod dqn;
+pub mod entity_dqn;
 pub mod entity_net;
 pub mod entity_ppo;
 mod error;

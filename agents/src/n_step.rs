@@ -7,21 +7,19 @@
 use std::collections::VecDeque;
 
 /// A transition waiting for the rewards after it.
-struct Pending {
-    obs: Vec<f32>,
-    mask: Vec<bool>,
+struct Pending<S> {
+    state: S,
     action: usize,
     reward: f64,
 }
 
-/// A folded transition, to be stored with the observation, mask and termination of the
-/// step that completed it.
+/// A folded transition, to be stored with the state and termination of the step that
+/// completed it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Folded {
-    /// Observation the first folded step was taken in.
-    pub obs: Vec<f32>,
-    /// Its action mask.
-    pub mask: Vec<bool>,
+pub struct Folded<S> {
+    /// The state the first folded step was taken in, as the learner stores it (the flat
+    /// network's observation and mask; the entity network's rows and candidate moves).
+    pub state: S,
     /// The action taken there.
     pub action: usize,
     /// `Σ_{i<k} γ^i r_i` over the folded steps.
@@ -31,13 +29,13 @@ pub struct Folded {
 }
 
 /// Folds transitions into n-step ones.
-pub struct NStep {
+pub struct NStep<S> {
     n: usize,
     gamma: f64,
-    pending: VecDeque<Pending>,
+    pending: VecDeque<Pending<S>>,
 }
 
-impl NStep {
+impl<S> NStep<S> {
     /// An accumulator of `n` ≥ 1 steps (1 gives the plain one-step transitions).
     pub fn new(n: usize, gamma: f64) -> Self {
         Self { n: n.max(1), gamma, pending: VecDeque::with_capacity(n) }
@@ -45,15 +43,8 @@ impl NStep {
 
     /// Adds a step; returns the transitions it completes: the oldest once `n` are waiting,
     /// or all of them when the episode ended (terminated or truncated) at this step.
-    pub fn push(
-        &mut self,
-        obs: Vec<f32>,
-        mask: Vec<bool>,
-        action: usize,
-        reward: f64,
-        episode_ended: bool,
-    ) -> Vec<Folded> {
-        self.pending.push_back(Pending { obs, mask, action, reward });
+    pub fn push(&mut self, state: S, action: usize, reward: f64, episode_ended: bool) -> Vec<Folded<S>> {
+        self.pending.push_back(Pending { state, action, reward });
         let mut done = Vec::new();
         if episode_ended {
             while !self.pending.is_empty() {
@@ -66,14 +57,14 @@ impl NStep {
     }
 
     /// Removes the oldest pending step, folded with every reward after it.
-    fn fold_front(&mut self) -> Folded {
+    fn fold_front(&mut self) -> Folded<S> {
         let (mut reward, mut discount) = (0.0, 1.0);
         for p in &self.pending {
             reward += discount * p.reward;
             discount *= self.gamma;
         }
         let first = self.pending.pop_front().expect("fold_front is called with steps pending");
-        Folded { obs: first.obs, mask: first.mask, action: first.action, reward, discount }
+        Folded { state: first.state, action: first.action, reward, discount }
     }
 }
 
@@ -81,10 +72,13 @@ impl NStep {
 mod tests {
     use super::*;
 
-    fn step(acc: &mut NStep, t: usize, reward: f64, ended: bool) -> Vec<(usize, f64, f64)> {
-        acc.push(vec![t as f32], vec![true], t, reward, ended)
+    fn step(acc: &mut NStep<usize>, t: usize, reward: f64, ended: bool) -> Vec<(usize, f64, f64)> {
+        acc.push(t, t, reward, ended)
             .into_iter()
-            .map(|f| (f.action, f.reward, f.discount))
+            .map(|f| {
+                assert_eq!(f.state, f.action, "a folded step keeps its own state");
+                (f.action, f.reward, f.discount)
+            })
             .collect()
     }
 

@@ -8,12 +8,24 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{relu, sigmoid};
+use serde::{Deserialize, Serialize};
 
 /// tanh, computed as `2σ(2x) − 1`: the same function, but the flex backend's sigmoid runs
 /// on `expf` while its tanh calls libm's much slower `tanhf`, forward and again backward
 /// (60% of PPO's time on CartPole went there).
 pub(crate) fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     sigmoid(x.mul_scalar(2.0)).mul_scalar(2.0).sub_scalar(1.0)
+}
+
+/// Which network a DQN or PPO policy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyNetwork {
+    /// An MLP over the flat observation, with one output per action.
+    #[default]
+    Flat,
+    /// The size-agnostic entity network ([`crate::entity_net`]).
+    Entity,
 }
 
 /// The device training and acting use, picked once by the binary.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{ActMode, Agent, AgentKind, masked_argmax};
 use crate::error::{Error, Result};
-use crate::nets::{Devices, Mlp, NetworkShape, matrix, record_from_bytes, seeded, values};
+use crate::nets::{Devices, Mlp, NetworkShape, PolicyNetwork, matrix, record_from_bytes, seeded, values};
 use crate::normalize::RewardScaler;
 use crate::progress::{Flow, Progress};
 use crate::run_log::{LogRow, RunLog, Window};
@@ -117,17 +117,6 @@ pub struct PpoConfig {
     /// `greedy`'s judgement to clusters it never saw. Off by default, as the first entity
     /// models were trained.
     pub gain_features: bool,
-}
-
-/// Which network a PPO policy uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyNetwork {
-    /// An MLP over the flat observation, with one output per action.
-    #[default]
-    Flat,
-    /// The size-agnostic entity network.
-    Entity,
 }
 
 impl Default for PpoConfig {

@@ -12,11 +12,13 @@ use serde::de::DeserializeOwned;
 
 use crate::agent::{Agent, AgentKind};
 use crate::dqn::{self, DqnAgent, DqnConfig};
+use crate::entity_dqn::{self, EntityDqnAgent};
 use crate::entity_ppo::{self, EntityPpoAgent};
 use crate::error::{Error, Result};
 use crate::model_file::{ModelHeader, SavedModel};
+use crate::nets::PolicyNetwork;
 use crate::nets::{DeviceKind, Devices, NetworkShape};
-use crate::ppo::{self, PolicyNetwork, PpoAgent, PpoConfig};
+use crate::ppo::{self, PpoAgent, PpoConfig};
 use crate::progress::{Flow, Progress};
 use crate::qlearning::{self, QLearningAgent, QLearningConfig};
 use crate::run_log::RunLog;
@@ -149,17 +151,18 @@ pub fn check_hyperparameters(agent: AgentKind, overrides: &serde_json::Value) ->
 /// Trains an agent; `progress` is called as the run goes, and may stop it.
 pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress) -> Flow) -> Result<Trained> {
     if let Some(config) = entity_ppo_config(request)? {
-        let env = match &request.target {
-            Target::Placement(scenario) => PlacementEnv::new(scenario.clone())?,
-            Target::Replay(scenario, replay) => {
-                PlacementEnv::with_backend(scenario.clone(), Box::new(replay.clone()))?
-            }
-            Target::CartPole => {
-                let reason = "the entity network acts on placement scenarios, not CartPole".into();
-                return Err(Error::Config { name: "network".into(), reason });
-            }
-        };
-        return train_entity(&env, &config, request, progress);
+        let env = entity_env(request)?;
+        return train_entity(&env, to_json(&config), request, |steps, devices, log| {
+            let agent = entity_ppo::train(&env, &config, steps, request.seed, devices, log, progress)?;
+            Ok((agent.services().to_vec(), agent))
+        });
+    }
+    if let Some(config) = entity_dqn_config(request)? {
+        let env = entity_env(request)?;
+        return train_entity(&env, to_json(&config), request, |steps, devices, log| {
+            let agent = entity_dqn::train(&env, &config, steps, request.seed, devices, log, progress)?;
+            Ok((agent.services().to_vec(), agent))
+        });
     }
     match &request.target {
         Target::Placement(scenario) => train_on(&mut PlacementEnv::new(scenario.clone())?, request, progress),
@@ -168,6 +171,20 @@ pub fn train(request: &TrainRequest, progress: &mut dyn FnMut(Progress) -> Flow)
             train_on(&mut env, request, progress)
         }
         Target::CartPole => train_on(&mut CartPole::new(), request, progress),
+    }
+}
+
+/// The placement env an entity network trains on; CartPole is refused.
+fn entity_env(request: &TrainRequest) -> Result<PlacementEnv> {
+    match &request.target {
+        Target::Placement(scenario) => Ok(PlacementEnv::new(scenario.clone())?),
+        Target::Replay(scenario, replay) => {
+            Ok(PlacementEnv::with_backend(scenario.clone(), Box::new(replay.clone()))?)
+        }
+        Target::CartPole => {
+            let reason = "the entity network acts on placement scenarios, not CartPole".into();
+            Err(Error::Config { name: "network".into(), reason })
+        }
     }
 }
 
@@ -182,19 +199,19 @@ fn train_on<E: Env + Clone>(
         AgentKind::Qlearning => {
             let config: QLearningConfig = config(&request.hyperparameters)?;
             let agent = qlearning::train(env, &config, steps, request.seed, &mut log, progress)?;
-            (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
+            (Box::new(agent), to_json(&config))
         }
         AgentKind::Dqn => {
             let config = dqn_config(&request.target, &request.hyperparameters)?;
             let devices = Devices::select(request.device)?;
             let agent = dqn::train(env, &config, steps, request.seed, &devices, &mut log, progress)?;
-            (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
+            (Box::new(agent), to_json(&config))
         }
         AgentKind::Ppo => {
             let config: PpoConfig = config(&request.hyperparameters)?;
             let devices = Devices::select(request.device)?;
             let agent = ppo::train(env, &config, steps, request.seed, &devices, &mut log, progress)?;
-            (Box::new(agent), serde_json::to_value(&config).expect("configs serialise"))
+            (Box::new(agent), to_json(&config))
         }
     };
     let model = saved_model(request, env, steps, config_json, Vec::new(), agent.weights());
@@ -234,6 +251,11 @@ fn saved_model<E: Env>(
     }
 }
 
+/// A config as JSON, as its model file keeps it.
+fn to_json(config: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(config).expect("configs serialise")
+}
+
 /// The PPO config of a request for the entity network, if it is one.
 fn entity_ppo_config(request: &TrainRequest) -> Result<Option<PpoConfig>> {
     if request.agent != AgentKind::Ppo {
@@ -243,19 +265,28 @@ fn entity_ppo_config(request: &TrainRequest) -> Result<Option<PpoConfig>> {
     Ok((config.network == PolicyNetwork::Entity).then_some(config))
 }
 
-/// PPO on the entity network: its model records the services it knows, not the sizes.
-fn train_entity(
+/// The DQN config of a request for the entity network, if it is one.
+fn entity_dqn_config(request: &TrainRequest) -> Result<Option<DqnConfig>> {
+    if request.agent != AgentKind::Dqn {
+        return Ok(None);
+    }
+    let config = dqn_config(&request.target, &request.hyperparameters)?;
+    Ok((config.network == PolicyNetwork::Entity).then_some(config))
+}
+
+/// Training on the entity network with `run` (given the budget, the devices and the log):
+/// its model records the services it knows, not the sizes.
+fn train_entity<A: Agent + 'static>(
     env: &PlacementEnv,
-    config: &PpoConfig,
+    config: serde_json::Value,
     request: &TrainRequest,
-    progress: &mut dyn FnMut(Progress) -> Flow,
+    run: impl FnOnce(u64, &Devices, &mut RunLog) -> Result<(Vec<String>, A)>,
 ) -> Result<Trained> {
     let steps = budget(request)?;
     let mut log = RunLog::new();
     let devices = Devices::select(request.device)?;
-    let agent = entity_ppo::train(env, config, steps, request.seed, &devices, &mut log, progress)?;
-    let config = serde_json::to_value(config).expect("configs serialise");
-    let model = saved_model(request, env, steps, config, agent.services().to_vec(), agent.weights());
+    let (services, agent) = run(steps, &devices, &mut log)?;
+    let model = saved_model(request, env, steps, config, services, agent.weights());
     Ok(Trained { model, agent: Box::new(agent), log })
 }
 
@@ -298,7 +329,15 @@ fn saved_dqn_config(saved: &serde_json::Value) -> Result<DqnConfig> {
 /// Whether the model acts on any cluster of the services it knows (the entity network), not
 /// only on the node and replica counts it was trained on.
 pub fn fits_any_cluster(model: &SavedModel) -> bool {
-    entity_config(model).is_some()
+    entity_config(model).is_some() || entity_dqn_model_config(model).is_some()
+}
+
+/// The DQN config of a model on the entity network; `None` for any other model.
+fn entity_dqn_model_config(model: &SavedModel) -> Option<DqnConfig> {
+    if model.header.agent != AgentKind::Dqn {
+        return None;
+    }
+    saved_dqn_config(&model.header.config).ok().filter(|c| c.network == PolicyNetwork::Entity)
 }
 
 /// The PPO config of a model on the entity network; `None` for any other model.
@@ -331,6 +370,17 @@ pub fn load_agent(model: &SavedModel, env: &PlacementEnv) -> Result<Box<dyn Agen
         return rebuilt("the entity network", &|| {
             let agent =
                 EntityPpoAgent::from_weights(&model.weights, header.services.clone(), &ppo, header.seed)?;
+            Ok(Box::new(agent))
+        });
+    }
+    if let Some(dqn) = entity_dqn_model_config(model) {
+        dqn.validate()?;
+        entity_ppo::check_services(&header.services, env.scenario())?;
+        let parameters = EntityDqnAgent::parameters(header.services.len(), &dqn) as u64;
+        check_weight_bytes(&model.weights, parameters)?;
+        return rebuilt("the entity network", &|| {
+            let agent =
+                EntityDqnAgent::from_weights(&model.weights, header.services.clone(), &dqn, header.seed)?;
             Ok(Box::new(agent))
         });
     }

@@ -41,19 +41,20 @@ impl<E: Env, P> Validation<E, P> {
         Self { env, seeds: (0..episodes).map(|_| rng.next_u64()).collect(), best: None }
     }
 
-    /// Scores the greedy policy `act` and keeps `policy()` if it scores at least as well as
-    /// the best so far (a tie goes to the later, longer-trained one). Returns the score.
+    /// Scores the greedy policy `act` (which reads the env: its observation and mask, or the
+    /// whole state as the entity network does) and keeps `policy()` if it scores at least as
+    /// well as the best so far (a tie goes to the later, longer-trained one). Returns the score.
     pub fn offer(
         &mut self,
         step: u64,
-        mut act: impl FnMut(&[f32], &[bool]) -> usize,
+        mut act: impl FnMut(&E) -> usize,
         policy: impl FnOnce() -> P,
     ) -> Result<f64> {
         let mut total = 0.0;
         for &seed in &self.seeds {
             self.env.reset(seed);
             loop {
-                let action = act(self.env.observation(), self.env.action_mask());
+                let action = act(&self.env);
                 let s = self.env.step(action)?;
                 total += s.reward;
                 if s.terminated || s.truncated {
@@ -81,17 +82,18 @@ mod tests {
     use super::*;
 
     /// Pushes the cart toward the side the pole leans to: keeps it up for hundreds of steps.
-    fn balance(obs: &[f32], _: &[bool]) -> usize {
+    fn balance(env: &CartPole) -> usize {
+        let obs = env.observation();
         usize::from(obs[2] + obs[3] > 0.0)
     }
 
     #[test]
     fn keeps_the_best_policy_offered_and_scores_each_on_the_same_episodes() {
         let mut validation = Validation::new(CartPole::new(), 3, 7);
-        let left = validation.offer(1, |_, _| 0, || "left").unwrap();
+        let left = validation.offer(1, |_| 0, || "left").unwrap();
         let balanced = validation.offer(2, balance, || "balance").unwrap();
         assert!(balanced > 10.0 * left, "balancing {balanced} vs pushing left {left}");
-        let right = validation.offer(3, |_, _| 1, || "right").unwrap();
+        let right = validation.offer(3, |_| 1, || "right").unwrap();
         assert!(right < balanced);
         // The same policy scores the same: the episodes do not change between offers.
         assert_eq!(validation.offer(4, balance, || "balance again").unwrap(), balanced);

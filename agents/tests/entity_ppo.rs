@@ -2,14 +2,12 @@
 //! more and one with a node removed, is refused on a scenario with a service it never saw
 //! (named in the error), and round-trips through its file acting the same.
 
-use std::sync::Arc;
+mod common;
 
 use berth_agents::{ActMode, AgentKind, Flow, SavedModel, Target, TrainRequest, load_agent, train};
-use berth_core::Scenario;
 use berth_env::shipped::shipped;
 use berth_env::{Env, PlacementEnv};
-
-const TINY: &str = include_str!("../../scenarios/tiny.yaml");
+use common::{TINY, acts_on, tiny_with_a_node_less, tiny_with_a_node_more};
 
 fn trained_on_tiny() -> SavedModel {
     let request = TrainRequest {
@@ -25,35 +23,13 @@ fn trained_on_tiny() -> SavedModel {
     SavedModel::from_bytes(&trained.model.to_bytes()).unwrap()
 }
 
-/// Acts for a day of `yaml`'s cluster and checks every action against the mask.
-fn acts_on(model: &SavedModel, yaml: &str) {
-    let scenario = Arc::new(Scenario::from_yaml(yaml).unwrap());
-    let mut env = PlacementEnv::new(scenario).unwrap();
-    let mut agent = load_agent(model, &env).unwrap();
-    env.reset(2);
-    for _ in 0..env.scenario().episode_ticks {
-        let action = agent.act_in(&env, ActMode::Greedy);
-        assert!(env.action_mask()[action], "masked action {action}");
-        env.step(action).unwrap();
-    }
-}
-
 #[test]
 fn a_model_trained_on_tiny_acts_with_a_node_more_and_a_node_less() {
     let model = trained_on_tiny();
     assert_eq!(model.header.services, vec!["infinity-embed"]);
     acts_on(&model, TINY);
-    let more = TINY.replace(
-        "services:",
-        "  - {name: l4-c, zone: zone-b, cpu_millicores: 16000, memory_mib: 65536, gpu: {count: 1, model: l4, memory_mib: 24576}}\nservices:",
-    );
-    acts_on(&model, &more);
-    let fewer = TINY.replace(
-        "  - name: l4-a\n    zone: zone-a\n    cpu_millicores: 16000\n    memory_mib: 65536\n    gpu: {count: 1, model: l4, memory_mib: 24576}      # L4 24 GB (FIGURES.md, GPUs)\n",
-        "",
-    );
-    assert_ne!(fewer, TINY);
-    acts_on(&model, &fewer);
+    acts_on(&model, &tiny_with_a_node_more());
+    acts_on(&model, &tiny_with_a_node_less());
 }
 
 #[test]

@@ -11,8 +11,7 @@ use serde::Serialize;
 
 use crate::entity_net::EntityNet;
 use crate::error::Result;
-use crate::nets::PolicyNetwork;
-use crate::nets::{Devices, seeded};
+use crate::nets::{Devices, PolicyNetwork, seeded};
 use crate::ppo::PpoConfig;
 use crate::progress::Flow;
 use crate::run_log::RunLog;

@@ -108,7 +108,9 @@ pub struct DqnConfig {
     pub validation_every: u64,
     /// The Q-network: `flat` (an MLP over the flat observation with an output per action,
     /// bound to one cluster's size) or `entity` (the size-agnostic network scoring a few
-    /// candidate moves per replica, [`crate::entity_dqn`]; placement scenarios only).
+    /// candidate moves per replica, [`crate::entity_dqn`]; placement scenarios only; its
+    /// target network is copied, so `tau` must be 1, and `dueling` does not apply: keeping
+    /// and moving have heads of their own).
     pub network: PolicyNetwork,
     /// With the entity network: the moves scored per replica, its best targets by the change
     /// in steady cost `greedy` would score, one per distinct change (nodes alike in zone and
@@ -265,6 +267,9 @@ impl DqnConfig {
         Error::at_most("candidate_nodes", self.candidate_nodes, crate::ppo::MAX_CANDIDATE_NODES)?;
         if !(0.0..=1.0).contains(&self.oversample_trailing) {
             return bad("oversample_trailing", "must be in [0, 1]");
+        }
+        if self.oversample_trailing > 0.0 && !self.vary_shapes {
+            return bad("oversample_trailing", "needs vary_shapes = true: it replays variations");
         }
         Ok(())
     }

@@ -382,6 +382,9 @@ pub fn train(
     let mut optimizer = AdamConfig::new()
         .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm as f32)))
         .init();
+    // Policies are scored on the scenario as given, whatever variation training is on.
+    let mut validation = (config.validation_episodes > 0)
+        .then(|| Validation::new(env.clone(), config.validation_episodes, seed));
     let mut env = env.clone();
     let mut curriculum = config.vary_shapes.then(|| {
         Curriculum::new((*scenario).clone(), ShapeRanges::default(), seed, config.oversample_trailing)
@@ -392,8 +395,6 @@ pub fn train(
     let mut n_step = NStep::new(config.n_step, config.gamma);
     let mut sample_rng = Rng::derive(seed, 0x5a);
     let mut window = Window::default();
-    let mut validation = (config.validation_episodes > 0)
-        .then(|| Validation::new(env.clone(), config.validation_episodes, seed));
     let mut validated = None;
     let (log_every, start) = ((steps / 200).max(config.train_frequency), Instant::now());
     let mut episode_return = 0.0;

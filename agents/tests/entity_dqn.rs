@@ -165,6 +165,7 @@ fn the_entity_settings_are_refused_on_the_flat_network_and_cartpole_by_name() {
         (serde_json::json!({"network": "entity", "tau": 0.5}), "tau"),
         (serde_json::json!({"network": "entity", "candidate_moves": 0}), "candidate_moves"),
         (serde_json::json!({"network": "entity", "candidate_moves": 100000}), "candidate_moves"),
+        (serde_json::json!({"network": "entity", "oversample_trailing": 0.3}), "vary_shapes"),
     ] {
         let err =
             train(&request(medium(), 100, hp), &mut |_| Flow::Continue).err().expect("refused").to_string();

@@ -20,7 +20,7 @@ use std::time::Instant;
 use berth_core::Rng;
 use berth_env::PlacementEnv;
 use berth_env::entity::{EntityObs, observe_in};
-use berth_env::gains::{MOVE_FEATURES, move_features};
+use berth_env::gains::{MOVE_FEATURES, move_features_from};
 use berth_env::gym::Env;
 use berth_env::shapes::{Condition, Curriculum, ShapeRanges};
 use burn::grad_clipping::GradientClippingConfig;
@@ -31,7 +31,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::agent::{ActMode, Agent, AgentKind};
+use crate::agent::{ActMode, Agent, AgentKind, first_allowed};
 use crate::dqn::{
     DqnConfig, Logged, advantage_learning_targets, double_dqn_targets, greedy_with_keep_margin, log_row,
 };
@@ -100,9 +100,10 @@ pub fn observe_moves(env: &PlacementEnv, rows: Option<usize>, per_replica: usize
     let (width, nodes) = (MOVE_FEATURES.len(), env.node_count());
     let node_ids = &out.obs.node_ids;
     let (mut features, mut order) = (Vec::new(), Vec::new());
+    let now = env.steady_cost(None).cost;
     for r in 0..env.placement().len() {
         features.clear();
-        move_features(env, r, node_ids, &mut features);
+        move_features_from(env, now, r, node_ids, &mut features);
         order.clear();
         order.extend((0..node_ids.len()).filter(|&i| features[i * width] > 0.5));
         let change = |i: usize| features[i * width + 1];
@@ -301,11 +302,6 @@ impl EntityDqnAgent {
     }
 }
 
-/// What the env allows where no entry of the state is open: its first allowed action.
-fn fallback(env: &PlacementEnv) -> usize {
-    env.action_mask().iter().position(|&ok| ok).unwrap_or(0)
-}
-
 impl Agent for EntityDqnAgent {
     fn kind(&self) -> AgentKind {
         AgentKind::Dqn
@@ -315,12 +311,13 @@ impl Agent for EntityDqnAgent {
     /// keeps where it may, else takes the first allowed action. [`Agent::act_in`] is how
     /// it acts.
     fn act(&mut self, _obs: &[f32], mask: &[bool], _mode: ActMode) -> usize {
-        if mask.first() == Some(&true) { 0 } else { mask.iter().position(|&ok| ok).unwrap_or(0) }
+        first_allowed(mask)
     }
 
     fn act_in(&mut self, env: &PlacementEnv, _mode: ActMode) -> usize {
         self.observe(env);
-        self.greedy_entry(&self.state).map_or_else(|| fallback(env), |i| self.state.action(i))
+        self.greedy_entry(&self.state)
+            .map_or_else(|| first_allowed(env.action_mask()), |i| self.state.action(i))
     }
 
     fn weights(&self) -> Vec<u8> {
@@ -404,7 +401,7 @@ pub fn train(
         agent.epsilon = config.epsilon.at(step, steps);
         // `state` is the training env's: validation acts through the agent's own state.
         let entry = agent.explore_entry(&state, &env);
-        let action = entry.map_or_else(|| fallback(&env), |i| state.action(i));
+        let action = entry.map_or_else(|| first_allowed(env.action_mask()), |i| state.action(i));
         let s = env.step(action)?;
         let (reward, terminated, truncated) = (s.reward, s.terminated, s.truncated);
         agent.observe(&env);

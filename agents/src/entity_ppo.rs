@@ -17,7 +17,7 @@ use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 
-use crate::agent::{ActMode, Agent, AgentKind};
+use crate::agent::{ActMode, Agent, AgentKind, first_allowed};
 use crate::entity_net::{Decision, EntityBatch, EntityNet, EntityShape};
 use crate::error::{Error, Result};
 use crate::nets::{Devices, record_from_bytes, seeded, values};
@@ -73,7 +73,7 @@ impl Agent for EntityPpoAgent {
     /// keeps where it may, else takes the first allowed action. [`Agent::act_in`] is how
     /// it acts.
     fn act(&mut self, _obs: &[f32], mask: &[bool], _mode: ActMode) -> usize {
-        if mask.first() == Some(&true) { 0 } else { mask.iter().position(|&ok| ok).unwrap_or(0) }
+        first_allowed(mask)
     }
 
     fn act_in(&mut self, env: &PlacementEnv, mode: ActMode) -> usize {

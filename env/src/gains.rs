@@ -155,7 +155,12 @@ pub const MOVE_FEATURES: [&str; 3] = [
 /// routing per (zone, hardware class) among them, so a policy that has chosen a replica can
 /// score its targets as `greedy` would.
 pub fn move_features(env: &PlacementEnv, r: usize, rows: &[u32], out: &mut Vec<f32>) {
-    let now = env.steady_cost(None).cost;
+    move_features_from(env, env.steady_cost(None).cost, r, rows, out);
+}
+
+/// [`move_features`] given the steady cost now, `now`, for a caller scoring every replica's
+/// moves in one state (one routing saved per replica).
+pub fn move_features_from(env: &PlacementEnv, now: f64, r: usize, rows: &[u32], out: &mut Vec<f32>) {
     let move_cost = env.scenario().reward.move_cost;
     move_costs(env, r, rows.iter().map(|&n| n as usize), |_, after| match after {
         None => out.extend([0.0, 0.0, 1.0]),

@@ -146,6 +146,12 @@ fn unknown_policy_and_zero_episodes_are_refused() {
     assert!(!out.status.success() && stderr(&out).contains(says), "{}", stderr(&out));
     let out = berth(&["eval", "--scenario", "tiny", "--episodes", "0"]);
     assert!(!out.status.success() && stderr(&out).contains("--episodes"), "{}", stderr(&out));
+    for margin in ["-1", "101", "NaN"] {
+        let flag = format!("--shield-margin={margin}");
+        let out = berth(&["eval", "--scenario", "tiny", "--policy", "shield:random", &flag]);
+        let says = format!("--shield-margin: {margin} is not a percentage from 0 to 100");
+        assert!(!out.status.success() && stderr(&out).contains(&says), "{margin}: {}", stderr(&out));
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::fixed::{FixedPolicy, search_steps};
 use crate::gym::Env;
 use crate::oracle::Oracle;
-use crate::shield::ShieldedPolicy;
+use crate::shield::{MARGIN, ShieldedPolicy};
 
 /// The contenders of a comparison unless told otherwise: every baseline, then the oracle.
 pub fn default_policies() -> Vec<&'static str> {
@@ -252,7 +252,7 @@ impl Contender {
         match name {
             "oracle" => Ok(Self::Oracle),
             "fixed" => Ok(Self::Fixed),
-            _ if name.starts_with("shield:") => Self::named(&name["shield:".len()..])?.shielded(name),
+            _ if name.starts_with("shield:") => Self::named(&name["shield:".len()..])?.shielded(name, MARGIN),
             _ => baseline(name)
                 .map(Self::Policy)
                 .ok_or_else(|| Error::InvalidArgument { name: "policy", reason: unknown_policy(name) }),
@@ -261,8 +261,9 @@ impl Contender {
 }
 
 impl Contender {
-    /// This contender behind the shield ([`ShieldedPolicy`]); `spec` names it in errors.
-    pub fn shielded(self, spec: &str) -> Result<Self> {
+    /// This contender behind the shield ([`ShieldedPolicy`]) with `margin`; `spec` names it
+    /// in errors.
+    pub fn shielded(self, spec: &str, margin: f64) -> Result<Self> {
         // Each level plans with the one inside at every step of its own rollouts: nesting
         // multiplies the work and adds nothing.
         if spec.strip_prefix("shield:").is_some_and(|inner| inner.starts_with("shield:")) {
@@ -272,7 +273,7 @@ impl Contender {
             });
         }
         match self {
-            Self::Policy(inner) => Ok(Self::Policy(Box::new(ShieldedPolicy::new(inner)))),
+            Self::Policy(inner) => Ok(Self::Policy(Box::new(ShieldedPolicy::with_margin(inner, margin)))),
             _ => Err(Error::InvalidArgument {
                 name: "policy",
                 reason: format!("`{spec}`: only a policy that acts (a baseline or a model) can be shielded"),

@@ -20,7 +20,7 @@ use berth_agents::run_log::RunLog;
 use berth_agents::{AgentKind, AgentPolicy, Flow, Progress, SavedModel, Target, TrainRequest, load_agent};
 use berth_core::Scenario;
 use berth_env::evaluate::{self, Contender, EvalRow, default_policies};
-use berth_env::{PlacementEnv, shipped};
+use berth_env::{PlacementEnv, shield, shipped};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -161,8 +161,8 @@ struct EvalArgs {
     /// descheduler-high, best-fit, dot-product, gpu-packing, gpu-clustering, fgd;
     /// `descheduler:<seconds>` sets its interval), fixed (the best fixed placement, searched
     /// for first), oracle, or a saved model file (runs/<name>/model.bin); `shield:<policy>`
-    /// runs a baseline or model behind the shield (each tick, the cheaper in simulation of
-    /// its plan, `greedy`'s and keeping).
+    /// runs a baseline or model behind the shield (each tick, `greedy`'s move unless the
+    /// policy's plans cost less on forecasts by more than `--shield-margin`).
     #[arg(long, value_delimiter = ',', default_values_t = default_policies().into_iter().map(String::from))]
     policy: Vec<String>,
     /// Episodes per policy (seeds `seed`, `seed + 1`, ...).
@@ -178,6 +178,10 @@ struct EvalArgs {
     /// `policy, seed, cost, mean_latency_ms, slo_miss, moves, gap_to_oracle, gpus_used`.
     #[arg(long)]
     per_day: Option<PathBuf>,
+    /// How much cheaper, in percent of `greedy`'s, the plans from a shielded policy's move must
+    /// be on the forecasts for the shield to take it (default: the shield's own margin).
+    #[arg(long)]
+    shield_margin: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,9 +298,9 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 
 /// A baseline or the oracle by name, or a saved model by path: its row is named after its
 /// algorithm, or `algorithm:path` where `by_path` (several models side by side).
-fn contender(spec: &str, scenario: &Arc<Scenario>, by_path: bool) -> Result<Contender> {
+fn contender(spec: &str, scenario: &Arc<Scenario>, by_path: bool, margin: f64) -> Result<Contender> {
     if let Some(inner) = spec.strip_prefix("shield:") {
-        return Ok(contender(inner, scenario, by_path)?.shielded(spec)?);
+        return Ok(contender(inner, scenario, by_path, margin)?.shielded(spec, margin)?);
     }
     if let Ok(named) = Contender::named(spec) {
         return Ok(named);
@@ -353,10 +357,15 @@ fn eval(args: EvalArgs) -> Result<()> {
     if args.episodes == 0 {
         bail!("--episodes: must be at least 1");
     }
+    let margin = match args.shield_margin {
+        None => shield::MARGIN,
+        Some(percent) if (0.0..=shield::MAX_MARGIN * 100.0).contains(&percent) => percent / 100.0,
+        Some(percent) => bail!("--shield-margin: {percent} is not a percentage from 0 to 100"),
+    };
     let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
     let files = args.policy.iter().filter(|p| Path::new(p.trim_start_matches("shield:")).exists()).count();
     let contenders =
-        args.policy.iter().map(|p| contender(p, &scenario, files > 1)).collect::<Result<Vec<_>>>()?;
+        args.policy.iter().map(|p| contender(p, &scenario, files > 1, margin)).collect::<Result<Vec<_>>>()?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let rows = compare_and_print(&scenario, contenders, args.episodes, seed, args.json)?;
     if let Some(path) = &args.per_day {

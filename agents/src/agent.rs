@@ -93,13 +93,6 @@ impl Policy for AgentPolicy {
     }
 }
 
-/// The first action `mask` allows (keeping, where it is allowed and comes first); 0 where
-/// none is: what an agent that reads the env takes on a bare observation, or where none of
-/// its own choices is open.
-pub fn first_allowed(mask: &[bool]) -> usize {
-    mask.iter().position(|&ok| ok).unwrap_or(0)
-}
-
 /// The index of the largest value among allowed actions (first on ties); 0 if none allowed.
 pub fn masked_argmax(values: &[f32], mask: &[bool]) -> usize {
     let mut best: Option<(usize, f32)> = None;

@@ -21,7 +21,7 @@ use berth_core::Rng;
 use berth_env::PlacementEnv;
 use berth_env::entity::{EntityObs, observe_in};
 use berth_env::gains::{MOVE_FEATURES, move_features_from};
-use berth_env::gym::Env;
+use berth_env::gym::{Env, first_allowed};
 use berth_env::shapes::{Condition, Curriculum, ShapeRanges};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
@@ -31,7 +31,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::agent::{ActMode, Agent, AgentKind, first_allowed};
+use crate::agent::{ActMode, Agent, AgentKind};
 use crate::dqn::{
     DqnConfig, Logged, advantage_learning_targets, double_dqn_targets, greedy_with_keep_margin, log_row,
 };

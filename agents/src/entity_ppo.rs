@@ -10,14 +10,14 @@ use std::time::Instant;
 use berth_core::Rng;
 use berth_env::PlacementEnv;
 use berth_env::entity::{EntityObs, observe_in};
-use berth_env::gym::Env;
+use berth_env::gym::{Env, first_allowed};
 use berth_env::shapes::{Condition, Curriculum, ShapeRanges};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 
-use crate::agent::{ActMode, Agent, AgentKind, first_allowed};
+use crate::agent::{ActMode, Agent, AgentKind};
 use crate::entity_net::{Decision, EntityBatch, EntityNet, EntityShape};
 use crate::error::{Error, Result};
 use crate::nets::{Devices, record_from_bytes, seeded, values};

@@ -2,6 +2,7 @@
 //! limits, telemetry, the metrics registry and the store's cached figures. Imports only the
 //! store.
 
+pub mod allocator;
 pub mod auth;
 pub mod figures;
 pub mod lease;

@@ -45,7 +45,7 @@ pub async fn train_here(
         let _entered = span.enter();
         let mut last_write = Instant::now() - Duration::from_secs(1);
         let mut curve = Curve::default();
-        execute(&task, memory_budget, &mut |p: Progress| {
+        let trained = execute(&task, memory_budget, &mut |p: Progress| {
             curve.observe(p.step, p.recent_return, p.losses);
             if last_write.elapsed() >= Duration::from_millis(500) || p.step == p.total {
                 last_write = Instant::now();
@@ -70,7 +70,10 @@ pub async fn train_here(
                 }
             }
             if stop.load(Ordering::Relaxed) { Flow::Stop } else { Flow::Continue }
-        })
+        });
+        // What the run freed goes back to the system, not held for the next task.
+        crate::infra::allocator::return_freed_memory();
+        trained
     })
     .await;
     trained.unwrap_or_else(|panic| {

@@ -296,8 +296,12 @@ impl EntityNet {
     /// First head, clipped logits: one per replica row `[replicas]`, and keeping per state
     /// `[states]`.
     pub fn replica_logits(&self, batch: &EntityBatch, e: &Embedded) -> (Tensor<1>, Tensor<1>) {
-        let ctx = e.context.clone().select(0, batch.replica_state.clone());
-        let hidden = relu(self.replica_score_hidden.forward(Tensor::cat(vec![e.replicas.clone(), ctx], 1)));
+        let hidden = relu(linear_of_pairs(
+            &self.replica_score_hidden,
+            e.replicas.clone(),
+            e.context.clone(),
+            batch.replica_state.clone(),
+        ));
         let replica = clip(self.replica_score.forward(hidden)).flatten(0, 1);
         let keep = clip(self.keep_score.forward(e.context.clone())).flatten(0, 1);
         (replica, keep)
@@ -318,7 +322,6 @@ impl EntityNet {
         let rows = ints(chosen, &device);
         let replica = e.replicas.clone().select(0, rows);
         let query = self.query.forward(Tensor::cat(vec![replica, e.context.clone()], 1));
-        let per_node = query.select(0, batch.node_state.clone());
         let nodes = match &self.moves_in {
             Some(moves_in) => {
                 let width = MOVE_FEATURES.len();
@@ -327,10 +330,38 @@ impl EntityNet {
             }
             None => e.nodes.clone(),
         };
-        let keys = self.key.forward(nodes);
-        let [_, h] = keys.dims();
-        clip((keys * per_node).sum_dim(1).div_scalar((h as f64).sqrt())).flatten(0, 1)
+        // key(node) · query = node · (W query) + bias · query: the key weights meet each
+        // state's query once, not every node row (a matmul of [states, h] for one of [nodes, h]).
+        let weight = self.key.weight.val();
+        let [_, h] = weight.dims();
+        let folded = query.clone().matmul(weight.transpose()).select(0, batch.node_state.clone());
+        let mut dot = (nodes * folded).sum_dim(1);
+        if let Some(bias) = &self.key.bias {
+            let offset = (query * bias.val().unsqueeze_dim(0)).sum_dim(1);
+            dot = dot + offset.select(0, batch.node_state.clone());
+        }
+        clip(dot.div_scalar((h as f64).sqrt())).flatten(0, 1)
     }
+}
+
+/// `linear` of each row of `rows` beside the row of `per_state` its `state` indexes, as if the
+/// two were concatenated: the `per_state` half of the weights is applied once a state, not
+/// once a row.
+fn linear_of_pairs(
+    linear: &Linear,
+    rows: Tensor<2>,
+    per_state: Tensor<2>,
+    state: Tensor<1, Int>,
+) -> Tensor<2> {
+    let weight = linear.weight.val();
+    let [inputs, outputs] = weight.dims();
+    let [_, width] = rows.dims();
+    let own = rows.matmul(weight.clone().slice([0..width, 0..outputs]));
+    let mut shared = per_state.matmul(weight.slice([width..inputs, 0..outputs]));
+    if let Some(bias) = &linear.bias {
+        shared = shared + bias.val().unsqueeze_dim(0);
+    }
+    own + shared.select(0, state)
 }
 
 fn clip<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -676,4 +707,69 @@ pub(crate) fn ints(v: &[usize], device: &Device) -> Tensor<1, Int> {
         TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), [v.len()]),
         device,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_env::entity::observe_in;
+    use berth_env::shipped::shipped;
+    use berth_env::{Env, PlacementEnv};
+
+    use super::*;
+    use crate::nets::{Devices, values};
+
+    /// Two states of `gpu-small` a few random moves apart, with gains and every node a row.
+    fn two_states(net: &EntityNet) -> Vec<EntityObs> {
+        let mut env = PlacementEnv::new(shipped("gpu-small").unwrap()).unwrap();
+        env.reset(3);
+        let mut rng = berth_core::Rng::new(3);
+        (0..2)
+            .map(|_| {
+                for _ in 0..5 {
+                    let open: Vec<usize> =
+                        (0..env.action_count()).filter(|&a| env.action_mask()[a]).collect();
+                    env.step(open[rng.below(open.len())]).unwrap();
+                }
+                let mut obs = net.observation();
+                observe_in(&env, None, &mut obs);
+                obs
+            })
+            .collect()
+    }
+
+    fn close(a: Tensor<1>, b: Tensor<1>) {
+        let (a, b) = (values(a), values(b));
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-4, "{x} against {y}");
+        }
+    }
+
+    /// Both heads fold a layer's weights into the per-state side; the logits must be those of
+    /// the layers applied to every row, as the network is defined.
+    #[test]
+    fn folded_heads_score_as_the_layers_applied_to_every_row() {
+        let device = Devices::cpu().plain;
+        let services = shipped("gpu-small").unwrap().services.len();
+        let net = EntityNet::new(EntityShape { services, hidden: 16, gains: true }, &device);
+        let states = two_states(&net);
+        let batch = EntityBatch::new(&states.iter().collect::<Vec<_>>(), &device);
+        let e = net.embed(&batch);
+
+        let ctx = e.context.clone().select(0, batch.replica_state.clone());
+        let hidden = relu(net.replica_score_hidden.forward(Tensor::cat(vec![e.replicas.clone(), ctx], 1)));
+        close(net.replica_logits(&batch, &e).0, clip(net.replica_score.forward(hidden)).flatten(0, 1));
+
+        let chosen = [0, batch.span(1).2 + 1];
+        let rows: usize = batch.spans.iter().map(|s| s.1).sum();
+        let moves: Vec<f32> = (0..rows * MOVE_FEATURES.len()).map(|i| (i % 7) as f32 / 7.0 - 0.3).collect();
+        let replica = e.replicas.clone().select(0, ints(&chosen, &device));
+        let query = net.query.forward(Tensor::cat(vec![replica, e.context.clone()], 1));
+        let data = TensorData::new(moves.clone(), [rows, MOVE_FEATURES.len()]);
+        let with_moves =
+            e.nodes.clone() + relu(net.moves_in.as_ref().unwrap().forward(Tensor::from_data(data, &device)));
+        let keys = net.key.forward(with_moves);
+        let dot = (keys * query.select(0, batch.node_state.clone())).sum_dim(1).div_scalar(4.0);
+        close(net.node_logits(&batch, &e, &chosen, &moves), clip(dot).flatten(0, 1));
+    }
 }

@@ -19,10 +19,11 @@ use std::time::Instant;
 
 use berth_core::Rng;
 use berth_env::PlacementEnv;
-use berth_env::entity::{EntityObs, observe_in};
+use berth_env::entity::{EntityObs, observe_with};
 use berth_env::gains::{MOVE_FEATURES, move_features_from};
 use berth_env::gym::{Env, first_allowed};
 use berth_env::shapes::{Condition, Curriculum, ShapeRanges};
+use berth_env::what_if::WhatIf;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::nn::loss::{HuberLossConfig, Reduction};
@@ -91,10 +92,12 @@ impl QState {
     }
 }
 
-/// Fills `out` with `env`'s state: node rows as `rows` says ([`observe_in`]) and, per
-/// replica, its best `per_replica` allowed moves among them, one per distinct change of cost.
+/// Fills `out` with `env`'s state: node rows as `rows` says
+/// ([`berth_env::entity::observe_in`]) and, per replica, its best `per_replica` allowed moves
+/// among them, one per distinct change of cost (priced on the routings the gains ran).
 pub fn observe_moves(env: &PlacementEnv, rows: Option<usize>, per_replica: usize, out: &mut QState) {
-    observe_in(env, rows, &mut out.obs);
+    let mut what_if = WhatIf::new(env);
+    observe_with(&mut what_if, rows, &mut out.obs);
     out.keep = env.action_mask()[0];
     out.moves.clear();
     let (width, nodes) = (MOVE_FEATURES.len(), env.node_count());
@@ -103,7 +106,7 @@ pub fn observe_moves(env: &PlacementEnv, rows: Option<usize>, per_replica: usize
     let now = env.steady_cost(None).cost;
     for r in 0..env.placement().len() {
         features.clear();
-        move_features_from(env, now, r, node_ids, &mut features);
+        move_features_from(&mut what_if, now, r, node_ids, &mut features);
         order.clear();
         order.extend((0..node_ids.len()).filter(|&i| features[i * width] > 0.5));
         let change = |i: usize| features[i * width + 1];
@@ -208,7 +211,8 @@ pub struct EntityDqnAgent {
     devices: Devices,
     /// The services it knows, by name, in its network's order.
     services: Vec<String>,
-    /// Node rows it reads ([`observe_in`]) and candidate moves per replica, as trained.
+    /// Node rows it reads ([`berth_env::entity::observe_in`]) and candidate moves per
+    /// replica, as trained.
     rows: Option<usize>,
     per_replica: usize,
     /// [`DqnConfig::keep_margin`].

@@ -13,6 +13,7 @@ use crate::PlacementEnv;
 use crate::candidates::candidate_nodes;
 use crate::gains::Gains;
 use crate::gym::Env;
+use crate::what_if::WhatIf;
 
 /// Node features before the per-service block, in order.
 pub const NODE_FEATURES: [&str; 9] = [
@@ -170,6 +171,13 @@ pub fn observe_candidates(env: &PlacementEnv, per_service: usize, out: &mut Enti
 
 /// [`observe`] with every node, [`observe_candidates`] with `Some(per_service)`.
 pub fn observe_in(env: &PlacementEnv, candidates: Option<usize>, out: &mut EntityObs) {
+    observe_with(&mut WhatIf::new(env), candidates, out);
+}
+
+/// [`observe_in`] of the state `what_if` asks about; the moves its gains priced stay priced
+/// for the caller's own questions.
+pub fn observe_with(what_if: &mut WhatIf<'_>, candidates: Option<usize>, out: &mut EntityObs) {
+    let env = what_if.env();
     let scenario = env.scenario();
     let (services, zones) = (scenario.services.len(), scenario.zones.len());
     let slo = scenario.slo_ms;
@@ -196,7 +204,7 @@ pub fn observe_in(env: &PlacementEnv, candidates: Option<usize>, out: &mut Entit
     let load = env.node_load();
     let mut gains = Gains::default();
     if out.gains {
-        crate::gains::gains(env, &mut gains);
+        crate::gains::gains_of(what_if, &mut gains);
     }
     out.greedy = out.gains.then_some(gains.greedy);
     out.services = services;

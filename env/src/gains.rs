@@ -10,6 +10,7 @@
 //! which the move's other half relieves, so the best move is routed whole.
 
 use crate::gym::Env;
+use crate::what_if::WhatIf;
 use crate::{Move, PlacementEnv};
 
 /// The cost changes of one state, each `cost after / cost now − 1` clamped to `[-1, 1]`
@@ -48,6 +49,12 @@ impl Gains {
 
 /// Fills `out` with the [`Gains`] of `env`'s current state.
 pub fn gains(env: &PlacementEnv, out: &mut Gains) {
+    gains_of(&mut WhatIf::new(env), out);
+}
+
+/// [`gains`] of the state `what_if` asks about, its prices kept for later questions.
+pub fn gains_of(what_if: &mut WhatIf<'_>, out: &mut Gains) {
+    let env = what_if.env();
     let scenario = env.scenario();
     let (nodes, services) = (env.node_count(), scenario.services.len());
     let classes = scenario.classes.len();
@@ -56,7 +63,7 @@ pub fn gains(env: &PlacementEnv, out: &mut Gains) {
     let change = |after: f64| relative(now, after);
     let replicas = env.placement().len();
     out.removal.clear();
-    out.removal.extend((0..replicas).map(|r| change(env.steady_cost_without(r).cost)));
+    out.removal.extend((0..replicas).map(|r| change(what_if.removed(r))));
     out.move_cost = if now > 0.0 { (move_cost / now).min(1.0) as f32 } else { 1.0 };
 
     // Where a replica of each service may move to: some replica of it may move there now.
@@ -90,7 +97,7 @@ pub fn gains(env: &PlacementEnv, out: &mut Gains) {
     let best_cost: Vec<f64> = (0..replicas)
         .map(|r| {
             let mut best = f64::INFINITY;
-            move_costs(env, r, 0..nodes, |n, cost| {
+            move_costs(what_if, r, 0..nodes, |n, cost| {
                 let Some(cost) = cost else { return };
                 best = best.min(cost);
                 if cost < greedy.1 - 1e-12 {
@@ -119,28 +126,19 @@ fn in_moves(now: f64, after: f64, move_cost: f64) -> f32 {
 }
 
 /// Calls `visit(n, cost)` for each node `n` of `nodes` with the steady cost after moving
-/// replica `r` there (`None` where the mask forbids it): a routing per (zone, hardware class).
+/// replica `r` there (`None` where the mask forbids it): a routing per (zone, hardware class)
+/// and kind of replica ([`WhatIf`]).
 fn move_costs(
-    env: &PlacementEnv,
+    what_if: &mut WhatIf<'_>,
     r: usize,
     nodes: impl Iterator<Item = usize>,
     mut visit: impl FnMut(usize, Option<f64>),
 ) {
-    let scenario = env.scenario();
-    let (count, classes) = (env.node_count(), scenario.classes.len());
-    let s = env.replica_service()[r];
+    let env = what_if.env();
+    let count = env.node_count();
     let mask = &env.action_mask()[1 + r * count..1 + (r + 1) * count];
-    let mut by_class = vec![f64::NAN; scenario.zones.len() * classes];
     for n in nodes {
-        if !mask[n] {
-            visit(n, None);
-            continue;
-        }
-        let pair = scenario.nodes[n].zone * classes + scenario.class_on(s, n);
-        if by_class[pair].is_nan() {
-            by_class[pair] = env.steady_cost(Some(Move { replica: r, node: n })).cost;
-        }
-        visit(n, Some(by_class[pair]));
+        visit(n, mask[n].then(|| what_if.moved(r, n)));
     }
 }
 
@@ -155,14 +153,14 @@ pub const MOVE_FEATURES: [&str; 3] = [
 /// routing per (zone, hardware class) among them, so a policy that has chosen a replica can
 /// score its targets as `greedy` would.
 pub fn move_features(env: &PlacementEnv, r: usize, rows: &[u32], out: &mut Vec<f32>) {
-    move_features_from(env, env.steady_cost(None).cost, r, rows, out);
+    move_features_from(&mut WhatIf::new(env), env.steady_cost(None).cost, r, rows, out);
 }
 
 /// [`move_features`] given the steady cost now, `now`, for a caller scoring every replica's
-/// moves in one state (one routing saved per replica).
-pub fn move_features_from(env: &PlacementEnv, now: f64, r: usize, rows: &[u32], out: &mut Vec<f32>) {
-    let move_cost = env.scenario().reward.move_cost;
-    move_costs(env, r, rows.iter().map(|&n| n as usize), |_, after| match after {
+/// moves in one state: one routing saved per replica, and each (kind, place) priced once.
+pub fn move_features_from(what_if: &mut WhatIf<'_>, now: f64, r: usize, rows: &[u32], out: &mut Vec<f32>) {
+    let move_cost = what_if.env().scenario().reward.move_cost;
+    move_costs(what_if, r, rows.iter().map(|&n| n as usize), |_, after| match after {
         None => out.extend([0.0, 0.0, 1.0]),
         Some(after) => out.extend([1.0, relative(now, after), in_moves(now, after, move_cost)]),
     });

@@ -46,6 +46,7 @@ pub mod shipped;
 #[cfg(test)]
 mod test_cluster;
 pub mod vec_env;
+pub mod what_if;
 
 pub use backend::{Backend, SimBackend, Trace};
 pub use cartpole::CartPole;

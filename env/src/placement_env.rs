@@ -1055,16 +1055,34 @@ impl PlacementEnv {
     pub fn steady_cost(&self, mv: Option<Move>) -> TickMetrics {
         let mut views = self.steady_views();
         if let Some(Move { replica, node }) = mv {
-            let s = self.replica_service[replica];
-            views[replica] = ReplicaView {
-                service: s,
-                zone: self.scenario.nodes[node].zone,
-                service_time_ms: self.service_time[s * self.node_count() + node].unwrap_or(f64::INFINITY),
-                up: self.node_ready[node],
-            };
+            views[replica] = self.view_on(replica, node);
             self.reseat(&mut views, replica, node);
         }
         self.model.score(&views, self.current_rates())
+    }
+
+    /// Replica `r` as the cost model would see it on node `n`, at its hardware's time (before
+    /// any share of a GPU is reckoned: [`PlacementEnv::moves_shares`]).
+    pub(crate) fn view_on(&self, r: usize, n: usize) -> ReplicaView {
+        let s = self.replica_service[r];
+        ReplicaView {
+            service: s,
+            zone: self.scenario.nodes[n].zone,
+            service_time_ms: self.service_time[s * self.node_count() + n].unwrap_or(f64::INFINITY),
+            up: self.node_ready[n],
+        }
+    }
+
+    /// Whether moving replica `r` to node `n` changes how GPUs are shared (either node's are
+    /// time-sliced or partitioned), so service times besides the replica's own change.
+    pub(crate) fn moves_shares(&self, r: usize, n: usize) -> bool {
+        let shared = |n: usize| self.scenario.nodes[n].gpu.as_ref().is_some_and(|g| g.sharing.is_shared());
+        shared(self.placement[r]) || shared(n)
+    }
+
+    /// The cost model, for what-if questions asked many times in one state ([`crate::what_if`]).
+    pub(crate) fn cost_model(&self) -> &CostModel {
+        &self.model
     }
 
     /// [`PlacementEnv::steady_cost`] with replica `r` gone: what it is worth where it is.
@@ -1089,7 +1107,7 @@ impl PlacementEnv {
     }
 
     /// The replicas as the steady state sees them: every one on a Ready node serving.
-    fn steady_views(&self) -> Vec<ReplicaView> {
+    pub(crate) fn steady_views(&self) -> Vec<ReplicaView> {
         let mut views = self.views.clone();
         for (r, v) in views.iter_mut().enumerate() {
             v.up = self.node_ready[self.placement[r]];
@@ -1101,11 +1119,10 @@ impl PlacementEnv {
     /// GPUs are shared: the slot it would take there, and the tenants of both time-sliced
     /// nodes at their new shares.
     fn reseat(&self, views: &mut [ReplicaView], r: usize, to: usize) {
-        let from = self.placement[r];
-        let shared = |n: usize| self.scenario.nodes[n].gpu.as_ref().is_some_and(|g| g.sharing.is_shared());
-        if !shared(from) && !shared(to) {
+        if !self.moves_shares(r, to) {
             return;
         }
+        let from = self.placement[r];
         let req = self.requests(r);
         let mut left = self.usage[from].clone();
         left.release(req, self.seat[r]);

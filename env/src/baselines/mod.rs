@@ -13,6 +13,7 @@ use crate::gym::{Env, random_allowed};
 use crate::packing::PlacementRule;
 use crate::placement_env::Move;
 use crate::scheduler::Fit;
+use crate::what_if::WhatIf;
 
 pub use descheduler::{DeschedulerPolicy, Profile};
 pub use placed::PlacedPolicy;
@@ -104,6 +105,7 @@ impl Policy for GreedyPolicy {
         // took a fifth of greedy's time.
         let classes = scenario.classes.len();
         let mut tried = vec![false; scenario.zones.len() * classes];
+        let mut what_if = WhatIf::new(env);
         for r in 0..env.placement().len() {
             let s = env.replica_service()[r];
             tried.fill(false);
@@ -116,7 +118,7 @@ impl Policy for GreedyPolicy {
                 if std::mem::replace(&mut tried[pair], true) {
                     continue;
                 }
-                let cost = env.steady_cost(Some(Move { replica: r, node: n })).cost;
+                let cost = what_if.moved(r, n);
                 if cost < best.1 - 1e-12 {
                     best = (action, cost);
                 }

@@ -36,7 +36,7 @@ use crate::agent::{ActMode, Agent, AgentKind};
 use crate::dqn::{
     DqnConfig, Logged, advantage_learning_targets, double_dqn_targets, greedy_with_keep_margin, log_row,
 };
-use crate::entity_net::{EntityBatch, EntityNet, EntityShape, ints};
+use crate::entity_net::{EntityBatch, EntityNet, EntityShape, ints, linear_of_parts};
 use crate::entity_ppo::next_episode;
 use crate::error::Result;
 use crate::n_step::NStep;
@@ -181,10 +181,15 @@ impl EntityQNet {
         }
         let width = MOVE_FEATURES.len();
         let moves = Tensor::<2>::from_data(TensorData::new(features, [node_rows.len(), width]), device);
-        let replicas = e.replicas.select(0, ints(&replica_rows, device));
         let nodes = e.nodes.select(0, ints(&node_rows, device)) + relu(self.moves_in.forward(moves));
-        let context = e.context.select(0, ints(&state_rows, device));
-        let pair = relu(self.pair_hidden.forward(Tensor::cat(vec![replicas, nodes, context], 1)));
+        let pair = relu(linear_of_parts(
+            &self.pair_hidden,
+            vec![
+                (e.replicas, Some(ints(&replica_rows, device))),
+                (nodes, None),
+                (e.context, Some(ints(&state_rows, device))),
+            ],
+        ));
         let moves = self.pair_q.forward(pair).flatten(0, 1);
         Tensor::cat(vec![keep, moves], 0).select(0, ints(&order, device))
     }
@@ -534,6 +539,49 @@ mod tests {
     fn state(moves: usize, keep: bool) -> QState {
         let c = Candidate { replica: 0, row: 0, action: 1, features: [1.0, 0.0, 0.0] };
         QState { obs: EntityObs::default(), keep, moves: vec![c; moves] }
+    }
+
+    /// The move head folds the replica and context blocks of its layer per row and per state;
+    /// its values must be those of the layer applied to each candidate's concatenated rows.
+    #[test]
+    fn folded_move_head_scores_as_its_layer_applied_to_every_candidate() {
+        let scenario = shipped("gpu-small").unwrap();
+        let device = Devices::cpu().plain;
+        let shape = EntityShape { services: scenario.services.len(), hidden: 16, gains: true };
+        let net = EntityQNet::new(shape, &device);
+        let mut env = PlacementEnv::new(scenario).unwrap();
+        let mut states = Vec::new();
+        for seed in [4, 5] {
+            env.reset(seed);
+            env.step(first_allowed(env.action_mask())).unwrap();
+            let mut state =
+                QState { obs: EntityObs { gains: true, ..EntityObs::default() }, ..QState::default() };
+            observe_moves(&env, None, 2, &mut state);
+            states.push(state);
+        }
+        let refs: Vec<&QState> = states.iter().collect();
+        let got = values(net.q_values(&refs, &device));
+
+        let obs: Vec<&EntityObs> = states.iter().map(|s| &s.obs).collect();
+        let batch = EntityBatch::new(&obs, &device);
+        let e = net.body.embed(&batch);
+        let mut at = 0;
+        for (b, state) in states.iter().enumerate() {
+            let (first_node, _, first_replica, _) = batch.span(b);
+            at += 1; // keeping
+            for c in &state.moves {
+                let moves = Tensor::<2>::from_data(TensorData::new(c.features.to_vec(), [1, 3]), &device);
+                let node = e.nodes.clone().select(0, ints(&[first_node + c.row], &device))
+                    + relu(net.moves_in.forward(moves));
+                let replica = e.replicas.clone().select(0, ints(&[first_replica + c.replica], &device));
+                let context = e.context.clone().select(0, ints(&[b], &device));
+                let pair = relu(net.pair_hidden.forward(Tensor::cat(vec![replica, node, context], 1)));
+                let want = values(net.pair_q.forward(pair).flatten::<1>(0, 1))[0];
+                assert!((got[at] - want).abs() < 1e-4, "state {b} entry {at}: {} against {want}", got[at]);
+                at += 1;
+            }
+        }
+        assert!(at > 10, "only {at} entries");
     }
 
     #[test]

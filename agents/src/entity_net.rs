@@ -296,11 +296,9 @@ impl EntityNet {
     /// First head, clipped logits: one per replica row `[replicas]`, and keeping per state
     /// `[states]`.
     pub fn replica_logits(&self, batch: &EntityBatch, e: &Embedded) -> (Tensor<1>, Tensor<1>) {
-        let hidden = relu(linear_of_pairs(
+        let hidden = relu(linear_of_parts(
             &self.replica_score_hidden,
-            e.replicas.clone(),
-            e.context.clone(),
-            batch.replica_state.clone(),
+            vec![(e.replicas.clone(), None), (e.context.clone(), Some(batch.replica_state.clone()))],
         ));
         let replica = clip(self.replica_score.forward(hidden)).flatten(0, 1);
         let keep = clip(self.keep_score.forward(e.context.clone())).flatten(0, 1);
@@ -344,24 +342,33 @@ impl EntityNet {
     }
 }
 
-/// `linear` of each row of `rows` beside the row of `per_state` its `state` indexes, as if the
-/// two were concatenated: the `per_state` half of the weights is applied once a state, not
-/// once a row.
-fn linear_of_pairs(
-    linear: &Linear,
-    rows: Tensor<2>,
-    per_state: Tensor<2>,
-    state: Tensor<1, Int>,
-) -> Tensor<2> {
+/// `linear` of rows that concatenate `parts`, as if they were concatenated first: each part
+/// is a source and the index of the source row each output row takes (`None`: the source's
+/// rows as they are). Each source row meets its block of the weights once, however many
+/// output rows repeat it: a state's context once, not once per replica or candidate move.
+/// The bias joins the last part before its rows are taken.
+pub(crate) fn linear_of_parts(linear: &Linear, parts: Vec<(Tensor<2>, Option<Tensor<1, Int>>)>) -> Tensor<2> {
     let weight = linear.weight.val();
-    let [inputs, outputs] = weight.dims();
-    let [_, width] = rows.dims();
-    let own = rows.matmul(weight.clone().slice([0..width, 0..outputs]));
-    let mut shared = per_state.matmul(weight.slice([width..inputs, 0..outputs]));
-    if let Some(bias) = &linear.bias {
-        shared = shared + bias.val().unsqueeze_dim(0);
+    let [_, outputs] = weight.dims();
+    let (mut from, last) = (0, parts.len().saturating_sub(1));
+    let mut sum: Option<Tensor<2>> = None;
+    for (i, (source, index)) in parts.into_iter().enumerate() {
+        let [_, width] = source.dims();
+        let mut block = source.matmul(weight.clone().slice([from..from + width, 0..outputs]));
+        from += width;
+        if let (true, Some(bias)) = (i == last, &linear.bias) {
+            block = block + bias.val().unsqueeze_dim(0);
+        }
+        let rows = match index {
+            Some(index) => block.select(0, index),
+            None => block,
+        };
+        sum = Some(match sum {
+            Some(sum) => sum + rows,
+            None => rows,
+        });
     }
-    own + shared.select(0, state)
+    sum.expect("at least one part")
 }
 
 fn clip<const D: usize>(x: Tensor<D>) -> Tensor<D> {

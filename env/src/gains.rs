@@ -3,9 +3,10 @@
 //! and from adding a replica of each service on each node. A network reading them can keep or
 //! move as `greedy` would, on any cluster, and learn where `greedy` is wrong.
 //!
-//! Nodes alike in zone and hardware score alike (as `greedy` assumes), so the best moves cost
-//! a routing per replica and (zone, hardware class) it may move to, as `greedy` does; removals
-//! one routing per replica; additions one per (service, zone, class). The sum of a removal
+//! Nodes alike in zone and hardware score alike (as `greedy` assumes), and so do replicas
+//! alike ([`WhatIf`]), so the best moves cost a routing per kind of replica and (zone,
+//! hardware class) it may move to, as `greedy` does; removals one routing per kind of replica;
+//! additions one per (service, zone, class). The sum of a removal
 //! and an addition is no estimate of a move: taking a busy replica away overloads the others,
 //! which the move's other half relieves, so the best move is routed whole.
 

@@ -6,7 +6,8 @@
 //!   for networks that act on any cluster size; [`candidates`]: the bounded set of nodes
 //!   it may describe on a large cluster.
 //! - [`cost`]: the latency model and reward. [`background`]: other workloads' pods that
-//!   hold capacity on a shared cluster while they run.
+//!   hold capacity on a shared cluster while they run. [`what_if`]: moves and removals
+//!   priced once per kind of replica in a state, for `greedy` and [`gains`].
 //! - [`VecEnv`]: N copies with auto-reset, seeded per copy. [`CartPole`] for checking agents.
 //! - [`baselines`] and [`oracle`]: what every result is compared with; [`evaluate`] runs them.
 //!   [`packing`]: the GPU-packing placement rules some baselines place by.

@@ -152,6 +152,12 @@ fn unknown_policy_and_zero_episodes_are_refused() {
         let says = format!("--shield-margin: {margin} is not a percentage from 0 to 100");
         assert!(!out.status.success() && stderr(&out).contains(&says), "{margin}: {}", stderr(&out));
     }
+    for budget in ["-1", "101", "NaN", "none"] {
+        let flag = format!("--shield-budget={budget}");
+        let out = berth(&["eval", "--scenario", "tiny", "--policy", "shield:random", &flag]);
+        let says = format!("--shield-budget: `{budget}` is neither `off` nor a percentage from 0 to 100");
+        assert!(!out.status.success() && stderr(&out).contains(&says), "{budget}: {}", stderr(&out));
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::fixed::{FixedPolicy, search_steps};
 use crate::gym::Env;
 use crate::oracle::Oracle;
-use crate::shield::{MARGIN, ShieldedPolicy};
+use crate::shield::{ShieldSettings, ShieldedPolicy};
 
 /// The contenders of a comparison unless told otherwise: every baseline, then the oracle.
 pub fn default_policies() -> Vec<&'static str> {
@@ -252,7 +252,9 @@ impl Contender {
         match name {
             "oracle" => Ok(Self::Oracle),
             "fixed" => Ok(Self::Fixed),
-            _ if name.starts_with("shield:") => Self::named(&name["shield:".len()..])?.shielded(name, MARGIN),
+            _ if name.starts_with("shield:") => {
+                Self::named(&name["shield:".len()..])?.shielded(name, ShieldSettings::default())
+            }
             _ => baseline(name)
                 .map(Self::Policy)
                 .ok_or_else(|| Error::InvalidArgument { name: "policy", reason: unknown_policy(name) }),
@@ -261,9 +263,9 @@ impl Contender {
 }
 
 impl Contender {
-    /// This contender behind the shield ([`ShieldedPolicy`]) with `margin`; `spec` names it
+    /// This contender behind the shield ([`ShieldedPolicy`]) with `settings`; `spec` names it
     /// in errors.
-    pub fn shielded(self, spec: &str, margin: f64) -> Result<Self> {
+    pub fn shielded(self, spec: &str, settings: ShieldSettings) -> Result<Self> {
         // Each level plans with the one inside at every step of its own rollouts: nesting
         // multiplies the work and adds nothing.
         if spec.strip_prefix("shield:").is_some_and(|inner| inner.starts_with("shield:")) {
@@ -273,7 +275,7 @@ impl Contender {
             });
         }
         match self {
-            Self::Policy(inner) => Ok(Self::Policy(Box::new(ShieldedPolicy::with_margin(inner, margin)))),
+            Self::Policy(inner) => Ok(Self::Policy(Box::new(ShieldedPolicy::with(inner, settings)))),
             _ => Err(Error::InvalidArgument {
                 name: "policy",
                 reason: format!("`{spec}`: only a policy that acts (a baseline or a model) can be shielded"),

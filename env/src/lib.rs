@@ -13,7 +13,8 @@
 //!   [`packing`]: the GPU-packing placement rules some baselines place by.
 //! - [`replay`]: the `replay` backend, episodes of what a live cluster recorded.
 //! - [`plan`]: a deploy's moves, from a policy rolled forward on a copy of the live state;
-//!   [`shield`]: only the plan the simulator scores best (the policy's, `greedy`'s, or none).
+//!   [`shield`]: only the plan the simulator scores best (the policy's, `greedy`'s, or none);
+//!   [`regret`]: how far a day so far trails `greedy`'s counterfactual of it.
 //! - [`shapes`]: a scenario varied per episode (nodes kept, traffic, failures, a zone down),
 //!   for training across shapes.
 //! - [`checker`]: Gymnasium's env checker, ported. [`bench`]: steps per second.
@@ -39,6 +40,7 @@ pub mod oracle;
 pub mod packing;
 mod placement_env;
 pub mod plan;
+pub mod regret;
 pub mod replay;
 pub mod scheduler;
 pub mod shapes;

@@ -20,6 +20,7 @@ use berth_agents::run_log::RunLog;
 use berth_agents::{AgentKind, AgentPolicy, Flow, Progress, SavedModel, Target, TrainRequest, load_agent};
 use berth_core::Scenario;
 use berth_env::evaluate::{self, Contender, EvalRow, default_policies};
+use berth_env::shield::ShieldSettings;
 use berth_env::{PlacementEnv, shield, shipped};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -162,7 +163,8 @@ struct EvalArgs {
     /// `descheduler:<seconds>` sets its interval), fixed (the best fixed placement, searched
     /// for first), oracle, or a saved model file (runs/<name>/model.bin); `shield:<policy>`
     /// runs a baseline or model behind the shield (each tick, `greedy`'s move unless the
-    /// policy's plans cost less on forecasts by more than `--shield-margin`).
+    /// policy's plans cost less on forecasts by more than `--shield-margin`, and while the day
+    /// so far trails `greedy`'s by no more than `--shield-budget`).
     #[arg(long, value_delimiter = ',', default_values_t = default_policies().into_iter().map(String::from))]
     policy: Vec<String>,
     /// Episodes per policy (seeds `seed`, `seed + 1`, ...).
@@ -182,6 +184,11 @@ struct EvalArgs {
     /// be on the forecasts for the shield to take it (default: the shield's own margin).
     #[arg(long)]
     shield_margin: Option<f64>,
+    /// How far, in percent of `greedy`'s cost, the day so far may trail what `greedy` would
+    /// have paid on it before the shield stops taking the policy's moves; `off` lets it stray
+    /// whatever the day so far (default: the shield's own budget).
+    #[arg(long)]
+    shield_budget: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,9 +305,14 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 
 /// A baseline or the oracle by name, or a saved model by path: its row is named after its
 /// algorithm, or `algorithm:path` where `by_path` (several models side by side).
-fn contender(spec: &str, scenario: &Arc<Scenario>, by_path: bool, margin: f64) -> Result<Contender> {
+fn contender(
+    spec: &str,
+    scenario: &Arc<Scenario>,
+    by_path: bool,
+    shield: ShieldSettings,
+) -> Result<Contender> {
     if let Some(inner) = spec.strip_prefix("shield:") {
-        return Ok(contender(inner, scenario, by_path, margin)?.shielded(spec, margin)?);
+        return Ok(contender(inner, scenario, by_path, shield)?.shielded(spec, shield)?);
     }
     if let Ok(named) = Contender::named(spec) {
         return Ok(named);
@@ -357,15 +369,11 @@ fn eval(args: EvalArgs) -> Result<()> {
     if args.episodes == 0 {
         bail!("--episodes: must be at least 1");
     }
-    let margin = match args.shield_margin {
-        None => shield::MARGIN,
-        Some(percent) if (0.0..=shield::MAX_MARGIN * 100.0).contains(&percent) => percent / 100.0,
-        Some(percent) => bail!("--shield-margin: {percent} is not a percentage from 0 to 100"),
-    };
+    let shield = shield_settings(&args)?;
     let scenario = shipped::load(&args.scenario).with_context(|| "--scenario".to_string())?;
     let files = args.policy.iter().filter(|p| Path::new(p.trim_start_matches("shield:")).exists()).count();
     let contenders =
-        args.policy.iter().map(|p| contender(p, &scenario, files > 1, margin)).collect::<Result<Vec<_>>>()?;
+        args.policy.iter().map(|p| contender(p, &scenario, files > 1, shield)).collect::<Result<Vec<_>>>()?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let rows = compare_and_print(&scenario, contenders, args.episodes, seed, args.json)?;
     if let Some(path) = &args.per_day {
@@ -373,6 +381,28 @@ fn eval(args: EvalArgs) -> Result<()> {
             .with_context(|| format!("--per-day: cannot write `{}`", path.display()))?;
     }
     Ok(())
+}
+
+/// The per-tick shield's settings from `--shield-margin` and `--shield-budget`.
+fn shield_settings(args: &EvalArgs) -> Result<ShieldSettings> {
+    let mut settings = ShieldSettings::default();
+    if let Some(percent) = args.shield_margin {
+        if !(0.0..=shield::MAX_MARGIN * 100.0).contains(&percent) {
+            bail!("--shield-margin: {percent} is not a percentage from 0 to 100");
+        }
+        settings.margin = percent / 100.0;
+    }
+    match args.shield_budget.as_deref() {
+        None => {}
+        Some("off") => settings.budget = None,
+        Some(text) => match text.parse::<f64>() {
+            Ok(percent) if (0.0..=shield::MAX_BUDGET * 100.0).contains(&percent) => {
+                settings.budget = Some(percent / 100.0);
+            }
+            _ => bail!("--shield-budget: `{text}` is neither `off` nor a percentage from 0 to 100"),
+        },
+    }
+    Ok(settings)
 }
 
 fn train(args: TrainArgs) -> Result<()> {

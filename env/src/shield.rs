@@ -198,8 +198,8 @@ impl ShieldedPolicy {
         Self::with(inner, ShieldSettings::default())
     }
 
-    /// `inner` behind the shield with `settings` (each clamped to its range; one not finite
-    /// is the default).
+    /// `inner` behind the shield with `settings`, each clamped to its range (a margin that is
+    /// not finite is the default, a budget that is not finite the largest).
     pub fn with(inner: Box<dyn Policy>, settings: ShieldSettings) -> Self {
         let name = format!("shield:{}", inner.name());
         let margin =

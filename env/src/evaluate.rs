@@ -228,6 +228,35 @@ pub fn fill_gaps(rows: &mut [EvalRow]) {
     }
 }
 
+/// A row's cost against a baseline's on the same days: the mean and the largest of the
+/// per-day ratios minus 1, so each day weighs the same however costly (how results here
+/// compare a policy with `greedy`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Versus {
+    /// Mean over the days of `cost / baseline's cost - 1`.
+    pub mean: f64,
+    /// The worst (largest) of them.
+    pub worst: f64,
+}
+
+/// `row` against `baseline` over the days both played (matched by seed); `None` where they
+/// share no day or the baseline's cost on one is not above 0.
+pub fn versus(row: &EvalRow, baseline: &EvalRow) -> Option<Versus> {
+    let ratios: Vec<f64> = row
+        .days
+        .iter()
+        .filter_map(|day| {
+            let base = baseline.days.iter().find(|b| b.seed == day.seed)?;
+            Some(if base.cost > 0.0 { day.cost / base.cost - 1.0 } else { f64::NAN })
+        })
+        .collect();
+    if ratios.is_empty() || ratios.iter().any(|r| !r.is_finite()) {
+        return None;
+    }
+    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+    Some(Versus { mean, worst: ratios.iter().copied().fold(f64::MIN, f64::max) })
+}
+
 /// Steps one evaluation takes, for progress bars: every contender's episodes, and the
 /// `fixed` search's ticks before its own.
 pub fn total_steps(scenario: &Scenario, contenders: &[Contender], episodes: usize) -> u64 {
@@ -337,6 +366,33 @@ pub fn compare(
 mod tests {
     use super::*;
     use crate::shipped;
+
+    fn row_of(policy: &str, days: &[(u64, f64)]) -> EvalRow {
+        let days = days.iter().map(|&(seed, cost)| DayRow { seed, cost, ..DayRow::default() }).collect();
+        EvalRow {
+            policy: policy.into(),
+            mean_latency_ms: 0.0,
+            p95_latency_ms: 0.0,
+            slo_miss: 0.0,
+            moves: 0.0,
+            reward: 0.0,
+            gap_to_oracle: None,
+            gpus_used: None,
+            days,
+        }
+    }
+
+    #[test]
+    fn versus_weighs_each_day_alike_and_matches_days_by_seed() {
+        let greedy = row_of("greedy", &[(1, 100.0), (2, 200.0)]);
+        // Day 2 listed first: matched by seed, not by order.
+        let policy = row_of("p", &[(2, 190.0), (1, 102.0)]);
+        let v = versus(&policy, &greedy).unwrap();
+        assert!((v.mean - (-0.05 + 0.02) / 2.0).abs() < 1e-12, "{v:?}");
+        assert!((v.worst - 0.02).abs() < 1e-12, "{v:?}");
+        assert_eq!(versus(&row_of("q", &[(3, 1.0)]), &greedy), None, "no day in common");
+        assert_eq!(versus(&policy, &row_of("zero", &[(1, 0.0), (2, 5.0)])), None, "a day that cost nothing");
+    }
 
     #[test]
     fn progress_counts_every_tick_the_comparison_simulates_the_fixed_search_included() {

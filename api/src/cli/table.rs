@@ -1,7 +1,7 @@
 //! Plain-text tables for the terminal.
 
 use berth_env::bench::BenchRow;
-use berth_env::evaluate::EvalRow;
+use berth_env::evaluate::{self, EvalRow};
 
 /// Formats rows under headers, columns right-aligned but the first.
 fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -30,11 +30,15 @@ fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The comparison table of `berth eval`.
+/// The comparison table of `berth eval`; with a `greedy` row, every other row's cost against
+/// `greedy`'s on the same days (the mean of the per-day ratios, and the worst day).
 pub fn eval_table(rows: &[EvalRow]) -> String {
+    let greedy = rows.iter().find(|r| r.policy == "greedy");
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
+            let versus = greedy.filter(|g| g.policy != r.policy).and_then(|g| evaluate::versus(r, g));
+            let percent = |x: f64| format!("{:+.2}%", x * 100.0);
             vec![
                 r.policy.clone(),
                 format!("{:.1}", r.mean_latency_ms),
@@ -44,11 +48,23 @@ pub fn eval_table(rows: &[EvalRow]) -> String {
                 r.gpus_used.map_or("-".into(), |g| format!("{g:.2}")),
                 format!("{:.2}", r.reward),
                 r.gap_to_oracle.map_or("-".into(), |g| format!("{:+.1}%", g * 100.0)),
+                versus.map_or("-".into(), |v| percent(v.mean)),
+                versus.map_or("-".into(), |v| percent(v.worst)),
             ]
         })
         .collect();
-    let headers =
-        ["policy", "mean ms", "p95 ms", "SLO miss", "moves/ep", "GPUs used", "return", "gap to oracle"];
+    let headers = [
+        "policy",
+        "mean ms",
+        "p95 ms",
+        "SLO miss",
+        "moves/ep",
+        "GPUs used",
+        "return",
+        "gap to oracle",
+        "vs greedy",
+        "worst day",
+    ];
     render(&headers, &body)
 }
 
@@ -114,6 +130,30 @@ mod tests {
         };
         let t = eval_table(std::slice::from_ref(&row));
         assert!(t.lines().nth(2).unwrap().starts_with("spread"), "{t}");
-        assert!(t.contains("1.23%") && t.contains("3.50") && t.trim_end().ends_with('-'), "{t}");
+        let last: Vec<&str> = t.lines().nth(2).unwrap().split_whitespace().rev().take(3).collect();
+        assert!(t.contains("1.23%") && t.contains("3.50") && last == ["-", "-", "-"], "{t}");
+    }
+
+    #[test]
+    fn eval_table_compares_each_row_with_greedy_day_by_day() {
+        let row = |policy: &str, costs: [f64; 2]| EvalRow {
+            policy: policy.into(),
+            mean_latency_ms: 100.0,
+            p95_latency_ms: 200.0,
+            slo_miss: 0.01,
+            moves: 1.0,
+            reward: -(costs[0] + costs[1]) / 2.0,
+            gap_to_oracle: None,
+            gpus_used: None,
+            days: (0..2)
+                .map(|d| evaluate::DayRow { seed: d, cost: costs[d as usize], ..Default::default() })
+                .collect(),
+        };
+        let t = eval_table(&[row("greedy", [100.0, 50.0]), row("ppo", [90.0, 51.0])]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].ends_with("vs greedy  worst day"), "{t}");
+        let cells = |line: &str| line.split_whitespace().rev().take(2).map(String::from).collect::<Vec<_>>();
+        assert_eq!(cells(lines[2]), ["-", "-"], "greedy against itself: {t}");
+        assert_eq!(cells(lines[3]), ["+2.00%", "-4.00%"], "mean of -10% and +2%, worst +2%: {t}");
     }
 }

@@ -152,6 +152,12 @@ fn unknown_policy_and_zero_episodes_are_refused() {
         let says = format!("--shield-margin: {margin} is not a percentage from 0 to 100");
         assert!(!out.status.success() && stderr(&out).contains(&says), "{margin}: {}", stderr(&out));
     }
+    for forecasts in ["0", "17"] {
+        let flag = format!("--shield-forecasts={forecasts}");
+        let out = berth(&["eval", "--scenario", "tiny", "--policy", "shield:random", &flag]);
+        let says = format!("--shield-forecasts: {forecasts} is not from 1 to 16");
+        assert!(!out.status.success() && stderr(&out).contains(&says), "{forecasts}: {}", stderr(&out));
+    }
     for budget in ["-1", "101", "NaN", "none"] {
         let flag = format!("--shield-budget={budget}");
         let out = berth(&["eval", "--scenario", "tiny", "--policy", "shield:random", &flag]);

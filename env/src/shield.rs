@@ -136,7 +136,7 @@ fn keep_or_first(env: &PlacementEnv) -> usize {
 /// A policy behind the shield, for evaluation. At every tick it asks the policy and `greedy`
 /// for their move from where the episode stands, on the day's traffic as it is now. Where the
 /// two agree it takes the move; where they differ it plans on from each move on a scratch copy
-/// of the cluster, with [`FORECASTS`] forecasts of the traffic, and takes the policy's move
+/// of the cluster, with [`FORECASTS`] forecasts of the traffic (or the settings' number), and takes the policy's move
 /// only if its plans cost less in sum by more than the margin, and (with a budget) the day so
 /// far trails `greedy`'s counterfactual by no more than the budget. So behind the shield
 /// `greedy` is `greedy`, and a policy strays from it only where the simulator expects it to
@@ -160,11 +160,13 @@ pub struct ShieldSettings {
     /// If set, the policy's move is taken only while the day so far costs no more than
     /// `greedy`'s counterfactual of it by this fraction of `greedy`'s cost (0..=[`MAX_BUDGET`]).
     pub budget: Option<f64>,
+    /// Forecast draws each pair of plans is weighed on (1..=[`MAX_FORECASTS`]).
+    pub forecasts: u64,
 }
 
 impl Default for ShieldSettings {
     fn default() -> Self {
-        Self { margin: MARGIN, budget: BUDGET }
+        Self { margin: MARGIN, budget: BUDGET, forecasts: FORECASTS }
     }
 }
 
@@ -180,6 +182,10 @@ pub const MAX_BUDGET: f64 = 1.0;
 /// Forecast draws the per-tick shield weighs each move on: more draws, fewer wrong picks from
 /// one unlucky forecast, at one pair of plans a draw.
 pub const FORECASTS: u64 = 2;
+
+/// The most forecast draws [`ShieldSettings::forecasts`] takes: each costs a pair of plans
+/// wherever the policy's move differs from `greedy`'s.
+pub const MAX_FORECASTS: u64 = 16;
 
 /// How much cheaper, as a fraction of `greedy`'s plans' simulated cost, the policy's plans
 /// must be for the per-tick shield to take its move. Forecasts are not the day: a plan that
@@ -206,7 +212,8 @@ impl ShieldedPolicy {
             if settings.margin.is_finite() { settings.margin.clamp(0.0, MAX_MARGIN) } else { MARGIN };
         let budget =
             settings.budget.map(|b| if b.is_finite() { b.clamp(0.0, MAX_BUDGET) } else { MAX_BUDGET });
-        let settings = ShieldSettings { margin, budget };
+        let forecasts = settings.forecasts.clamp(1, MAX_FORECASTS);
+        let settings = ShieldSettings { margin, budget, forecasts };
         let limits = PlanLimits::default();
         Self { inner, name, scratch: None, limits, forecast: 0, settings, regret: Regret::new() }
     }
@@ -221,8 +228,9 @@ impl ShieldedPolicy {
         }
         let scratch = self.scratch.as_mut()?;
         let mut advantage = 0.0;
-        for draw in 0..FORECASTS {
-            let seed = Rng::derive(self.forecast, u64::from(start.tick) * FORECASTS + draw).next_u64();
+        let forecasts = self.settings.forecasts;
+        for draw in 0..forecasts {
+            let seed = Rng::derive(self.forecast, u64::from(start.tick) * forecasts + draw).next_u64();
             let mut policy = Starting { first: Some(own), then: self.inner.as_mut() };
             let policy_cost = plan_cost(scratch, &mut policy, &start, seed, self.limits).ok()?;
             let mut baseline = Starting { first: Some(greedy), then: &mut GreedyPolicy };
@@ -328,10 +336,16 @@ mod tests {
         let seeds = [7, 8, 9];
         let greedy = run_policy(&mut env, &mut GreedyPolicy, &seeds, &mut |_, _| {}).unwrap();
         let spread = || crate::baselines::baseline("spread").unwrap();
-        let mut held = ShieldedPolicy::with(spread(), ShieldSettings { margin: MAX_MARGIN, budget: None });
+        let mut held = ShieldedPolicy::with(
+            spread(),
+            ShieldSettings { margin: MAX_MARGIN, budget: None, ..ShieldSettings::default() },
+        );
         let row = run_policy(&mut env, &mut held, &seeds, &mut |_, _| {}).unwrap();
         assert_eq!((row.reward, row.moves), (greedy.reward, greedy.moves), "{row:?} against {greedy:?}");
-        let mut free = ShieldedPolicy::with(spread(), ShieldSettings { margin: 0.0, budget: None });
+        let mut free = ShieldedPolicy::with(
+            spread(),
+            ShieldSettings { margin: 0.0, budget: None, ..ShieldSettings::default() },
+        );
         let row = run_policy(&mut env, &mut free, &seeds, &mut |_, _| {}).unwrap();
         assert_ne!((row.reward, row.moves), (greedy.reward, greedy.moves), "{row:?}");
     }

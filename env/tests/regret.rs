@@ -119,9 +119,15 @@ fn behind_a_budget_a_policy_strays_only_while_the_day_is_within_it() {
     let budget = 0.001;
     let mut unbudgeted = 0;
     for seed in 1..6 {
-        let mut free = ShieldedPolicy::with(random(), ShieldSettings { margin: 0.0, budget: None });
+        let mut free = ShieldedPolicy::with(
+            random(),
+            ShieldSettings { margin: 0.0, budget: None, ..ShieldSettings::default() },
+        );
         unbudgeted += strays_while_trailing(&mut free, seed, 24, budget);
-        let mut held = ShieldedPolicy::with(random(), ShieldSettings { margin: 0.0, budget: Some(budget) });
+        let mut held = ShieldedPolicy::with(
+            random(),
+            ShieldSettings { margin: 0.0, budget: Some(budget), ..ShieldSettings::default() },
+        );
         assert_eq!(
             strays_while_trailing(&mut held, seed, 24, budget),
             0,

@@ -189,6 +189,10 @@ struct EvalArgs {
     /// whatever the day so far (default: the shield's own budget).
     #[arg(long)]
     shield_budget: Option<String>,
+    /// Forecast draws of the traffic the shield weighs each pair of plans on, 1 to 16 (default:
+    /// the shield's own).
+    #[arg(long)]
+    shield_forecasts: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -383,7 +387,8 @@ fn eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// The per-tick shield's settings from `--shield-margin` and `--shield-budget`.
+/// The per-tick shield's settings from `--shield-margin`, `--shield-budget` and
+/// `--shield-forecasts`.
 fn shield_settings(args: &EvalArgs) -> Result<ShieldSettings> {
     let mut settings = ShieldSettings::default();
     if let Some(percent) = args.shield_margin {
@@ -391,6 +396,12 @@ fn shield_settings(args: &EvalArgs) -> Result<ShieldSettings> {
             bail!("--shield-margin: {percent} is not a percentage from 0 to 100");
         }
         settings.margin = percent / 100.0;
+    }
+    if let Some(forecasts) = args.shield_forecasts {
+        if !(1..=shield::MAX_FORECASTS).contains(&forecasts) {
+            bail!("--shield-forecasts: {forecasts} is not from 1 to {}", shield::MAX_FORECASTS);
+        }
+        settings.forecasts = forecasts;
     }
     match args.shield_budget.as_deref() {
         None => {}

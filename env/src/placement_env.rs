@@ -436,6 +436,20 @@ impl PlacementEnv {
         self.info
     }
 
+    /// The last step's cost: its tick's cost and its moves' (minus its reward).
+    pub fn last_cost(&self) -> f64 {
+        self.info.metrics.cost + self.scenario.reward.move_cost * f64::from(self.info.moves)
+    }
+
+    /// A scratch env of `env`'s scenario kept in `slot`, built again only when the scenario
+    /// changes; `None` where it cannot be built.
+    pub(crate) fn scratch_in<'a>(slot: &'a mut Option<Self>, env: &Self) -> Option<&'a mut Self> {
+        if slot.as_ref().is_none_or(|copy| !Arc::ptr_eq(copy.scenario(), env.scenario())) {
+            *slot = Self::new(env.scenario().clone()).ok();
+        }
+        slot.as_mut()
+    }
+
     /// Number of nodes.
     pub fn node_count(&self) -> usize {
         self.usage.len()
@@ -1175,7 +1189,7 @@ impl Env for PlacementEnv {
             unavailable_replicas: unavailable,
             nodes_not_ready: self.not_ready,
         };
-        let reward = -(metrics.cost + self.scenario.reward.move_cost * moves as f64);
+        let reward = -self.last_cost();
         Ok(Step {
             obs: &self.obs,
             reward,

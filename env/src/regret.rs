@@ -8,8 +8,6 @@
 //! conservative bandits keep their reward above a fraction of the baseline's (Wu, Shariff,
 //! Lattimore and Szepesvári, "Conservative Bandits", ICML 2016).
 
-use std::sync::Arc;
-
 use crate::PlacementEnv;
 use crate::baselines::{GreedyPolicy, Policy};
 use crate::gym::Env;
@@ -70,22 +68,18 @@ impl Regret {
     }
 
     fn follow(&mut self, env: &PlacementEnv) -> Option<Tally> {
+        let copy = PlacementEnv::scratch_in(&mut self.copy, env)?;
         if self.fresh {
-            if self.copy.as_ref().is_none_or(|c| !Arc::ptr_eq(c.scenario(), env.scenario())) {
-                self.copy = PlacementEnv::new(env.scenario().clone()).ok();
-            }
-            self.copy.as_mut()?.reset(self.seed);
+            copy.reset(self.seed);
             self.fresh = false;
         }
         let tick = env.tick();
         if tick == self.tally.ticks + 1 {
-            let info = env.info();
-            self.tally.own += info.metrics.cost + env.scenario().reward.move_cost * f64::from(info.moves);
+            self.tally.own += env.last_cost();
             self.tally.ticks = tick;
         } else if tick != self.tally.ticks {
             return None;
         }
-        let copy = self.copy.as_mut()?;
         while copy.tick() < tick {
             let action = GreedyPolicy.act(copy);
             self.tally.greedy -= copy.step(action).ok()?.reward;

@@ -13,8 +13,6 @@
 //! ([`ShieldSettings::budget`]) it also takes `greedy`'s move while the day so far costs more
 //! than `greedy` would have paid on it by more than the budget ([`crate::regret`]).
 
-use std::sync::Arc;
-
 use berth_core::Rng;
 
 use crate::baselines::{GreedyPolicy, Policy};
@@ -136,9 +134,9 @@ fn keep_or_first(env: &PlacementEnv) -> usize {
 /// A policy behind the shield, for evaluation. At every tick it asks the policy and `greedy`
 /// for their move from where the episode stands, on the day's traffic as it is now. Where the
 /// two agree it takes the move; where they differ it plans on from each move on a scratch copy
-/// of the cluster, with [`FORECASTS`] forecasts of the traffic (or the settings' number), and takes the policy's move
-/// only if its plans cost less in sum by more than the margin, and (with a budget) the day so
-/// far trails `greedy`'s counterfactual by no more than the budget. So behind the shield
+/// of the cluster, with [`FORECASTS`] forecasts of the traffic (or the settings' number), and
+/// takes the policy's move only if its plans cost less in sum by more than the margin, and
+/// (with a budget) the day so far trails `greedy`'s counterfactual by no more than the budget. So behind the shield
 /// `greedy` is `greedy`, and a policy strays from it only where the simulator expects it to
 /// gain.
 pub struct ShieldedPolicy {
@@ -225,10 +223,7 @@ impl ShieldedPolicy {
     /// `None` where the simulation fails.
     fn advantage(&mut self, env: &PlacementEnv, own: usize, greedy: usize) -> Option<f64> {
         let start = env.start_state();
-        if self.scratch.as_ref().is_none_or(|e| !Arc::ptr_eq(e.scenario(), env.scenario())) {
-            self.scratch = PlacementEnv::new(env.scenario().clone()).ok();
-        }
-        let scratch = self.scratch.as_mut()?;
+        let scratch = PlacementEnv::scratch_in(&mut self.scratch, env)?;
         let mut advantage = 0.0;
         let forecasts = self.settings.forecasts;
         for draw in 0..forecasts {

@@ -250,6 +250,12 @@ impl Policy for ShieldedPolicy {
         self.regret.reset(seed);
     }
 
+    /// The policy's own start: behind the shield a policy whose scheduler places the replicas
+    /// at the start of the day (the descheduler beside kube-scheduler) starts where it would.
+    fn start(&mut self, env: &PlacementEnv) -> Option<Vec<usize>> {
+        self.inner.start(env)
+    }
+
     fn act(&mut self, env: &PlacementEnv) -> usize {
         // The tally counts every tick; over budget, or where the day so far cannot be
         // compared, the policy may not stray.
@@ -345,6 +351,24 @@ mod tests {
         );
         let row = run_policy(&mut env, &mut free, &seeds, &mut |_, _| {}).unwrap();
         assert_ne!((row.reward, row.moves), (greedy.reward, greedy.moves), "{row:?}");
+    }
+
+    /// A shielded policy starts the day where the policy inside would: the high-utilisation
+    /// descheduler and the GPU-packing rules start from their scheduler's placement, not
+    /// kube-scheduler's.
+    #[test]
+    fn the_shield_starts_where_the_policy_inside_would() {
+        let env = PlacementEnv::new(shipped::load("gpu-small").unwrap()).unwrap();
+        for name in ["descheduler-high", "best-fit", "greedy"] {
+            let policy = || crate::baselines::baseline(name).unwrap();
+            let mut bare = policy();
+            let mut shielded = ShieldedPolicy::new(policy());
+            bare.reset(3);
+            shielded.reset(3);
+            let own = bare.start(&env);
+            assert_eq!(own.is_some(), name != "greedy", "{name}");
+            assert_eq!(shielded.start(&env), own, "{name}");
+        }
     }
 
     #[test]

@@ -38,7 +38,6 @@ pub fn eval_table(rows: &[EvalRow]) -> String {
         .iter()
         .map(|r| {
             let versus = greedy.filter(|g| g.policy != r.policy).and_then(|g| evaluate::versus(r, g));
-            let percent = |x: f64| format!("{:+.2}%", x * 100.0);
             vec![
                 r.policy.clone(),
                 format!("{:.1}", r.mean_latency_ms),
@@ -47,9 +46,9 @@ pub fn eval_table(rows: &[EvalRow]) -> String {
                 format!("{:.1}", r.moves),
                 r.gpus_used.map_or("-".into(), |g| format!("{g:.2}")),
                 format!("{:.2}", r.reward),
-                r.gap_to_oracle.map_or("-".into(), |g| format!("{:+.1}%", g * 100.0)),
-                versus.map_or("-".into(), |v| percent(v.mean)),
-                versus.map_or("-".into(), |v| percent(v.worst)),
+                r.gap_to_oracle.map_or("-".into(), |g| signed_percent(g, 1)),
+                versus.map_or("-".into(), |v| signed_percent(v.mean, 2)),
+                versus.map_or("-".into(), |v| signed_percent(v.worst, 2)),
             ]
         })
         .collect();
@@ -66,6 +65,15 @@ pub fn eval_table(rows: &[EvalRow]) -> String {
         "worst day",
     ];
     render(&headers, &body)
+}
+
+/// `fraction` as a signed percentage with `decimals` places; one that rounds to zero is
+/// `+0.00%`, not `-0.00%`, so a day a hair below `greedy` does not read as a gain.
+fn signed_percent(fraction: f64, decimals: usize) -> String {
+    let scale = 10f64.powi(decimals as i32);
+    let rounded = (fraction * 100.0 * scale).round() / scale;
+    // Adding zero turns a negative zero into a positive one.
+    format!("{:+.*}%", decimals, rounded + 0.0)
 }
 
 /// The table of `berth bench env`.
@@ -155,5 +163,8 @@ mod tests {
         let cells = |line: &str| line.split_whitespace().rev().take(2).map(String::from).collect::<Vec<_>>();
         assert_eq!(cells(lines[2]), ["-", "-"], "greedy against itself: {t}");
         assert_eq!(cells(lines[3]), ["+2.00%", "-4.00%"], "mean of -10% and +2%, worst +2%: {t}");
+        let t = eval_table(&[row("greedy", [100.0, 50.0]), row("ppo", [99.999_99, 49.999_99])]);
+        let hair = t.lines().nth(3).unwrap();
+        assert_eq!(cells(hair), ["+0.00%", "+0.00%"], "a hair below greedy: {t}");
     }
 }

@@ -158,6 +158,9 @@ fn unknown_policy_and_zero_episodes_are_refused() {
         let says = format!("--shield-forecasts: {forecasts} is not from 1 to 16");
         assert!(!out.status.success() && stderr(&out).contains(&says), "{forecasts}: {}", stderr(&out));
     }
+    let out = berth(&["eval", "--scenario", "tiny", "--policy", "shield:random", "--shield-vote=most"]);
+    let says = "--shield-vote: `most` is not one of sum, every";
+    assert!(!out.status.success() && stderr(&out).contains(says), "{}", stderr(&out));
     for budget in ["-1", "101", "NaN", "none"] {
         let flag = format!("--shield-budget={budget}");
         let out = berth(&["eval", "--scenario", "tiny", "--policy", "shield:random", &flag]);

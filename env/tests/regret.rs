@@ -4,7 +4,7 @@
 
 use berth_env::baselines::{GreedyPolicy, Policy, RandomPolicy};
 use berth_env::regret::Regret;
-use berth_env::shield::{ShieldSettings, ShieldedPolicy};
+use berth_env::shield::{ShieldSettings, ShieldedPolicy, Vote};
 use berth_env::shipped::load;
 use berth_env::{Env, PlacementEnv};
 
@@ -112,7 +112,7 @@ fn strays_while_trailing(shielded: &mut ShieldedPolicy, seed: u64, forced: u32, 
 
 /// Behind a budget a policy strays from `greedy` only on ticks where the day so far trails
 /// `greedy`'s counterfactual by no more than it; without one, the same policy strays on days
-/// that trail.
+/// that trail. The forecasts vote in sum, so that a random policy strays at all.
 #[test]
 fn behind_a_budget_a_policy_strays_only_while_the_day_is_within_it() {
     let random = || Box::new(RandomPolicy::new()) as Box<dyn Policy>;
@@ -121,12 +121,17 @@ fn behind_a_budget_a_policy_strays_only_while_the_day_is_within_it() {
     for seed in 1..6 {
         let mut free = ShieldedPolicy::with(
             random(),
-            ShieldSettings { margin: 0.0, budget: None, ..ShieldSettings::default() },
+            ShieldSettings { margin: 0.0, budget: None, vote: Vote::Sum, ..ShieldSettings::default() },
         );
         unbudgeted += strays_while_trailing(&mut free, seed, 24, budget);
         let mut held = ShieldedPolicy::with(
             random(),
-            ShieldSettings { margin: 0.0, budget: Some(budget), ..ShieldSettings::default() },
+            ShieldSettings {
+                margin: 0.0,
+                budget: Some(budget),
+                vote: Vote::Sum,
+                ..ShieldSettings::default()
+            },
         );
         assert_eq!(
             strays_while_trailing(&mut held, seed, 24, budget),

@@ -20,7 +20,7 @@ use berth_agents::run_log::RunLog;
 use berth_agents::{AgentKind, AgentPolicy, Flow, Progress, SavedModel, Target, TrainRequest, load_agent};
 use berth_core::Scenario;
 use berth_env::evaluate::{self, Contender, EvalRow, default_policies};
-use berth_env::shield::ShieldSettings;
+use berth_env::shield::{ShieldSettings, Vote};
 use berth_env::{PlacementEnv, shield, shipped};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -193,6 +193,10 @@ struct EvalArgs {
     /// the shield's own).
     #[arg(long)]
     shield_forecasts: Option<u64>,
+    /// How the shield's forecast draws decide: `sum` takes the policy's move where its plans
+    /// win in sum, `every` only where they win on every draw (default: the shield's own).
+    #[arg(long)]
+    shield_vote: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -387,8 +391,8 @@ fn eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// The per-tick shield's settings from `--shield-margin`, `--shield-budget` and
-/// `--shield-forecasts`.
+/// The per-tick shield's settings from `--shield-margin`, `--shield-budget`,
+/// `--shield-forecasts` and `--shield-vote`.
 fn shield_settings(args: &EvalArgs) -> Result<ShieldSettings> {
     let mut settings = ShieldSettings::default();
     if let Some(percent) = args.shield_margin {
@@ -402,6 +406,10 @@ fn shield_settings(args: &EvalArgs) -> Result<ShieldSettings> {
             bail!("--shield-forecasts: {forecasts} is not from 1 to {}", shield::MAX_FORECASTS);
         }
         settings.forecasts = forecasts;
+    }
+    if let Some(name) = &args.shield_vote {
+        settings.vote = Vote::named(name)
+            .with_context(|| format!("--shield-vote: `{name}` is not one of {}", Vote::NAMES.join(", ")))?;
     }
     match args.shield_budget.as_deref() {
         None => {}

@@ -40,7 +40,7 @@ fn build_id() -> &'static str {
 pub enum Contender<'a> {
     /// An agent trained in the run.
     Agent(&'a AgentSpec),
-    /// The same agent behind the deploy's shield: trained again from the same seed (training
+    /// The same agent behind the per-tick shield: trained again from the same seed (training
     /// reproduces exactly, so it is the same model), then evaluated through the shield.
     ShieldedAgent(&'a AgentSpec),
     /// A baseline by name.

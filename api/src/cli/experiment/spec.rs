@@ -145,7 +145,7 @@ pub struct Experiment {
     pub baselines: Vec<String>,
     /// Whether to run the oracle (gap column).
     pub oracle: bool,
-    /// Whether each agent is also evaluated behind the deploy's shield, as its own row.
+    /// Whether each agent is also evaluated behind the per-tick shield, as its own row.
     pub shield: bool,
     /// Agents to train.
     pub agents: Vec<AgentSpec>,

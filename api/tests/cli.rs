@@ -161,6 +161,9 @@ fn unknown_policy_and_zero_episodes_are_refused() {
     let out = berth(&["eval", "--scenario", "tiny", "--policy", "shield:random", "--shield-vote=most"]);
     let says = "--shield-vote: `most` is not one of sum, every";
     assert!(!out.status.success() && stderr(&out).contains(says), "{}", stderr(&out));
+    let out = berth(&["eval", "--scenario", "tiny", "--policy", "shield:random", "--shield-apart=yes"]);
+    let says = "--shield-apart: `yes` is neither `on` nor `off`";
+    assert!(!out.status.success() && stderr(&out).contains(says), "{}", stderr(&out));
     for budget in ["-1", "101", "NaN", "none"] {
         let flag = format!("--shield-budget={budget}");
         let out = berth(&["eval", "--scenario", "tiny", "--policy", "shield:random", &flag]);

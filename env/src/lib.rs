@@ -31,6 +31,7 @@ pub mod cost;
 pub mod entity;
 mod error;
 pub mod evaluate;
+pub mod exposure;
 pub mod fixed;
 pub mod gains;
 pub mod gym;

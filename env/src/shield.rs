@@ -17,6 +17,7 @@
 use berth_core::Rng;
 
 use crate::baselines::{GreedyPolicy, Policy};
+use crate::exposure::{lone_services, lone_services_after};
 use crate::gym::{Env, first_allowed};
 use crate::plan::{Plan, PlanLimits, PlannedMove, cost_after, planned_moves};
 use crate::regret::Regret;
@@ -57,10 +58,15 @@ pub struct Shielded {
     pub greedy_cost: f64,
     /// The same for keeping the placement.
     pub keep_cost: f64,
+    /// Services with every replica on one node after each candidate: the policy's plan,
+    /// `greedy`'s, keeping ([`crate::exposure`]).
+    pub lone_services: [usize; 3],
 }
 
 /// Plans with `policy` and with `greedy` from `start`, scores both and keeping on the same
-/// traffic (episode `seed`), and returns the cheapest.
+/// traffic (episode `seed`), and returns the cheapest; the policy's plan only where it leaves
+/// no more services with every replica on one node than `greedy`'s plan or keeping would (the
+/// simulation sees no failures, so it cannot weigh what that risks).
 pub fn shield(
     env: &mut PlacementEnv,
     policy: &mut dyn Policy,
@@ -75,16 +81,29 @@ pub fn shield(
     let policy_cost = rollout_cost(env, start, &own, seed, horizon)?;
     let greedy_cost = rollout_cost(env, start, &greedy, seed, horizon)?;
     let keep_cost = rollout_cost(env, start, &[], seed, horizon)?;
+    let lone_services = [&own[..], &greedy, &[]].map(|moves| lone_services_after_plan(env, start, moves));
+    let exposed = lone_services[0] > lone_services[1].max(lone_services[2]);
     // Keeping wins ties, then the policy: a candidate must be strictly cheaper to win.
     let mut best = (Choice::Keep, keep_cost, Vec::new());
     for (choice, cost, moves) in [(Choice::Policy, policy_cost, own), (Choice::Greedy, greedy_cost, greedy)] {
-        if cost < best.1 - 1e-9 {
+        if cost < best.1 - 1e-9 && !(exposed && choice == Choice::Policy) {
             best = (choice, cost, moves);
         }
     }
     let after = if best.2.is_empty() { before } else { cost_after(env, start, seed, &best.2)? };
     let plan = Plan { moves: best.2, before, after };
-    Ok(Shielded { choice: best.0, plan, policy_cost, greedy_cost, keep_cost })
+    Ok(Shielded { choice: best.0, plan, policy_cost, greedy_cost, keep_cost, lone_services })
+}
+
+/// [`lone_services`] once `moves` are made from `start`.
+fn lone_services_after_plan(env: &PlacementEnv, start: &StartState, moves: &[PlannedMove]) -> usize {
+    let mut placement = start.placement.clone();
+    for m in moves {
+        if let Some(node) = placement.get_mut(m.replica) {
+            *node = m.to;
+        }
+    }
+    lone_services(&placement, env.replica_service(), env.scenario().services.len())
 }
 
 /// The simulated cost of `policy`'s plan from `start` over twice the plan's horizon, planned
@@ -164,6 +183,10 @@ pub struct ShieldSettings {
     pub forecasts: u64,
     /// How the draws decide.
     pub vote: Vote,
+    /// Whether a move of the policy's is refused where it leaves more services with every
+    /// replica on one node than `greedy`'s move would ([`crate::exposure`]): the forecasts
+    /// see no failures, so they cannot weigh what such a move risks.
+    pub keep_apart: bool,
 }
 
 /// How the per-tick shield's forecast draws decide between the policy's move and `greedy`'s.
@@ -198,7 +221,7 @@ impl Vote {
 
 impl Default for ShieldSettings {
     fn default() -> Self {
-        Self { margin: MARGIN, budget: BUDGET, forecasts: FORECASTS, vote: Vote::Every }
+        Self { margin: MARGIN, budget: BUDGET, forecasts: FORECASTS, vote: Vote::Every, keep_apart: true }
     }
 }
 
@@ -248,7 +271,7 @@ impl ShieldedPolicy {
         let budget =
             settings.budget.map(|b| if b.is_finite() { b.clamp(0.0, MAX_BUDGET) } else { MAX_BUDGET });
         let forecasts = settings.forecasts.clamp(1, MAX_FORECASTS);
-        let settings = ShieldSettings { margin, budget, forecasts, vote: settings.vote };
+        let settings = ShieldSettings { margin, budget, forecasts, ..settings };
         let limits = PlanLimits::default();
         Self { inner, name, scratch: None, limits, forecast: 0, settings, regret: Regret::new() }
     }
@@ -256,6 +279,9 @@ impl ShieldedPolicy {
     /// How much cheaper the plan from the policy's move `own` is than the plan from `greedy`'s
     /// move `greedy`, less the margin of `greedy`'s plan's cost: summed over the forecasts, or
     /// on the worst of them, as the settings' vote says; `None` where the simulation fails.
+    /// With [`ShieldSettings::keep_apart`], minus infinity where on some forecast the
+    /// policy's plan ends with more services on one node than `greedy`'s: its own later
+    /// moves may join what `own` alone does not.
     fn advantage(&mut self, env: &PlacementEnv, own: usize, greedy: usize) -> Option<f64> {
         let start = env.start_state();
         let scratch = PlacementEnv::scratch_in(&mut self.scratch, env)?;
@@ -265,8 +291,12 @@ impl ShieldedPolicy {
             let seed = Rng::derive(self.forecast, u64::from(start.tick) * forecasts + draw).next_u64();
             let mut policy = Starting { first: Some(own), then: self.inner.as_mut() };
             let policy_cost = plan_cost(scratch, &mut policy, &start, seed, self.limits).ok()?;
+            let policy_lone = lone_services_after(scratch, 0);
             let mut baseline = Starting { first: Some(greedy), then: &mut GreedyPolicy };
             let greedy_cost = plan_cost(scratch, &mut baseline, &start, seed, self.limits).ok()?;
+            if self.settings.keep_apart && policy_lone > lone_services_after(scratch, 0) {
+                return Some(f64::NEG_INFINITY);
+            }
             let advantage = greedy_cost - policy_cost - self.settings.margin * greedy_cost.abs();
             sum += advantage;
             worst = worst.min(advantage);
@@ -305,6 +335,11 @@ impl Policy for ShieldedPolicy {
         let greedy = GreedyPolicy.act(env);
         let own = self.inner.act(env);
         if held || own == greedy || !env.action_mask().get(own).copied().unwrap_or(false) {
+            return greedy;
+        }
+        // The forecasts see no failures, so they cannot weigh what a service on one node
+        // risks: a move that puts one there is refused where `greedy`'s would not.
+        if self.settings.keep_apart && lone_services_after(env, own) > lone_services_after(env, greedy) {
             return greedy;
         }
         // Ties and failed simulations go to `greedy`.
@@ -388,7 +423,13 @@ mod tests {
         // Voting in sum, so that at no margin any forecast's gain lets `spread` stray.
         let mut free = ShieldedPolicy::with(
             spread(),
-            ShieldSettings { margin: 0.0, budget: None, vote: Vote::Sum, ..ShieldSettings::default() },
+            ShieldSettings {
+                margin: 0.0,
+                budget: None,
+                vote: Vote::Sum,
+                keep_apart: false,
+                ..ShieldSettings::default()
+            },
         );
         let row = run_policy(&mut env, &mut free, &seeds, &mut |_, _| {}).unwrap();
         assert_ne!((row.reward, row.moves), (greedy.reward, greedy.moves), "{row:?}");
@@ -418,7 +459,8 @@ mod tests {
     #[test]
     fn every_draw_must_favour_the_move_where_the_sum_need_not() {
         let mut env = PlacementEnv::new(shipped::load("gpu-small").unwrap()).unwrap();
-        let settings = |vote| ShieldSettings { margin: 0.0, budget: None, forecasts: 4, vote };
+        let settings =
+            |vote| ShieldSettings { margin: 0.0, budget: None, forecasts: 4, vote, keep_apart: false };
         let spread = || crate::baselines::baseline("spread").unwrap();
         let mut sum = ShieldedPolicy::with(spread(), settings(Vote::Sum));
         let mut every = ShieldedPolicy::with(spread(), settings(Vote::Every));
@@ -444,6 +486,106 @@ mod tests {
             }
         }
         assert!(compared > 0 && split > 0, "{split} split of {compared} compared");
+    }
+
+    /// Policies that pack replicas (`best-fit`, `gpu-packing`) join a service's replicas on
+    /// one node; behind the shield, free to stray wherever the forecasts favour them, they
+    /// never do so where `greedy`'s move would not, and without the guard they do.
+    /// Proposes joining a replica with another of its service on that one's node where the
+    /// mask allows (the first such move), else `greedy`'s move.
+    struct Joiner;
+
+    impl Policy for Joiner {
+        fn name(&self) -> &str {
+            "joiner"
+        }
+
+        fn reset(&mut self, _seed: u64) {}
+
+        fn act(&mut self, env: &PlacementEnv) -> usize {
+            let (placement, services) = (env.placement(), env.replica_service());
+            let pairs = (0..placement.len()).flat_map(|r| (0..placement.len()).map(move |o| (r, o)));
+            pairs
+                .filter(|&(r, o)| services[r] == services[o] && placement[r] != placement[o])
+                .map(|(r, o)| env.encode(Move { replica: r, node: placement[o] }))
+                .find(|&a| env.action_mask()[a])
+                .unwrap_or_else(|| GreedyPolicy.act(env))
+        }
+    }
+
+    /// `gpu-small` from random placements at random ticks (`held` the same way), in the env.
+    fn random_states(
+        env: &mut PlacementEnv,
+        seeds: std::ops::Range<u64>,
+        mut check: impl FnMut(&PlacementEnv, u64),
+    ) {
+        let scenario = env.scenario().clone();
+        let fallback = crate::scheduler::spread_placement(&scenario).unwrap();
+        for seed in seeds {
+            let mut rng = Rng::new(seed);
+            let placement = crate::scheduler::random_placement(&scenario, &mut rng, &fallback).nodes;
+            let tick = rng.below(scenario.episode_ticks as usize) as u32;
+            let node_ready = vec![true; scenario.nodes.len()];
+            let start = StartState { placement, node_ready, tick, held: Vec::new() };
+            env.reset_at(seed, &start).unwrap();
+            check(env, seed);
+        }
+    }
+
+    fn free(keep_apart: bool) -> ShieldSettings {
+        ShieldSettings { margin: 0.0, budget: None, vote: Vote::Sum, keep_apart, forecasts: 1 }
+    }
+
+    /// A move that leaves a service with every replica on one node, where `greedy`'s would
+    /// not, is never taken with the guard, however the forecasts favour it; without the
+    /// guard it is, somewhere.
+    #[test]
+    fn a_move_that_leaves_a_service_on_one_node_is_refused_where_greedys_would_not() {
+        let mut env = PlacementEnv::new(shipped::load("gpu-small").unwrap()).unwrap();
+        let (mut proposed, mut taken) = (0, [0, 0]);
+        random_states(&mut env, 0..60, |env, seed| {
+            let (greedy, own) = (GreedyPolicy.act(env), Joiner.act(env));
+            if own == greedy || lone_services_after(env, own) <= lone_services_after(env, greedy) {
+                return;
+            }
+            proposed += 1;
+            for (i, keep_apart) in [true, false].into_iter().enumerate() {
+                let mut shielded = ShieldedPolicy::with(Box::new(Joiner), free(keep_apart));
+                shielded.reset(seed);
+                taken[i] += usize::from(shielded.act(env) == own);
+            }
+        });
+        assert!(proposed >= 10, "only {proposed} joining moves proposed");
+        assert_eq!(taken[0], 0, "guarded: took {} of {proposed}", taken[0]);
+        assert!(taken[1] > 0, "unguarded: took none of {proposed}");
+    }
+
+    /// The guard also reads where the plans end: a move that joins nothing itself has no
+    /// advantage where the policy's later moves leave a service on one node that `greedy`'s
+    /// plan does not; elsewhere the guard leaves the advantage as it is.
+    #[test]
+    fn a_plan_that_ends_with_a_service_on_one_node_has_no_advantage() {
+        let mut env = PlacementEnv::new(shipped::load("gpu-small").unwrap()).unwrap();
+        let (mut compared, mut refused) = (0, 0);
+        random_states(&mut env, 0..60, |env, seed| {
+            let greedy = GreedyPolicy.act(env);
+            // Keeping joins nothing; the joiner's later moves may.
+            if greedy == 0 || !env.action_mask()[0] {
+                return;
+            }
+            let [guarded, unguarded] = [true, false].map(|keep_apart| {
+                let mut shielded = ShieldedPolicy::with(Box::new(Joiner), free(keep_apart));
+                shielded.reset(seed);
+                shielded.advantage(env, 0, greedy).unwrap()
+            });
+            compared += 1;
+            match guarded == f64::NEG_INFINITY {
+                true => refused += 1,
+                false => assert_eq!(guarded, unguarded, "seed {seed}"),
+            }
+            assert!(unguarded.is_finite(), "seed {seed}");
+        });
+        assert!(refused > 0 && refused < compared, "{refused} of {compared} refused");
     }
 
     #[test]

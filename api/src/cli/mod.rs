@@ -197,6 +197,10 @@ struct EvalArgs {
     /// win in sum, `every` only where they win on every draw (default: the shield's own).
     #[arg(long)]
     shield_vote: Option<String>,
+    /// Whether the shield refuses a move that leaves more services with every replica on one
+    /// node than `greedy`'s move would: `on` or `off` (default: on).
+    #[arg(long)]
+    shield_apart: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,7 +396,7 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 /// The per-tick shield's settings from `--shield-margin`, `--shield-budget`,
-/// `--shield-forecasts` and `--shield-vote`.
+/// `--shield-forecasts`, `--shield-vote` and `--shield-apart`.
 fn shield_settings(args: &EvalArgs) -> Result<ShieldSettings> {
     let mut settings = ShieldSettings::default();
     if let Some(percent) = args.shield_margin {
@@ -410,6 +414,12 @@ fn shield_settings(args: &EvalArgs) -> Result<ShieldSettings> {
     if let Some(name) = &args.shield_vote {
         settings.vote = Vote::named(name)
             .with_context(|| format!("--shield-vote: `{name}` is not one of {}", Vote::NAMES.join(", ")))?;
+    }
+    match args.shield_apart.as_deref() {
+        None => {}
+        Some("on") => settings.keep_apart = true,
+        Some("off") => settings.keep_apart = false,
+        Some(text) => bail!("--shield-apart: `{text}` is neither `on` nor `off`"),
     }
     match args.shield_budget.as_deref() {
         None => {}

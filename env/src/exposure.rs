@@ -1,0 +1,72 @@
+//! How exposed a placement is to one node's failure: the services whose every replica stands
+//! on the same node, so that node going NotReady takes the whole service down until its
+//! replicas are moved and cold-started elsewhere. Kubernetes users guard against this with
+//! pod anti-affinity or topology spread constraints; the per-tick shield uses the count to
+//! refuse a move that puts a service on one node where `greedy`'s move would not.
+
+use crate::PlacementEnv;
+
+/// Services of two or more replicas that all stand on one node in `placement` (node of each
+/// replica; `replica_service` the service of each, below `services`).
+pub fn lone_services(placement: &[usize], replica_service: &[usize], services: usize) -> usize {
+    // Per service: the node its first replica stands on, its replicas seen, and whether two
+    // of them stand apart.
+    let mut seen: Vec<(usize, u32, bool)> = vec![(0, 0, false); services];
+    for (&node, &service) in placement.iter().zip(replica_service) {
+        let Some((first, count, apart)) = seen.get_mut(service) else { continue };
+        if *count == 0 {
+            *first = node;
+        } else if *first != node {
+            *apart = true;
+        }
+        *count += 1;
+    }
+    seen.iter().filter(|&&(_, count, apart)| count >= 2 && !apart).count()
+}
+
+/// [`lone_services`] of the placement `env` would have after `action` (keep: as it is).
+pub fn lone_services_after(env: &PlacementEnv, action: usize) -> usize {
+    let mut placement = env.placement().to_vec();
+    if let Some(mv) = env.decode(action)
+        && let Some(node) = placement.get_mut(mv.replica)
+    {
+        *node = mv.node;
+    }
+    lone_services(&placement, env.replica_service(), env.scenario().services.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gym::Env;
+    use crate::shipped;
+
+    #[test]
+    fn a_service_is_lone_when_all_of_its_two_or_more_replicas_share_a_node() {
+        // Service 0: two replicas on node 3; service 1: apart; service 2: one replica.
+        assert_eq!(lone_services(&[3, 3, 1, 2, 4], &[0, 0, 1, 1, 2], 3), 1);
+        assert_eq!(lone_services(&[3, 5, 1, 2, 4], &[0, 0, 1, 1, 2], 3), 0);
+        assert_eq!(lone_services(&[3, 3, 2, 2, 4], &[0, 0, 1, 1, 2], 3), 2);
+        assert_eq!(lone_services(&[], &[], 0), 0);
+    }
+
+    #[test]
+    fn a_move_that_joins_a_service_on_one_node_makes_it_lone() {
+        let mut env = PlacementEnv::new(shipped::load("gpu-small").unwrap()).unwrap();
+        env.reset(7);
+        let before = lone_services_after(&env, 0);
+        assert_eq!(
+            before,
+            lone_services(env.placement(), env.replica_service(), env.scenario().services.len())
+        );
+        // Move a replica onto the node of another replica of its service, where allowed.
+        let (placement, services) = (env.placement().to_vec(), env.replica_service().to_vec());
+        let joining = (0..placement.len())
+            .flat_map(|r| (0..placement.len()).map(move |o| (r, o)))
+            .filter(|&(r, o)| r != o && services[r] == services[o] && placement[r] != placement[o])
+            .map(|(r, o)| env.encode(crate::Move { replica: r, node: placement[o] }))
+            .find(|&a| env.action_mask()[a]);
+        let action = joining.expect("gpu-small has a service to join on one node");
+        assert_eq!(lone_services_after(&env, action), before + 1);
+    }
+}

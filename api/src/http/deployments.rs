@@ -83,6 +83,9 @@ fn deployment_json(d: DeploymentDoc) -> Value {
         "stop_requested": d.stop_requested,
         "shield": d.shield.map(|s| json!({
             "applied": s.applied, "policy_cost": s.policy_cost, "greedy_cost": s.greedy_cost, "keep_cost": s.keep_cost,
+            "lone_services": {
+                "policy": s.lone_services.policy, "greedy": s.lone_services.greedy, "keep": s.lone_services.keep,
+            },
         })),
         "nodes_added": d.nodes_added,
         "nodes_left_out": d.nodes_left_out,

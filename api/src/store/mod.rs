@@ -402,6 +402,29 @@ pub struct ShieldDoc {
     pub greedy_cost: f64,
     /// Keeping the placement.
     pub keep_cost: f64,
+    /// Services with every replica on one node after the model's plan, `greedy`'s and
+    /// keeping (0 in deployments recorded before the shield counted them).
+    #[serde(default)]
+    pub lone_services: LoneServicesDoc,
+}
+
+/// Services with every replica on one node after each of the shield's candidates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoneServicesDoc {
+    /// After the model's plan.
+    pub policy: u32,
+    /// After `greedy`'s plan.
+    pub greedy: u32,
+    /// Keeping the placement.
+    pub keep: u32,
+}
+
+impl From<[usize; 3]> for LoneServicesDoc {
+    /// From the counts in the shield's order: the policy's plan, `greedy`'s, keeping.
+    fn from([policy, greedy, keep]: [usize; 3]) -> Self {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Self { policy: count(policy), greedy: count(greedy), keep: count(keep) }
+    }
 }
 
 /// A continuous deployment's settings and how far it got.

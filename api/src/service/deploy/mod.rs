@@ -19,7 +19,8 @@ use crate::service::cluster::LiveCluster;
 use crate::service::cluster::observe::time_of_day;
 use crate::service::scenario::resolve_scenario;
 use crate::store::{
-    DeployStepDoc, DeploymentDoc, DeploymentStatus, ModelDoc, PlannedMoveDoc, ShieldDoc, Store, StoreError,
+    DeployStepDoc, DeploymentDoc, DeploymentStatus, LoneServicesDoc, ModelDoc, PlannedMoveDoc, ShieldDoc,
+    Store, StoreError,
 };
 use lock::{DeployLock, lock_name};
 
@@ -133,6 +134,7 @@ pub async fn plan_deploy(
                         policy_cost: s.policy_cost,
                         greedy_cost: s.greedy_cost,
                         keep_cost: s.keep_cost,
+                        lone_services: LoneServicesDoc::from(s.lone_services),
                     };
                     (Some(doc), s.plan)
                 })

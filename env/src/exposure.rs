@@ -1,8 +1,8 @@
 //! How exposed a placement is to one node's failure: the services whose every replica stands
 //! on the same node, so that node going NotReady takes the whole service down until its
 //! replicas are moved and cold-started elsewhere. Kubernetes users guard against this with
-//! pod anti-affinity or topology spread constraints; the per-tick shield uses the count to
-//! refuse a move that puts a service on one node where `greedy`'s move would not.
+//! pod anti-affinity or topology spread constraints. The shield ([`crate::shield`]) uses the
+//! count to refuse a policy's move or plan that leaves more such services than `greedy`'s.
 
 use crate::PlacementEnv;
 

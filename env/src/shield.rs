@@ -13,6 +13,12 @@
 //! simulates nothing. With a budget
 //! ([`ShieldSettings::budget`]) it also takes `greedy`'s move while the day so far costs more
 //! than `greedy` would have paid on it by more than the budget ([`crate::regret`]).
+//!
+//! The simulation holds the nodes as they are, so it cannot weigh what a service with every
+//! replica on one node risks when that node fails. Both forms therefore refuse the policy's
+//! plan where it leaves more such services than the alternatives ([`crate::exposure`];
+//! [`ShieldSettings::keep_apart`]): traced on `robustness`'s H100 outage, strays the forecasts
+//! favoured had put every replica on the node that then failed.
 
 use berth_core::Rng;
 
@@ -156,7 +162,8 @@ fn keep_or_first(env: &PlacementEnv) -> usize {
 /// two agree it takes the move; where they differ it plans on from each move on a scratch copy
 /// of the cluster, with [`FORECASTS`] forecasts of the traffic (or the settings' number), and
 /// takes the policy's move only if its plan costs less by more than the margin on every
-/// forecast (or in sum, as the settings' [`Vote`] says), and (with a budget) the day so far
+/// forecast (or in sum, as the settings' [`Vote`] says), leaves no more services on one node
+/// than `greedy`'s (see [`ShieldSettings::keep_apart`]), and (with a budget) the day so far
 /// trails `greedy`'s counterfactual by no more than the budget. So behind the shield `greedy`
 /// is `greedy`, and a policy strays from it only where the simulator expects it to gain
 /// whatever the traffic.
@@ -184,8 +191,9 @@ pub struct ShieldSettings {
     /// How the draws decide.
     pub vote: Vote,
     /// Whether a move of the policy's is refused where it leaves more services with every
-    /// replica on one node than `greedy`'s move would ([`crate::exposure`]): the forecasts
-    /// see no failures, so they cannot weigh what such a move risks.
+    /// replica on one node than `greedy`'s move would, or where on some forecast the plan
+    /// from it ends with more of them than `greedy`'s plan ([`crate::exposure`]): the
+    /// forecasts see no failures, so they cannot weigh what such a move risks.
     pub keep_apart: bool,
 }
 
@@ -278,12 +286,11 @@ impl ShieldedPolicy {
 
     /// How much cheaper the plan from the policy's move `own` is than the plan from `greedy`'s
     /// move `greedy`, less the margin of `greedy`'s plan's cost: summed over the forecasts, or
-    /// on the worst of them, as the settings' vote says (voting on every draw, the first draw
-    /// on which the move does not win, which decides alike); `None` where the simulation
-    /// fails. The move is taken where it is above 0 (1e-9).
-    /// With [`ShieldSettings::keep_apart`], minus infinity where on some forecast the
-    /// policy's plan ends with more services on one node than `greedy`'s: its own later
-    /// moves may join what `own` alone does not.
+    /// on the worst of them, as the settings' vote says (voting on every draw, the value on
+    /// the first draw on which the move does not win: the decision is the same); `None` where
+    /// the simulation fails. With [`ShieldSettings::keep_apart`], minus infinity where on a
+    /// forecast the policy's plan ends with more services on one node than `greedy`'s: its
+    /// later moves may join what `own` alone does not.
     fn advantage(&mut self, env: &PlacementEnv, own: usize, greedy: usize) -> Option<f64> {
         let start = env.start_state();
         let scratch = PlacementEnv::scratch_in(&mut self.scratch, env)?;

@@ -24,15 +24,25 @@ pub fn lone_services(placement: &[usize], replica_service: &[usize], services: u
     seen.iter().filter(|&&(_, count, apart)| count >= 2 && !apart).count()
 }
 
-/// [`lone_services`] of the placement `env` would have after `action` (keep: as it is).
-pub fn lone_services_after(env: &PlacementEnv, action: usize) -> usize {
-    let mut placement = env.placement().to_vec();
-    if let Some(mv) = env.decode(action)
-        && let Some(node) = placement.get_mut(mv.replica)
-    {
-        *node = mv.node;
+/// [`lone_services`] of `env`'s cluster with `placement`, once each `(replica, node)` move of
+/// `moves` is made.
+pub fn lone_services_moved(
+    env: &PlacementEnv,
+    placement: &[usize],
+    moves: impl IntoIterator<Item = (usize, usize)>,
+) -> usize {
+    let mut placement = placement.to_vec();
+    for (replica, to) in moves {
+        if let Some(node) = placement.get_mut(replica) {
+            *node = to;
+        }
     }
     lone_services(&placement, env.replica_service(), env.scenario().services.len())
+}
+
+/// [`lone_services`] of the placement `env` would have after `action` (keep: as it is).
+pub fn lone_services_after(env: &PlacementEnv, action: usize) -> usize {
+    lone_services_moved(env, env.placement(), env.decode(action).map(|mv| (mv.replica, mv.node)))
 }
 
 #[cfg(test)]

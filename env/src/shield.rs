@@ -23,7 +23,7 @@
 use berth_core::Rng;
 
 use crate::baselines::{GreedyPolicy, Policy};
-use crate::exposure::{lone_services, lone_services_after};
+use crate::exposure::{lone_services_after, lone_services_moved};
 use crate::gym::{Env, first_allowed};
 use crate::plan::{Plan, PlanLimits, PlannedMove, cost_after, planned_moves};
 use crate::regret::Regret;
@@ -87,7 +87,8 @@ pub fn shield(
     let policy_cost = rollout_cost(env, start, &own, seed, horizon)?;
     let greedy_cost = rollout_cost(env, start, &greedy, seed, horizon)?;
     let keep_cost = rollout_cost(env, start, &[], seed, horizon)?;
-    let lone_services = [&own[..], &greedy, &[]].map(|moves| lone_services_after_plan(env, start, moves));
+    let lone_services = [&own[..], &greedy, &[]]
+        .map(|moves| lone_services_moved(env, &start.placement, moves.iter().map(|m| (m.replica, m.to))));
     let exposed = lone_services[0] > lone_services[1].max(lone_services[2]);
     // Keeping wins ties, then the policy: a candidate must be strictly cheaper to win.
     let mut best = (Choice::Keep, keep_cost, Vec::new());
@@ -99,17 +100,6 @@ pub fn shield(
     let after = if best.2.is_empty() { before } else { cost_after(env, start, seed, &best.2)? };
     let plan = Plan { moves: best.2, before, after };
     Ok(Shielded { choice: best.0, plan, policy_cost, greedy_cost, keep_cost, lone_services })
-}
-
-/// [`lone_services`] once `moves` are made from `start`.
-fn lone_services_after_plan(env: &PlacementEnv, start: &StartState, moves: &[PlannedMove]) -> usize {
-    let mut placement = start.placement.clone();
-    for m in moves {
-        if let Some(node) = placement.get_mut(m.replica) {
-            *node = m.to;
-        }
-    }
-    lone_services(&placement, env.replica_service(), env.scenario().services.len())
 }
 
 /// The simulated cost of `policy`'s plan from `start` over twice the plan's horizon, planned
@@ -300,10 +290,10 @@ impl ShieldedPolicy {
             let seed = Rng::derive(self.forecast, u64::from(start.tick) * forecasts + draw).next_u64();
             let mut policy = Starting { first: Some(own), then: self.inner.as_mut() };
             let policy_cost = plan_cost(scratch, &mut policy, &start, seed, self.limits).ok()?;
-            let policy_lone = lone_services_after(scratch, 0);
+            let policy_lone = self.settings.keep_apart.then(|| lone_services_after(scratch, 0));
             let mut baseline = Starting { first: Some(greedy), then: &mut GreedyPolicy };
             let greedy_cost = plan_cost(scratch, &mut baseline, &start, seed, self.limits).ok()?;
-            if self.settings.keep_apart && policy_lone > lone_services_after(scratch, 0) {
+            if policy_lone.is_some_and(|lone| lone > lone_services_after(scratch, 0)) {
                 return Some(f64::NEG_INFINITY);
             }
             let advantage = greedy_cost - policy_cost - self.settings.margin * greedy_cost.abs();

@@ -144,6 +144,9 @@ fn unknown_policy_and_zero_episodes_are_refused() {
     let says =
         "--policy: `descheduler:0`: the descheduler's interval `0` must be whole seconds from 1 to 86400";
     assert!(!out.status.success() && stderr(&out).contains(says), "{}", stderr(&out));
+    let out = berth(&["eval", "--scenario", "tiny", "--policy", "lookahead:289"]);
+    let says = "--policy: `lookahead:289`: the lookahead's horizon `289` must be whole ticks from 1 to 288";
+    assert!(!out.status.success() && stderr(&out).contains(says), "{}", stderr(&out));
     let out = berth(&["eval", "--scenario", "tiny", "--episodes", "0"]);
     assert!(!out.status.success() && stderr(&out).contains("--episodes"), "{}", stderr(&out));
     for margin in ["-1", "101", "NaN"] {

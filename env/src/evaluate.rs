@@ -20,10 +20,10 @@ pub fn default_policies() -> Vec<&'static str> {
     baselines::NAMES.iter().copied().chain(["oracle"]).collect()
 }
 
-/// The names `--policy` accepts besides saved models: every baseline, `fixed` (its search
-/// takes a few seconds, so it is asked for by name) and the oracle.
+/// The names `--policy` accepts besides saved models: every baseline, `fixed` and
+/// `lookahead` (each simulates for seconds, so they are asked for by name) and the oracle.
 pub fn named_policies() -> Vec<&'static str> {
-    baselines::NAMES.iter().copied().chain(["fixed", "oracle"]).collect()
+    baselines::NAMES.iter().copied().chain(["fixed", "lookahead", "oracle"]).collect()
 }
 
 /// One row of the comparison: a policy's figures over all evaluated episodes.
@@ -319,6 +319,10 @@ pub fn unknown_policy(name: &str) -> String {
         Some((base, secs)) if base.starts_with("descheduler") => {
             format!("`{name}`: the descheduler's interval `{secs}` must be whole seconds from 1 to 86400")
         }
+        Some(("lookahead", ticks)) => format!(
+            "`{name}`: the lookahead's horizon `{ticks}` must be whole ticks from 1 to {}",
+            baselines::lookahead::MAX_HORIZON_TICKS
+        ),
         _ => format!("unknown policy `{name}` (expected one of {})", named_policies().join(", ")),
     }
 }

@@ -382,6 +382,7 @@ mod tests {
     use crate::baselines::RandomPolicy;
     use crate::evaluate::run_policy;
     use crate::shipped;
+    use crate::test_cluster::random_states;
 
     /// Behind the shield a random policy stops thrashing: wherever its move differs from
     /// `greedy`'s, the plans from both are weighed on forecasts, and a random move rarely wins.
@@ -513,25 +514,6 @@ mod tests {
                 .map(|(r, o)| env.encode(Move { replica: r, node: placement[o] }))
                 .find(|&a| env.action_mask()[a])
                 .unwrap_or_else(|| GreedyPolicy.act(env))
-        }
-    }
-
-    /// `gpu-small` from random placements at random ticks (`held` the same way), in the env.
-    fn random_states(
-        env: &mut PlacementEnv,
-        seeds: std::ops::Range<u64>,
-        mut check: impl FnMut(&PlacementEnv, u64),
-    ) {
-        let scenario = env.scenario().clone();
-        let fallback = crate::scheduler::spread_placement(&scenario).unwrap();
-        for seed in seeds {
-            let mut rng = Rng::new(seed);
-            let placement = crate::scheduler::random_placement(&scenario, &mut rng, &fallback).nodes;
-            let tick = rng.below(scenario.episode_ticks as usize) as u32;
-            let node_ready = vec![true; scenario.nodes.len()];
-            let start = StartState { placement, node_ready, tick, held: Vec::new() };
-            env.reset_at(seed, &start).unwrap();
-            check(env, seed);
         }
     }
 

@@ -4,9 +4,9 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use berth_core::Scenario;
+use berth_core::{Rng, Scenario};
 
-use crate::PlacementEnv;
+use crate::{PlacementEnv, StartState, scheduler};
 
 /// A node: name, zone (`a` or `b`), millicores, GPUs (model `g`, 40 GiB each).
 pub struct N(pub &'static str, pub &'static str, pub u64, pub u32);
@@ -57,4 +57,24 @@ pub fn placed(scenario: Arc<Scenario>, placement: &[usize]) -> PlacementEnv {
     let mut env = PlacementEnv::new(scenario).unwrap();
     env.reset_placed(1, placement).unwrap();
     env
+}
+
+/// `env`'s scenario from a random placement at a random tick per seed of `seeds`, every node
+/// Ready, each handed to `check` with its seed.
+pub fn random_states(
+    env: &mut PlacementEnv,
+    seeds: std::ops::Range<u64>,
+    mut check: impl FnMut(&PlacementEnv, u64),
+) {
+    let scenario = env.scenario().clone();
+    let fallback = scheduler::spread_placement(&scenario).unwrap();
+    for seed in seeds {
+        let mut rng = Rng::new(seed);
+        let placement = scheduler::random_placement(&scenario, &mut rng, &fallback).nodes;
+        let tick = rng.below(scenario.episode_ticks as usize) as u32;
+        let node_ready = vec![true; scenario.nodes.len()];
+        let start = StartState { placement, node_ready, tick, held: Vec::new() };
+        env.reset_at(seed, &start).unwrap();
+        check(env, seed);
+    }
 }

@@ -1,9 +1,12 @@
 //! The baselines every result is put beside: `random`, `spread` (kube-scheduler's default,
 //! placed once), `greedy` (the best single improving move per tick), and what operators run:
 //! the [`descheduler`] beside kube-scheduler, and the GPU-packing placement rules of
-//! [`crate::packing`] ([`placed`]).
+//! [`crate::packing`] ([`placed`]). [`lookahead`] weighs `greedy`'s best move over hours on
+//! a simulated copy; it costs hundreds of simulated ticks a tick, so it is asked for by name,
+//! not run by default.
 
 pub mod descheduler;
+pub mod lookahead;
 pub mod placed;
 
 use berth_core::Rng;
@@ -16,6 +19,7 @@ use crate::scheduler::Fit;
 use crate::what_if::WhatIf;
 
 pub use descheduler::{DeschedulerPolicy, Profile};
+pub use lookahead::LookaheadPolicy;
 pub use placed::PlacedPolicy;
 
 /// Something that picks an action in the placement env.
@@ -93,39 +97,52 @@ impl Policy for GreedyPolicy {
     }
 
     fn act(&mut self, env: &PlacementEnv) -> usize {
-        let scenario = env.scenario();
-        let mask = env.action_mask();
         // Keeping wins unless a move saves more than it costs; when keeping is not allowed
         // (replicas to evacuate), the best allowed move wins.
-        let keep =
-            if mask[0] { env.steady_cost(None).cost - scenario.reward.move_cost } else { f64::INFINITY };
-        let mut best = (0, keep);
-        // Nodes in the same zone with the same hardware score the same: try one. A flag per
-        // (zone, class), not a hash set: on 1,523 nodes and 200 replicas hashing the pairs
-        // took a fifth of greedy's time.
-        let classes = scenario.classes.len();
-        let mut tried = vec![false; scenario.zones.len() * classes];
-        let mut what_if = WhatIf::new(env);
-        for r in 0..env.placement().len() {
-            let s = env.replica_service()[r];
-            tried.fill(false);
-            for n in 0..env.node_count() {
-                let action = env.encode(Move { replica: r, node: n });
-                if !mask[action] {
-                    continue;
-                }
-                let pair = scenario.nodes[n].zone * classes + scenario.class_on(s, n);
-                if std::mem::replace(&mut tried[pair], true) {
-                    continue;
-                }
-                let cost = what_if.moved(r, n);
-                if cost < best.1 - 1e-12 {
-                    best = (action, cost);
-                }
+        let keep = match env.action_mask()[0] {
+            true => env.steady_cost(None).cost - env.scenario().reward.move_cost,
+            false => f64::INFINITY,
+        };
+        best_move(env, keep, |_| true).map_or(0, |(action, _)| action)
+    }
+}
+
+/// The allowed move that `admit`s and lowers the steady cost of the tick most, with that
+/// cost, where it is below `bar`. Moves are tried replica by replica, node by node; the first
+/// of equal costs wins.
+pub(crate) fn best_move(
+    env: &PlacementEnv,
+    bar: f64,
+    mut admit: impl FnMut(usize) -> bool,
+) -> Option<(usize, f64)> {
+    let scenario = env.scenario();
+    let mask = env.action_mask();
+    let mut best: Option<(usize, f64)> = None;
+    // Nodes in the same zone with the same hardware score the same: try one. A flag per
+    // (zone, class), not a hash set: on 1,523 nodes and 200 replicas hashing the pairs took a
+    // fifth of greedy's time.
+    let classes = scenario.classes.len();
+    let mut tried = vec![false; scenario.zones.len() * classes];
+    let mut what_if = WhatIf::new(env);
+    for r in 0..env.placement().len() {
+        let s = env.replica_service()[r];
+        tried.fill(false);
+        for n in 0..env.node_count() {
+            let action = env.encode(Move { replica: r, node: n });
+            if !mask[action] || !admit(action) {
+                continue;
+            }
+            let pair = scenario.nodes[n].zone * classes + scenario.class_on(s, n);
+            if std::mem::replace(&mut tried[pair], true) {
+                continue;
+            }
+            let cost = what_if.moved(r, n);
+            if cost < best.map_or(bar, |(_, c)| c) - 1e-12 {
+                best = Some((action, cost));
             }
         }
-        best.0
     }
+    best
 }
 
 /// The baselines' names, as `--policy` and experiments take them. `descheduler` and
@@ -143,9 +160,19 @@ pub const NAMES: [&str; 10] = [
     "fgd",
 ];
 
-/// The baselines by name (one of [`NAMES`]); `None` for another name, or for a descheduler
-/// interval that is not a whole number of seconds from 1 to a day.
+/// The baselines by name (one of [`NAMES`], or `lookahead` and `lookahead:<ticks>`); `None`
+/// for another name, for a descheduler interval that is not a whole number of seconds from 1
+/// to a day, or for a lookahead horizon that is not a whole number of ticks from 1 to
+/// [`lookahead::MAX_HORIZON_TICKS`].
 pub fn baseline(name: &str) -> Option<Box<dyn Policy>> {
+    if let Some(ticks) = name.strip_prefix("lookahead") {
+        let horizon = match ticks.strip_prefix(':') {
+            None if ticks.is_empty() => lookahead::HORIZON_TICKS,
+            Some(ticks) => ticks.parse().ok().filter(|t| (1..=lookahead::MAX_HORIZON_TICKS).contains(t))?,
+            None => return None,
+        };
+        return Some(Box::new(LookaheadPolicy::new(horizon)));
+    }
     if let Some(rule) = PlacementRule::GPU_RULES.iter().find(|(n, _)| *n == name).map(|(_, r)| *r) {
         return Some(Box::new(PlacedPolicy::new(name, rule)));
     }

@@ -210,7 +210,8 @@ impl ExperimentFile {
                 return Err(invalid(
                     format!("baselines[{i}]"),
                     format!(
-                        "unknown baseline `{b}` (expected one of {}; `descheduler:<seconds>` sets its interval)",
+                        "unknown baseline `{b}` (expected one of {}, lookahead; `descheduler:<seconds>` sets its \
+                         interval, `lookahead:<ticks>` its horizon)",
                         baselines::NAMES.join(", ")
                     ),
                 ));

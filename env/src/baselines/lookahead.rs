@@ -7,7 +7,8 @@
 //! being scored), cold starts and move costs included, and takes the cheaper. This is the
 //! rollout algorithm of approximate dynamic programming with `greedy` as the base policy
 //! (Bertsekas, "Rollout, Policy Iteration, and Distributed Reinforcement Learning", Athena
-//! Scientific, 2020, ch. 2): with an exact model, never worse than `greedy` itself.
+//! Scientific, 2020): with an exact model, and where the guard below leaves `greedy`'s own
+//! move to weigh, never worse than `greedy` itself.
 //!
 //! The forecast holds the nodes as they are, so it cannot weigh what a service with most of
 //! its replicas on one node risks when that node fails; the move weighed is therefore the

@@ -620,18 +620,23 @@ fn takes_deploys(rt: &tokio::runtime::Runtime, client: &kube::Client, ns: &str) 
     assert_eq!(planned["status"], "planned", "{planned:#}");
     assert_eq!(positions(rt, client, ns), before);
     // Behind the shield (the default): the plan applied is the cheapest in simulation of the
-    // model's, greedy's and none, and never costlier than none; the model's only where it
-    // leaves no more services on one node than the others.
+    // model's, greedy's, lookahead's and none, and never costlier than none; the model's and
+    // lookahead's only where they leave no more services on one node than greedy's or none.
     let shield = &planned["shield"];
     let cost = |k: &str| shield[k].as_f64().unwrap();
     let applied = shield["applied"].as_str().unwrap();
-    assert!(["policy", "greedy", "keep"].contains(&applied), "{planned:#}");
+    assert!(["policy", "greedy", "lookahead", "keep"].contains(&applied), "{planned:#}");
     let chosen = cost(&format!("{applied}_cost"));
     let lone = |k: &str| shield["lone_services"][k].as_u64().unwrap();
-    let own_allowed = lone("policy") <= lone("greedy").max(lone("keep"));
-    let best = if own_allowed { cost("policy_cost").min(cost("greedy_cost")) } else { cost("greedy_cost") };
+    let allowed = |k: &str| lone(k) <= lone("greedy").max(lone("keep"));
+    let best = ["policy", "lookahead"]
+        .into_iter()
+        .filter(|k| allowed(k))
+        .map(|k| cost(&format!("{k}_cost")))
+        .fold(cost("greedy_cost"), f64::min);
     assert!(chosen <= cost("keep_cost") && chosen <= best, "{planned:#}");
-    assert!(own_allowed || applied != "policy", "{planned:#}");
+    assert!(allowed("policy") || applied != "policy", "{planned:#}");
+    assert!(allowed("lookahead") || applied != "lookahead", "{planned:#}");
     assert_eq!(applied == "keep", planned["plan"].as_array().unwrap().is_empty(), "{planned:#}");
     let id = start_deploy(&server, &deploy_replayed, &admin, &json!({"max_moves": 3}));
     let done = wait_deployment(&server, &id, &admin);

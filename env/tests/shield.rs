@@ -1,8 +1,8 @@
 //! Property test: on random clusters (failures included), from random placements and times
 //! of day, with a random policy, the shield never lets through a plan that its own simulation
-//! scores worse than keeping the placement, nor the policy's plan where it leaves more
-//! services on one node than `greedy`'s or keeping, and the cost it records for its choice is
-//! what simulating that plan again gives.
+//! scores worse than keeping the placement, nor the policy's plan or `lookahead`'s where it
+//! leaves more services on one node than `greedy`'s or keeping, and the cost it records for
+//! its choice is what simulating that plan again gives.
 
 mod common;
 
@@ -16,7 +16,7 @@ use berth_env::{PlacementEnv, StartState};
 #[test]
 fn the_shield_never_applies_a_plan_scored_worse_than_keeping() {
     let shape = common::Shape { nodes: 6, services: 3, max_replicas: 4, failures: true, sharing: true };
-    let (mut checked, mut kept, mut moved, mut exposed) = (0, 0, 0, 0);
+    let (mut checked, mut kept, mut moved, mut exposed, mut ahead) = (0, 0, 0, 0, 0);
     for seed in 3000..3060 {
         let Some(scenario) = common::random_scenario(seed, &shape) else { continue };
         let Ok(mut env) = PlacementEnv::new(scenario.clone()) else { continue };
@@ -38,18 +38,27 @@ fn the_shield_never_applies_a_plan_scored_worse_than_keeping() {
         let chosen = match s.choice {
             Choice::Policy => s.policy_cost,
             Choice::Greedy => s.greedy_cost,
+            Choice::Lookahead => s.lookahead_cost,
             Choice::Keep => s.keep_cost,
         };
         assert!((again - chosen).abs() < 1e-9, "seed {seed}: recorded {chosen}, simulated again {again}");
         assert!(chosen <= s.keep_cost + 1e-9, "seed {seed}: {s:?}");
-        // The policy's plan may lose only where it leaves a service on one node that
-        // `greedy`'s plan and keeping do not.
-        let [own_lone, greedy_lone, keep_lone] = s.lone_services;
-        let own_allowed = own_lone <= greedy_lone.max(keep_lone);
-        let best = if own_allowed { s.policy_cost.min(s.greedy_cost) } else { s.greedy_cost };
+        // The policy's plan and `lookahead`'s may lose only where they leave a service on one
+        // node that `greedy`'s plan and keeping do not.
+        let [own_lone, greedy_lone, ahead_lone, keep_lone] = s.lone_services;
+        let bar = greedy_lone.max(keep_lone);
+        let (own_allowed, ahead_allowed) = (own_lone <= bar, ahead_lone <= bar);
+        let mut best = s.greedy_cost;
+        for (allowed, cost) in [(own_allowed, s.policy_cost), (ahead_allowed, s.lookahead_cost)] {
+            if allowed {
+                best = best.min(cost);
+            }
+        }
         assert!(chosen <= best + 1e-9, "seed {seed}: {s:?}");
         assert!(own_allowed || s.choice != Choice::Policy, "seed {seed}: {s:?}");
+        assert!(ahead_allowed || s.choice != Choice::Lookahead, "seed {seed}: {s:?}");
         exposed += usize::from(!own_allowed);
+        ahead += usize::from(s.choice == Choice::Lookahead);
         if s.choice == Choice::Keep {
             assert!(s.plan.moves.is_empty());
             kept += 1;
@@ -61,4 +70,5 @@ fn the_shield_never_applies_a_plan_scored_worse_than_keeping() {
     assert!(checked >= 30, "only {checked} scenarios");
     assert!(kept > 0 && moved > 0, "both outcomes happen: kept {kept}, moved {moved}");
     assert!(exposed > 0, "no random plan left a service on one node");
+    assert!(ahead > 0, "lookahead's plan never won");
 }

@@ -82,9 +82,11 @@ fn deployment_json(d: DeploymentDoc) -> Value {
         "continuous": d.continuous.map(|c| json!({"interval_s": c.interval_s, "rounds": c.rounds})),
         "stop_requested": d.stop_requested,
         "shield": d.shield.map(|s| json!({
-            "applied": s.applied, "policy_cost": s.policy_cost, "greedy_cost": s.greedy_cost, "keep_cost": s.keep_cost,
+            "applied": s.applied, "policy_cost": s.policy_cost, "greedy_cost": s.greedy_cost,
+            "lookahead_cost": s.lookahead_cost, "keep_cost": s.keep_cost,
             "lone_services": {
-                "policy": s.lone_services.policy, "greedy": s.lone_services.greedy, "keep": s.lone_services.keep,
+                "policy": s.lone_services.policy, "greedy": s.lone_services.greedy,
+                "lookahead": s.lone_services.lookahead, "keep": s.lone_services.keep,
             },
         })),
         "nodes_added": d.nodes_added,

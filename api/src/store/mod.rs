@@ -394,12 +394,16 @@ pub struct DeploymentDoc {
 /// (the summed cost over twice the plan's horizon, lower is better).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShieldDoc {
-    /// `policy`, `greedy` or `keep`.
+    /// `policy`, `greedy`, `lookahead` or `keep`.
     pub applied: String,
     /// The model's own plan.
     pub policy_cost: f64,
     /// `greedy`'s plan.
     pub greedy_cost: f64,
+    /// The `lookahead` baseline's plan (`None` in deployments recorded before the shield
+    /// weighed it).
+    #[serde(default)]
+    pub lookahead_cost: Option<f64>,
     /// Keeping the placement.
     pub keep_cost: f64,
     /// Services with every replica on one node after the model's plan, `greedy`'s and
@@ -415,15 +419,19 @@ pub struct LoneServicesDoc {
     pub policy: u32,
     /// After `greedy`'s plan.
     pub greedy: u32,
+    /// After `lookahead`'s plan (0 in deployments recorded before the shield weighed it).
+    #[serde(default)]
+    pub lookahead: u32,
     /// Keeping the placement.
     pub keep: u32,
 }
 
-impl From<[usize; 3]> for LoneServicesDoc {
-    /// From the counts in the shield's order: the policy's plan, `greedy`'s, keeping.
-    fn from([policy, greedy, keep]: [usize; 3]) -> Self {
+impl From<[usize; 4]> for LoneServicesDoc {
+    /// From the counts in the shield's order: the policy's plan, `greedy`'s, `lookahead`'s,
+    /// keeping.
+    fn from([policy, greedy, lookahead, keep]: [usize; 4]) -> Self {
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        Self { policy: count(policy), greedy: count(greedy), keep: count(keep) }
+        Self { policy: count(policy), greedy: count(greedy), lookahead: count(lookahead), keep: count(keep) }
     }
 }
 

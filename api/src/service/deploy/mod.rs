@@ -133,6 +133,7 @@ pub async fn plan_deploy(
                         applied: s.choice.name().into(),
                         policy_cost: s.policy_cost,
                         greedy_cost: s.greedy_cost,
+                        lookahead_cost: Some(s.lookahead_cost),
                         keep_cost: s.keep_cost,
                         lone_services: LoneServicesDoc::from(s.lone_services),
                     };

@@ -21,10 +21,10 @@
 
 use berth_core::Rng;
 
-use super::{GreedyPolicy, Policy, best_move};
-use crate::PlacementEnv;
+use super::{GreedyPolicy, Policy, best_move, keep_bar};
 use crate::exposure::{crowded_services_after, lone_services_after};
 use crate::gym::{Env, first_allowed};
+use crate::{PlacementEnv, StartState};
 
 /// The ticks each rollout runs by default: four hours of 5-minute ticks. Of 12, 24, 48 and 96
 /// ticks, the lowest mean cost against `greedy` over 140 tuning days each of `gpu-small` and
@@ -55,12 +55,11 @@ impl LookaheadPolicy {
     }
 
     /// The cost of taking `first` now and `greedy`'s moves after it, for the horizon or to
-    /// the end of the day, from where `env` stands on the traffic of episode `seed`; `None`
-    /// where the simulation fails.
-    fn rollout(&mut self, env: &PlacementEnv, first: usize, seed: u64) -> Option<f64> {
-        let start = env.start_state();
+    /// the end of the day, from `start` (where `env` stands) on the traffic of episode `seed`;
+    /// `None` where the simulation fails.
+    fn rollout(&mut self, env: &PlacementEnv, start: &StartState, first: usize, seed: u64) -> Option<f64> {
         let scratch = PlacementEnv::scratch_in(&mut self.scratch, env)?;
-        scratch.reset_at(seed, &start).ok()?;
+        scratch.reset_at(seed, start).ok()?;
         let (mut cost, mut action) = (0.0, first);
         for _ in 0..self.horizon {
             if scratch.tick() >= scratch.scenario().episode_ticks {
@@ -101,10 +100,10 @@ impl Policy for LookaheadPolicy {
         };
         let Some((action, cost)) = best else { return 0 };
         // `greedy`'s own rule decides ties: the move where it saves more than its cost now.
-        let keep_cost = env.steady_cost(None).cost - env.scenario().reward.move_cost;
-        let (greedys, other) = if cost < keep_cost - 1e-12 { (action, 0) } else { (0, action) };
+        let (greedys, other) = if cost < keep_bar(env) - 1e-12 { (action, 0) } else { (0, action) };
         let seed = Rng::derive(self.forecast, u64::from(env.tick())).next_u64();
-        match (self.rollout(env, greedys, seed), self.rollout(env, other, seed)) {
+        let start = env.start_state();
+        match (self.rollout(env, &start, greedys, seed), self.rollout(env, &start, other, seed)) {
             (Some(a), Some(b)) if b < a - 1e-9 => other,
             _ => greedys,
         }

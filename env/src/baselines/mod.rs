@@ -97,13 +97,17 @@ impl Policy for GreedyPolicy {
     }
 
     fn act(&mut self, env: &PlacementEnv) -> usize {
-        // Keeping wins unless a move saves more than it costs; when keeping is not allowed
-        // (replicas to evacuate), the best allowed move wins.
-        let keep = match env.action_mask()[0] {
-            true => env.steady_cost(None).cost - env.scenario().reward.move_cost,
-            false => f64::INFINITY,
-        };
-        best_move(env, keep, |_| true).map_or(0, |(action, _)| action)
+        best_move(env, keep_bar(env), |_| true).map_or(0, |(action, _)| action)
+    }
+}
+
+/// The steady cost a move must get below for `greedy` to make it: keeping's, less a move's
+/// cost. Keeping wins unless a move saves more than it costs; when keeping is not allowed
+/// (replicas to evacuate), any allowed move wins.
+pub(crate) fn keep_bar(env: &PlacementEnv) -> f64 {
+    match env.action_mask()[0] {
+        true => env.steady_cost(None).cost - env.scenario().reward.move_cost,
+        false => f64::INFINITY,
     }
 }
 

@@ -1,7 +1,8 @@
 //! PPO on the size-agnostic entity network ([`crate::entity_net`]): the same algorithm and
 //! hyperparameters as [`crate::ppo`] (GAE, the clipped losses, the entropy bonus, reward
 //! scaling, truncation bootstrapped, kickstarting from `greedy`, a keep prior), over
-//! rollouts of entity observations instead of flat vectors. A rollout stores each state's
+//! rollouts of entity observations instead of flat vectors; kickstarting may imitate
+//! `lookahead` instead of `greedy` ([`crate::teacher`]). A rollout stores each state's
 //! rows and the two heads' masks for the action taken (replicas open, the moved replica's
 //! nodes), never the flat `1 + R·N` mask, so it stays small on a 1,523-node cluster.
 
@@ -28,6 +29,7 @@ use crate::ppo::{
 };
 use crate::progress::{Flow, Progress};
 use crate::run_log::{RunLog, Window};
+use crate::teacher::Teachers;
 
 /// A PPO policy on the entity network, acting on any cluster of its services.
 pub struct EntityPpoAgent {
@@ -132,6 +134,7 @@ pub fn train(
     for (e, condition) in envs.iter_mut().zip(&mut conditions) {
         *condition = next_episode(e, curriculum.as_mut(), &mut episode_seed)?;
     }
+    let mut teachers = Teachers::new(config.teacher, n, seed);
     let rows = candidates(config);
     let shape = shape(services.len(), config);
     let mut net = seeded(devices, seed, || EntityNet::new(shape, &devices.train))
@@ -183,10 +186,7 @@ pub fn train(
                 let replicas = e.placement().len();
                 // With gains the observation found `greedy`'s action on its routings already.
                 let teacher = (teacher_coef > 0.0)
-                    .then(|| match current[i].greedy {
-                        Some(action) => e.action_mask()[action].then_some(action),
-                        None => e.teacher_action(),
-                    })
+                    .then(|| teachers.action(i, e, current[i].greedy))
                     .flatten()
                     .and_then(|a| Decision::in_rows(e.action_mask(), replicas, &current[i].node_ids, a))
                     .map(|d| if config.gain_features { d.with_moves(e, &current[i].node_ids) } else { d });
@@ -213,6 +213,7 @@ pub fn train(
                     }
                     (episode_return[i], episode_length[i]) = (0.0, 0);
                     conditions[i] = next_episode(e, curriculum.as_mut(), &mut episode_seed)?;
+                    teachers.new_episode(i);
                 }
                 roll.rewards.push(r);
                 roll.dones.push(truncated);

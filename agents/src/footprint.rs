@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::nets::{NetworkShape, PolicyNetwork};
 use crate::ppo::PpoConfig;
 use crate::qlearning::QLearningConfig;
+use crate::teacher::Teacher;
 use crate::train::{Target, config, default_steps, dqn_config};
 use berth_env::entity::{group_width, node_width, replica_width};
 
@@ -160,8 +161,11 @@ pub fn estimate(
             };
             let rows = (ppo.num_envs * ppo.num_steps) as u64;
             let minibatch = rows.div_ceil(ppo.num_minibatches as u64);
+            // The copies and the starting env; a `lookahead` teacher keeps a scratch copy per copy.
+            let per_copy = if ppo.teacher == Teacher::Lookahead { 2 } else { 1 };
+            let envs = times(ppo.num_envs as u64, per_copy) + 1;
             vec![
-                Part { what: "envs", field: "num_envs", bytes: times(env, ppo.num_envs as u64 + 1) },
+                Part { what: "envs", field: "num_envs", bytes: times(env, envs) },
                 Part { what: "rollout", field: "num_steps", bytes: times(rows, row) },
                 Part { what: "networks", field: "hidden", bytes: times(params, 4 * TRAINING_COPIES) },
                 Part { what: "minibatch", field: "num_minibatches", bytes: times(minibatch, activations) },
@@ -219,6 +223,18 @@ mod tests {
         let half = serde_json::json!({"network": "entity", "buffer_size": 5000});
         let less = estimate(AgentKind::Dqn, &placement("gpu-large"), None, &half).unwrap();
         assert!(less.total_bytes() < rows.total_bytes(), "{less:?}");
+    }
+
+    #[test]
+    fn a_lookahead_teacher_adds_a_scratch_env_per_copy() {
+        let entity = serde_json::json!({"network": "entity", "num_envs": 8});
+        let taught = serde_json::json!({"network": "entity", "num_envs": 8, "teacher": "lookahead"});
+        let envs = |hp: &Value| {
+            let run = estimate(AgentKind::Ppo, &placement("openb"), None, hp).unwrap();
+            run.parts.iter().find(|p| p.what == "envs").unwrap().bytes
+        };
+        // 9 envs, then 17.
+        assert_eq!(envs(&entity) / 9 * 17, envs(&taught));
     }
 
     #[test]

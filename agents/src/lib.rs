@@ -27,6 +27,7 @@ pub mod progress;
 pub mod qlearning;
 pub mod run_log;
 pub mod schedule;
+pub mod teacher;
 pub mod train;
 pub mod validation;
 

@@ -24,6 +24,7 @@ use crate::nets::{Devices, Mlp, NetworkShape, PolicyNetwork, matrix, record_from
 use crate::normalize::RewardScaler;
 use crate::progress::{Flow, Progress};
 use crate::run_log::{LogRow, RunLog, Window};
+use crate::teacher::Teacher;
 
 /// Logit given to masked actions: `exp` of it underflows to exactly zero.
 pub const MASKED_LOGIT: f32 = -1e9;
@@ -89,6 +90,9 @@ pub struct PpoConfig {
     pub teacher_coef: f64,
     /// Share of the run over which `teacher_coef` falls to zero.
     pub teacher_fraction: f64,
+    /// Whom kickstarting imitates: `greedy` (the env's teacher action) or, with the entity
+    /// network on a placement scenario, `lookahead` ([`crate::teacher`]).
+    pub teacher: Teacher,
     /// The policy network: `flat` (an MLP over the flat observation, bound to one cluster's
     /// size) or `entity` (one network for any cluster of the same services,
     /// [`crate::entity_net`]; placement scenarios only).
@@ -142,6 +146,7 @@ impl Default for PpoConfig {
             keep_prior: 0.0,
             teacher_coef: 0.3,
             teacher_fraction: 0.5,
+            teacher: Teacher::Greedy,
             network: PolicyNetwork::Flat,
             vary_shapes: false,
             oversample_trailing: 0.0,
@@ -232,6 +237,9 @@ impl PpoConfig {
         }
         if !(0.0..=1.0).contains(&self.teacher_fraction) {
             return bad("teacher_fraction", "must be in [0, 1]");
+        }
+        if self.teacher == Teacher::Lookahead && self.network != PolicyNetwork::Entity {
+            return bad("teacher", "\"lookahead\" needs network = \"entity\" on a placement scenario");
         }
         Ok(())
     }

@@ -151,3 +151,39 @@ fn a_model_on_candidate_nodes_and_gains_moves_only_to_them_and_loads_as_trained(
     }
     assert!(moves > 0, "the policy never moved, so nothing was checked");
 }
+
+#[test]
+fn kickstarting_from_lookahead_needs_the_entity_network_and_teaches_with_it() {
+    let request = |hyperparameters: serde_json::Value| TrainRequest {
+        agent: AgentKind::Ppo,
+        target: Target::Placement(shipped("gpu-medium").unwrap()),
+        steps: Some(512),
+        seed: 3,
+        hyperparameters,
+        device: Default::default(),
+    };
+    let flat = train(&request(serde_json::json!({"teacher": "lookahead"})), &mut |_| Flow::Continue);
+    let err = flat.err().expect("refused").to_string();
+    assert!(err.contains("teacher") && err.contains("entity"), "{err}");
+    let unknown = train(&request(serde_json::json!({"network": "entity", "teacher": "oracle"})), &mut |_| {
+        Flow::Continue
+    });
+    let err = unknown.err().expect("refused").to_string();
+    assert!(err.contains("teacher") && err.contains("lookahead"), "{err}");
+    let hp = serde_json::json!({"network": "entity", "teacher": "lookahead", "teacher_fraction": 1.0,
+                                "num_envs": 2, "num_steps": 128, "hidden": 16, "candidate_nodes": 8,
+                                "gain_features": true});
+    let taught = train(&request(hp.clone()), &mut |_| Flow::Continue).unwrap();
+    // Every update had the lookahead's actions to learn from, and the log says how often they were taken.
+    let rows = taught.log.rows();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.teacher_agreement.is_some()), "{rows:?}");
+    // From the same seed, `greedy` teaches other actions: the runs part.
+    let mut hp = hp;
+    hp["teacher"] = serde_json::json!("greedy");
+    let greedy = train(&request(hp), &mut |_| Flow::Continue).unwrap();
+    // The teacher's term moves the weights, so what the updates measure after their first step.
+    let learnt = |rows: &[berth_agents::run_log::LogRow]| -> Vec<(Option<f64>, Option<f64>)> {
+        rows.iter().map(|r| (r.approx_kl, r.entropy)).collect()
+    };
+    assert_ne!(learnt(greedy.log.rows()), learnt(rows), "the lookahead taught what greedy did");
+}

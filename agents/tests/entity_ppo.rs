@@ -9,15 +9,22 @@ use berth_env::shipped::shipped;
 use berth_env::{Env, PlacementEnv};
 use common::{TINY, acts_on, tiny_with_a_node_less, tiny_with_a_node_more};
 
-fn trained_on_tiny() -> SavedModel {
-    let request = TrainRequest {
+/// A PPO training request on `target` for `steps` steps from `seed`.
+fn ppo_request(target: Target, steps: u64, seed: u64, hyperparameters: serde_json::Value) -> TrainRequest {
+    TrainRequest {
         agent: AgentKind::Ppo,
-        target: Target::Placement(shipped("tiny").unwrap()),
-        steps: Some(1_024),
-        seed: 5,
-        hyperparameters: serde_json::json!({"network": "entity", "num_envs": 2, "num_steps": 128, "hidden": 16}),
+        target,
+        steps: Some(steps),
+        seed,
+        hyperparameters,
         device: Default::default(),
-    };
+    }
+}
+
+fn trained_on_tiny() -> SavedModel {
+    let hyperparameters =
+        serde_json::json!({"network": "entity", "num_envs": 2, "num_steps": 128, "hidden": 16});
+    let request = ppo_request(Target::Placement(shipped("tiny").unwrap()), 1_024, 5, hyperparameters);
     let trained = train(&request, &mut |_| Flow::Continue).unwrap();
     assert!(!trained.log.rows().is_empty());
     SavedModel::from_bytes(&trained.model.to_bytes()).unwrap()
@@ -42,14 +49,9 @@ fn a_service_the_model_never_saw_is_refused_by_name() {
 
 #[test]
 fn the_saved_model_acts_as_the_trained_one() {
-    let request = TrainRequest {
-        agent: AgentKind::Ppo,
-        target: Target::Placement(shipped("gpu-small").unwrap()),
-        steps: Some(512),
-        seed: 8,
-        hyperparameters: serde_json::json!({"network": "entity", "num_envs": 2, "num_steps": 64, "hidden": 16}),
-        device: Default::default(),
-    };
+    let hyperparameters =
+        serde_json::json!({"network": "entity", "num_envs": 2, "num_steps": 64, "hidden": 16});
+    let request = ppo_request(Target::Placement(shipped("gpu-small").unwrap()), 512, 8, hyperparameters);
     let mut trained = train(&request, &mut |_| Flow::Continue).unwrap();
     let model = SavedModel::from_bytes(&trained.model.to_bytes()).unwrap();
     let mut env = PlacementEnv::new(shipped("gpu-small").unwrap()).unwrap();
@@ -64,27 +66,16 @@ fn the_saved_model_acts_as_the_trained_one() {
 
 #[test]
 fn the_entity_network_needs_a_placement_scenario() {
-    let request = TrainRequest {
-        agent: AgentKind::Ppo,
-        target: Target::CartPole,
-        steps: Some(100),
-        seed: 1,
-        hyperparameters: serde_json::json!({"network": "entity"}),
-        device: Default::default(),
-    };
+    let hyperparameters = serde_json::json!({"network": "entity"});
+    let request = ppo_request(Target::CartPole, 100, 1, hyperparameters);
     let err = train(&request, &mut |_| Flow::Continue).err().expect("refused").to_string();
     assert!(err.contains("network") && err.contains("CartPole"), "{err}");
 }
 
 #[test]
 fn training_across_shapes_needs_the_entity_network_and_runs_with_it() {
-    let request = |hyperparameters: serde_json::Value| TrainRequest {
-        agent: AgentKind::Ppo,
-        target: Target::Placement(shipped("gpu-medium").unwrap()),
-        steps: Some(600),
-        seed: 2,
-        hyperparameters,
-        device: Default::default(),
+    let request = |hyperparameters| {
+        ppo_request(Target::Placement(shipped("gpu-medium").unwrap()), 600, 2, hyperparameters)
     };
     let flat = train(&request(serde_json::json!({"vary_shapes": true})), &mut |_| Flow::Continue);
     let err = flat.err().expect("refused").to_string();
@@ -109,13 +100,8 @@ fn training_across_shapes_needs_the_entity_network_and_runs_with_it() {
 
 #[test]
 fn a_model_on_candidate_nodes_and_gains_moves_only_to_them_and_loads_as_trained() {
-    let request = |hyperparameters: serde_json::Value| TrainRequest {
-        agent: AgentKind::Ppo,
-        target: Target::Placement(shipped("gpu-medium").unwrap()),
-        steps: Some(512),
-        seed: 9,
-        hyperparameters,
-        device: Default::default(),
+    let request = |hyperparameters| {
+        ppo_request(Target::Placement(shipped("gpu-medium").unwrap()), 512, 9, hyperparameters)
     };
     for name in ["candidate_nodes", "keep_against_mean", "gain_features"] {
         let value = if name == "candidate_nodes" { serde_json::json!(2) } else { serde_json::json!(true) };
@@ -154,13 +140,8 @@ fn a_model_on_candidate_nodes_and_gains_moves_only_to_them_and_loads_as_trained(
 
 #[test]
 fn kickstarting_from_lookahead_needs_the_entity_network_and_teaches_with_it() {
-    let request = |hyperparameters: serde_json::Value| TrainRequest {
-        agent: AgentKind::Ppo,
-        target: Target::Placement(shipped("gpu-medium").unwrap()),
-        steps: Some(512),
-        seed: 3,
-        hyperparameters,
-        device: Default::default(),
+    let request = |hyperparameters| {
+        ppo_request(Target::Placement(shipped("gpu-medium").unwrap()), 512, 3, hyperparameters)
     };
     let flat = train(&request(serde_json::json!({"teacher": "lookahead"})), &mut |_| Flow::Continue);
     let err = flat.err().expect("refused").to_string();

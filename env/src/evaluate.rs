@@ -7,7 +7,7 @@ use berth_core::Scenario;
 use serde::{Deserialize, Serialize};
 
 use crate::PlacementEnv;
-use crate::baselines::{self, Policy, baseline};
+use crate::baselines::{self, PlannerPolicy, Policy, baseline};
 use crate::cost::TickMetrics;
 use crate::error::{Error, Result};
 use crate::fixed::{FixedPolicy, search_steps};
@@ -20,10 +20,11 @@ pub fn default_policies() -> Vec<&'static str> {
     baselines::NAMES.iter().copied().chain(["oracle"]).collect()
 }
 
-/// The names `--policy` accepts besides saved models: every baseline, `fixed` and
-/// `lookahead` (each simulates for seconds, so they are asked for by name) and the oracle.
+/// The names `--policy` accepts besides saved models: every baseline, `fixed`, `lookahead`
+/// and `planner` (each simulates or searches for seconds, so they are asked for by name) and
+/// the oracle.
 pub fn named_policies() -> Vec<&'static str> {
-    baselines::NAMES.iter().copied().chain(["fixed", "lookahead", "oracle"]).collect()
+    baselines::NAMES.iter().copied().chain(["fixed", "lookahead", "planner", "oracle"]).collect()
 }
 
 /// One row of the comparison: a policy's figures over all evaluated episodes.
@@ -273,6 +274,8 @@ pub enum Contender {
     Oracle,
     /// The best fixed placement, searched for before the episodes ([`FixedPolicy::search`]).
     Fixed,
+    /// The planner over this many ticks ([`PlannerPolicy`]), built for the scenario.
+    Planner(u32),
 }
 
 impl Contender {
@@ -281,6 +284,9 @@ impl Contender {
         match name {
             "oracle" => Ok(Self::Oracle),
             "fixed" => Ok(Self::Fixed),
+            _ if name.starts_with("planner") => baselines::horizon(&name["planner".len()..])
+                .map(Self::Planner)
+                .ok_or_else(|| Error::InvalidArgument { name: "policy", reason: unknown_policy(name) }),
             _ if name.starts_with("shield:") => {
                 Self::named(&name["shield:".len()..])?.shielded(name, ShieldSettings::default())
             }
@@ -319,8 +325,8 @@ pub fn unknown_policy(name: &str) -> String {
         Some((base, secs)) if base.starts_with("descheduler") => {
             format!("`{name}`: the descheduler's interval `{secs}` must be whole seconds from 1 to 86400")
         }
-        Some(("lookahead", ticks)) => format!(
-            "`{name}`: the lookahead's horizon `{ticks}` must be whole ticks from 1 to {}",
+        Some((base @ ("lookahead" | "planner"), ticks)) => format!(
+            "`{name}`: the {base}'s horizon `{ticks}` must be whole ticks from 1 to {}",
             baselines::lookahead::MAX_HORIZON_TICKS
         ),
         _ => format!("unknown policy `{name}` (expected one of {})", named_policies().join(", ")),
@@ -328,7 +334,7 @@ pub fn unknown_policy(name: &str) -> String {
 }
 
 /// Evaluates every contender on `episodes` episodes from `seed` (the same traces for all).
-/// The oracle's and `fixed`'s rows are left out where their searches refuse the scenario,
+/// The oracle's, `fixed`'s and the planner's rows are left out where their searches refuse the scenario,
 /// with the reasons in the second value.
 pub fn compare(
     scenario: Arc<Scenario>,
@@ -355,6 +361,13 @@ pub fn compare(
             Contender::Fixed => match FixedPolicy::search(env.scenario().clone(), &mut *progress) {
                 Ok(mut fixed) => rows.push(run_policy(&mut env, &mut fixed, &seeds, &mut |_, _| progress())?),
                 Err(Error::FixedRefused(why)) => notes.push(format!("no fixed row: {why}")),
+                Err(e) => return Err(e),
+            },
+            Contender::Planner(horizon) => match PlannerPolicy::new(env.scenario().clone(), horizon) {
+                Ok(mut planner) => {
+                    rows.push(run_policy(&mut env, &mut planner, &seeds, &mut |_, _| progress())?)
+                }
+                Err(Error::OracleRefused(why)) => notes.push(format!("no planner row: {why}")),
                 Err(e) => return Err(e),
             },
             Contender::Policy(mut policy) => {
@@ -409,5 +422,23 @@ mod tests {
         let (rows, _) = compare(scenario, contenders().into(), 2, 1, &mut || calls += 1).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(calls, total);
+    }
+
+    /// The planner is a row where the oracle searches, and a note saying why elsewhere; its
+    /// horizon is checked like the lookahead's.
+    #[test]
+    fn the_planner_runs_where_the_oracle_searches_and_says_why_not_elsewhere() {
+        let planner = || vec![Contender::named("planner:12").unwrap()];
+        let (rows, notes) = compare(shipped::load("tiny").unwrap(), planner(), 1, 1, &mut || {}).unwrap();
+        assert_eq!((rows.len(), rows[0].policy.as_str(), notes), (1, "planner:12", None));
+        let (rows, notes) =
+            compare(shipped::load("gpu-medium").unwrap(), planner(), 1, 1, &mut || {}).unwrap();
+        assert!(rows.is_empty(), "{rows:?}");
+        assert!(notes.as_deref().is_some_and(|n| n.starts_with("no planner row")), "{notes:?}");
+        for bad in ["planner:0", "planner:289", "planner:x", "planners"] {
+            let err = Contender::named(bad).err().expect(bad).to_string();
+            assert!(err.contains("policy"), "{bad}: {err}");
+        }
+        assert!(unknown_policy("planner:0").contains("planner's horizon"));
     }
 }

@@ -31,10 +31,11 @@ pub const MAX_CONFIGURATIONS: u128 = 50_000;
 /// (`None`: left on a NotReady node).
 type Slot = Option<(usize, f64)>;
 
-/// One candidate: the slot index of every replica, its views and routing.
+/// One candidate: the slot index of every replica (sorted within each service), its views
+/// and routing.
 #[derive(Debug, Clone)]
-struct Config {
-    slots: Vec<usize>,
+pub(crate) struct Config {
+    pub(crate) slots: Vec<usize>,
     views: Vec<ReplicaView>,
     table: RoutingTable,
 }
@@ -287,7 +288,7 @@ impl Oracle {
     }
 
     /// Every packable configuration for this set of Ready nodes, with its routing.
-    fn configs(&mut self, ready: &[bool]) -> Arc<Vec<Config>> {
+    pub(crate) fn configs(&mut self, ready: &[bool]) -> Arc<Vec<Config>> {
         if let Some(c) = self.feasible.get(ready) {
             return c.clone();
         }
@@ -325,6 +326,48 @@ impl Oracle {
         let out = Arc::new(out);
         self.feasible.insert(ready.to_vec(), out.clone());
         out
+    }
+
+    /// The steady cost of `config` at these rates.
+    pub(crate) fn cost_of(&mut self, config: &Config, rates_rps: &[f64]) -> f64 {
+        self.model.evaluate(&config.views, &config.table, rates_rps, &mut self.scratch).cost
+    }
+
+    /// Per service, how many slots it has and whether the last is "nowhere" (on a NotReady
+    /// node), with its replica count.
+    pub(crate) fn service_slots(&self) -> impl Iterator<Item = (usize, bool, usize)> + '_ {
+        self.slots
+            .iter()
+            .zip(&self.scenario.services)
+            .map(|(here, svc)| (here.len(), here.last() == Some(&None), svc.replicas as usize))
+    }
+
+    /// The configuration (slots, sorted within each service) of replicas seen as `views`
+    /// ([`crate::PlacementEnv::steady_views`]); `None` where a replica's seat is none of the
+    /// oracle's slots.
+    pub(crate) fn slots_of(&self, views: &[ReplicaView]) -> Option<Vec<usize>> {
+        let mut out = Vec::with_capacity(views.len());
+        let mut start = 0;
+        for (s, svc) in self.scenario.services.iter().enumerate() {
+            let k = svc.replicas as usize;
+            for v in views.get(start..start + k)? {
+                out.push(self.slot_of(s, v)?);
+            }
+            out[start..start + k].sort_unstable();
+            start += k;
+        }
+        Some(out)
+    }
+
+    /// The slot of a replica of `s` seen as `view`.
+    pub(crate) fn slot_of(&self, s: usize, view: &ReplicaView) -> Option<usize> {
+        let seat = view.up.then_some((view.zone, view.service_time_ms));
+        self.slots[s].iter().position(|slot| *slot == seat)
+    }
+
+    /// The zone and service time of slot `slot` of service `s`; `None` for "nowhere".
+    pub(crate) fn seat(&self, s: usize, slot: usize) -> Option<(usize, f64)> {
+        self.slots[s][slot]
     }
 
     /// The best placement's metrics for these rates and Ready nodes (`None` if nothing

@@ -162,7 +162,8 @@ struct EvalArgs {
     /// descheduler-high, best-fit, dot-product, gpu-packing, gpu-clustering, fgd;
     /// `descheduler:<seconds>` sets its interval), lookahead (`greedy`'s best move weighed
     /// against keeping over 48 ticks in simulation; `lookahead:<ticks>` sets the horizon),
-    /// fixed (the best fixed placement, searched for first), oracle, or a saved model file (runs/<name>/model.bin); `shield:<policy>`
+    /// planner (the cheapest path of moves over 48 ticks, where the oracle searches;
+    /// `planner:<ticks>`), fixed (the best fixed placement, searched for first), oracle, or a saved model file (runs/<name>/model.bin); `shield:<policy>`
     /// runs a baseline or model behind the shield (each tick, `greedy`'s move unless the
     /// policy's plans cost less on forecasts by more than `--shield-margin`, and while the day
     /// so far trails `greedy`'s by no more than `--shield-budget`).

@@ -3,11 +3,13 @@
 //! the [`descheduler`] beside kube-scheduler, and the GPU-packing placement rules of
 //! [`crate::packing`] ([`placed`]). [`lookahead`] weighs `greedy`'s best move over hours on
 //! a simulated copy; it costs hundreds of simulated ticks a tick, so it is asked for by name,
-//! not run by default.
+//! not run by default. [`planner`] plans paths of moves over the oracle's placement classes,
+//! on small clusters only; it is built for a scenario, so evaluations make it themselves.
 
 pub mod descheduler;
 pub mod lookahead;
 pub mod placed;
+pub mod planner;
 
 use berth_core::Rng;
 
@@ -21,6 +23,7 @@ use crate::what_if::WhatIf;
 pub use descheduler::{DeschedulerPolicy, Profile};
 pub use lookahead::LookaheadPolicy;
 pub use placed::PlacedPolicy;
+pub use planner::PlannerPolicy;
 
 /// Something that picks an action in the placement env.
 pub trait Policy {
@@ -149,6 +152,16 @@ pub(crate) fn best_move(
     best
 }
 
+/// The horizon named after `lookahead` or `planner`: nothing for the default, `:<ticks>` for
+/// whole ticks from 1 to [`lookahead::MAX_HORIZON_TICKS`]; `None` for anything else.
+pub fn horizon(suffix: &str) -> Option<u32> {
+    match suffix.strip_prefix(':') {
+        None if suffix.is_empty() => Some(lookahead::HORIZON_TICKS),
+        Some(ticks) => ticks.parse().ok().filter(|t| (1..=lookahead::MAX_HORIZON_TICKS).contains(t)),
+        None => None,
+    }
+}
+
 /// The baselines' names, as `--policy` and experiments take them. `descheduler` and
 /// `descheduler-high` also take an interval in seconds, `descheduler:600`.
 pub const NAMES: [&str; 10] = [
@@ -170,12 +183,7 @@ pub const NAMES: [&str; 10] = [
 /// [`lookahead::MAX_HORIZON_TICKS`].
 pub fn baseline(name: &str) -> Option<Box<dyn Policy>> {
     if let Some(ticks) = name.strip_prefix("lookahead") {
-        let horizon = match ticks.strip_prefix(':') {
-            None if ticks.is_empty() => lookahead::HORIZON_TICKS,
-            Some(ticks) => ticks.parse().ok().filter(|t| (1..=lookahead::MAX_HORIZON_TICKS).contains(t))?,
-            None => return None,
-        };
-        return Some(Box::new(LookaheadPolicy::new(horizon)));
+        return Some(Box::new(LookaheadPolicy::new(horizon(ticks)?)));
     }
     if let Some(rule) = PlacementRule::GPU_RULES.iter().find(|(n, _)| *n == name).map(|(_, r)| *r) {
         return Some(Box::new(PlacedPolicy::new(name, rule)));

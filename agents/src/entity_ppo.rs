@@ -134,7 +134,7 @@ pub fn train(
     for (e, condition) in envs.iter_mut().zip(&mut conditions) {
         *condition = next_episode(e, curriculum.as_mut(), &mut episode_seed)?;
     }
-    let mut teachers = Teachers::new(config.teacher, n, seed);
+    let mut teachers = Teachers::new(config.teacher, seed, envs.iter().map(PlacementEnv::scenario))?;
     let rows = candidates(config);
     let shape = shape(services.len(), config);
     let mut net = seeded(devices, seed, || EntityNet::new(shape, &devices.train))
@@ -213,7 +213,7 @@ pub fn train(
                     }
                     (episode_return[i], episode_length[i]) = (0.0, 0);
                     conditions[i] = next_episode(e, curriculum.as_mut(), &mut episode_seed)?;
-                    teachers.new_episode(i);
+                    teachers.new_episode(i, e.scenario());
                 }
                 roll.rewards.push(r);
                 roll.dones.push(truncated);

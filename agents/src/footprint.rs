@@ -16,7 +16,6 @@ use crate::error::Result;
 use crate::nets::{NetworkShape, PolicyNetwork};
 use crate::ppo::PpoConfig;
 use crate::qlearning::QLearningConfig;
-use crate::teacher::Teacher;
 use crate::train::{Target, config, default_steps, dqn_config};
 use berth_env::entity::{group_width, node_width, replica_width};
 
@@ -161,8 +160,9 @@ pub fn estimate(
             };
             let rows = (ppo.num_envs * ppo.num_steps) as u64;
             let minibatch = rows.div_ceil(ppo.num_minibatches as u64);
-            // The copies and the starting env; a `lookahead` teacher keeps a scratch copy per copy.
-            let per_copy = if ppo.teacher == Teacher::Lookahead { 2 } else { 1 };
+            // The copies and the starting env; a `lookahead` or `planner` teacher keeps a
+            // scratch copy per copy.
+            let per_copy = if ppo.teacher.simulates() { 2 } else { 1 };
             let envs = times(ppo.num_envs as u64, per_copy) + 1;
             vec![
                 Part { what: "envs", field: "num_envs", bytes: times(env, envs) },

@@ -238,8 +238,9 @@ impl PpoConfig {
         if !(0.0..=1.0).contains(&self.teacher_fraction) {
             return bad("teacher_fraction", "must be in [0, 1]");
         }
-        if self.teacher == Teacher::Lookahead && self.network != PolicyNetwork::Entity {
-            return bad("teacher", "\"lookahead\" needs network = \"entity\" on a placement scenario");
+        if self.teacher.simulates() && self.network != PolicyNetwork::Entity {
+            let name = serde_json::to_string(&self.teacher).unwrap_or_default();
+            return bad("teacher", &format!("{name} needs network = \"entity\" on a placement scenario"));
         }
         Ok(())
     }

@@ -168,3 +168,25 @@ fn kickstarting_from_lookahead_needs_the_entity_network_and_teaches_with_it() {
     };
     assert_ne!(learnt(greedy.log.rows()), learnt(rows), "the lookahead taught what greedy did");
 }
+
+#[test]
+fn kickstarting_from_the_planner_needs_a_cluster_the_oracle_searches_and_teaches_with_it() {
+    let request = |scenario, hyperparameters| {
+        ppo_request(Target::Placement(shipped(scenario).unwrap()), 512, 3, hyperparameters)
+    };
+    let hp = serde_json::json!({"network": "entity", "teacher": "planner", "teacher_fraction": 1.0,
+                                "num_envs": 2, "num_steps": 128, "hidden": 16});
+    let large = train(&request("gpu-medium", hp.clone()), &mut |_| Flow::Continue);
+    let err = large.err().expect("refused").to_string();
+    assert!(err.contains("teacher") && err.contains("placement classes"), "{err}");
+    let taught = train(&request("gpu-small", hp.clone()), &mut |_| Flow::Continue).unwrap();
+    let rows = taught.log.rows();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.teacher_agreement.is_some()), "{rows:?}");
+    let mut hp = hp;
+    hp["teacher"] = serde_json::json!("greedy");
+    let greedy = train(&request("gpu-small", hp), &mut |_| Flow::Continue).unwrap();
+    let learnt = |rows: &[berth_agents::run_log::LogRow]| -> Vec<(Option<f64>, Option<f64>)> {
+        rows.iter().map(|r| (r.approx_kl, r.entropy)).collect()
+    };
+    assert_ne!(learnt(greedy.log.rows()), learnt(rows), "the planner taught what greedy did");
+}

@@ -8,7 +8,7 @@
 //! - [`model_file`]: the saved model (header + weights as bytes); [`run_log`]: the CSV log;
 //!   [`plot`]: the learning curve as a PNG; [`normalize`]: reward scaling; [`validation`]:
 //!   keeping a run's best greedy policy; [`footprint`]: a run's memory, estimated before it starts;
-//!   [`teacher`]: whom PPO's kickstarting imitates (`greedy` or `lookahead`).
+//!   [`teacher`]: whom PPO's kickstarting imitates (`greedy`, `lookahead` or `planner`).
 
 pub mod agent;
 pub mod bench;

@@ -12,8 +12,10 @@
 //!
 //! Like `lookahead`'s, the forecast is another draw of the scenario's traffic than the day
 //! scored, and it holds the nodes as they are: the planner does not price what a node failure
-//! would cost the placement it chooses. Where it must evacuate it takes the cheapest planned
-//! evacuation. It plans where the oracle searches (`tiny`, `gpu-small`), on whole GPUs.
+//! would cost the placement it chooses, and it has no guard against crowding a service onto
+//! one node (on `gpu-small`'s tuning days `lookahead`'s guard cost more than it saved). Where
+//! it must evacuate it takes the cheapest planned evacuation. It plans where the oracle
+//! searches (`tiny`, `gpu-small`), on whole GPUs.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -185,3 +185,62 @@ fn committed_baseline_rows_reproduce() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The planner is built for each condition's cluster (one built for the scenario as trained
+/// would play `greedy` under a scripted failure), and a scenario its search refuses gets a
+/// line saying why instead of rows.
+#[test]
+fn the_planner_plans_each_condition_and_says_where_it_cannot() {
+    let dir = temp_dir("planner");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("planner.toml");
+    std::fs::write(
+        &file,
+        "description = \"x\"\nscenarios = [\"tiny\", \"gpu-medium\"]\nseeds = [1]\nepisodes = 1\n\
+         baselines = [\"greedy\", \"planner:12\"]\n\n[[conditions]]\nname = \"down\"\n\
+         failures = [{ node = \"h100-a\", at_hours = 8, for_hours = 4 }]\n",
+    )
+    .unwrap();
+    // A condition's failure names a node of every scenario it applies to: gpu-medium has no
+    // `h100-a`, so this file is refused; the planner's name is not what is refused.
+    let out = berth(&["experiment", "run", file.to_str().unwrap(), "--out", dir.join("x").to_str().unwrap()]);
+    assert!(stderr(&out).contains("has no node `h100-a`"), "{}", stderr(&out));
+    std::fs::write(
+        &file,
+        "description = \"x\"\nscenarios = [\"tiny\"]\nseeds = [1]\nepisodes = 1\n\
+         baselines = [\"greedy\", \"planner:12\"]\n\n[[conditions]]\nname = \"down\"\n\
+         failures = [{ node = \"h100-a\", at_hours = 8, for_hours = 4 }]\n",
+    )
+    .unwrap();
+    let out = dir.join("tiny");
+    let o = berth(&["experiment", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = String::from_utf8(read(out.join("runs.csv"))).unwrap();
+    let moves = |policy: &str| {
+        let row = csv.lines().find(|l| l.starts_with(&format!("tiny,down,{policy},"))).expect(policy);
+        row.split(',').nth(10).unwrap().to_string()
+    };
+    assert_ne!(moves("planner:12"), moves("greedy"), "{csv}");
+
+    std::fs::write(
+        &file,
+        "description = \"x\"\nscenarios = [\"gpu-medium\"]\nseeds = [1]\nbaselines = [\"planner\"]\n",
+    )
+    .unwrap();
+    let out = dir.join("medium");
+    let o = berth(&["experiment", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        summary.contains("No planner on gpu-medium: `gpu-medium` has 13582800 placement classes"),
+        "{summary}"
+    );
+    std::fs::write(
+        &file,
+        "description = \"x\"\nscenarios = [\"tiny\"]\nseeds = [1]\nbaselines = [\"planner:0\"]\n",
+    )
+    .unwrap();
+    let o = berth(&["experiment", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(stderr(&o).contains("baselines[0]: unknown baseline `planner:0`"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

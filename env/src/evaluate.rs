@@ -284,7 +284,7 @@ impl Contender {
         match name {
             "oracle" => Ok(Self::Oracle),
             "fixed" => Ok(Self::Fixed),
-            _ if name.starts_with("planner") => baselines::horizon(&name["planner".len()..])
+            _ if name.starts_with("planner") => baselines::planner_horizon(name)
                 .map(Self::Planner)
                 .ok_or_else(|| Error::InvalidArgument { name: "policy", reason: unknown_policy(name) }),
             _ if name.starts_with("shield:") => {

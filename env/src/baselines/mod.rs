@@ -4,7 +4,8 @@
 //! [`crate::packing`] ([`placed`]). [`lookahead`] weighs `greedy`'s best move over hours on
 //! a simulated copy; it costs hundreds of simulated ticks a tick, so it is asked for by name,
 //! not run by default. [`planner`] plans paths of moves over the oracle's placement classes,
-//! on small clusters only; it is built for a scenario, so evaluations make it themselves.
+//! on small clusters only; it is built for a scenario, so evaluations and experiments build it
+//! for each one they play ([`planner_horizon`] reads its name).
 
 pub mod descheduler;
 pub mod lookahead;
@@ -160,6 +161,13 @@ pub fn horizon(suffix: &str) -> Option<u32> {
         Some(ticks) => ticks.parse().ok().filter(|t| (1..=lookahead::MAX_HORIZON_TICKS).contains(t)),
         None => None,
     }
+}
+
+/// The planner's horizon where `name` is `planner` or `planner:<ticks>`; `None` for another
+/// name or a horizon out of range. The planner is built for a scenario ([`PlannerPolicy::new`]),
+/// so it is not one of [`baseline`]'s.
+pub fn planner_horizon(name: &str) -> Option<u32> {
+    name.strip_prefix("planner").and_then(horizon)
 }
 
 /// The baselines' names, as `--policy` and experiments take them. `descheduler` and

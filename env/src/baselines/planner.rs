@@ -24,6 +24,7 @@ use berth_core::{Rng, Scenario};
 
 use super::{GreedyPolicy, Policy};
 use crate::PlacementEnv;
+use crate::cost::ReplicaView;
 use crate::error::{Error, Result};
 use crate::gym::Env;
 use crate::oracle::{Config, Oracle};
@@ -50,6 +51,10 @@ pub struct PlannerPolicy {
     /// The forecast's rates, as [`crate::backend::Trace::rates_rps`] lays them out.
     forecast: Vec<f64>,
     groups: usize,
+    /// Per set of Ready nodes, each class's steady cost at each forecast tick, priced on first
+    /// use: the forecast is fixed for the episode, so a (class, tick) is priced once, not once
+    /// for every tick that plans over it.
+    prices: HashMap<Vec<bool>, Vec<Vec<f64>>>,
     scratch: PlacementEnv,
 }
 
@@ -71,7 +76,16 @@ impl PlannerPolicy {
         };
         let scratch = PlacementEnv::new(scenario.clone())?;
         let oracle = Oracle::new(scenario)?;
-        Ok(Self { name, horizon, oracle, graphs: HashMap::new(), forecast: Vec::new(), groups: 0, scratch })
+        Ok(Self {
+            name,
+            horizon,
+            oracle,
+            graphs: HashMap::new(),
+            forecast: Vec::new(),
+            groups: 0,
+            prices: HashMap::new(),
+            scratch,
+        })
     }
 
     /// The graph of the classes that can be packed onto the `ready` nodes, built once per set.
@@ -109,21 +123,41 @@ impl PlannerPolicy {
         graph
     }
 
+    /// The steady cost of every class of `graph` (the graph of the `ready` nodes) at forecast
+    /// tick `t`, priced on first use.
+    fn prices_at(&mut self, graph: &Graph, ready: &[bool], t: u32) -> &[f64] {
+        let ticks = self.forecast.len() / self.groups.max(1);
+        let by_tick = self.prices.entry(ready.to_vec()).or_insert_with(|| vec![Vec::new(); ticks]);
+        let priced = &mut by_tick[t as usize];
+        if priced.is_empty() {
+            let start = t as usize * self.groups;
+            let rates = &self.forecast[start..start + self.groups];
+            *priced = graph.configs.iter().map(|config| self.oracle.cost_of(config, rates)).collect();
+        }
+        priced
+    }
+
     /// The cost of the cheapest path from each class over the forecast's ticks `first..=last`
     /// (being in the class during `first`), each move on the way charged `move_cost`.
-    fn costs_to_go(&mut self, graph: &Graph, first: u32, last: u32, move_cost: f64) -> Vec<f64> {
+    fn costs_to_go(
+        &mut self,
+        graph: &Graph,
+        ready: &[bool],
+        first: u32,
+        last: u32,
+        move_cost: f64,
+    ) -> Vec<f64> {
         let mut to_go = vec![0.0_f64; graph.configs.len()];
         let mut best_next = vec![0.0_f64; graph.configs.len()];
         for t in (first..=last).rev() {
-            let start = t as usize * self.groups;
-            let rates = &self.forecast[start..start + self.groups];
             if t < last {
                 for (i, next) in graph.next.iter().enumerate() {
                     best_next[i] = next.iter().fold(to_go[i], |best, &j| best.min(to_go[j] + move_cost));
                 }
             }
-            for (i, config) in graph.configs.iter().enumerate() {
-                to_go[i] = self.oracle.cost_of(config, rates) + if t < last { best_next[i] } else { 0.0 };
+            let prices = self.prices_at(graph, ready, t);
+            for (i, price) in prices.iter().enumerate() {
+                to_go[i] = price + if t < last { best_next[i] } else { 0.0 };
             }
         }
         to_go
@@ -131,9 +165,15 @@ impl PlannerPolicy {
 
     /// The action that takes one replica of `env` from class `from` to class `to` (one move
     /// apart): a replica in the seat `from` has and `to` has not, onto an allowed node of the
-    /// seat `to` gains, the first such in replica and node order.
-    fn action_between(&self, env: &PlacementEnv, from: &[usize], to: &[usize]) -> Option<usize> {
-        let views = env.steady_views();
+    /// seat `to` gains, the first such in replica and node order. `views` are `env`'s steady
+    /// views.
+    fn action_between(
+        &self,
+        env: &PlacementEnv,
+        views: &[ReplicaView],
+        from: &[usize],
+        to: &[usize],
+    ) -> Option<usize> {
         let mut start = 0;
         for (s, (_, _, k)) in self.oracle.service_slots().enumerate() {
             let (a, b) = (&from[start..start + k], &to[start..start + k]);
@@ -167,6 +207,7 @@ impl Policy for PlannerPolicy {
         self.scratch.reset(Rng::derive(seed, 0x706c_616e).next_u64());
         self.forecast.clone_from(&self.scratch.trace().rates_rps);
         self.groups = self.scratch.trace().groups;
+        self.prices.clear();
     }
 
     fn act(&mut self, env: &PlacementEnv) -> usize {
@@ -177,14 +218,14 @@ impl Policy for PlannerPolicy {
         }
         let must_move = !env.action_mask()[0];
         let graph = self.graph(env.node_ready());
-        let here =
-            self.oracle.slots_of(&env.steady_views()).and_then(|slots| graph.index.get(&slots).copied());
+        let views = env.steady_views();
+        let here = self.oracle.slots_of(&views).and_then(|slots| graph.index.get(&slots).copied());
         let last = (env.tick() + self.horizon).min(env.scenario().episode_ticks);
         let (Some(here), false) = (here, self.forecast.is_empty() || env.tick() >= last) else {
             return GreedyPolicy.act(env);
         };
         let move_cost = env.scenario().reward.move_cost;
-        let to_go = self.costs_to_go(&graph, env.tick() + 1, last, move_cost);
+        let to_go = self.costs_to_go(&graph, env.node_ready(), env.tick() + 1, last, move_cost);
         let keep = if must_move { f64::INFINITY } else { to_go[here] };
         let mut better: Vec<usize> =
             graph.next[here].iter().copied().filter(|&to| to_go[to] + move_cost < keep - 1e-12).collect();
@@ -192,7 +233,7 @@ impl Policy for PlannerPolicy {
         let from = &graph.configs[here].slots;
         better
             .iter()
-            .find_map(|&to| self.action_between(env, from, &graph.configs[to].slots))
+            .find_map(|&to| self.action_between(env, &views, from, &graph.configs[to].slots))
             .unwrap_or_else(|| if must_move { GreedyPolicy.act(env) } else { 0 })
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use berth_agents::nets::DeviceKind;
 use berth_agents::{AgentPolicy, Flow, Target, TrainRequest};
 use berth_env::PlacementEnv;
-use berth_env::baselines::{Policy, baseline};
+use berth_env::baselines::{PlannerPolicy, Policy, baseline, planner_horizon};
 use berth_env::cost::TickMetrics;
 use berth_env::evaluate::{episode_seeds, run_oracle, run_policy};
 use berth_env::shield::ShieldedPolicy;
@@ -200,6 +200,8 @@ impl RunSpec<'_> {
                     Some(policy)
                 }
             }
+            // The planner is built for each condition's cluster, below.
+            Contender::Baseline(name) if planner_horizon(name).is_some() => None,
             Contender::Baseline(name) => Some(baseline(name).expect("checked baseline name")),
             Contender::Oracle => None,
         };
@@ -215,17 +217,24 @@ impl RunSpec<'_> {
                 }
                 on_work(1);
             };
-            let row = match policy.as_mut() {
-                Some(p) => run_policy(&mut env, p.as_mut(), &seeds, &mut on_tick)?,
-                None => match run_oracle(&mut env, &seeds, &mut on_tick) {
-                    Ok(row) => row,
-                    Err(berth_env::Error::OracleRefused(why)) => {
-                        refused = Some(why);
-                        results.clear();
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
-                },
+            let searched = match (policy.as_mut(), self.contender) {
+                (Some(p), _) => run_policy(&mut env, p.as_mut(), &seeds, &mut on_tick),
+                (None, Contender::Baseline(name)) => {
+                    let horizon = planner_horizon(name).expect("checked planner name");
+                    PlannerPolicy::new(condition.scenario.clone(), horizon)
+                        .and_then(|mut planner| run_policy(&mut env, &mut planner, &seeds, &mut on_tick))
+                }
+                (None, _) => run_oracle(&mut env, &seeds, &mut on_tick),
+            };
+            let row = match searched {
+                Ok(row) => row,
+                // A search that refuses one condition gives the run no rows, as for the oracle.
+                Err(berth_env::Error::OracleRefused(why)) => {
+                    refused = Some(why);
+                    results.clear();
+                    break;
+                }
+                Err(e) => return Err(e.into()),
             };
             let row = berth_env::evaluate::EvalRow { policy: self.policy().to_string(), ..row };
             results.push(ConditionResult { condition: condition.name.clone(), row, day_latency_ms: day });

@@ -260,13 +260,14 @@ pub fn summary_markdown(
             }
             md.push('\n');
         }
-        for r in records.iter().filter(|r| r.scenario == scenario.name && r.refused.is_some()).take(1) {
-            let _ = writeln!(
-                md,
-                "No oracle on {}: {}\n",
-                scenario.name,
-                r.refused.as_deref().unwrap_or_default()
-            );
+        // One line per policy whose search refused the scenario (every seed's run says the same).
+        let mut told = Vec::new();
+        for r in records.iter().filter(|r| r.scenario == scenario.name && r.refused.is_some()) {
+            if !told.contains(&r.policy) {
+                let why = r.refused.as_deref().unwrap_or_default();
+                let _ = writeln!(md, "No {} on {}: {why}\n", r.policy, scenario.name);
+                told.push(r.policy.clone());
+            }
         }
     }
     if !speeds.is_empty() {

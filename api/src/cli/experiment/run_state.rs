@@ -69,9 +69,9 @@ pub struct RunRecord {
     pub seed: u64,
     /// Training steps (agents).
     pub train_steps: Option<u64>,
-    /// One result per condition; empty when the oracle refused.
+    /// One result per condition; empty when the oracle's or the planner's search refused.
     pub results: Vec<ConditionResult>,
-    /// Why the oracle gave no rows, when it refused.
+    /// Why the oracle or the planner gave no rows, when its search refused.
     pub refused: Option<String>,
     /// `(step, episodic return)` of every finished training episode.
     pub curve: Vec<(u64, f64)>,

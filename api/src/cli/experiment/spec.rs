@@ -206,12 +206,12 @@ impl ExperimentFile {
         }
         for (i, b) in self.baselines.iter().enumerate() {
             // The oracle has its own switch.
-            if baselines::baseline(b).is_none() {
+            if baselines::baseline(b).is_none() && baselines::planner_horizon(b).is_none() {
                 return Err(invalid(
                     format!("baselines[{i}]"),
                     format!(
-                        "unknown baseline `{b}` (expected one of {}, lookahead; `descheduler:<seconds>` sets its \
-                         interval, `lookahead:<ticks>` its horizon)",
+                        "unknown baseline `{b}` (expected one of {}, lookahead, planner; `descheduler:<seconds>` \
+                         sets its interval, `lookahead:<ticks>` and `planner:<ticks>` their horizons)",
                         baselines::NAMES.join(", ")
                     ),
                 ));

@@ -153,5 +153,11 @@ mod tests {
             env.step(action).unwrap();
         }
         assert!(Teachers::new(Teacher::Planner, 1, [&shipped::load("gpu-medium").unwrap()]).is_err());
+
+        // Each copy's first teacher is built for that copy's own first cluster.
+        let teachers = Teachers::new(Teacher::Planner, 1, [&small, &fewer]).unwrap();
+        for (copy, cluster) in teachers.copies.iter().zip([&small, &fewer]) {
+            assert!(copy.0.is_some() && Arc::ptr_eq(&copy.1, cluster));
+        }
     }
 }

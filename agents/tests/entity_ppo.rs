@@ -184,9 +184,18 @@ fn kickstarting_from_the_planner_needs_a_cluster_the_oracle_searches_and_teaches
     assert!(!rows.is_empty() && rows.iter().all(|r| r.teacher_agreement.is_some()), "{rows:?}");
     let mut hp = hp;
     hp["teacher"] = serde_json::json!("greedy");
-    let greedy = train(&request("gpu-small", hp), &mut |_| Flow::Continue).unwrap();
+    let greedy = train(&request("gpu-small", hp.clone()), &mut |_| Flow::Continue).unwrap();
     let learnt = |rows: &[berth_agents::run_log::LogRow]| -> Vec<(Option<f64>, Option<f64>)> {
         rows.iter().map(|r| (r.approx_kl, r.entropy)).collect()
     };
     assert_ne!(learnt(greedy.log.rows()), learnt(rows), "the planner taught what greedy did");
+
+    // Across shapes each copy's first episode already runs on a cluster of its own, and its
+    // planner is built for that one (a planner of the base cluster once indexed past the
+    // varied cluster's nodes and panicked).
+    let mut hp = hp;
+    hp["teacher"] = serde_json::json!("planner");
+    hp["vary_shapes"] = serde_json::json!(true);
+    let varied = train(&request("gpu-small", hp), &mut |_| Flow::Continue).unwrap();
+    assert!(varied.log.rows().iter().all(|r| r.teacher_agreement.is_some()), "{:?}", varied.log.rows());
 }

@@ -123,22 +123,9 @@ impl PlannerPolicy {
         graph
     }
 
-    /// The steady cost of every class of `graph` (the graph of the `ready` nodes) at forecast
-    /// tick `t`, priced on first use.
-    fn prices_at(&mut self, graph: &Graph, ready: &[bool], t: u32) -> &[f64] {
-        let ticks = self.forecast.len() / self.groups.max(1);
-        let by_tick = self.prices.entry(ready.to_vec()).or_insert_with(|| vec![Vec::new(); ticks]);
-        let priced = &mut by_tick[t as usize];
-        if priced.is_empty() {
-            let start = t as usize * self.groups;
-            let rates = &self.forecast[start..start + self.groups];
-            *priced = graph.configs.iter().map(|config| self.oracle.cost_of(config, rates)).collect();
-        }
-        priced
-    }
-
     /// The cost of the cheapest path from each class over the forecast's ticks `first..=last`
-    /// (being in the class during `first`), each move on the way charged `move_cost`.
+    /// (being in the class during `first`), each move on the way charged `move_cost`. `graph`
+    /// is the graph of the `ready` nodes; each tick's class prices are filled on first use.
     fn costs_to_go(
         &mut self,
         graph: &Graph,
@@ -147,6 +134,8 @@ impl PlannerPolicy {
         last: u32,
         move_cost: f64,
     ) -> Vec<f64> {
+        let ticks = self.forecast.len() / self.groups.max(1);
+        let prices = self.prices.entry(ready.to_vec()).or_insert_with(|| vec![Vec::new(); ticks]);
         let mut to_go = vec![0.0_f64; graph.configs.len()];
         let mut best_next = vec![0.0_f64; graph.configs.len()];
         for t in (first..=last).rev() {
@@ -155,8 +144,13 @@ impl PlannerPolicy {
                     best_next[i] = next.iter().fold(to_go[i], |best, &j| best.min(to_go[j] + move_cost));
                 }
             }
-            let prices = self.prices_at(graph, ready, t);
-            for (i, price) in prices.iter().enumerate() {
+            let priced = &mut prices[t as usize];
+            if priced.is_empty() {
+                let start = t as usize * self.groups;
+                let rates = &self.forecast[start..start + self.groups];
+                *priced = graph.configs.iter().map(|config| self.oracle.cost_of(config, rates)).collect();
+            }
+            for (i, price) in priced.iter().enumerate() {
                 to_go[i] = price + if t < last { best_next[i] } else { 0.0 };
             }
         }

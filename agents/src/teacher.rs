@@ -2,8 +2,8 @@
 //! `teacher`). `greedy` moves where one tick's saving pays the move; `lookahead` makes the
 //! same best move or keeps, whichever costs less over four hours played out on a forecast
 //! ([`berth_env::baselines::LookaheadPolicy`]), 4-5% below `greedy` on the medium and large
-//! clusters; `planner` plans paths of moves over the oracle's placement classes
-//! ([`berth_env::baselines::PlannerPolicy`]), on clusters small enough for the oracle. Each
+//! clusters; `planner` plans paths of moves over placement classes
+//! ([`berth_env::baselines::planner::build`]), on clusters up to about `gpu-medium`'s size. Each
 //! env copy gets its own, as each keeps a scratch cluster and the episode's forecast.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use berth_core::{Rng, Scenario};
 use berth_env::PlacementEnv;
 use berth_env::baselines::lookahead::HORIZON_TICKS;
-use berth_env::baselines::{LookaheadPolicy, PlannerPolicy, Policy};
+use berth_env::baselines::{LookaheadPolicy, Policy, planner};
 use berth_env::gym::Env;
 use serde::{Deserialize, Serialize};
 
@@ -54,11 +54,10 @@ fn teacher_for(kind: Teacher, scenario: &Arc<Scenario>) -> Result<Option<Box<dyn
     Ok(match kind {
         Teacher::Greedy => None,
         Teacher::Lookahead => Some(Box::new(LookaheadPolicy::new(HORIZON_TICKS))),
-        Teacher::Planner => {
-            Some(Box::new(PlannerPolicy::new(scenario.clone(), HORIZON_TICKS).map_err(|e| {
-                Error::Config { name: "teacher".into(), reason: format!("\"planner\": {e}") }
-            })?))
-        }
+        Teacher::Planner => Some(
+            planner::build(scenario.clone(), HORIZON_TICKS)
+                .map_err(|e| Error::Config { name: "teacher".into(), reason: format!("\"planner\": {e}") })?,
+        ),
     })
 }
 

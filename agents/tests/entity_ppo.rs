@@ -170,13 +170,13 @@ fn kickstarting_from_lookahead_needs_the_entity_network_and_teaches_with_it() {
 }
 
 #[test]
-fn kickstarting_from_the_planner_needs_a_cluster_the_oracle_searches_and_teaches_with_it() {
+fn kickstarting_from_the_planner_needs_a_cluster_it_plans_for_and_teaches_with_it() {
     let request = |scenario, hyperparameters| {
         ppo_request(Target::Placement(shipped(scenario).unwrap()), 512, 3, hyperparameters)
     };
     let hp = serde_json::json!({"network": "entity", "teacher": "planner", "teacher_fraction": 1.0,
                                 "num_envs": 2, "num_steps": 128, "hidden": 16});
-    let large = train(&request("gpu-medium", hp.clone()), &mut |_| Flow::Continue);
+    let large = train(&request("gpu-large", hp.clone()), &mut |_| Flow::Continue);
     let err = large.err().expect("refused").to_string();
     assert!(err.contains("teacher") && err.contains("placement classes"), "{err}");
     let taught = train(&request("gpu-small", hp.clone()), &mut |_| Flow::Continue).unwrap();

@@ -7,7 +7,7 @@ use berth_core::Scenario;
 use serde::{Deserialize, Serialize};
 
 use crate::PlacementEnv;
-use crate::baselines::{self, PlannerPolicy, Policy, baseline};
+use crate::baselines::{self, Policy, baseline};
 use crate::cost::TickMetrics;
 use crate::error::{Error, Result};
 use crate::fixed::{FixedPolicy, search_steps};
@@ -274,7 +274,7 @@ pub enum Contender {
     Oracle,
     /// The best fixed placement, searched for before the episodes ([`FixedPolicy::search`]).
     Fixed,
-    /// The planner over this many ticks ([`PlannerPolicy`]), built for the scenario.
+    /// The planner over this many ticks ([`baselines::planner::build`]), built for the scenario.
     Planner(u32),
 }
 
@@ -363,9 +363,9 @@ pub fn compare(
                 Err(Error::FixedRefused(why)) => notes.push(format!("no fixed row: {why}")),
                 Err(e) => return Err(e),
             },
-            Contender::Planner(horizon) => match PlannerPolicy::new(env.scenario().clone(), horizon) {
+            Contender::Planner(horizon) => match baselines::planner::build(env.scenario().clone(), horizon) {
                 Ok(mut planner) => {
-                    rows.push(run_policy(&mut env, &mut planner, &seeds, &mut |_, _| progress())?)
+                    rows.push(run_policy(&mut env, planner.as_mut(), &seeds, &mut |_, _| progress())?)
                 }
                 Err(Error::OracleRefused(why)) => notes.push(format!("no planner row: {why}")),
                 Err(e) => return Err(e),
@@ -424,15 +424,16 @@ mod tests {
         assert_eq!(calls, total);
     }
 
-    /// The planner is a row where the oracle searches, and a note saying why elsewhere; its
-    /// horizon is checked like the lookahead's.
+    /// The planner is a row where it plans (jointly on `tiny`, by service on `gpu-medium`),
+    /// and a note saying why elsewhere; its horizon is checked like the lookahead's.
     #[test]
-    fn the_planner_runs_where_the_oracle_searches_and_says_why_not_elsewhere() {
+    fn the_planner_runs_where_it_plans_and_says_why_not_elsewhere() {
         let planner = || vec![Contender::named("planner:12").unwrap()];
-        let (rows, notes) = compare(shipped::load("tiny").unwrap(), planner(), 1, 1, &mut || {}).unwrap();
-        assert_eq!((rows.len(), rows[0].policy.as_str(), notes), (1, "planner:12", None));
-        let (rows, notes) =
-            compare(shipped::load("gpu-medium").unwrap(), planner(), 1, 1, &mut || {}).unwrap();
+        for name in ["tiny", "gpu-medium"] {
+            let (rows, notes) = compare(shipped::load(name).unwrap(), planner(), 1, 1, &mut || {}).unwrap();
+            assert_eq!((rows.len(), rows[0].policy.as_str(), notes), (1, "planner:12", None), "{name}");
+        }
+        let (rows, notes) = compare(shipped::load("gpu-mig").unwrap(), planner(), 1, 1, &mut || {}).unwrap();
         assert!(rows.is_empty(), "{rows:?}");
         assert!(notes.as_deref().is_some_and(|n| n.starts_with("no planner row")), "{notes:?}");
         for bad in ["planner:0", "planner:289", "planner:x", "planners"] {

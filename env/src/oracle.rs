@@ -129,9 +129,12 @@ fn seats_of_time(
     }
 }
 
-/// Number of multisets of size `k` from `m` kinds: C(m + k - 1, k).
-fn multiset_count(m: usize, k: usize) -> u128 {
-    (1..=k as u128).fold(1u128, |acc, i| acc * (m as u128 + i - 1) / i)
+/// Number of multisets of size `k` from `m` kinds: C(m + k - 1, k), saturating at
+/// `u128::MAX` (the services of a 1,523-node cluster overflow it).
+pub(crate) fn multiset_count(m: usize, k: usize) -> u128 {
+    (1..=k as u128)
+        .try_fold(1u128, |acc, i| acc.checked_mul(m as u128 + i - 1).map(|x| x / i))
+        .unwrap_or(u128::MAX)
 }
 
 /// How many placements an exhaustive search over `scenario` tries when each service's

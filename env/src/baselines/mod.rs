@@ -3,10 +3,13 @@
 //! the [`descheduler`] beside kube-scheduler, and the GPU-packing placement rules of
 //! [`crate::packing`] ([`placed`]). [`lookahead`] weighs `greedy`'s best move over hours on
 //! a simulated copy; it costs hundreds of simulated ticks a tick, so it is asked for by name,
-//! not run by default. [`planner`] plans paths of moves over the oracle's placement classes,
-//! on small clusters only; it is built for a scenario, so evaluations and experiments build it
-//! for each one they play ([`planner_horizon`] reads its name).
+//! not run by default. [`planner`] plans paths of moves over placement classes: jointly over
+//! the oracle's where it searches them, else one service at a time ([`by_service`]), on
+//! clusters up to about `gpu-medium`'s size; it is built for a scenario
+//! ([`planner::build`]), so evaluations and experiments build it for each one they play
+//! ([`planner_horizon`] reads its name).
 
+pub mod by_service;
 pub mod descheduler;
 pub mod lookahead;
 pub mod placed;
@@ -21,6 +24,7 @@ use crate::placement_env::Move;
 use crate::scheduler::Fit;
 use crate::what_if::WhatIf;
 
+pub use by_service::ServicePlannerPolicy;
 pub use descheduler::{DeschedulerPolicy, Profile};
 pub use lookahead::LookaheadPolicy;
 pub use placed::PlacedPolicy;
@@ -164,7 +168,7 @@ pub fn horizon(suffix: &str) -> Option<u32> {
 }
 
 /// The planner's horizon where `name` is `planner` or `planner:<ticks>`; `None` for another
-/// name or a horizon out of range. The planner is built for a scenario ([`PlannerPolicy::new`]),
+/// name or a horizon out of range. The planner is built for a scenario ([`planner::build`]),
 /// so it is not one of [`baseline`]'s.
 pub fn planner_horizon(name: &str) -> Option<u32> {
     name.strip_prefix("planner").and_then(horizon)

@@ -14,14 +14,16 @@
 //! scored, and it holds the nodes as they are: the planner does not price what a node failure
 //! would cost the placement it chooses, and it has no guard against crowding a service onto
 //! one node (on `gpu-small`'s tuning days `lookahead`'s guard cost more than it saved). Where
-//! it must evacuate it takes the cheapest planned evacuation. It plans where the oracle
-//! searches (`tiny`, `gpu-small`), on whole GPUs.
+//! it must evacuate it takes the cheapest planned evacuation. It plans jointly where the
+//! oracle searches (`tiny`, `gpu-small`), on whole GPUs; [`build`] plans one service at a
+//! time on larger clusters ([`super::by_service`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use berth_core::{Rng, Scenario};
 
+use super::by_service::ServicePlannerPolicy;
 use super::{GreedyPolicy, Policy};
 use crate::PlacementEnv;
 use crate::cost::ReplicaView;
@@ -63,17 +65,9 @@ impl PlannerPolicy {
     /// for `scenario`; refused, saying why, where the oracle cannot search it or its GPUs are
     /// shared.
     pub fn new(scenario: Arc<Scenario>, horizon: u32) -> Result<Self> {
-        if scenario.nodes.iter().any(|n| n.gpu.as_ref().is_some_and(|g| g.sharing.is_shared())) {
-            return Err(Error::OracleRefused(format!(
-                "`{}` shares GPUs; the planner plans on whole GPUs only",
-                scenario.name
-            )));
-        }
+        refuse_shared_gpus(&scenario)?;
         let horizon = horizon.clamp(1, super::lookahead::MAX_HORIZON_TICKS);
-        let name = match horizon {
-            HORIZON_TICKS => "planner".to_string(),
-            _ => format!("planner:{horizon}"),
-        };
+        let name = name(horizon);
         let scratch = PlacementEnv::new(scenario.clone())?;
         let oracle = Oracle::new(scenario)?;
         Ok(Self {
@@ -136,25 +130,15 @@ impl PlannerPolicy {
     ) -> Vec<f64> {
         let ticks = self.forecast.len() / self.groups.max(1);
         let prices = self.prices.entry(ready.to_vec()).or_insert_with(|| vec![Vec::new(); ticks]);
-        let mut to_go = vec![0.0_f64; graph.configs.len()];
-        let mut best_next = vec![0.0_f64; graph.configs.len()];
-        for t in (first..=last).rev() {
-            if t < last {
-                for (i, next) in graph.next.iter().enumerate() {
-                    best_next[i] = next.iter().fold(to_go[i], |best, &j| best.min(to_go[j] + move_cost));
-                }
-            }
+        for t in first..=last {
             let priced = &mut prices[t as usize];
             if priced.is_empty() {
                 let start = t as usize * self.groups;
                 let rates = &self.forecast[start..start + self.groups];
                 *priced = graph.configs.iter().map(|config| self.oracle.cost_of(config, rates)).collect();
             }
-            for (i, price) in priced.iter().enumerate() {
-                to_go[i] = price + if t < last { best_next[i] } else { 0.0 };
-            }
         }
-        to_go
+        cheapest_to_go(&graph.next, prices, first, last, move_cost)
     }
 
     /// The action that takes one replica of `env` from class `from` to class `to` (one move
@@ -191,16 +175,82 @@ impl PlannerPolicy {
     }
 }
 
+/// The planner over `horizon` ticks for `scenario`: over the joint placement classes where
+/// the oracle searches them ([`PlannerPolicy`]), else one service at a time
+/// ([`ServicePlannerPolicy`]); refused, saying why, where GPUs are shared or even one
+/// service's classes are too many.
+pub fn build(scenario: Arc<Scenario>, horizon: u32) -> Result<Box<dyn Policy>> {
+    refuse_shared_gpus(&scenario)?;
+    match PlannerPolicy::new(scenario.clone(), horizon) {
+        Ok(joint) => Ok(Box::new(joint)),
+        Err(Error::OracleRefused(_)) => {
+            let horizon = horizon.clamp(1, super::lookahead::MAX_HORIZON_TICKS);
+            Ok(Box::new(ServicePlannerPolicy::new(scenario, name(horizon), horizon)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `planner`, or `planner:<ticks>` where the horizon is not the default.
+fn name(horizon: u32) -> String {
+    match horizon {
+        HORIZON_TICKS => "planner".to_string(),
+        _ => format!("planner:{horizon}"),
+    }
+}
+
+/// [`Error::OracleRefused`] where `scenario` shares GPUs: the planners price whole GPUs only.
+pub(super) fn refuse_shared_gpus(scenario: &Scenario) -> Result<()> {
+    match scenario.nodes.iter().any(|n| n.gpu.as_ref().is_some_and(|g| g.sharing.is_shared())) {
+        true => Err(Error::OracleRefused(format!(
+            "`{}` shares GPUs; the planner plans on whole GPUs only",
+            scenario.name
+        ))),
+        false => Ok(()),
+    }
+}
+
+/// The forecast a planner plans on for the day of `seed`: another draw of the scenario's
+/// traffic than the day scored, as rates laid out like [`crate::backend::Trace::rates_rps`],
+/// with the number of user groups.
+pub(super) fn forecast(scratch: &mut PlacementEnv, seed: u64) -> (Vec<f64>, usize) {
+    scratch.reset(Rng::derive(seed, 0x706c_616e).next_u64());
+    (scratch.trace().rates_rps.clone(), scratch.trace().groups)
+}
+
+/// Dynamic programming backwards over ticks `first..=last`: the cost of the cheapest path of
+/// single moves from each class (being in it during `first`), where `next[i]` are the classes
+/// one move from `i`, each move costs `move_cost`, and `prices[t][i]` (filled for those ticks)
+/// is class `i`'s steady cost at tick `t` (infinite where it cannot be packed).
+pub(super) fn cheapest_to_go(
+    next: &[Vec<usize>],
+    prices: &[Vec<f64>],
+    first: u32,
+    last: u32,
+    move_cost: f64,
+) -> Vec<f64> {
+    let mut to_go = vec![0.0_f64; next.len()];
+    let mut best_next = vec![0.0_f64; next.len()];
+    for t in (first..=last).rev() {
+        if t < last {
+            for (i, next) in next.iter().enumerate() {
+                best_next[i] = next.iter().fold(to_go[i], |best, &j| best.min(to_go[j] + move_cost));
+            }
+        }
+        for (i, price) in prices[t as usize].iter().enumerate() {
+            to_go[i] = price + if t < last { best_next[i] } else { 0.0 };
+        }
+    }
+    to_go
+}
+
 impl Policy for PlannerPolicy {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn reset(&mut self, seed: u64) {
-        // The forecast: another draw of the scenario's traffic than the day scored.
-        self.scratch.reset(Rng::derive(seed, 0x706c_616e).next_u64());
-        self.forecast.clone_from(&self.scratch.trace().rates_rps);
-        self.groups = self.scratch.trace().groups;
+        (self.forecast, self.groups) = forecast(&mut self.scratch, seed);
         self.prices.clear();
     }
 
@@ -234,6 +284,8 @@ impl Policy for PlannerPolicy {
 
 #[cfg(test)]
 mod tests {
+    use berth_core::{NodeEvent, NodeEventKind};
+
     use super::*;
     use crate::baselines::LookaheadPolicy;
     use crate::evaluate::run_policy;
@@ -264,24 +316,33 @@ mod tests {
         assert!(row.moves > lookahead.moves, "{row:?} against {lookahead:?}");
     }
 
-    /// From random `gpu-small` placements, and over a tuning day on which nodes fail and
-    /// replicas must be evacuated (stepping a masked action is an error), the planner only
-    /// names allowed actions, and moves where a move is due.
+    /// From random placements, and over a tuning day on which the node with the most replicas
+    /// at the start fails at noon and replicas must be evacuated (stepping a masked action is
+    /// an error), the planner only names allowed actions, and moves where a move is due:
+    /// jointly on `gpu-small`, by service on `gpu-medium`.
     #[test]
     fn the_planner_stays_in_the_mask() {
-        let mut env = PlacementEnv::new(shipped::load("gpu-small").unwrap()).unwrap();
-        let mut planner = planner("gpu-small");
-        let row = run_policy(&mut env, &mut planner, &[1_000_000], &mut |_, _| {}).unwrap();
-        assert!(row.moves > 0.0, "{row:?}");
-        let (mut states, mut moved) = (0, 0);
-        random_states(&mut env, 0..40, |env, seed| {
-            planner.reset(seed);
-            let action = planner.act(env);
-            assert!(env.action_mask()[action], "seed {seed}: action {action}");
-            states += 1;
-            moved += usize::from(action != 0);
-        });
-        assert!(states >= 30 && moved > 0, "{moved} moves of {states}");
+        for name in ["gpu-small", "gpu-medium"] {
+            let mut scenario = (*shipped::load(name).unwrap()).clone();
+            let start = PlacementEnv::new(Arc::new(scenario.clone())).unwrap().placement().to_vec();
+            let node =
+                (0..scenario.nodes.len()).max_by_key(|&n| start.iter().filter(|&&m| m == n).count()).unwrap();
+            scenario.failures.events.push(NodeEvent { at_s: 43_200.0, node, kind: NodeEventKind::Fail });
+            let scenario = Arc::new(scenario);
+            let mut env = PlacementEnv::new(scenario.clone()).unwrap();
+            let mut planner = build(scenario, HORIZON_TICKS).unwrap();
+            let row = run_policy(&mut env, planner.as_mut(), &[1_000_000], &mut |_, _| {}).unwrap();
+            assert!(row.moves > 0.0, "{name}: {row:?}");
+            let (mut states, mut moved) = (0, 0);
+            random_states(&mut env, 0..40, |env, seed| {
+                planner.reset(seed);
+                let action = planner.act(env);
+                assert!(env.action_mask()[action], "{name}, seed {seed}: action {action}");
+                states += 1;
+                moved += usize::from(action != 0);
+            });
+            assert!(states >= 30 && moved > 0, "{name}: {moved} moves of {states}");
+        }
     }
 
     #[test]
@@ -295,5 +356,28 @@ mod tests {
         }
         assert_eq!(planner("tiny").name(), "planner");
         assert_eq!(PlannerPolicy::new(shipped::load("tiny").unwrap(), 12).unwrap().name(), "planner:12");
+    }
+
+    /// `build` plans jointly where the oracle searches and one service at a time up to
+    /// `gpu-medium`'s size; it refuses shared GPUs and a service with too many classes, naming
+    /// the service.
+    #[test]
+    fn the_built_planner_plans_by_service_where_the_joint_search_is_too_large() {
+        let medium = shipped::load("gpu-medium").unwrap();
+        let mut env = PlacementEnv::new(medium.clone()).unwrap();
+        let days = [1_000_000];
+        let greedy = run_policy(&mut env, &mut GreedyPolicy, &days, &mut |_, _| {}).unwrap();
+        let mut planner = build(medium, 24).unwrap();
+        let row = run_policy(&mut env, planner.as_mut(), &days, &mut |_, _| {}).unwrap();
+        assert_eq!(row.policy, "planner:24");
+        assert!(row.reward > greedy.reward, "{row:?} against {greedy:?}");
+        for (name, why) in [("gpu-large", "placement classes for service `"), ("gpu-mig", "shares GPUs")] {
+            match build(shipped::load(name).unwrap(), HORIZON_TICKS) {
+                Err(Error::OracleRefused(reason)) => assert!(reason.contains(why), "{name}: {reason}"),
+                Err(e) => panic!("{name}: {e}"),
+                Ok(_) => panic!("{name}: planned"),
+            }
+        }
+        assert_eq!(build(shipped::load("tiny").unwrap(), HORIZON_TICKS).unwrap().name(), "planner");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use berth_agents::nets::DeviceKind;
 use berth_agents::{AgentPolicy, Flow, Target, TrainRequest};
 use berth_env::PlacementEnv;
-use berth_env::baselines::{PlannerPolicy, Policy, baseline, planner_horizon};
+use berth_env::baselines::{Policy, baseline, planner, planner_horizon};
 use berth_env::cost::TickMetrics;
 use berth_env::evaluate::{episode_seeds, run_oracle, run_policy};
 use berth_env::shield::ShieldedPolicy;
@@ -221,8 +221,8 @@ impl RunSpec<'_> {
                 (Some(p), _) => run_policy(&mut env, p.as_mut(), &seeds, &mut on_tick),
                 (None, Contender::Baseline(name)) => {
                     let horizon = planner_horizon(name).expect("checked planner name");
-                    PlannerPolicy::new(condition.scenario.clone(), horizon)
-                        .and_then(|mut planner| run_policy(&mut env, &mut planner, &seeds, &mut on_tick))
+                    planner::build(condition.scenario.clone(), horizon)
+                        .and_then(|mut planner| run_policy(&mut env, planner.as_mut(), &seeds, &mut on_tick))
                 }
                 (None, _) => run_oracle(&mut env, &seeds, &mut on_tick),
             };

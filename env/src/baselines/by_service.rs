@@ -112,9 +112,17 @@ struct Context {
     services: Vec<Priced>,
 }
 
+/// One service's classes as priced with the others held. A class's price depends only on the
+/// Ready nodes and the other services' classes, so a move of the service itself, or of a
+/// replica within its seat, keeps its prices (what makes the planner a bearable teacher: the
+/// student moves often).
 struct Priced {
     /// The class the service is in now.
     here: usize,
+    /// The other services' classes (`usize::MAX` in this service's place) and the Ready
+    /// nodes the prices hold for, with the classes that fit.
+    others: Vec<usize>,
+    ready: Vec<bool>,
     fits: Vec<bool>,
     tables: Vec<Option<RoutingTable>>,
     /// Per forecast tick, each class's steady cost (empty until first asked).
@@ -220,15 +228,27 @@ impl ServicePlannerPolicy {
             return;
         }
         let ticks = self.forecast.len() / self.groups.max(1);
-        let services = (0..self.services.len())
-            .map(|s| {
-                let here = self.class_of(env, s);
-                let classes = self.services[s].classes.len();
-                Priced {
-                    here,
-                    fits: self.fitting(env, s, here),
-                    tables: vec![None; classes],
-                    prices: vec![Vec::new(); ticks],
+        let heres: Vec<usize> = (0..self.services.len()).map(|s| self.class_of(env, s)).collect();
+        let mut before = self.context.take().map(|c| c.services).unwrap_or_default().into_iter();
+        let services = heres
+            .iter()
+            .enumerate()
+            .map(|(s, &here)| {
+                let mut others = heres.clone();
+                others[s] = usize::MAX;
+                let fits = self.fitting(env, s, here);
+                match before.next() {
+                    Some(p) if p.others == others && p.ready == env.node_ready() && p.fits == fits => {
+                        Priced { here, ..p }
+                    }
+                    _ => Priced {
+                        here,
+                        others,
+                        ready: env.node_ready().to_vec(),
+                        fits,
+                        tables: vec![None; self.services[s].classes.len()],
+                        prices: vec![Vec::new(); ticks],
+                    },
                 }
             })
             .collect();

@@ -218,7 +218,8 @@ impl ServicePlannerPolicy {
             .collect()
     }
 
-    /// The planning context of `env`'s placement, built again when it changed.
+    /// The planning context of `env`'s placement, built again when it changed, with each
+    /// service's prices kept where its key (Ready nodes, other classes, fitting classes) holds.
     fn refresh(&mut self, env: &PlacementEnv) {
         let same = self
             .context

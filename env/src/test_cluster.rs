@@ -78,3 +78,14 @@ pub fn random_states(
         check(env, seed);
     }
 }
+
+/// Shipped scenario `name` with the node holding most replicas at the start scripted to fail
+/// at noon: replicas must be evacuated, and many at once.
+pub fn busiest_node_fails_at_noon(name: &str) -> Arc<Scenario> {
+    let mut scenario = (*crate::shipped::load(name).unwrap()).clone();
+    let start = PlacementEnv::new(Arc::new(scenario.clone())).unwrap().placement().to_vec();
+    let node = (0..scenario.nodes.len()).max_by_key(|&n| start.iter().filter(|&&m| m == n).count()).unwrap();
+    let kind = berth_core::NodeEventKind::Fail;
+    scenario.failures.events.push(berth_core::NodeEvent { at_s: 43_200.0, node, kind });
+    Arc::new(scenario)
+}

@@ -14,95 +14,19 @@
 //! replica moved is one from the node with the most. That spreads a service over the nodes
 //! of a seat at no cost in the model, which cannot price what a node failure would cost.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use berth_core::Scenario;
 
-use super::planner::{cheapest_to_go, forecast, refuse_shared_gpus};
+use super::planner::{cheapest_to_go, forecast, moved_seats, refuse_shared_gpus};
+pub use super::service_classes::MAX_SERVICE_CLASSES;
+use super::service_classes::ServiceClasses;
 use super::{GreedyPolicy, Policy};
 use crate::PlacementEnv;
 use crate::cost::{CostModel, ReplicaView, RoutingTable, Scratch};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gym::Env;
-use crate::oracle::{multiset_count, multisets};
 use crate::placement_env::Move;
-
-/// The most placement classes one service may have (a multiset of its replicas over its seats
-/// and "nowhere"): planning costs about this times the horizon times a move's neighbours.
-pub const MAX_SERVICE_CLASSES: u128 = 20_000;
-
-/// One service's classes: sorted seat indices of its replicas, where seat `seats.len()` is
-/// "nowhere" (on a NotReady node), and the classes one move apart.
-struct ServiceClasses {
-    requests: berth_core::Resources,
-    seats: Vec<(usize, f64)>,
-    /// Per node, the seat a replica of this service has there.
-    node_seat: Vec<Option<usize>>,
-    classes: Vec<Vec<usize>>,
-    index: HashMap<Vec<usize>, usize>,
-    /// Per class, the classes one move away (a replica to another seat that serves).
-    next: Vec<Vec<usize>>,
-}
-
-impl ServiceClasses {
-    fn new(scenario: &Scenario, s: usize) -> Result<Self> {
-        let mut seats = Vec::new();
-        let node_seat = (0..scenario.nodes.len())
-            .map(|n| {
-                let time = scenario.service_time_ms(s, n).filter(|_| scenario.can_host(s, n))?;
-                let seat = (scenario.nodes[n].zone, time);
-                Some(seats.iter().position(|&x| x == seat).unwrap_or_else(|| {
-                    seats.push(seat);
-                    seats.len() - 1
-                }))
-            })
-            .collect();
-        let k = scenario.services[s].replicas as usize;
-        let count = multiset_count(seats.len() + 1, k);
-        if count > MAX_SERVICE_CLASSES {
-            return Err(Error::OracleRefused(format!(
-                "`{}` has {count} placement classes for service `{}` (limit {MAX_SERVICE_CLASSES}); \
-                 the planner plans for clusters up to about gpu-medium's size",
-                scenario.name, scenario.services[s].name
-            )));
-        }
-        let classes = multisets(seats.len() + 1, k);
-        let index: HashMap<Vec<usize>, usize> =
-            classes.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
-        let next = classes
-            .iter()
-            .map(|class| {
-                let mut out = Vec::new();
-                for p in 0..k {
-                    for to in (0..seats.len()).filter(|&to| to != class[p]) {
-                        let mut moved = class.clone();
-                        moved[p] = to;
-                        moved.sort_unstable();
-                        let j = index[&moved];
-                        if !out.contains(&j) {
-                            out.push(j);
-                        }
-                    }
-                }
-                out
-            })
-            .collect();
-        Ok(Self { requests: scenario.services[s].requests, seats, node_seat, classes, index, next })
-    }
-
-    fn nowhere(&self) -> usize {
-        self.seats.len()
-    }
-
-    /// The seat of a replica standing on node `n`.
-    fn seat_on(&self, env: &PlacementEnv, n: usize) -> usize {
-        match env.node_ready()[n] {
-            true => self.node_seat[n].unwrap_or(self.nowhere()),
-            false => self.nowhere(),
-        }
-    }
-}
 
 /// What one placement of the cluster (node states and where every replica stands) fixes for
 /// planning: per service, which of its classes fit beside the others, and their prices.
@@ -135,8 +59,6 @@ pub struct ServicePlannerPolicy {
     horizon: u32,
     model: CostModel,
     services: Vec<ServiceClasses>,
-    /// The first replica of each service (replicas are numbered service by service).
-    starts: Vec<usize>,
     forecast: Vec<f64>,
     groups: usize,
     context: Option<Context>,
@@ -150,72 +72,17 @@ impl ServicePlannerPolicy {
     /// than [`MAX_SERVICE_CLASSES`] classes.
     pub fn new(scenario: Arc<Scenario>, name: String, horizon: u32) -> Result<Self> {
         refuse_shared_gpus(&scenario)?;
-        let services = (0..scenario.services.len())
-            .map(|s| ServiceClasses::new(&scenario, s))
-            .collect::<Result<Vec<_>>>()?;
-        let starts = scenario
-            .services
-            .iter()
-            .scan(0, |start, svc| {
-                let here = *start;
-                *start += svc.replicas as usize;
-                Some(here)
-            })
-            .collect();
         Ok(Self {
             name,
             horizon: horizon.clamp(1, super::lookahead::MAX_HORIZON_TICKS),
             model: CostModel::new(&scenario),
-            services,
-            starts,
+            services: ServiceClasses::all(&scenario)?,
             forecast: Vec::new(),
             groups: 0,
             context: None,
             cost_scratch: Scratch::default(),
             scratch: PlacementEnv::new(scenario)?,
         })
-    }
-
-    /// The class service `s` is in on `env`.
-    fn class_of(&self, env: &PlacementEnv, s: usize) -> usize {
-        let svc = &self.services[s];
-        let k = svc.classes[0].len();
-        let mut seats: Vec<usize> = env.placement()[self.starts[s]..self.starts[s] + k]
-            .iter()
-            .map(|&n| svc.seat_on(env, n))
-            .collect();
-        seats.sort_unstable();
-        svc.index[&seats]
-    }
-
-    /// Which of service `s`'s classes fit on the Ready nodes beside every other replica where
-    /// it stands: each seat no fuller than its nodes have room for, and no more replicas
-    /// nowhere than now (a move never puts one there).
-    fn fitting(&self, env: &PlacementEnv, s: usize, here: usize) -> Vec<bool> {
-        let svc = &self.services[s];
-        let scenario = env.scenario();
-        let mine = self.starts[s]..self.starts[s] + svc.classes[0].len();
-        let mut room = vec![0usize; svc.seats.len()];
-        for n in (0..env.node_count()).filter(|&n| env.node_ready()[n]) {
-            let Some(seat) = svc.node_seat[n] else { continue };
-            let node = &scenario.nodes[n];
-            let mut usage = env.usage()[n].clone();
-            for r in mine.clone().filter(|&r| env.placement()[r] == n) {
-                usage.release(&svc.requests, env.seats()[r]);
-            }
-            while room[seat] < mine.len() && usage.fits(&node.allocatable, node.gpu.as_ref(), &svc.requests) {
-                usage.take(node.gpu.as_ref(), &svc.requests);
-                room[seat] += 1;
-            }
-        }
-        let stranded = svc.classes[here].iter().filter(|&&x| x == svc.nowhere()).count();
-        svc.classes
-            .iter()
-            .map(|class| {
-                let count = |seat: usize| class.iter().filter(|&&x| x == seat).count();
-                count(svc.nowhere()) <= stranded && room.iter().enumerate().all(|(seat, &n)| count(seat) <= n)
-            })
-            .collect()
     }
 
     /// The planning context of `env`'s placement, built again when it changed, with each
@@ -229,7 +96,7 @@ impl ServicePlannerPolicy {
             return;
         }
         let ticks = self.forecast.len() / self.groups.max(1);
-        let heres: Vec<usize> = (0..self.services.len()).map(|s| self.class_of(env, s)).collect();
+        let heres: Vec<usize> = self.services.iter().map(|svc| svc.class_of(env)).collect();
         let mut before = self.context.take().map(|c| c.services).unwrap_or_default().into_iter();
         let services = heres
             .iter()
@@ -237,7 +104,7 @@ impl ServicePlannerPolicy {
             .map(|(s, &here)| {
                 let mut others = heres.clone();
                 others[s] = usize::MAX;
-                let fits = self.fitting(env, s, here);
+                let fits = self.services[s].fitting(env, here);
                 match before.next() {
                     Some(p) if p.others == others && p.ready == env.node_ready() && p.fits == fits => {
                         Priced { here, ..p }
@@ -269,29 +136,24 @@ impl ServicePlannerPolicy {
     ) -> Vec<f64> {
         let svc = &self.services[s];
         let priced = &mut self.context.as_mut().expect("refreshed").services[s];
-        let mut views = views.to_vec();
+        // Copied once, and only where a tick is still to be priced.
+        let mut copy: Option<Vec<ReplicaView>> = None;
         for t in first..=last {
             if !priced.prices[t as usize].is_empty() {
                 continue;
             }
+            let views = copy.get_or_insert_with(|| views.to_vec());
             let start = t as usize * self.groups;
             let rates = &self.forecast[start..start + self.groups];
             let mut prices = vec![f64::INFINITY; svc.classes.len()];
-            for (c, class) in svc.classes.iter().enumerate().filter(|&(c, _)| priced.fits[c]) {
-                for (view, &seat) in views[self.starts[s]..].iter_mut().zip(class) {
-                    *view = match svc.seats.get(seat) {
-                        Some(&(zone, service_time_ms)) => {
-                            ReplicaView { service: s, zone, service_time_ms, up: true }
-                        }
-                        None => ReplicaView { service: s, zone: 0, service_time_ms: 1.0, up: false },
-                    };
-                }
+            for c in (0..svc.classes.len()).filter(|&c| priced.fits[c]) {
+                svc.place_views(views, c);
                 let table = priced.tables[c].get_or_insert_with(|| {
                     let mut table = RoutingTable::default();
-                    self.model.route(&views, &mut table);
+                    self.model.route(views, &mut table);
                     table
                 });
-                prices[c] = self.model.evaluate(&views, table, rates, &mut self.cost_scratch).cost;
+                prices[c] = self.model.evaluate(views, table, rates, &mut self.cost_scratch).cost;
             }
             priced.prices[t as usize] = prices;
         }
@@ -304,10 +166,8 @@ impl ServicePlannerPolicy {
     fn action_between(&self, env: &PlacementEnv, s: usize, from: usize, to: usize) -> Option<usize> {
         let svc = &self.services[s];
         let (a, b) = (&svc.classes[from], &svc.classes[to]);
-        let count = |x: &[usize], v: usize| x.iter().filter(|&&w| w == v).count();
-        let surplus = |x: &[usize], y: &[usize]| x.iter().copied().find(|&v| count(x, v) > count(y, v));
-        let (leaves, gains) = (surplus(a, b)?, surplus(b, a)?);
-        let mine = self.starts[s]..self.starts[s] + a.len();
+        let (leaves, gains) = moved_seats(a, b)?;
+        let mine = svc.replicas();
         let placement = env.placement();
         let (mut ours, mut all) = (vec![0usize; env.node_count()], vec![0usize; env.node_count()]);
         for (r, &n) in placement.iter().enumerate() {
@@ -415,7 +275,7 @@ mod tests {
         .collect();
         placement[13] = first_eu_b;
         env.reset_placed(1, &placement).unwrap();
-        let from = planner.class_of(&env, rerank);
+        let from = svc.class_of(&env);
         let mut seats = svc.classes[from].clone();
         *seats.iter_mut().find(|s| **s == eu_a).unwrap() = eu_b;
         seats.sort_unstable();

@@ -14,6 +14,7 @@ pub mod descheduler;
 pub mod lookahead;
 pub mod placed;
 pub mod planner;
+pub(crate) mod service_classes;
 
 use berth_core::Rng;
 

@@ -159,9 +159,7 @@ impl PlannerPolicy {
                 start += k;
                 continue;
             }
-            let count = |x: &[usize], v: usize| x.iter().filter(|&&w| w == v).count();
-            let surplus = |x: &[usize], y: &[usize]| x.iter().copied().find(|&v| count(x, v) > count(y, v));
-            let (leaves, gains) = (surplus(a, b)?, surplus(b, a)?);
+            let (leaves, gains) = moved_seats(a, b)?;
             let (zone, time) = self.oracle.seat(s, gains)?;
             let replicas = (start..start + k).filter(|&r| self.oracle.slot_of(s, &views[r]) == Some(leaves));
             return replicas.flat_map(|r| (0..env.node_count()).map(move |n| (r, n))).find_map(|(r, n)| {
@@ -200,7 +198,7 @@ fn name(horizon: u32) -> String {
 }
 
 /// [`Error::OracleRefused`] where `scenario` shares GPUs: the planners price whole GPUs only.
-pub(super) fn refuse_shared_gpus(scenario: &Scenario) -> Result<()> {
+pub(crate) fn refuse_shared_gpus(scenario: &Scenario) -> Result<()> {
     match scenario.nodes.iter().any(|n| n.gpu.as_ref().is_some_and(|g| g.sharing.is_shared())) {
         true => Err(Error::OracleRefused(format!(
             "`{}` shares GPUs; the planner plans on whole GPUs only",
@@ -216,6 +214,14 @@ pub(super) fn refuse_shared_gpus(scenario: &Scenario) -> Result<()> {
 pub(super) fn forecast(scratch: &mut PlacementEnv, seed: u64) -> (Vec<f64>, usize) {
     scratch.reset(Rng::derive(seed, 0x706c_616e).next_u64());
     (scratch.trace().rates_rps.clone(), scratch.trace().groups)
+}
+
+/// The seat a one-move change of a service's class leaves and the seat it gains: the seat
+/// `from` holds more replicas in than `to`, and the reverse (`None` where the two are equal).
+pub(super) fn moved_seats(from: &[usize], to: &[usize]) -> Option<(usize, usize)> {
+    let count = |x: &[usize], v: usize| x.iter().filter(|&&w| w == v).count();
+    let surplus = |x: &[usize], y: &[usize]| x.iter().copied().find(|&v| count(x, v) > count(y, v));
+    Some((surplus(from, to)?, surplus(to, from)?))
 }
 
 /// Dynamic programming backwards over ticks `first..=last`: the cost of the cheapest path of
@@ -284,13 +290,11 @@ impl Policy for PlannerPolicy {
 
 #[cfg(test)]
 mod tests {
-    use berth_core::{NodeEvent, NodeEventKind};
-
     use super::*;
     use crate::baselines::LookaheadPolicy;
     use crate::evaluate::run_policy;
     use crate::shipped;
-    use crate::test_cluster::random_states;
+    use crate::test_cluster::{busiest_node_fails_at_noon, random_states};
 
     fn planner(name: &str) -> PlannerPolicy {
         PlannerPolicy::new(shipped::load(name).unwrap(), HORIZON_TICKS).unwrap()
@@ -323,12 +327,7 @@ mod tests {
     #[test]
     fn the_planner_stays_in_the_mask() {
         for name in ["gpu-small", "gpu-medium"] {
-            let mut scenario = (*shipped::load(name).unwrap()).clone();
-            let start = PlacementEnv::new(Arc::new(scenario.clone())).unwrap().placement().to_vec();
-            let node =
-                (0..scenario.nodes.len()).max_by_key(|&n| start.iter().filter(|&&m| m == n).count()).unwrap();
-            scenario.failures.events.push(NodeEvent { at_s: 43_200.0, node, kind: NodeEventKind::Fail });
-            let scenario = Arc::new(scenario);
+            let scenario = busiest_node_fails_at_noon(name);
             let mut env = PlacementEnv::new(scenario.clone()).unwrap();
             let mut planner = build(scenario, HORIZON_TICKS).unwrap();
             let row = run_policy(&mut env, planner.as_mut(), &[1_000_000], &mut |_, _| {}).unwrap();

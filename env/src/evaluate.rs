@@ -7,12 +7,14 @@ use berth_core::Scenario;
 use serde::{Deserialize, Serialize};
 
 use crate::PlacementEnv;
+use crate::backend::Trace;
 use crate::baselines::{self, Policy, baseline};
 use crate::cost::TickMetrics;
 use crate::error::{Error, Result};
 use crate::fixed::{FixedPolicy, search_steps};
+use crate::free_moves::FreeMoves;
 use crate::gym::Env;
-use crate::oracle::Oracle;
+use crate::oracle::{Oracle, OracleTick};
 use crate::shield::{ShieldSettings, ShieldedPolicy};
 
 /// The contenders of a comparison unless told otherwise: every baseline, then the oracle.
@@ -21,10 +23,14 @@ pub fn default_policies() -> Vec<&'static str> {
 }
 
 /// The names `--policy` accepts besides saved models: every baseline, `fixed`, `lookahead`
-/// and `planner` (each simulates or searches for seconds, so they are asked for by name) and
-/// the oracle.
+/// and `planner` (each simulates or searches for seconds, so they are asked for by name), the
+/// oracle, and `free-moves` ([`crate::free_moves`]) where the oracle cannot search.
 pub fn named_policies() -> Vec<&'static str> {
-    baselines::NAMES.iter().copied().chain(["fixed", "lookahead", "planner", "oracle"]).collect()
+    baselines::NAMES
+        .iter()
+        .copied()
+        .chain(["fixed", "lookahead", "planner", "oracle", "free-moves"])
+        .collect()
 }
 
 /// One row of the comparison: a policy's figures over all evaluated episodes.
@@ -207,16 +213,39 @@ pub fn run_oracle(
     on_tick: &mut dyn FnMut(usize, &TickMetrics),
 ) -> Result<EvalRow> {
     let mut oracle = Oracle::new(env.scenario().clone())?;
+    run_search(env, seeds, "oracle", on_tick, &mut |_, trace| Ok(oracle.episode(trace)))
+}
+
+/// Runs the free re-placement reference ([`FreeMoves`]) over the same episodes as the
+/// policies; `on_tick` as in [`run_policy`].
+pub fn run_free_moves(
+    env: &mut PlacementEnv,
+    seeds: &[u64],
+    on_tick: &mut dyn FnMut(usize, &TickMetrics),
+) -> Result<EvalRow> {
+    let mut search = FreeMoves::new(env.scenario().clone())?;
+    run_search(env, seeds, "free-moves", on_tick, &mut |seed, trace| search.episode(seed, trace))
+}
+
+/// The row named `name` of a search that places every tick of a day's trace itself, moves
+/// free (`episode` gives each tick's metrics for a seed and its trace).
+fn run_search(
+    env: &mut PlacementEnv,
+    seeds: &[u64],
+    name: &str,
+    on_tick: &mut dyn FnMut(usize, &TickMetrics),
+    episode: &mut dyn FnMut(u64, &Trace) -> Result<Vec<OracleTick>>,
+) -> Result<EvalRow> {
     let mut summary = Summary::default();
-    for (episode, &seed) in seeds.iter().enumerate() {
+    for (episode_index, &seed) in seeds.iter().enumerate() {
         summary.day(seed);
         env.reset(seed);
-        for tick in oracle.episode(env.trace()) {
+        for tick in episode(seed, env.trace())? {
             summary.add(&tick.metrics, tick.moves, -tick.metrics.cost);
-            on_tick(episode, &tick.metrics);
+            on_tick(episode_index, &tick.metrics);
         }
     }
-    Ok(summary.row("oracle", seeds.len()))
+    Ok(summary.row(name, seeds.len()))
 }
 
 /// Fills `gap_to_oracle` in every row from the oracle's row, if there is one.
@@ -272,6 +301,8 @@ pub enum Contender {
     Policy(Box<dyn Policy>),
     /// The per-tick exhaustive oracle.
     Oracle,
+    /// Free re-placement each tick, one service at a time ([`FreeMoves`]).
+    FreeMoves,
     /// The best fixed placement, searched for before the episodes ([`FixedPolicy::search`]).
     Fixed,
     /// The planner over this many ticks ([`baselines::planner::build`]), built for the scenario.
@@ -283,6 +314,7 @@ impl Contender {
     pub fn named(name: &str) -> Result<Self> {
         match name {
             "oracle" => Ok(Self::Oracle),
+            "free-moves" => Ok(Self::FreeMoves),
             "fixed" => Ok(Self::Fixed),
             _ if name.starts_with("planner") => baselines::planner_horizon(name)
                 .map(Self::Planner)
@@ -334,7 +366,7 @@ pub fn unknown_policy(name: &str) -> String {
 }
 
 /// Evaluates every contender on `episodes` episodes from `seed` (the same traces for all).
-/// The oracle's, `fixed`'s and the planner's rows are left out where their searches refuse the scenario,
+/// The oracle's, `free-moves`', `fixed`'s and the planner's rows are left out where their searches refuse the scenario,
 /// with the reasons in the second value.
 pub fn compare(
     scenario: Arc<Scenario>,
@@ -355,6 +387,11 @@ pub fn compare(
             Contender::Oracle => match run_oracle(&mut env, &seeds, &mut |_, _| progress()) {
                 Ok(row) => rows.push(row),
                 Err(Error::OracleRefused(why)) => notes.push(format!("no oracle row: {why}")),
+                Err(e) => return Err(e),
+            },
+            Contender::FreeMoves => match run_free_moves(&mut env, &seeds, &mut |_, _| progress()) {
+                Ok(row) => rows.push(row),
+                Err(Error::OracleRefused(why)) => notes.push(format!("no free-moves row: {why}")),
                 Err(e) => return Err(e),
             },
             // The search's ticks count on the same bar as the episodes'.

@@ -33,6 +33,7 @@ mod error;
 pub mod evaluate;
 pub mod exposure;
 pub mod fixed;
+pub mod free_moves;
 pub mod gains;
 pub mod gym;
 #[cfg(feature = "live")]

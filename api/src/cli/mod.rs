@@ -162,8 +162,11 @@ struct EvalArgs {
     /// descheduler-high, best-fit, dot-product, gpu-packing, gpu-clustering, fgd;
     /// `descheduler:<seconds>` sets its interval), lookahead (`greedy`'s best move weighed
     /// against keeping over 48 ticks in simulation; `lookahead:<ticks>` sets the horizon),
-    /// planner (the cheapest path of moves over 48 ticks, where the oracle searches;
-    /// `planner:<ticks>`), fixed (the best fixed placement, searched for first), oracle, or a saved model file (runs/<name>/model.bin); `shield:<policy>`
+    /// planner (the cheapest path of moves over 48 ticks, jointly where the oracle searches,
+    /// else one service at a time; `planner:<ticks>`), fixed (the best fixed placement,
+    /// searched for first), oracle, free-moves (each tick every service re-placed in turn at
+    /// its cheapest, moves free: a ceiling where the oracle cannot search), or a saved model
+    /// file (runs/<name>/model.bin); `shield:<policy>`
     /// runs a baseline or model behind the shield (each tick, `greedy`'s move unless the
     /// policy's plans cost less on forecasts by more than `--shield-margin`, and while the day
     /// so far trails `greedy`'s by no more than `--shield-budget`).

@@ -61,7 +61,7 @@ fn the_same_seed_gives_the_same_model() {
 #[test]
 fn qlearning_reaches_the_oracle_on_tiny() {
     use berth_agents::AgentPolicy;
-    use berth_env::evaluate::{Contender, compare};
+    use berth_env::evaluate::{Contender, DayStart, compare};
     let scenario = shipped("tiny").unwrap();
     let request = TrainRequest {
         agent: AgentKind::Qlearning,
@@ -73,7 +73,7 @@ fn qlearning_reaches_the_oracle_on_tiny() {
     };
     let trained = train(&request, &mut |_| Flow::Continue).unwrap();
     let contenders = vec![Contender::Oracle, Contender::Policy(Box::new(AgentPolicy::new(trained.agent)))];
-    let (rows, _) = compare(scenario, contenders, 3, 100, &mut || {}).unwrap();
+    let (rows, _) = compare(scenario, contenders, 3, 100, DayStart::Fresh, &mut || {}).unwrap();
     let gap = rows[1].gap_to_oracle.unwrap();
     assert!(gap < 0.02, "Q-learning is {:.1}% above the oracle on tiny", gap * 100.0);
 }

@@ -169,6 +169,19 @@ pub fn episode_seeds(seed: u64, episodes: usize) -> Vec<u64> {
     (0..episodes as u64).map(|i| seed.wrapping_add(i)).collect()
 }
 
+/// Where each evaluated day (episode) starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DayStart {
+    /// Every day from the scenario's start placement (or where the policy's own scheduler
+    /// places the replicas): each day a fresh deployment, comparable across policies.
+    #[default]
+    Fresh,
+    /// Each day after the first where the policy left the replicas the day before, every node
+    /// Ready again: a cluster that runs on. A policy that moves replicas toward a better
+    /// placement pays for those moves once, not every morning.
+    CarriedOver,
+}
+
 /// Runs `policy` for one episode per seed; `on_tick` is called after every step with the
 /// episode's index in `seeds` and the tick's metrics (progress bars, latency traces).
 pub fn run_policy(
@@ -177,15 +190,30 @@ pub fn run_policy(
     seeds: &[u64],
     on_tick: &mut dyn FnMut(usize, &TickMetrics),
 ) -> Result<EvalRow> {
+    run_policy_from(env, policy, seeds, DayStart::Fresh, on_tick)
+}
+
+/// [`run_policy`], each day after the first starting as `start` says.
+pub fn run_policy_from(
+    env: &mut PlacementEnv,
+    policy: &mut dyn Policy,
+    seeds: &[u64],
+    start: DayStart,
+    on_tick: &mut dyn FnMut(usize, &TickMetrics),
+) -> Result<EvalRow> {
     let mut summary = Summary::default();
     for (episode, &seed) in seeds.iter().enumerate() {
         summary.day(seed);
         policy.reset(seed);
-        match policy.start(env) {
-            Some(placement) => {
+        let left = env.placement().to_vec();
+        match (policy.start(env), start) {
+            (_, DayStart::CarriedOver) if episode > 0 => {
+                env.reset_placed(seed, &left)?;
+            }
+            (Some(placement), _) => {
                 env.reset_placed(seed, &placement)?;
             }
-            None => {
+            (None, _) => {
                 env.reset(seed);
             }
         }
@@ -373,6 +401,7 @@ pub fn compare(
     contenders: Vec<Contender>,
     episodes: usize,
     seed: u64,
+    start: DayStart,
     progress: &mut dyn FnMut(),
 ) -> Result<(Vec<EvalRow>, Option<String>)> {
     if episodes == 0 {
@@ -396,19 +425,23 @@ pub fn compare(
             },
             // The search's ticks count on the same bar as the episodes'.
             Contender::Fixed => match FixedPolicy::search(env.scenario().clone(), &mut *progress) {
-                Ok(mut fixed) => rows.push(run_policy(&mut env, &mut fixed, &seeds, &mut |_, _| progress())?),
+                Ok(mut fixed) => {
+                    rows.push(run_policy_from(&mut env, &mut fixed, &seeds, start, &mut |_, _| progress())?)
+                }
                 Err(Error::FixedRefused(why)) => notes.push(format!("no fixed row: {why}")),
                 Err(e) => return Err(e),
             },
             Contender::Planner(horizon) => match baselines::planner::build(env.scenario().clone(), horizon) {
                 Ok(mut planner) => {
-                    rows.push(run_policy(&mut env, planner.as_mut(), &seeds, &mut |_, _| progress())?)
+                    rows.push(run_policy_from(&mut env, planner.as_mut(), &seeds, start, &mut |_, _| {
+                        progress()
+                    })?)
                 }
                 Err(Error::OracleRefused(why)) => notes.push(format!("no planner row: {why}")),
                 Err(e) => return Err(e),
             },
             Contender::Policy(mut policy) => {
-                rows.push(run_policy(&mut env, policy.as_mut(), &seeds, &mut |_, _| progress())?)
+                rows.push(run_policy_from(&mut env, policy.as_mut(), &seeds, start, &mut |_, _| progress())?)
             }
         }
     }
@@ -436,6 +469,39 @@ mod tests {
         }
     }
 
+    /// `greedy`, noting where each day's replicas stand when it first acts.
+    struct Starts(Vec<Vec<usize>>);
+
+    impl Policy for Starts {
+        fn name(&self) -> &str {
+            "starts"
+        }
+        fn act(&mut self, env: &PlacementEnv) -> usize {
+            if env.tick() == 0 {
+                self.0.push(env.placement().to_vec());
+            }
+            baselines::GreedyPolicy.act(env)
+        }
+    }
+
+    /// Carried over, the second day starts where the policy left the first; fresh, from the
+    /// scenario's start for that day.
+    #[test]
+    fn a_carried_over_day_starts_where_the_day_before_ended() {
+        let mut env = PlacementEnv::new(shipped::load("gpu-medium").unwrap()).unwrap();
+        let (first, second) = (40_000, 40_001);
+        run_policy(&mut env, &mut Starts(Vec::new()), &[first], &mut |_, _| {}).unwrap();
+        let ended = env.placement().to_vec();
+        env.reset(second);
+        let fresh = env.placement().to_vec();
+        assert_ne!(ended, fresh, "greedy moved during the first day");
+        for (start, expected) in [(DayStart::Fresh, &fresh), (DayStart::CarriedOver, &ended)] {
+            let mut starts = Starts(Vec::new());
+            run_policy_from(&mut env, &mut starts, &[first, second], start, &mut |_, _| {}).unwrap();
+            assert_eq!(&starts.0[1], expected, "{start:?}");
+        }
+    }
+
     #[test]
     fn versus_weighs_each_day_alike_and_matches_days_by_seed() {
         let greedy = row_of("greedy", &[(1, 100.0), (2, 200.0)]);
@@ -456,7 +522,8 @@ mod tests {
         let episodes_only = 3 * 2 * u64::from(scenario.episode_ticks);
         assert!(total > episodes_only, "the search's ticks are counted: {total}");
         let mut calls = 0;
-        let (rows, _) = compare(scenario, contenders().into(), 2, 1, &mut || calls += 1).unwrap();
+        let (rows, _) =
+            compare(scenario, contenders().into(), 2, 1, DayStart::Fresh, &mut || calls += 1).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(calls, total);
     }
@@ -467,10 +534,12 @@ mod tests {
     fn the_planner_runs_where_it_plans_and_says_why_not_elsewhere() {
         let planner = || vec![Contender::named("planner:12").unwrap()];
         for name in ["tiny", "gpu-medium"] {
-            let (rows, notes) = compare(shipped::load(name).unwrap(), planner(), 1, 1, &mut || {}).unwrap();
+            let (rows, notes) =
+                compare(shipped::load(name).unwrap(), planner(), 1, 1, DayStart::Fresh, &mut || {}).unwrap();
             assert_eq!((rows.len(), rows[0].policy.as_str(), notes), (1, "planner:12", None), "{name}");
         }
-        let (rows, notes) = compare(shipped::load("gpu-mig").unwrap(), planner(), 1, 1, &mut || {}).unwrap();
+        let (rows, notes) =
+            compare(shipped::load("gpu-mig").unwrap(), planner(), 1, 1, DayStart::Fresh, &mut || {}).unwrap();
         assert!(rows.is_empty(), "{rows:?}");
         assert!(notes.as_deref().is_some_and(|n| n.starts_with("no planner row")), "{notes:?}");
         for bad in ["planner:0", "planner:289", "planner:x", "planners"] {

@@ -6,7 +6,7 @@ use berth_core::sharing::{self, GpuSharing};
 use berth_core::{NodeUsage, Placement, Resources, Scenario};
 use berth_env::Error;
 use berth_env::cost::{CostModel, ReplicaView};
-use berth_env::evaluate::{Contender, compare};
+use berth_env::evaluate::{Contender, DayStart, compare};
 use berth_env::oracle::Oracle;
 use berth_env::shipped::shipped;
 
@@ -182,7 +182,8 @@ fn oracle_is_at_most_greedy_and_greedy_at_most_spread_on_gpu_small() {
     let scenario = shipped("gpu-small").unwrap();
     for seed in [1, 2, 3] {
         let contenders = ["spread", "greedy", "oracle"].map(|n| Contender::named(n).unwrap()).into();
-        let (rows, note) = compare(scenario.clone(), contenders, 2, seed, &mut || {}).unwrap();
+        let (rows, note) =
+            compare(scenario.clone(), contenders, 2, seed, DayStart::Fresh, &mut || {}).unwrap();
         assert!(note.is_none());
         let cost = |p: &str| -rows.iter().find(|r| r.policy == p).unwrap().reward;
         assert!(cost("oracle") <= cost("greedy"), "seed {seed}: {rows:?}");

@@ -19,7 +19,7 @@ use berth_agents::plot::{Reference, learning_curve};
 use berth_agents::run_log::RunLog;
 use berth_agents::{AgentKind, AgentPolicy, Flow, Progress, SavedModel, Target, TrainRequest, load_agent};
 use berth_core::Scenario;
-use berth_env::evaluate::{self, Contender, EvalRow, default_policies};
+use berth_env::evaluate::{self, Contender, DayStart, EvalRow, default_policies};
 use berth_env::shield::{ShieldSettings, Vote};
 use berth_env::{PlacementEnv, shield, shipped};
 use clap::{Args, Parser, Subcommand};
@@ -181,6 +181,10 @@ struct EvalArgs {
     /// Print a JSON array of rows instead of a table.
     #[arg(long)]
     json: bool,
+    /// Start each day after the first where the policy left the replicas the day before (every
+    /// node Ready again), as on a cluster that runs on, instead of from the scenario's start.
+    #[arg(long)]
+    carry_over: bool,
     /// Also write every policy's figures per episode (simulated day) to this CSV file:
     /// `policy, seed, cost, mean_latency_ms, slo_miss, moves, gap_to_oracle, gpus_used`.
     #[arg(long)]
@@ -355,13 +359,15 @@ fn compare_and_print(
     contenders: Vec<Contender>,
     episodes: usize,
     seed: u64,
+    start: DayStart,
     json: bool,
 ) -> Result<Vec<EvalRow>> {
     let bar = progress_bar(
         evaluate::total_steps(scenario, &contenders, episodes),
         &format!("eval {}", scenario.name),
     );
-    let (rows, note) = evaluate::compare(scenario.clone(), contenders, episodes, seed, &mut || bar.inc(1))?;
+    let (rows, note) =
+        evaluate::compare(scenario.clone(), contenders, episodes, seed, start, &mut || bar.inc(1))?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -392,7 +398,8 @@ fn eval(args: EvalArgs) -> Result<()> {
     let contenders =
         args.policy.iter().map(|p| contender(p, &scenario, files > 1, shield)).collect::<Result<Vec<_>>>()?;
     let seed = args.seed.unwrap_or(scenario.seed);
-    let rows = compare_and_print(&scenario, contenders, args.episodes, seed, args.json)?;
+    let start = if args.carry_over { DayStart::CarriedOver } else { DayStart::Fresh };
+    let rows = compare_and_print(&scenario, contenders, args.episodes, seed, start, args.json)?;
     if let Some(path) = &args.per_day {
         std::fs::write(path, table::per_day_csv(&rows))
             .with_context(|| format!("--per-day: cannot write `{}`", path.display()))?;
@@ -525,7 +532,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let mut contenders: Vec<Contender> =
         default_policies().into_iter().map(Contender::named).collect::<Result<Vec<_>, _>>()?;
     contenders.push(Contender::Policy(Box::new(AgentPolicy::new(trained.agent))));
-    let rows = compare_and_print(scenario, contenders, args.episodes, scenario.seed, false)?;
+    let rows = compare_and_print(scenario, contenders, args.episodes, scenario.seed, DayStart::Fresh, false)?;
     // The random baseline is far below the rest and would flatten the curve.
     let references: Vec<Reference> = rows[..rows.len() - 1]
         .iter()

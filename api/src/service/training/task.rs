@@ -250,7 +250,13 @@ pub fn evaluate_agent(
     let mut contenders: Vec<Contender> =
         default_policies().into_iter().map(Contender::named).collect::<Result<_, _>>()?;
     contenders.push(Contender::Policy(Box::new(AgentPolicy::new(agent))));
-    let (rows, _) =
-        evaluate::compare(scenario.clone(), contenders, EVAL_EPISODES, scenario.seed, &mut || {})?;
+    let (rows, _) = evaluate::compare(
+        scenario.clone(),
+        contenders,
+        EVAL_EPISODES,
+        scenario.seed,
+        evaluate::DayStart::Fresh,
+        &mut || {},
+    )?;
     Ok(serde_json::to_value(rows).expect("rows serialise"))
 }

@@ -23,8 +23,9 @@ use crate::gym::Env;
 use crate::oracle::OracleTick;
 use crate::placement_env::StartState;
 
-/// Rounds of coordinate descent a tick at most: each round re-places every service once, and
-/// on the shipped clusters it settles within three.
+/// Rounds of coordinate descent a tick at most: each round re-places every service once. Over
+/// 30 days of `tiny`, `gpu-small` and `gpu-medium` no tick needed more than four, and fewer
+/// than one in twenty a second (mostly the placement of the tick before still holds).
 const MAX_ROUNDS: usize = 8;
 
 /// Re-places services one at a time each tick, moves free.

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use berth_core::Scenario;
 
-use super::planner::{cheapest_to_go, forecast, moved_seats, refuse_shared_gpus};
+use super::planner::{cheapest_to_go, forecast, moved_seats, refuse_shared_gpus, spreading_move};
 pub use super::service_classes::MAX_SERVICE_CLASSES;
 use super::service_classes::ServiceClasses;
 use super::{GreedyPolicy, Policy};
@@ -167,22 +167,15 @@ impl ServicePlannerPolicy {
         let svc = &self.services[s];
         let (a, b) = (&svc.classes[from], &svc.classes[to]);
         let (leaves, gains) = moved_seats(a, b)?;
-        let mine = svc.replicas();
-        let placement = env.placement();
-        let (mut ours, mut all) = (vec![0usize; env.node_count()], vec![0usize; env.node_count()]);
-        for (r, &n) in placement.iter().enumerate() {
-            ours[n] += usize::from(mine.contains(&r));
-            all[n] += 1;
-        }
-        let mask = env.action_mask();
-        mine.clone()
+        let (placement, mask) = (env.placement(), env.action_mask());
+        let moves = svc
+            .replicas()
             .filter(|&r| svc.seat_on(env, placement[r]) == leaves)
             .flat_map(|r| (0..env.node_count()).map(move |n| (r, n)))
             .filter(|&(r, n)| {
                 svc.node_seat[n] == Some(gains) && mask[env.encode(Move { replica: r, node: n })]
-            })
-            .min_by_key(|&(r, n)| (ours[n], std::cmp::Reverse(ours[placement[r]]), all[n]))
-            .map(|(r, n)| env.encode(Move { replica: r, node: n }))
+            });
+        spreading_move(env, svc.replicas(), moves)
     }
 }
 

@@ -14,7 +14,9 @@
 //! scored, and it holds the nodes as they are: the planner does not price what a node failure
 //! would cost the placement it chooses, and it has no guard against crowding a service onto
 //! one node (on `gpu-small`'s tuning days `lookahead`'s guard cost more than it saved). Where
-//! it must evacuate it takes the cheapest planned evacuation. It plans jointly where the
+//! it must evacuate it takes the cheapest planned evacuation. A class says which seats hold
+//! replicas, not which nodes: a move spreads the service over the nodes of its seat
+//! ([`spreading_move`]). It plans jointly where the
 //! oracle searches (`tiny`, `gpu-small`), on whole GPUs; [`build`] plans one service at a
 //! time on larger clusters ([`super::by_service`]).
 
@@ -143,8 +145,8 @@ impl PlannerPolicy {
 
     /// The action that takes one replica of `env` from class `from` to class `to` (one move
     /// apart): a replica in the seat `from` has and `to` has not, onto an allowed node of the
-    /// seat `to` gains, the first such in replica and node order. `views` are `env`'s steady
-    /// views.
+    /// seat `to` gains, chosen to spread the service ([`spreading_move`]). `views` are `env`'s
+    /// steady views.
     fn action_between(
         &self,
         env: &PlacementEnv,
@@ -162,12 +164,13 @@ impl PlannerPolicy {
             let (leaves, gains) = moved_seats(a, b)?;
             let (zone, time) = self.oracle.seat(s, gains)?;
             let replicas = (start..start + k).filter(|&r| self.oracle.slot_of(s, &views[r]) == Some(leaves));
-            return replicas.flat_map(|r| (0..env.node_count()).map(move |n| (r, n))).find_map(|(r, n)| {
-                let action = env.encode(Move { replica: r, node: n });
-                let view = env.view_on(r, n);
-                let seat = view.up && view.zone == zone && view.service_time_ms == time;
-                (seat && env.action_mask()[action]).then_some(action)
-            });
+            let moves =
+                replicas.flat_map(|r| (0..env.node_count()).map(move |n| (r, n))).filter(|&(r, n)| {
+                    let view = env.view_on(r, n);
+                    let seat = view.up && view.zone == zone && view.service_time_ms == time;
+                    seat && env.action_mask()[env.encode(Move { replica: r, node: n })]
+                });
+            return spreading_move(env, start..start + k, moves);
         }
         None
     }
@@ -222,6 +225,28 @@ pub(super) fn moved_seats(from: &[usize], to: &[usize]) -> Option<(usize, usize)
     let count = |x: &[usize], v: usize| x.iter().filter(|&&w| w == v).count();
     let surplus = |x: &[usize], y: &[usize]| x.iter().copied().find(|&v| count(x, v) > count(y, v));
     Some((surplus(from, to)?, surplus(to, from)?))
+}
+
+/// Of `moves` ((replica, node) pairs of one service, whose replicas are `mine`, all between
+/// the same two seats), the action that spreads the service most: onto the node holding
+/// fewest of its replicas, from the node holding most, then onto the node holding fewest
+/// replicas at all. Replicas in one seat cost the same on any of its nodes, so the choice is
+/// free in the planners' model, which cannot price a node failure; the first in node order
+/// would pile a service, and on days that carry over the whole chain, onto one node.
+pub(super) fn spreading_move(
+    env: &PlacementEnv,
+    mine: std::ops::Range<usize>,
+    moves: impl Iterator<Item = (usize, usize)>,
+) -> Option<usize> {
+    let placement = env.placement();
+    let (mut ours, mut all) = (vec![0usize; env.node_count()], vec![0usize; env.node_count()]);
+    for (r, &n) in placement.iter().enumerate() {
+        ours[n] += usize::from(mine.contains(&r));
+        all[n] += 1;
+    }
+    moves
+        .min_by_key(|&(r, n)| (ours[n], std::cmp::Reverse(ours[placement[r]]), all[n]))
+        .map(|(r, n)| env.encode(Move { replica: r, node: n }))
 }
 
 /// Dynamic programming backwards over ticks `first..=last`: the cost of the cheapest path of
@@ -342,6 +367,33 @@ mod tests {
             });
             assert!(states >= 30 && moved > 0, "{name}: {moved} moves of {states}");
         }
+    }
+
+    /// A move into a seat with two nodes goes to the one without a replica of the service,
+    /// not the first in node order: carried over from day to day, taking the first piled the
+    /// whole `gpu-small` chain onto `h100-a-1` until it failed (docs/results.md).
+    #[test]
+    fn a_move_spreads_the_service_over_the_nodes_of_a_seat() {
+        let scenario = shipped::load("gpu-small").unwrap();
+        let node = |name: &str| scenario.nodes.iter().position(|n| n.name == name).unwrap();
+        let (h100_a, cpu_a) = (node("h100-a-1"), node("cpu-a-1"));
+        assert!(h100_a < cpu_a, "the test needs the router's node first in node order");
+        // Routers on `h100-a-1` and `cpu-b-1`, embeddings on `h100-a-1` and `l4-b-1`,
+        // rerankers on `cpu-a-1` and `cpu-b-1`.
+        let placement: Vec<usize> = ["h100-a-1", "cpu-b-1", "h100-a-1", "l4-b-1", "cpu-a-1", "cpu-b-1"]
+            .iter()
+            .map(|n| node(n))
+            .collect();
+        let mut env = PlacementEnv::new(scenario.clone()).unwrap();
+        env.reset_placed(1, &placement).unwrap();
+        let planner = planner("gpu-small");
+        let views = env.steady_views();
+        let from = planner.oracle.slots_of(&views).unwrap();
+        // The second router joins the first in zone `eu-a`: its CPU seat has both nodes.
+        let mut to = from.clone();
+        to[..2].fill(planner.oracle.slot_of(0, &views[0]).unwrap());
+        let action = planner.action_between(&env, &views, &from, &to).expect("a move");
+        assert_eq!(env.decode(action).unwrap(), Move { replica: 1, node: cpu_a });
     }
 
     #[test]

@@ -21,9 +21,9 @@
 //!
 //! Weighing only `greedy`'s best move leaves `lookahead` where `greedy` stays: in a placement
 //! that no single best move improves. Where days carry over that can last for days (traced
-//! on `gpu-small`: the whole chain in zone `eu-b`, 21% dearer a day than what `lookahead`
-//! reaches from it; the way out began with an embedding replica moving to `h100-a-1`, never
-//! the best move by steady cost). So once an hour ([`ESCAPE_EVERY_TICKS`]), where it would
+//! on `gpu-small`: the whole chain in zone `eu-b`, kept all day at 1.27 times what leaving it
+//! cost; the way out began with an embedding replica moving to `h100-a-1`, never the best
+//! move by steady cost). So once an hour ([`ESCAPE_EVERY_TICKS`]), where it would
 //! keep, it also rolls out each service's best move, guarded the same way, and takes the
 //! cheapest that beats keeping.
 

@@ -161,7 +161,8 @@ struct EvalArgs {
     /// Policies to compare, comma-separated: a baseline (random, spread, greedy, descheduler,
     /// descheduler-high, best-fit, dot-product, gpu-packing, gpu-clustering, fgd;
     /// `descheduler:<seconds>` sets its interval), lookahead (`greedy`'s best move weighed
-    /// against keeping over 48 ticks in simulation; `lookahead:<ticks>` sets the horizon),
+    /// against keeping over 48 ticks in simulation, and hourly each service's best move where
+    /// it would keep; `lookahead:<ticks>` sets the horizon),
     /// planner (the cheapest path of moves over 48 ticks, jointly where the oracle searches,
     /// else one service at a time; `planner:<ticks>`), fixed (the best fixed placement,
     /// searched for first), oracle, free-moves (each tick every service re-placed in turn at

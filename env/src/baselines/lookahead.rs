@@ -41,8 +41,9 @@ pub const HORIZON_TICKS: u32 = 48;
 
 /// How often, in ticks, a `lookahead` that would keep also weighs each service's best move:
 /// once an hour of 5-minute ticks. A placement no single best move improves lasts (for days,
-/// where days carry over), so an hourly look finds its way out within the hour, at a tenth
-/// of the work of looking every tick (on `gpu-medium` 19.5 s against 17.1 s for 30 days).
+/// where days carry over), so an hourly look finds its way out within the hour. It adds a
+/// sixth to a simulated `gpu-small` day (155 ms against 133 ms, `cargo bench -p berth-env
+/// --bench baselines`); looking every tick cost about three times the time on `gpu-medium`.
 pub const ESCAPE_EVERY_TICKS: u32 = 12;
 
 /// The longest horizon `lookahead:<ticks>` takes: a day of 5-minute ticks.

@@ -205,15 +205,15 @@ pub fn run_policy_from(
     for (episode, &seed) in seeds.iter().enumerate() {
         summary.day(seed);
         policy.reset(seed);
-        let left = env.placement().to_vec();
-        match (policy.start(env), start) {
-            (_, DayStart::CarriedOver) if episode > 0 => {
-                env.reset_placed(seed, &left)?;
-            }
-            (Some(placement), _) => {
+        let carried = (start == DayStart::CarriedOver && episode > 0).then(|| env.placement().to_vec());
+        // Asked every day, carried over or not: a scheduler's start draws from the policy's
+        // random numbers.
+        let scheduled = policy.start(env);
+        match carried.or(scheduled) {
+            Some(placement) => {
                 env.reset_placed(seed, &placement)?;
             }
-            (None, _) => {
+            None => {
                 env.reset(seed);
             }
         }

@@ -122,6 +122,9 @@ pub struct DqnConfig {
     /// With the entity network: rows also carry what moves are worth, as PPO's
     /// `gain_features`.
     pub gain_features: bool,
+    /// With the entity network: rows also say how each service's replicas stand on each
+    /// node, as PPO's `spread_features`.
+    pub spread_features: bool,
     /// With the entity network: every episode on a new variation of the scenario, as PPO's
     /// `vary_shapes`.
     pub vary_shapes: bool,
@@ -157,6 +160,7 @@ impl Default for DqnConfig {
             candidate_moves: 2,
             candidate_nodes: 0,
             gain_features: false,
+            spread_features: false,
             vary_shapes: false,
             oversample_trailing: 0.0,
         }
@@ -244,13 +248,17 @@ impl DqnConfig {
         let bad = |name: &str, reason: &str| Err(Error::Config { name: name.into(), reason: reason.into() });
         let entity = self.network == PolicyNetwork::Entity;
         let needs = "needs network = \"entity\": the flat network is bound to one shape and reads every node";
-        if !entity && (self.vary_shapes || self.candidate_nodes > 0 || self.gain_features) {
+        if !entity
+            && (self.vary_shapes || self.candidate_nodes > 0 || self.gain_features || self.spread_features)
+        {
             let name = if self.vary_shapes {
                 "vary_shapes"
             } else if self.candidate_nodes > 0 {
                 "candidate_nodes"
-            } else {
+            } else if self.gain_features {
                 "gain_features"
+            } else {
+                "spread_features"
             };
             return bad(name, needs);
         }

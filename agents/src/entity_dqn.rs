@@ -246,7 +246,11 @@ impl EntityDqnAgent {
         seed: u64,
     ) -> Self {
         let state = QState {
-            obs: EntityObs { gains: config.gain_features, ..EntityObs::default() },
+            obs: EntityObs {
+                gains: config.gain_features,
+                spread: config.spread_features,
+                ..EntityObs::default()
+            },
             ..QState::default()
         };
         Self {
@@ -336,7 +340,12 @@ impl Agent for EntityDqnAgent {
 
 /// The network `config` builds for `services` services.
 pub fn shape(services: usize, config: &DqnConfig) -> EntityShape {
-    EntityShape { services, hidden: config.hidden, gains: config.gain_features }
+    EntityShape {
+        services,
+        hidden: config.hidden,
+        gains: config.gain_features,
+        spread: config.spread_features,
+    }
 }
 
 /// A stored transition: the states are shared with the transitions next to it.
@@ -547,7 +556,7 @@ mod tests {
     fn folded_move_head_scores_as_its_layer_applied_to_every_candidate() {
         let scenario = shipped("gpu-small").unwrap();
         let device = Devices::cpu().plain;
-        let shape = EntityShape { services: scenario.services.len(), hidden: 16, gains: true };
+        let shape = EntityShape { services: scenario.services.len(), hidden: 16, gains: true, spread: false };
         let net = EntityQNet::new(shape, &device);
         let mut env = PlacementEnv::new(scenario).unwrap();
         let mut states = Vec::new();

@@ -35,6 +35,8 @@ pub struct EntityShape {
     pub hidden: usize,
     /// Whether it reads the gain features ([`EntityObs::gains`]).
     pub gains: bool,
+    /// Whether it reads the spreading features ([`EntityObs::spread`]).
+    pub spread: bool,
 }
 
 /// The policy and value network over entity observations.
@@ -63,6 +65,9 @@ pub struct EntityNet {
     /// Whether it reads the gain features ([`EntityShape::gains`]).
     #[module(skip)]
     gains: bool,
+    /// Whether it reads the spreading features ([`EntityShape::spread`]).
+    #[module(skip)]
+    spread: bool,
 }
 
 /// States' entity observations stacked row-wise, with the indices that tie rows together.
@@ -101,10 +106,11 @@ pub struct Embedded {
 impl EntityBatch {
     /// Stacks `states` (all of the same services) on `device`.
     pub fn new(states: &[&EntityObs], device: &Device) -> Self {
-        let (services, gains) = states.first().map_or((0, false), |s| (s.services, s.gains));
+        let kind = |s: &EntityObs| (s.services, s.gains, s.spread);
+        let (services, gains, spread) = states.first().map_or((0, false, false), |s| kind(s));
         let (node_w, replica_w, group_w, global_w) = (
-            entity::node_width(services, gains),
-            entity::replica_width(services, gains),
+            entity::node_width(services, gains, spread),
+            entity::replica_width(services, gains, spread),
             entity::group_width(services),
             entity::global_width(gains),
         );
@@ -116,7 +122,7 @@ impl EntityBatch {
         let mut hosted = Vec::new();
         let mut spans = Vec::with_capacity(states.len());
         for (b, s) in states.iter().enumerate() {
-            assert_eq!((s.services, s.gains), (services, gains), "a batch holds states of one kind");
+            assert_eq!(kind(s), (services, gains, spread), "a batch holds states of one kind");
             let (n_rows, r_rows, g_rows) =
                 (s.nodes.len() / node_w, s.replicas.len() / replica_w, s.groups.len() / group_w);
             let node_base = node_state.len();
@@ -181,11 +187,11 @@ impl EntityNet {
     /// A network for `shape`, with burn's default initialisation.
     pub fn new(shape: EntityShape, device: &Device) -> Self {
         let h = shape.hidden;
-        let (s, gains) = (shape.services, shape.gains);
+        let (s, gains, spread) = (shape.services, shape.gains, shape.spread);
         let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
         Self {
-            node_in: linear(entity::node_width(s, gains), h),
-            replica_in: linear(entity::replica_width(s, gains), h),
+            node_in: linear(entity::node_width(s, gains, spread), h),
+            replica_in: linear(entity::replica_width(s, gains, spread), h),
             group_in: linear(entity::group_width(s), h),
             global_in: linear(entity::global_width(gains), h),
             node_update: linear(2 * h, h),
@@ -201,12 +207,13 @@ impl EntityNet {
             value: linear(h, 1),
             keep_against_mean: false,
             gains,
+            spread,
         }
     }
 
     /// An empty observation of the kind this network reads, for [`entity::observe_in`].
     pub fn observation(&self) -> EntityObs {
-        EntityObs { gains: self.gains, ..EntityObs::default() }
+        EntityObs { gains: self.gains, spread: self.spread, ..EntityObs::default() }
     }
 
     /// The network with keeping weighed against the mean of the replicas' scores: the keep
@@ -758,7 +765,7 @@ mod tests {
     fn folded_heads_score_as_the_layers_applied_to_every_row() {
         let device = Devices::cpu().plain;
         let services = shipped("gpu-small").unwrap().services.len();
-        let net = EntityNet::new(EntityShape { services, hidden: 16, gains: true }, &device);
+        let net = EntityNet::new(EntityShape { services, hidden: 16, gains: true, spread: false }, &device);
         let states = two_states(&net);
         let batch = EntityBatch::new(&states.iter().collect::<Vec<_>>(), &device);
         let e = net.embed(&batch);

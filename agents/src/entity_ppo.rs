@@ -253,7 +253,12 @@ pub fn train(
 
 /// The network `config` builds for `services` services.
 pub fn shape(services: usize, config: &PpoConfig) -> EntityShape {
-    EntityShape { services, hidden: config.hidden, gains: config.gain_features }
+    EntityShape {
+        services,
+        hidden: config.hidden,
+        gains: config.gain_features,
+        spread: config.spread_features,
+    }
 }
 
 /// The candidate nodes per service of `config` (`None`: every node).

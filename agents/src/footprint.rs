@@ -89,7 +89,7 @@ pub fn estimate(
             let dqn = dqn_config(target, overrides)?;
             // Parameters, bytes of one transition, bytes of one batch row's activations.
             let (params, transition, activations) = if dqn.network == PolicyNetwork::Entity {
-                let floats = entity_state_floats(scenario, dqn.gain_features);
+                let floats = entity_state_floats(scenario, dqn.gain_features, dqn.spread_features);
                 let (replicas, hidden) = (scenario.replica_count() as u64, dqn.hidden as u64);
                 let nodes = scenario.nodes.len() as u64;
                 let candidates = times(replicas, dqn.candidate_moves as u64);
@@ -138,7 +138,8 @@ pub fn estimate(
                 let (nodes, replicas) = (scenario.nodes.len() as u64, scenario.replica_count() as u64);
                 // A state's rows and relations, the two heads' masks for the action and the
                 // teacher's, and the row's scalars.
-                let floats = entity_state_floats(scenario, ppo.gain_features) + 2 * (nodes + replicas);
+                let floats = entity_state_floats(scenario, ppo.gain_features, ppo.spread_features)
+                    + 2 * (nodes + replicas);
                 let params = EntityPpoAgent::parameters(services, &ppo) as u64;
                 // Embeddings of every node and replica through the layers, forward and backward.
                 (
@@ -178,12 +179,12 @@ pub fn estimate(
 
 /// Floats of one entity observation of `scenario` with a row for every node: its rows, its
 /// relations and its global features.
-fn entity_state_floats(scenario: &berth_core::Scenario, gains: bool) -> u64 {
+fn entity_state_floats(scenario: &berth_core::Scenario, gains: bool, spread: bool) -> u64 {
     let services = scenario.services.len();
     let (nodes, replicas) = (scenario.nodes.len() as u64, scenario.replica_count() as u64);
     let groups = scenario.user_groups.len() as u64;
-    nodes * node_width(services, gains) as u64
-        + replicas * replica_width(services, gains) as u64
+    nodes * node_width(services, gains, spread) as u64
+        + replicas * replica_width(services, gains, spread) as u64
         + groups * group_width(services) as u64
         + 2 * nodes
         + replicas

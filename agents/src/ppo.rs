@@ -121,6 +121,11 @@ pub struct PpoConfig {
     /// `greedy`'s judgement to clusters it never saw. Off by default, as the first entity
     /// models were trained.
     pub gain_features: bool,
+    /// With the entity network: rows also say how each service's replicas stand on each
+    /// node ([`berth_env::entity::NODE_SPREAD_FEATURES`]), so a policy can tell nodes that
+    /// score alike apart as its teacher does when it spreads a service over them. Off by
+    /// default, as the first entity models were trained.
+    pub spread_features: bool,
 }
 
 impl Default for PpoConfig {
@@ -153,6 +158,7 @@ impl Default for PpoConfig {
             candidate_nodes: 0,
             keep_against_mean: false,
             gain_features: false,
+            spread_features: false,
         }
     }
 }
@@ -219,6 +225,9 @@ impl PpoConfig {
         }
         if self.gain_features && self.network != PolicyNetwork::Entity {
             return bad("gain_features", "needs network = \"entity\"");
+        }
+        if self.spread_features && self.network != PolicyNetwork::Entity {
+            return bad("spread_features", "needs network = \"entity\"");
         }
         if !(0.0..=1.0).contains(&self.oversample_trailing) {
             return bad("oversample_trailing", "must be in [0, 1]");

@@ -89,7 +89,7 @@ fn candidates_are_allowed_best_first_per_replica_and_hold_greedys_move() {
 fn batching_states_changes_no_q_value() {
     let scenario = shipped("gpu-medium").unwrap();
     let net = EntityQNet::new(
-        EntityShape { services: scenario.services.len(), hidden: 16, gains: true },
+        EntityShape { services: scenario.services.len(), hidden: 16, gains: true, spread: false },
         &Devices::cpu().plain,
     );
     let mut states = Vec::new();

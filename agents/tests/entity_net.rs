@@ -16,11 +16,11 @@ use proptest::prelude::*;
 const TINY: &str = include_str!("../../scenarios/tiny.yaml");
 
 fn net(services: usize) -> EntityNet {
-    net_reading(services, false)
+    net_reading(services, false, false)
 }
 
-fn net_reading(services: usize, gains: bool) -> EntityNet {
-    EntityNet::new(EntityShape { services, hidden: 32, gains }, &Devices::cpu().plain)
+fn net_reading(services: usize, gains: bool, spread: bool) -> EntityNet {
+    EntityNet::new(EntityShape { services, hidden: 32, gains, spread }, &Devices::cpu().plain)
 }
 
 #[test]
@@ -44,19 +44,19 @@ fn the_parameter_count_does_not_depend_on_nodes_or_replicas() {
 /// Actions an untrained network takes over a day with failures and background pods, each
 /// checked against the env's mask before it is stepped.
 fn play(scenario: Arc<Scenario>, seed: u64, ticks: usize, greedy: bool) {
-    play_in(scenario, None, false, seed, ticks, greedy);
+    play_in(scenario, None, (false, false), seed, ticks, greedy);
 }
 
 fn play_in(
     scenario: Arc<Scenario>,
     candidates: Option<usize>,
-    gains: bool,
+    (gains, spread): (bool, bool),
     seed: u64,
     ticks: usize,
     greedy: bool,
 ) {
     let devices = Devices::cpu();
-    let model = net_reading(scenario.services.len(), gains);
+    let model = net_reading(scenario.services.len(), gains, spread);
     let mut env = PlacementEnv::new(scenario).unwrap();
     let mut rng = Rng::new(seed);
     env.reset(seed);
@@ -79,11 +79,13 @@ fn the_network_acts_on_any_cluster_within_the_masks() {
     );
     play(Arc::new(Scenario::from_yaml(&more).unwrap()), 3, 96, false);
     // On candidate rows alone, failures (evacuations) included.
-    play_in(shipped("gpu-medium").unwrap(), Some(2), false, 5, 288, false);
-    play_in(shipped("openb").unwrap(), Some(8), false, 1, 6, false);
-    // Reading the gain rows as well.
-    play_in(shipped("gpu-medium").unwrap(), Some(2), true, 6, 288, false);
-    play_in(shipped("gpu-mig").unwrap(), None, true, 7, 96, false);
+    play_in(shipped("gpu-medium").unwrap(), Some(2), (false, false), 5, 288, false);
+    play_in(shipped("openb").unwrap(), Some(8), (false, false), 1, 6, false);
+    // Reading the gain rows as well, and the spreading rows.
+    play_in(shipped("gpu-medium").unwrap(), Some(2), (true, false), 6, 288, false);
+    play_in(shipped("gpu-mig").unwrap(), None, (true, false), 7, 96, false);
+    play_in(shipped("gpu-small").unwrap(), None, (true, true), 8, 288, false);
+    play_in(shipped("gpu-medium").unwrap(), Some(2), (false, true), 9, 96, false);
 }
 
 /// The log-probability of every allowed action of the env's flat space that the network's
@@ -117,9 +119,10 @@ proptest! {
         steps in 0usize..40,
         candidates in prop_oneof![Just(None), Just(Some(1usize))],
         gains in any::<bool>(),
+        spread in any::<bool>(),
     ) {
         let scenario = shipped("gpu-small").unwrap();
-        let model = net_reading(scenario.services.len(), gains);
+        let model = net_reading(scenario.services.len(), gains, spread);
         let mut env = PlacementEnv::new(scenario).unwrap();
         let mut rng = Rng::new(seed);
         env.reset(seed);
@@ -154,7 +157,7 @@ fn gradients_reach_every_layer_through_both_heads() {
     let scenario = shipped("gpu-small").unwrap();
     // Reading gains, so the move features' layer is reached too.
     let model = EntityNet::new(
-        EntityShape { services: scenario.services.len(), hidden: 16, gains: true },
+        EntityShape { services: scenario.services.len(), hidden: 16, gains: true, spread: false },
         &devices.train,
     );
     let mut env = PlacementEnv::new(scenario).unwrap();

@@ -40,6 +40,31 @@ fn a_model_trained_on_tiny_acts_with_a_node_more_and_a_node_less() {
 }
 
 #[test]
+fn a_model_reading_the_spreading_rows_acts_on_other_shapes_and_loads_as_trained() {
+    let hyperparameters = serde_json::json!({"network": "entity", "num_envs": 2, "num_steps": 128, "hidden": 16,
+                                             "gain_features": true, "spread_features": true});
+    let request = ppo_request(Target::Placement(shipped("tiny").unwrap()), 512, 6, hyperparameters);
+    let mut trained = train(&request, &mut |_| Flow::Continue).unwrap();
+    let model = SavedModel::from_bytes(&trained.model.to_bytes()).unwrap();
+    // Wider rows, so more weights than a model without them: the header's flag builds them.
+    let mut plain = model.clone();
+    plain.header.config["spread_features"] = serde_json::json!(false);
+    let env = PlacementEnv::new(shipped("tiny").unwrap()).unwrap();
+    let err = load_agent(&plain, &env).err().expect("refused").to_string();
+    assert!(err.contains("weights"), "{err}");
+    let mut loaded = load_agent(&model, &env).unwrap();
+    let mut env = env;
+    env.reset(3);
+    for _ in 0..48 {
+        let a = trained.agent.act_in(&env, ActMode::Greedy);
+        assert_eq!(a, loaded.act_in(&env, ActMode::Greedy));
+        env.step(a).unwrap();
+    }
+    acts_on(&model, &tiny_with_a_node_more());
+    acts_on(&model, &tiny_with_a_node_less());
+}
+
+#[test]
 fn a_service_the_model_never_saw_is_refused_by_name() {
     let model = trained_on_tiny();
     let env = PlacementEnv::new(shipped("gpu-small").unwrap()).unwrap();
@@ -103,7 +128,7 @@ fn a_model_on_candidate_nodes_and_gains_moves_only_to_them_and_loads_as_trained(
     let request = |hyperparameters| {
         ppo_request(Target::Placement(shipped("gpu-medium").unwrap()), 512, 9, hyperparameters)
     };
-    for name in ["candidate_nodes", "keep_against_mean", "gain_features"] {
+    for name in ["candidate_nodes", "keep_against_mean", "gain_features", "spread_features"] {
         let value = if name == "candidate_nodes" { serde_json::json!(2) } else { serde_json::json!(true) };
         let err = train(&request(serde_json::json!({ name: value })), &mut |_| Flow::Continue)
             .err()

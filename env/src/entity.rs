@@ -77,6 +77,18 @@ pub const GLOBAL_GAIN_FEATURES: [&str; 3] = [
     "best_move_in_moves", // the lowest best_move_in_moves of any replica
 ];
 
+/// With spreading ([`EntityObs::spread`]): node features per service after the gain block.
+/// Nodes of one zone and hardware score alike, so no cost change says which of them to use;
+/// the planner spreads a service over them ([`crate::baselines::planner`]), and a policy that
+/// learns from it must see where the service already stands.
+pub const NODE_SPREAD_FEATURES: [&str; 1] = [
+    "service_share", // replicas of the service on the node / replicas of the service
+];
+/// With spreading: replica features after the gain block.
+pub const REPLICA_SPREAD_FEATURES: [&str; 1] = [
+    "node_share", // replicas of its service on its node / replicas of its service
+];
+
 /// Features of one candidate move (replica, node), computed on demand by [`pair_features`].
 pub const PAIR_FEATURES: [&str; 4] = [
     "allowed",     // flag: the mask allows the move now
@@ -93,6 +105,9 @@ pub struct EntityObs {
     /// Whether rows carry the gain features ([`NODE_GAIN_FEATURES`] and the others): set by
     /// the caller before observing, as the model reading them was built.
     pub gains: bool,
+    /// Whether rows carry the spreading features ([`NODE_SPREAD_FEATURES`],
+    /// [`REPLICA_SPREAD_FEATURES`]): set by the caller, as the model was built.
+    pub spread: bool,
     /// `nodes × node_width()`.
     pub nodes: Vec<f32>,
     /// `replicas × replica_width()`.
@@ -117,12 +132,12 @@ pub struct EntityObs {
 impl EntityObs {
     /// Features per node.
     pub fn node_width(&self) -> usize {
-        node_width(self.services, self.gains)
+        node_width(self.services, self.gains, self.spread)
     }
 
     /// Features per replica.
     pub fn replica_width(&self) -> usize {
-        replica_width(self.services, self.gains)
+        replica_width(self.services, self.gains, self.spread)
     }
 
     /// Features per user group.
@@ -136,15 +151,22 @@ impl EntityObs {
     }
 }
 
-/// Features per node for `services` services, with or without the gain features.
-pub fn node_width(services: usize, gains: bool) -> usize {
-    let per_service = NODE_SERVICE_FEATURES.len() + if gains { NODE_GAIN_FEATURES.len() } else { 0 };
+/// Features per node for `services` services, with or without the gain and spreading
+/// features.
+pub fn node_width(services: usize, gains: bool, spread: bool) -> usize {
+    let per_service = NODE_SERVICE_FEATURES.len()
+        + if gains { NODE_GAIN_FEATURES.len() } else { 0 }
+        + if spread { NODE_SPREAD_FEATURES.len() } else { 0 };
     NODE_FEATURES.len() + per_service * services
 }
 
-/// Features per replica for `services` services, with or without the gain features.
-pub fn replica_width(services: usize, gains: bool) -> usize {
-    services + REPLICA_FEATURES.len() + if gains { REPLICA_GAIN_FEATURES.len() } else { 0 }
+/// Features per replica for `services` services, with or without the gain and spreading
+/// features.
+pub fn replica_width(services: usize, gains: bool, spread: bool) -> usize {
+    services
+        + REPLICA_FEATURES.len()
+        + if gains { REPLICA_GAIN_FEATURES.len() } else { 0 }
+        + if spread { REPLICA_SPREAD_FEATURES.len() } else { 0 }
 }
 
 /// Global features, with or without the gain features.
@@ -232,6 +254,17 @@ pub fn observe_with(what_if: &mut WhatIf<'_>, candidates: Option<usize>, out: &m
     out.replica_node.clear();
     out.replica_node.extend(placement.iter().map(|&n| row_of[n]));
 
+    let services_of = env.replica_service();
+    let share_of = |s: usize, count: u32| ratio(f64::from(count), f64::from(scenario.services[s].replicas));
+    // Replicas of each service on each node (`n × services + s`), for the spreading features.
+    let mut on_node = Vec::new();
+    if out.spread {
+        on_node.resize(scenario.nodes.len() * services, 0u32);
+        for (r, &n) in placement.iter().enumerate() {
+            on_node[n * services + services_of[r]] += 1;
+        }
+    }
+
     out.nodes.clear();
     let view = env.cluster_view();
     for &n in &out.node_ids {
@@ -258,10 +291,12 @@ pub fn observe_with(what_if: &mut WhatIf<'_>, candidates: Option<usize>, out: &m
         if out.gains {
             out.nodes.extend((0..services).map(|s| gains.addition[s * scenario.nodes.len() + n]));
         }
+        if out.spread {
+            out.nodes.extend((0..services).map(|s| share_of(s, on_node[n * services + s])));
+        }
     }
 
     out.replicas.clear();
-    let services_of = env.replica_service();
     let mut in_zone = vec![0u32; services * zones];
     for (r, &n) in placement.iter().enumerate() {
         in_zone[services_of[r] * zones + scenario.nodes[n].zone] += 1;
@@ -278,10 +313,13 @@ pub fn observe_with(what_if: &mut WhatIf<'_>, candidates: Option<usize>, out: &m
             ratio(times[r], slo),
             zone_demand[zone] as f32,
             demand_rtt[zone],
-            ratio(f64::from(in_zone[s * zones + zone]), f64::from(scenario.services[s].replicas)),
+            share_of(s, in_zone[s * zones + zone]),
         ]);
         if out.gains {
             out.replicas.extend([gains.removal[r], gains.best_move[r], gains.best_move_in_moves[r]]);
+        }
+        if out.spread {
+            out.replicas.push(share_of(s, on_node[n * services + s]));
         }
     }
 

@@ -106,6 +106,47 @@ fn features_follow_the_state() {
     assert_eq!(after.replica_node[0] as usize, free);
 }
 
+#[test]
+fn spreading_features_count_each_services_replicas_per_node_and_widen_the_rows_by_their_count() {
+    use entity::{NODE_SPREAD_FEATURES, REPLICA_SPREAD_FEATURES};
+    let shape = common::Shape { nodes: 7, services: 3, max_replicas: 3, failures: true, sharing: true };
+    let (mut plain, mut with) = (EntityObs::default(), EntityObs { spread: true, ..EntityObs::default() });
+    let checked = common::random_walks(0..30, &shape, 12, |seed, env| {
+        let scenario = env.scenario();
+        let services = scenario.services.len();
+        entity::observe(env, &mut plain);
+        entity::observe(env, &mut with);
+        let (wp, wn) = (plain.node_width(), with.node_width());
+        assert_eq!(wn, wp + NODE_SPREAD_FEATURES.len() * services);
+        assert_eq!(with.replica_width(), plain.replica_width() + REPLICA_SPREAD_FEATURES.len());
+        for (n, (row_p, row)) in plain.nodes.chunks(wp).zip(with.nodes.chunks(wn)).enumerate() {
+            assert_eq!(row_p, &row[..wp], "seed {seed}: node {n}'s other features");
+            for (s, &share) in row[wp..].iter().enumerate() {
+                let here = (0..env.placement().len())
+                    .filter(|&r| env.placement()[r] == n && env.replica_service()[r] == s)
+                    .count();
+                let want = here as f32 / scenario.services[s].replicas as f32;
+                assert!(
+                    (share - want).abs() < 1e-6,
+                    "seed {seed}: service {s} on node {n}: {share} against {want}"
+                );
+            }
+        }
+        let (rp, rw) = (plain.replica_width(), with.replica_width());
+        for (r, (row_p, row)) in plain.replicas.chunks(rp).zip(with.replicas.chunks(rw)).enumerate() {
+            assert_eq!(row_p, &row[..rp], "seed {seed}: replica {r}'s other features");
+            let (n, s) = (env.placement()[r], env.replica_service()[r]);
+            assert_eq!(
+                row[rp],
+                with.nodes[n * wn + wp + s],
+                "seed {seed}: replica {r} reads its node's share"
+            );
+            assert!(row[rp] > 0.0, "seed {seed}: a replica counts itself");
+        }
+    });
+    assert!(checked > 100, "only {checked} states checked");
+}
+
 /// The candidate rows of `per_service` and the full observation of the same state.
 fn both_views(env: &PlacementEnv, per_service: usize) -> (EntityObs, EntityObs) {
     let mut rows = EntityObs::default();

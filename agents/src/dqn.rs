@@ -125,6 +125,9 @@ pub struct DqnConfig {
     /// With the entity network: rows also say how each service's replicas stand on each
     /// node, as PPO's `spread_features`.
     pub spread_features: bool,
+    /// With the entity network: the share of training days that are failure drills, as
+    /// PPO's `outage_drills`.
+    pub outage_drills: f64,
     /// With the entity network: every episode on a new variation of the scenario, as PPO's
     /// `vary_shapes`.
     pub vary_shapes: bool,
@@ -161,6 +164,7 @@ impl Default for DqnConfig {
             candidate_nodes: 0,
             gain_features: false,
             spread_features: false,
+            outage_drills: 0.0,
             vary_shapes: false,
             oversample_trailing: 0.0,
         }
@@ -248,8 +252,16 @@ impl DqnConfig {
         let bad = |name: &str, reason: &str| Err(Error::Config { name: name.into(), reason: reason.into() });
         let entity = self.network == PolicyNetwork::Entity;
         let needs = "needs network = \"entity\": the flat network is bound to one shape and reads every node";
+        if !(0.0..=1.0).contains(&self.outage_drills) {
+            return bad("outage_drills", "must be in [0, 1]");
+        }
+        let drills = self.outage_drills > 0.0;
         if !entity
-            && (self.vary_shapes || self.candidate_nodes > 0 || self.gain_features || self.spread_features)
+            && (self.vary_shapes
+                || self.candidate_nodes > 0
+                || self.gain_features
+                || self.spread_features
+                || drills)
         {
             let name = if self.vary_shapes {
                 "vary_shapes"
@@ -257,8 +269,10 @@ impl DqnConfig {
                 "candidate_nodes"
             } else if self.gain_features {
                 "gain_features"
-            } else {
+            } else if self.spread_features {
                 "spread_features"
+            } else {
+                "outage_drills"
             };
             return bad(name, needs);
         }

@@ -37,7 +37,7 @@ use crate::dqn::{
     DqnConfig, Logged, advantage_learning_targets, double_dqn_targets, greedy_with_keep_margin, log_row,
 };
 use crate::entity_net::{EntityBatch, EntityNet, EntityShape, ints, linear_of_parts};
-use crate::entity_ppo::next_episode;
+use crate::episodes::Episodes;
 use crate::error::Result;
 use crate::n_step::NStep;
 use crate::nets::{Devices, record_from_bytes, seeded, values};
@@ -401,11 +401,11 @@ pub fn train(
     let mut validation = (config.validation_episodes > 0)
         .then(|| Validation::new(env.clone(), config.validation_episodes, seed));
     let mut env = env.clone();
-    let mut curriculum = config.vary_shapes.then(|| {
+    let curriculum = config.vary_shapes.then(|| {
         Curriculum::new((*scenario).clone(), ShapeRanges::default(), seed, config.oversample_trailing)
     });
-    let mut episode_seeds = Rng::derive(seed, 0xe9);
-    let mut condition: Option<Condition> = next_episode(&mut env, curriculum.as_mut(), &mut episode_seeds)?;
+    let mut episodes = Episodes::new(&env, curriculum, Rng::derive(seed, 0xe9), config.outage_drills, seed)?;
+    let mut condition: Option<Condition> = episodes.next(&mut env)?;
     let mut replay = Replay { capacity: config.buffer_size, items: Vec::new(), next: 0 };
     let mut n_step = NStep::new(config.n_step, config.gamma);
     let mut sample_rng = Rng::derive(seed, 0x5a);
@@ -445,11 +445,9 @@ pub fn train(
         episode_return += reward;
         state = next;
         if ended {
-            if let (Some(c), Some(cond)) = (curriculum.as_mut(), condition) {
-                c.record(cond, episode_return)?;
-            }
+            episodes.record(condition, episode_return)?;
             episode_return = 0.0;
-            condition = next_episode(&mut env, curriculum.as_mut(), &mut episode_seeds)?;
+            condition = episodes.next(&mut env)?;
             agent.observe(&env);
             state = Arc::new(agent.state.clone());
         }

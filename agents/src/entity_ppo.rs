@@ -13,6 +13,8 @@ use berth_env::PlacementEnv;
 use berth_env::entity::{EntityObs, observe_in};
 use berth_env::gym::{Env, first_allowed};
 use berth_env::shapes::{Condition, Curriculum, ShapeRanges};
+
+use crate::episodes::Episodes;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
@@ -126,13 +128,13 @@ pub fn train(
     let updates = steps.div_ceil(batch as u64).max(1);
     let total = updates * batch as u64;
     let mut envs: Vec<PlacementEnv> = (0..n).map(|_| env.clone()).collect();
-    let mut episode_seed = Rng::derive(seed, 0xe5);
-    let mut curriculum = config.vary_shapes.then(|| {
+    let curriculum = config.vary_shapes.then(|| {
         Curriculum::new((*scenario).clone(), ShapeRanges::default(), seed, config.oversample_trailing)
     });
+    let mut episodes = Episodes::new(env, curriculum, Rng::derive(seed, 0xe5), config.outage_drills, seed)?;
     let mut conditions: Vec<Option<Condition>> = vec![None; n];
     for (e, condition) in envs.iter_mut().zip(&mut conditions) {
-        *condition = next_episode(e, curriculum.as_mut(), &mut episode_seed)?;
+        *condition = episodes.next(e)?;
     }
     let mut teachers = Teachers::new(config.teacher, seed, envs.iter().map(PlacementEnv::scenario))?;
     let rows = candidates(config);
@@ -208,11 +210,9 @@ pub fn train(
                     observe_in(e, rows, &mut current[i]);
                     r += config.gamma as f32 * value_of(&acting, &current[i], &devices.plain);
                     window.finished(episode_return[i], episode_length[i]);
-                    if let (Some(c), Some(condition)) = (curriculum.as_mut(), conditions[i]) {
-                        c.record(condition, episode_return[i])?;
-                    }
+                    episodes.record(conditions[i], episode_return[i])?;
                     (episode_return[i], episode_length[i]) = (0.0, 0);
-                    conditions[i] = next_episode(e, curriculum.as_mut(), &mut episode_seed)?;
+                    conditions[i] = episodes.next(e)?;
                     teachers.new_episode(i, e.scenario());
                 }
                 roll.rewards.push(r);
@@ -264,26 +264,6 @@ pub fn shape(services: usize, config: &PpoConfig) -> EntityShape {
 /// The candidate nodes per service of `config` (`None`: every node).
 fn candidates(config: &PpoConfig) -> Option<usize> {
     (config.candidate_nodes > 0).then_some(config.candidate_nodes)
-}
-
-/// Starts `env`'s next episode: the curriculum's next variation and day when training
-/// across shapes (the condition returned), else the next day of the same cluster.
-pub(crate) fn next_episode(
-    env: &mut PlacementEnv,
-    curriculum: Option<&mut Curriculum>,
-    days: &mut Rng,
-) -> Result<Option<Condition>> {
-    match curriculum {
-        Some(c) => {
-            let (condition, varied) = c.draw()?;
-            *env = varied;
-            Ok(Some(condition))
-        }
-        None => {
-            env.reset(days.next_u64());
-            Ok(None)
-        }
-    }
 }
 
 /// The value of one state.

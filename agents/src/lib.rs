@@ -16,6 +16,7 @@ pub mod dqn;
 pub mod entity_dqn;
 pub mod entity_net;
 pub mod entity_ppo;
+mod episodes;
 mod error;
 pub mod footprint;
 pub mod model_file;

@@ -126,6 +126,11 @@ pub struct PpoConfig {
     /// score alike apart as its teacher does when it spreads a service over them. Off by
     /// default, as the first entity models were trained.
     pub spread_features: bool,
+    /// With the entity network: the share of training days (0 to 1) that are failure drills,
+    /// one node drawn at random down for 1 to 8 hours
+    /// ([`berth_env::shapes::node_outage_drill`]), so the policy learns to evacuate a node
+    /// and to place the day after. 0 (the default): the scenario's own failures only.
+    pub outage_drills: f64,
 }
 
 impl Default for PpoConfig {
@@ -159,6 +164,7 @@ impl Default for PpoConfig {
             keep_against_mean: false,
             gain_features: false,
             spread_features: false,
+            outage_drills: 0.0,
         }
     }
 }
@@ -228,6 +234,12 @@ impl PpoConfig {
         }
         if self.spread_features && self.network != PolicyNetwork::Entity {
             return bad("spread_features", "needs network = \"entity\"");
+        }
+        if !(0.0..=1.0).contains(&self.outage_drills) {
+            return bad("outage_drills", "must be in [0, 1]");
+        }
+        if self.outage_drills > 0.0 && self.network != PolicyNetwork::Entity {
+            return bad("outage_drills", "needs network = \"entity\"");
         }
         if !(0.0..=1.0).contains(&self.oversample_trailing) {
             return bad("oversample_trailing", "must be in [0, 1]");

@@ -128,8 +128,13 @@ fn a_model_on_candidate_nodes_and_gains_moves_only_to_them_and_loads_as_trained(
     let request = |hyperparameters| {
         ppo_request(Target::Placement(shipped("gpu-medium").unwrap()), 512, 9, hyperparameters)
     };
-    for name in ["candidate_nodes", "keep_against_mean", "gain_features", "spread_features"] {
-        let value = if name == "candidate_nodes" { serde_json::json!(2) } else { serde_json::json!(true) };
+    for name in ["candidate_nodes", "keep_against_mean", "gain_features", "spread_features", "outage_drills"]
+    {
+        let value = match name {
+            "candidate_nodes" => serde_json::json!(2),
+            "outage_drills" => serde_json::json!(0.5),
+            _ => serde_json::json!(true),
+        };
         let err = train(&request(serde_json::json!({ name: value })), &mut |_| Flow::Continue)
             .err()
             .expect("refused")

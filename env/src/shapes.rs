@@ -87,6 +87,26 @@ fn draw(base: &Scenario, ranges: &ShapeRanges, rng: &mut Rng) -> Scenario {
     s
 }
 
+/// `base` with one node, drawn at random, NotReady for a stretch of the day: from a time drawn
+/// in the first 80% of the day, for 1 to 8 hours. A failure drill for training: under the
+/// scenario's own failure rate a policy meets a long outage of a node it crowded too seldom to
+/// learn the evacuation and the day after it, which a whole node kind down (an H100 at noon)
+/// demands. The day's other failures stay as they are.
+pub fn node_outage_drill(base: &Scenario, rng: &mut Rng) -> Scenario {
+    let mut s = base.clone();
+    if s.nodes.is_empty() {
+        return s;
+    }
+    let day = s.tick_s * f64::from(s.episode_ticks);
+    let node = rng.below(s.nodes.len());
+    let from = uniform(rng, (0.0, 0.8)) * day;
+    let to = (from + uniform(rng, (1.0 / 24.0, 1.0 / 3.0)) * day).min(day);
+    s.failures.events.push(NodeEvent { at_s: from, node, kind: NodeEventKind::Fail });
+    s.failures.events.push(NodeEvent { at_s: to, node, kind: NodeEventKind::Recover });
+    s.failures.events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    s
+}
+
 /// One training condition: the seed of the variation drawn and the seed of the day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Condition {
@@ -251,5 +271,31 @@ mod tests {
         }
         assert!(sizes.len() > 5, "node counts drawn: {sizes:?}");
         assert!((1..40).contains(&outages), "{outages} zone outages in 40 draws");
+    }
+
+    #[test]
+    fn a_drill_takes_one_node_down_for_one_to_eight_hours_and_changes_nothing_else() {
+        let base = crate::shipped::shipped("gpu-small").unwrap();
+        let day = base.tick_s * f64::from(base.episode_ticks);
+        let mut rng = Rng::new(11);
+        let mut nodes = std::collections::BTreeSet::new();
+        for _ in 0..60 {
+            let drill = node_outage_drill(&base, &mut rng);
+            let added: Vec<&NodeEvent> =
+                drill.failures.events.iter().filter(|e| !base.failures.events.contains(e)).collect();
+            let [fail, recover] = added[..] else { panic!("{added:?}") };
+            assert_eq!((fail.kind, recover.kind), (NodeEventKind::Fail, NodeEventKind::Recover));
+            assert_eq!(fail.node, recover.node);
+            let hours = (recover.at_s - fail.at_s) / 3600.0;
+            assert!(fail.at_s < 0.8 * day && recover.at_s <= day, "{fail:?} {recover:?}");
+            assert!((1.0..=8.0).contains(&hours) || recover.at_s == day, "{hours} h");
+            assert!(drill.failures.events.windows(2).all(|w| w[0].at_s <= w[1].at_s), "events in time order");
+            assert_eq!(
+                (&drill.nodes, &drill.services, drill.failures.mtbf_s),
+                (&base.nodes, &base.services, base.failures.mtbf_s)
+            );
+            nodes.insert(fail.node);
+        }
+        assert_eq!(nodes.len(), base.nodes.len(), "every node is drilled: {nodes:?}");
     }
 }

@@ -13,8 +13,6 @@ use berth_env::PlacementEnv;
 use berth_env::entity::{EntityObs, observe_in};
 use berth_env::gym::{Env, first_allowed};
 use berth_env::shapes::{Condition, Curriculum, ShapeRanges};
-
-use crate::episodes::Episodes;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
@@ -22,6 +20,7 @@ use burn::prelude::*;
 
 use crate::agent::{ActMode, Agent, AgentKind};
 use crate::entity_net::{Decision, EntityBatch, EntityNet, EntityShape};
+use crate::episodes::Episodes;
 use crate::error::{Error, Result};
 use crate::nets::{Devices, record_from_bytes, seeded, values};
 use crate::normalize::RewardScaler;

@@ -223,7 +223,6 @@ fn kickstarting_from_the_planner_needs_a_cluster_it_plans_for_and_teaches_with_i
     // Across shapes each copy's first episode already runs on a cluster of its own, and its
     // planner is built for that one (a planner of the base cluster once indexed past the
     // varied cluster's nodes and panicked).
-    let mut hp = hp;
     hp["teacher"] = serde_json::json!("planner");
     hp["vary_shapes"] = serde_json::json!(true);
     let varied = train(&request("gpu-small", hp), &mut |_| Flow::Continue).unwrap();
